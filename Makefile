@@ -1,0 +1,47 @@
+# make demo  -- synthetic MPD (or $MPD_DIR) -> Spark ETL -> CPU trainer -> evaluation
+# make test  -- the test suite (what CI runs)
+# Both create or reuse .venv and install what is missing; a second run installs nothing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+# Prebuilt torch-scatter/torch-sparse wheels (torch 2.13.0, CPython 3.11, x86_64), when present.
+WHEELS ?= $(abspath ../shared/wheels)
+TORCH_VERSION ?= 2.13.0
+DEMO_DIR ?= demo
+DEMO_PLAYLISTS ?= 3000
+
+.PHONY: install test demo clean-demo java
+
+install: $(STAMP)
+
+java:
+	@java -version >/dev/null 2>&1 || { echo "error: Java not found. Spark needs Java 17: apt-get install openjdk-17-jre-headless (or set JAVA_HOME)" >&2; exit 2; }
+
+$(STAMP): pyproject.toml | java
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip --version >/dev/null
+	@# Keep a torch that is already there (e.g. a CUDA build); otherwise take the pinned CPU wheel.
+	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "torch==$(TORCH_VERSION)"
+	@$(PY) -c "import torch_sparse, torch_scatter" 2>/dev/null || { \
+	    if [ -d "$(WHEELS)" ]; then \
+	        echo "installing torch-scatter/torch-sparse from $(WHEELS)"; \
+	        $(PIP) install --quiet --find-links "$(WHEELS)" torch-scatter==2.1.2 torch-sparse==0.6.18; \
+	    else \
+	        echo "no prebuilt wheels at $(WHEELS): building torch-scatter and torch-sparse from source (15-25 minutes on 2 cores)"; \
+	        $(PIP) install --quiet setuptools wheel && \
+	        $(PIP) install --no-build-isolation torch-scatter==2.1.2 torch-sparse==0.6.18; \
+	    fi; }
+	$(PIP) install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	@DEMO_DIR="$(DEMO_DIR)" DEMO_PLAYLISTS="$(DEMO_PLAYLISTS)" PY="$(PY)" bash launch/demo.sh
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

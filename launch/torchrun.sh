@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# torchrun of one of the product's modules, on one node or many (used by train.sh, evaluate.sh).
+#
+# Usage: launch/torchrun.sh MODULE [module arguments...]
+# Knobs: NPROC_PER_NODE (default: GPUs present, else 1), NNODES (1), NODE_RANK (0),
+#        RDZV_ENDPOINT (host:port of node 0; required when NNODES > 1), RDZV_ID, LOG_DIR, TORCHRUN.
+# Console shows local rank 0 only; every rank's output is kept under $LOG_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+module=${1:?usage: launch/torchrun.sh MODULE [args...]}; shift
+gpus=$(nvidia-smi -L 2>/dev/null | wc -l || true)
+NPROC_PER_NODE=${NPROC_PER_NODE:-$(( gpus > 0 ? gpus : 1 ))}
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+RDZV_ENDPOINT=${RDZV_ENDPOINT:-}
+RDZV_ID=${RDZV_ID:-mpd}
+LOG_DIR=${LOG_DIR:-${TMPDIR:-/tmp}/mpd-torchrun-logs}
+TORCHRUN=${TORCHRUN:-$( [ -x .venv/bin/torchrun ] && echo .venv/bin/torchrun || echo torchrun )}
+
+if [ "$NNODES" -eq 1 ] && [ -z "$RDZV_ENDPOINT" ]; then
+    rdzv=(--standalone)
+else
+    : "${RDZV_ENDPOINT:?multi-node needs RDZV_ENDPOINT=host:port of node 0}"
+    rdzv=(--nnodes "$NNODES" --node-rank "$NODE_RANK" --rdzv-backend c10d
+          --rdzv-endpoint "$RDZV_ENDPOINT" --rdzv-id "$RDZV_ID")
+fi
+mkdir -p "$LOG_DIR"
+exec "$TORCHRUN" "${rdzv[@]}" --nproc-per-node "$NPROC_PER_NODE" \
+    --log-dir "$LOG_DIR" --tee 3 --local-ranks-filter 0 \
+    -m "$module" "$@"

@@ -1,0 +1,261 @@
+"""Full-catalogue evaluation of a run (and the baselines) on a held-out split, with the RecSys 2018 metrics.
+
+For every playlist of the split (``nodes/playlist.split``), rank the whole track catalogue
+(its seed tracks masked), keep the top K (500, as the challenge) and score them against its
+hidden tracks; report per seed category and overall. Every method goes through the same
+``trainer.scoring.top_k``; playlists without seeds go to the title fallback for every method.
+
+Runs as ``python -m trainer.evaluate`` or under ``torchrun``: playlists are sharded across ranks
+in contiguous blocks and the per-metric sums and counts are all-reduced. Sums are kept in fixed
+point (2^-32 resolution), so the reduction is exact and N processes write the very numbers one
+process writes.
+
+    python -m trainer.evaluate --graph DIR --run RUN_DIR [--split val|test]
+        [--methods gnn,popularity,itemknn] [--k 500]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from etl import contract
+from trainer import catalogue, dist
+from trainer.baselines import ItemKNN, Popularity, TitlePopularity, popularity_counts
+from trainer.metrics import K, METRICS, batch_metrics, summarise
+from trainer.scoring import EmbeddingScorer, Queries, Scorer, rank
+
+METHODS = ("gnn", "popularity", "itemknn")
+FIXED_POINT = float(2**32)
+
+
+@dataclass
+class HeldOut:
+    """The held-out playlists of one split: queries (seeds, titles), ground truth, categories."""
+
+    playlist_ids: np.ndarray
+    categories: np.ndarray  # object [N]
+    queries: Queries
+    truth_indptr: np.ndarray
+    truth_tracks: np.ndarray
+    without_hidden: int  # playlists of the split with no hidden edge (not scored)
+
+    def __len__(self) -> int:
+        return len(self.playlist_ids)
+
+    def slice(self, lo: int, hi: int) -> "HeldOut":
+        rows = np.arange(lo, hi)
+        indptr = self.truth_indptr[lo:hi + 1]
+        return HeldOut(
+            self.playlist_ids[lo:hi], self.categories[lo:hi], self.queries.take(rows),
+            indptr - indptr[0], self.truth_tracks[indptr[0]:indptr[-1]], 0,
+        )
+
+
+def held_out(graph: catalogue.Catalogue, split: str) -> HeldOut:
+    """Seeds (role=seed) and ground truth (role=hidden) of every playlist of ``split``."""
+    if split not in (contract.SPLIT_VAL, contract.SPLIT_TEST):
+        raise ValueError(f"--split must be val or test, got {split!r}")
+    in_split = np.flatnonzero(graph.playlist_split == split)
+    seeds = graph.edges((contract.ROLE_SEED,))[in_split]
+    truth = graph.edges((contract.ROLE_HIDDEN,))[in_split]
+    has_truth = np.diff(truth.indptr) > 0
+    keep = np.flatnonzero(has_truth)
+    ids = in_split[keep]
+    seeds, truth = seeds[keep], truth[keep]
+    queries = Queries(
+        seeds.indptr.astype(np.int64), seeds.indices.astype(np.int64),
+        [graph.playlist_title[i] for i in ids], ids.astype(np.int64),
+    )
+    return HeldOut(
+        ids, graph.playlist_category[ids], queries, truth.indptr.astype(np.int64),
+        truth.indices.astype(np.int64), int((~has_truth).sum()),
+    )
+
+
+def build_scorers(
+    graph: catalogue.Catalogue, run: Path, methods: list[str], chunk_size: int,
+    device: torch.device, beta: float = 0.5,
+) -> tuple[dict[str, Scorer], Scorer]:
+    """The requested methods' scorers and the title fallback they share."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+    visible = graph.edges(contract.VISIBLE_ROLES)
+    popularity = popularity_counts(visible)
+    train = graph.edges((contract.ROLE_TRAIN,), splits=(contract.SPLIT_TRAIN,))
+    scorers: dict[str, Scorer] = {}
+    for m in methods:
+        if m == "gnn":
+            if not catalogue.has_embeddings(run):
+                raise FileNotFoundError(
+                    f"--methods gnn: no embeddings in {run}/{catalogue.EMBEDDINGS}/ (track.parquet);"
+                    f" export them with python -m trainer.embed, or leave gnn out of --methods"
+                )
+            catalogue.check_run_matches_graph(run, graph)
+            scorers[m] = EmbeddingScorer(
+                catalogue.load_track_embeddings(run, graph),
+                catalogue.load_playlist_embeddings(run, graph), device,
+            )
+        elif m == "popularity":
+            scorers[m] = Popularity(popularity)
+        else:
+            scorers[m] = ItemKNN(train, popularity, chunk_size, beta=beta)
+    return scorers, TitlePopularity(train, graph.playlist_title, popularity)
+
+
+def category_order(categories: np.ndarray) -> list[str]:
+    present = {c for c in categories if c is not None}
+    known = [c.name for c in contract.SEED_CATEGORIES if c.name in present]
+    return known + sorted(present - set(known))
+
+
+def shard(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Contiguous block [lo, hi) of n items for ``rank`` of ``world`` (sizes differ by ≤ 1)."""
+    return n * rank // world, n * (rank + 1) // world
+
+
+def score_sums(
+    held: HeldOut, scorers: dict[str, Scorer], fallback: Scorer, groups: list[str],
+    track_artist: np.ndarray, k: int, batch_size: int, chunk_size: int,
+    device: torch.device, progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-point metric sums int64 [methods, 1 + groups, metrics] and counts [1 + groups].
+
+    Group 0 is overall. Sums of shards add up exactly to the sums of the whole.
+    """
+    group_of = {g: i + 1 for i, g in enumerate(groups)}
+    group = np.array([group_of.get(c, 0) for c in held.categories], dtype=np.int64)
+    sums = np.zeros((len(scorers), 1 + len(groups), len(METRICS)), dtype=np.int64)
+    counts = np.bincount(group, minlength=1 + len(groups)).astype(np.int64)
+    counts[0] = len(held)
+    num_tracks = len(track_artist)
+    steps = [(m, lo) for m in range(len(scorers)) for lo in range(0, len(held), batch_size)]
+    for mi, lo in tqdm(steps, desc="evaluate", disable=not progress):
+        hi = min(lo + batch_size, len(held))
+        part = held.slice(lo, hi)
+        ranked = rank(list(scorers.values())[mi], fallback, part.queries, num_tracks, k,
+                      chunk_size, device)
+        values = batch_metrics(ranked, part.truth_indptr, part.truth_tracks, track_artist)
+        fixed = np.stack([np.rint(values[m] * FIXED_POINT).astype(np.int64) for m in METRICS], 1)
+        sums[mi, 0] += fixed.sum(axis=0)
+        np.add.at(sums[mi], group[lo:hi], fixed)
+    return sums, counts
+
+
+def report(sums: np.ndarray, counts: np.ndarray, methods: list[str], groups: list[str]) -> dict:
+    """The ``methods`` block of eval_<split>.json from reduced sums and counts."""
+    out = {}
+    for mi, m in enumerate(methods):
+        means = [summarise(dict(zip(METRICS, sums[mi, g] / FIXED_POINT)), int(counts[g]))
+                 for g in range(1 + len(groups))]
+        out[m] = {"overall": means[0], "by_category": dict(zip(groups, means[1:]))}
+    return out
+
+
+def format_table(results: dict) -> str:
+    """Methods × metrics, overall and per category, as aligned text."""
+    head = f"{'method':<11}{'group':<12}{'n':>6}" + "".join(f"{m:>18}" for m in METRICS)
+    lines = [head, "-" * len(head)]
+    for method, block in results["methods"].items():
+        for group, values in [("overall", block["overall"]), *block["by_category"].items()]:
+            lines.append(
+                f"{method:<11}{group:<12}{values['num_playlists']:>6}"
+                + "".join(f"{values[m]:>18.4f}" for m in METRICS)
+            )
+    return "\n".join(lines)
+
+
+def evaluate(
+    graph_dir: str | Path, run_dir: str | Path, split: str = contract.SPLIT_VAL,
+    methods: list[str] | None = None, k: int = K, batch_size: int = 256,
+    chunk_size: int = 1 << 17, beta: float = 0.5,
+) -> dict | None:
+    """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
+    if not 1 <= k <= K:
+        raise ValueError(f"--k must be in 1..{K}, got {k}")
+    env = dist.setup()
+    rank_, world, device = env.rank, env.world_size, env.device
+    run = Path(run_dir)
+    graph = catalogue.load_catalogue(graph_dir)
+    if methods is None:
+        methods = [m for m in METHODS if m != "gnn" or catalogue.has_embeddings(run)]
+    held = held_out(graph, split)
+    if len(held) == 0:
+        raise ValueError(
+            f"{graph_dir}: no {split} playlist with hidden tracks; nothing to evaluate"
+            f" (manifest split: {graph.manifest.get('split')})"
+        )
+    scorers, fallback = build_scorers(graph, run, methods, chunk_size, device, beta)
+    groups = category_order(held.categories)
+    lo, hi = shard(len(held), rank_, world)
+    sums, counts = score_sums(
+        held.slice(lo, hi), scorers, fallback, groups, graph.track_artist, k, batch_size,
+        chunk_size, device, progress=rank_ == 0,
+    )
+    if world > 1:
+        packed = torch.from_numpy(np.concatenate([sums.ravel(), counts])).to(device)
+        torch.distributed.all_reduce(packed)
+        packed = packed.cpu().numpy()
+        sums, counts = packed[:sums.size].reshape(sums.shape), packed[sums.size:]
+    counts[0] = len(held)
+    if rank_ != 0:
+        return None
+    results = {
+        "split": split,
+        "num_playlists": len(held),
+        "num_tracks_ranked": graph.num_tracks,
+        "k": k,
+        "graph": str(graph_dir),
+        "world_size": world,
+        "without_hidden_tracks": held.without_hidden,
+        "itemknn": {"beta": beta},
+        "title_only": "every method: popularity among training playlists with the same"
+                      " normalised title, then global popularity",
+        "methods": report(sums, counts, list(scorers), groups),
+    }
+    run.mkdir(parents=True, exist_ok=True)
+    out = run / f"eval_{split}.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(format_table(results))
+    print(f"wrote {out}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--graph", required=True, help="graph dir written by etl.job")
+    p.add_argument("--run", required=True, help="run dir (embeddings in RUN/embeddings/)")
+    p.add_argument("--split", default=contract.SPLIT_VAL, choices=[contract.SPLIT_VAL, contract.SPLIT_TEST])
+    p.add_argument("--methods", help=f"comma-separated subset of {','.join(METHODS)}"
+                   " (default: all; gnn only when the run has embeddings)")
+    p.add_argument("--k", type=int, default=K, help="list length scored (default 500)")
+    p.add_argument("--batch-size", type=int, default=256, help="playlists scored at once")
+    p.add_argument("--chunk-size", type=int, default=1 << 17, help="tracks scored at once")
+    p.add_argument("--itemknn-beta", type=float, default=0.5,
+                   help="item-kNN: divide a candidate's score by its training frequency^beta")
+    args = p.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    try:
+        evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
+                 args.chunk_size, args.itemknn_beta)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # what dist.cleanup does, without an env
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Full-catalogue top-K: score every track for a batch of queries, mask the seeds, keep the best K.
+
+Scores are produced chunk by chunk over the track catalogue (``[B, C]`` at a time, so memory is
+bounded by the batch and chunk sizes, never by the catalogue), and the top K of every chunk are
+merged into a running top K, which is exact: a track in the overall top K is in its chunk's top K.
+Runs on whatever device the scores are moved to (a GPU when there is one).
+
+A scorer is anything with ``batch(queries) -> chunk_scores(start, stop) -> Tensor [B, stop-start]``;
+the GNN's (dot products of embeddings) lives here, the baselines in ``trainer.baselines``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+
+ChunkScores = Callable[[int, int], torch.Tensor]
+
+
+@dataclass
+class Queries:
+    """A batch of playlists to continue: seed tracks (CSR over rows), titles, graph ids.
+
+    ``playlist_ids[b]`` is the playlist's id in the graph, or -1 for one that is not in it (a
+    challenge playlist, a list of track URIs).
+    """
+
+    seed_indptr: np.ndarray  # int64 [B + 1]
+    seed_tracks: np.ndarray  # int64 [nnz]
+    titles: list[str]        # normalised titles
+    playlist_ids: np.ndarray  # int64 [B]
+
+    def __len__(self) -> int:
+        return len(self.playlist_ids)
+
+    def seeds(self, b: int) -> np.ndarray:
+        return self.seed_tracks[self.seed_indptr[b]:self.seed_indptr[b + 1]]
+
+    def num_seeds(self) -> np.ndarray:
+        return np.diff(self.seed_indptr)
+
+    def take(self, rows: np.ndarray) -> "Queries":
+        rows = np.asarray(rows, dtype=np.int64)
+        counts = np.diff(self.seed_indptr)[rows]
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        tracks = (
+            np.concatenate([self.seeds(int(b)) for b in rows]).astype(np.int64)
+            if len(rows) else np.zeros(0, dtype=np.int64)
+        )
+        return Queries(indptr, tracks, [self.titles[b] for b in rows], self.playlist_ids[rows])
+
+    @staticmethod
+    def from_lists(seeds: list[np.ndarray], titles: list[str], playlist_ids=None) -> "Queries":
+        indptr = np.concatenate([[0], np.cumsum([len(s) for s in seeds])]).astype(np.int64)
+        tracks = (np.concatenate(seeds).astype(np.int64) if seeds else np.zeros(0, np.int64))
+        ids = np.full(len(seeds), -1, np.int64) if playlist_ids is None else np.asarray(
+            playlist_ids, dtype=np.int64)
+        return Queries(indptr, tracks, list(titles), ids)
+
+
+class Scorer(Protocol):
+    def batch(self, queries: Queries) -> ChunkScores: ...
+
+
+def top_k(
+    chunk_scores: ChunkScores,
+    queries: Queries,
+    num_tracks: int,
+    k: int,
+    chunk_size: int,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` track ids [B, k] (and scores) with every query's seed tracks excluded.
+
+    Slots that cannot be filled (catalogue smaller than k plus seeds) hold -1. Ties are broken
+    by ``torch.topk``, deterministically for the same inputs and chunking.
+    """
+    if chunk_size < 1 or k < 1:
+        raise ValueError(f"top_k: chunk_size ({chunk_size}) and k ({k}) must be >= 1")
+    device = torch.device(device)
+    num_rows = len(queries)
+    seed_row = torch.from_numpy(
+        np.repeat(np.arange(num_rows, dtype=np.int64), queries.num_seeds())).to(device)
+    seed_col = torch.from_numpy(queries.seed_tracks.astype(np.int64)).to(device)
+    best_v = torch.full((num_rows, 0), -torch.inf, device=device)
+    best_i = torch.zeros((num_rows, 0), dtype=torch.int64, device=device)
+    for start in range(0, num_tracks, chunk_size):
+        stop = min(start + chunk_size, num_tracks)
+        scores = chunk_scores(start, stop).to(device=device, dtype=torch.float32)
+        if scores.shape != (num_rows, stop - start):
+            raise ValueError(
+                f"top_k: scorer returned {tuple(scores.shape)} for tracks [{start}, {stop}),"
+                f" expected {(num_rows, stop - start)}"
+            )
+        here = (seed_col >= start) & (seed_col < stop)
+        if bool(here.any()):
+            # Out of place: a scorer may hand out a view of its own state.
+            scores = scores.index_put(
+                (seed_row[here], seed_col[here] - start), torch.tensor(-torch.inf, device=device))
+        v, i = scores.topk(min(k, stop - start), dim=1)
+        best_v = torch.cat([best_v, v], dim=1)
+        best_i = torch.cat([best_i, i + start], dim=1)
+        if best_v.shape[1] > k:
+            best_v, pick = best_v.topk(k, dim=1)
+            best_i = best_i.gather(1, pick)
+    best_i = torch.where(torch.isneginf(best_v), torch.full_like(best_i, -1), best_i)
+    ids = best_i.cpu().numpy()
+    values = best_v.cpu().numpy()
+    if ids.shape[1] < k:  # catalogue smaller than k
+        pad = k - ids.shape[1]
+        ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+        values = np.pad(values, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return ids, values
+
+
+def rank(
+    scorer: Scorer,
+    fallback: Scorer,
+    queries: Queries,
+    num_tracks: int,
+    k: int,
+    chunk_size: int,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Top-``k`` ids [B, k] for every query: ``scorer`` for those with seeds, ``fallback`` (the
+    title) for those without."""
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    has_seeds = queries.num_seeds() > 0
+    for rows, method in ((np.flatnonzero(has_seeds), scorer), (np.flatnonzero(~has_seeds), fallback)):
+        if len(rows):
+            sub = queries.take(rows)
+            out[rows], _ = top_k(method.batch(sub), sub, num_tracks, k, chunk_size, device)
+    return out
+
+
+class EmbeddingScorer:
+    """The GNN's scores: dot product of a query embedding with every track embedding.
+
+    The query is the playlist's own embedding when it is a graph playlist, else the mean of its
+    seed tracks' embeddings (challenge playlists and URI lists are not nodes of the graph).
+    """
+
+    def __init__(self, track_embeddings: np.ndarray, playlist_embeddings: np.ndarray | None,
+                 device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.tracks = torch.from_numpy(np.ascontiguousarray(track_embeddings)).to(self.device)
+        self.playlists = (
+            None if playlist_embeddings is None
+            else torch.from_numpy(np.ascontiguousarray(playlist_embeddings))
+        )
+
+    def query_vectors(self, queries: Queries) -> torch.Tensor:
+        dim = self.tracks.shape[1]
+        out = torch.zeros((len(queries), dim), dtype=torch.float32)
+        for b in range(len(queries)):
+            pid = int(queries.playlist_ids[b])
+            if pid >= 0 and self.playlists is not None:
+                out[b] = self.playlists[pid]
+            else:
+                seeds = torch.from_numpy(queries.seeds(b))
+                if len(seeds):
+                    out[b] = self.tracks[seeds.to(self.device)].mean(0).cpu()
+        return out.to(self.device)
+
+    def batch(self, queries: Queries) -> ChunkScores:
+        q = self.query_vectors(queries)
+        return lambda start, stop: q @ self.tracks[start:stop].T

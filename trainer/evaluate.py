@@ -60,12 +60,17 @@ class HeldOut:
 
 
 def held_out(graph: catalogue.Catalogue, split: str) -> HeldOut:
-    """Seeds (role=seed) and ground truth (role=hidden) of every playlist of ``split``."""
+    """Seeds (role=seed) and ground truth (role=hidden, seeds excepted) of every playlist of
+    ``split``; playlists left without ground truth are counted, not scored."""
     if split not in (contract.SPLIT_VAL, contract.SPLIT_TEST):
         raise ValueError(f"--split must be val or test, got {split!r}")
     in_split = np.flatnonzero(graph.playlist_split == split)
     seeds = graph.edges((contract.ROLE_SEED,))[in_split]
+    # A track both seed and hidden (a playlist repeating it) cannot be recommended, since seeds
+    # are excluded: it is not ground truth.
     truth = graph.edges((contract.ROLE_HIDDEN,))[in_split]
+    truth = (truth - truth.multiply(seeds)).tocsr()
+    truth.eliminate_zeros()
     has_truth = np.diff(truth.indptr) > 0
     keep = np.flatnonzero(has_truth)
     ids = in_split[keep]

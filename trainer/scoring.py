@@ -105,6 +105,9 @@ def top_k(
         if best_v.shape[1] > k:
             best_v, pick = best_v.topk(k, dim=1)
             best_i = best_i.gather(1, pick)
+    # Fewer than k candidates in all (small catalogue) are never merged: sort them here.
+    best_v, order = best_v.sort(dim=1, descending=True, stable=True)
+    best_i = best_i.gather(1, order)
     best_i = torch.where(torch.isneginf(best_v), torch.full_like(best_i, -1), best_i)
     ids = best_i.cpu().numpy()
     values = best_v.cpu().numpy()
@@ -145,10 +148,10 @@ class EmbeddingScorer:
     def __init__(self, track_embeddings: np.ndarray, playlist_embeddings: np.ndarray | None,
                  device: torch.device | str = "cpu"):
         self.device = torch.device(device)
-        self.tracks = torch.from_numpy(np.ascontiguousarray(track_embeddings)).to(self.device)
+        self.tracks = torch.tensor(np.asarray(track_embeddings, dtype=np.float32), device=self.device)
         self.playlists = (
             None if playlist_embeddings is None
-            else torch.from_numpy(np.ascontiguousarray(playlist_embeddings))
+            else torch.tensor(np.asarray(playlist_embeddings, dtype=np.float32))
         )
 
     def query_vectors(self, queries: Queries) -> torch.Tensor:

@@ -1,0 +1,277 @@
+"""Full-catalogue evaluation: top-k, baselines and metrics against independent computations."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter, defaultdict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from etl import contract as C
+from graphdir_fixture import MPD_SAMPLE, REPO_ROOT, sample_graph_dir, synthetic_graph_dir
+from trainer import catalogue
+from trainer.baselines import ItemKNN, Popularity, TitlePopularity, popularity_counts
+from trainer.evaluate import METRICS, evaluate, held_out, score_sums, shard
+from trainer.metrics import playlist_metrics
+from trainer.scoring import Queries, top_k
+
+needs_sample = pytest.mark.skipif(
+    not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
+
+
+def write_embeddings(run: str, graph_dir: str, tracks: np.ndarray, playlists: np.ndarray) -> str:
+    """A run dir as trainer.embed writes it: embeddings keyed by id and URI/pid, graph.json."""
+    cat = catalogue.load_catalogue(graph_dir)
+    out = os.path.join(run, catalogue.EMBEDDINGS)
+    os.makedirs(out, exist_ok=True)
+    emb = lambda m: pa.array(list(m.astype(np.float32)), type=pa.list_(pa.float32()))  # noqa: E731
+    pq.write_table(pa.table({
+        "track_id": pa.array(np.arange(cat.num_tracks), pa.int64()),
+        "track_uri": pa.array(list(cat.track_uri), pa.string()),
+        "embedding": emb(tracks)}), os.path.join(out, "track.parquet"))
+    pq.write_table(pa.table({
+        "playlist_id": pa.array(np.arange(cat.num_playlists), pa.int64()),
+        "pid": pa.array(cat.playlist_pid, pa.int64()),
+        "embedding": emb(playlists)}), os.path.join(out, "playlist.parquet"))
+    with open(os.path.join(run, "graph.json"), "w") as f:
+        json.dump({"graph": graph_dir, "manifest": cat.manifest}, f)
+    return run
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    if not os.path.exists(MPD_SAMPLE):
+        pytest.skip(f"real MPD sample not found at {MPD_SAMPLE}")
+    return sample_graph_dir(str(tmp_path_factory.mktemp("sample")), num_val=8, num_test=8)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return synthetic_graph_dir(str(tmp_path_factory.mktemp("synth")), 600, holdout=0.05,
+                               tracks_per_genre=200)
+
+
+# --- top-k ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("chunk_size", [1000, 97, 13])
+def test_top_k_equals_full_sort_with_seeds_masked(chunk_size):
+    rng = np.random.default_rng(1)
+    scores = rng.standard_normal((7, 1000)).astype(np.float32)
+    seeds = [rng.choice(1000, n, replace=False) for n in (0, 1, 5, 30, 100, 3, 999)]
+    queries = Queries.from_lists(seeds, [""] * 7)
+    t = torch.from_numpy(scores)
+    ids, _ = top_k(lambda a, b: t[:, a:b], queries, 1000, 50, chunk_size)
+    for b in range(7):
+        masked = scores[b].copy()
+        masked[seeds[b]] = -np.inf
+        want = np.argsort(-masked, kind="stable")[:50]
+        want = np.where(np.isneginf(masked[want]), -1, want)  # row 6 has one track left
+        np.testing.assert_array_equal(ids[b], want)
+
+
+def test_top_k_pads_a_small_catalogue():
+    t = torch.arange(6, dtype=torch.float32).expand(1, 6)
+    ids, _ = top_k(lambda a, b: t[:, a:b], Queries.from_lists([np.array([5])], [""]), 6, 8, 4)
+    assert ids.tolist() == [[4, 3, 2, 1, 0, -1, -1, -1]]
+
+
+# --- baselines -----------------------------------------------------------------------------------
+def _edges(graph_dir):
+    t = pq.read_table(os.path.join(graph_dir, "edges/playlist_track")).to_pylist()
+    split = {r["playlist_id"]: r["split"] for r in
+             pq.read_table(os.path.join(graph_dir, "nodes/playlist")).to_pylist()}
+    return t, split
+
+
+@needs_sample
+def test_popularity_counts_visible_edges_only(sample):
+    edges, _ = _edges(sample)
+    want = defaultdict(set)
+    for e in edges:
+        if e["role"] != C.ROLE_HIDDEN:
+            want[e["track_id"]].add(e["playlist_id"])
+    cat = catalogue.load_catalogue(sample)
+    got = popularity_counts(cat.edges(C.VISIBLE_ROLES))
+    assert got.tolist() == [len(want[t]) for t in range(cat.num_tracks)]
+    only_hidden = {e["track_id"] for e in edges if e["role"] == C.ROLE_HIDDEN} - {
+        t for t, ps in want.items() if ps}
+    assert only_hidden and all(got[t] == 0 for t in only_hidden)
+
+
+@needs_sample
+def test_itemknn_equals_plain_python_co_occurrence(sample):
+    edges, split = _edges(sample)
+    train = defaultdict(set)
+    for e in edges:
+        if split[e["playlist_id"]] == C.SPLIT_TRAIN:
+            train[e["playlist_id"]].add(e["track_id"])
+    df = Counter(t for tracks in train.values() for t in tracks)
+    cat = catalogue.load_catalogue(sample)
+    held = held_out(cat, C.SPLIT_VAL)
+    pop = popularity_counts(cat.edges(C.VISIBLE_ROLES))
+    knn = ItemKNN(cat.edges((C.ROLE_TRAIN,), (C.SPLIT_TRAIN,)), pop, chunk_size=50, beta=0.5)
+    chunk = knn.batch(held.queries)
+    got = torch.cat([chunk(a, min(a + 50, cat.num_tracks)) for a in range(0, cat.num_tracks, 50)], 1)
+    for b in range(len(held)):
+        want = np.zeros(cat.num_tracks)
+        for s in held.queries.seeds(b):
+            idf = np.log1p(len(train) / max(df[s], 1))
+            for tracks in train.values():
+                if s in tracks:
+                    for t in tracks:
+                        want[t] += idf / df[t] ** 0.5
+        scored = want > 0
+        np.testing.assert_allclose(got[b].numpy()[scored], want[scored], rtol=1e-5)
+        # Unscored tracks come after, in popularity order.
+        rest, rest_pop = got[b].numpy()[~scored], pop[~scored]
+        assert (rest < 0).all()
+        assert (np.diff(rest[np.argsort(rest_pop, kind="stable")]) >= 0).all()
+
+
+def test_title_only_ranks_title_matches_first(synth):
+    cat = catalogue.load_catalogue(synth)
+    held = held_out(cat, C.SPLIT_VAL)
+    titled = [b for b in range(len(held)) if held.queries.num_seeds()[b] == 0]
+    assert titled, "the fixture should hold title-only playlists"
+    train = cat.edges((C.ROLE_TRAIN,), (C.SPLIT_TRAIN,))
+    pop = popularity_counts(cat.edges(C.VISIBLE_ROLES))
+    title = TitlePopularity(train, cat.playlist_title, pop)
+    sub = held.queries.take(np.array(titled))
+    ids, _ = top_k(title.batch(sub), sub, cat.num_tracks, 500, 64)
+    for row, b in enumerate(titled):
+        counts = Counter()
+        for p in np.flatnonzero([t == held.queries.titles[b] for t in cat.playlist_title]):
+            if cat.playlist_split[p] == C.SPLIT_TRAIN:
+                counts.update(train[p].indices.tolist())
+        assert counts, "synthetic titles repeat, so a training playlist shares the title"
+        n = min(len(counts), 500)
+        if len(counts) <= 500:  # every title match, then the rest
+            assert set(ids[row][:n]) == set(counts)
+        assert counts[ids[row][0]] == max(counts.values())
+        got = [counts[t] for t in ids[row][:n]]
+        assert got == sorted(got, reverse=True)
+
+
+# --- evaluation end to end ----------------------------------------------------------------------
+@needs_sample
+def test_planted_embeddings_score_perfectly(sample, tmp_path):
+    """Track embeddings one-hot, playlist embedding = its hidden tracks: every hidden track
+    outranks every other, so R-precision, NDCG and recall@500 are 1 and clicks 0."""
+    cat = catalogue.load_catalogue(sample)
+    hidden = cat.edges((C.ROLE_HIDDEN,))
+    run = write_embeddings(str(tmp_path / "run"), sample, np.eye(cat.num_tracks),
+                           hidden.toarray())
+    out = evaluate(sample, run, C.SPLIT_VAL, ["gnn"], chunk_size=128)
+    seeded = [c for c in out["methods"]["gnn"]["by_category"] if c != "title_only"]
+    assert seeded
+    for c in seeded:
+        m = out["methods"]["gnn"]["by_category"][c]
+        assert (m["r_precision_track"], m["ndcg"], m["clicks"], m["recall@500"]) == (1, 1, 0, 1)
+    assert json.loads((tmp_path / "run" / "eval_val.json").read_text()) == out
+
+
+@needs_sample
+def test_evaluation_equals_independent_ranking(sample, tmp_path):
+    cat = catalogue.load_catalogue(sample)
+    rng = np.random.default_rng(3)
+    tracks, playlists = rng.standard_normal((cat.num_tracks, 8)), rng.standard_normal((cat.num_playlists, 8))
+    run = write_embeddings(str(tmp_path / "run"), sample, tracks, playlists)
+    out = evaluate(sample, run, C.SPLIT_TEST, ["gnn"], chunk_size=100, batch_size=3)
+    assert out["num_tracks_ranked"] == cat.num_tracks
+    edges, split = _edges(sample)
+    category = {r["playlist_id"]: r["seed_category"] for r in
+                pq.read_table(os.path.join(sample, "nodes/playlist")).to_pylist()}
+    per_cat = defaultdict(list)
+    for p in sorted(p for p, s in split.items() if s == C.SPLIT_TEST):
+        seeds = {e["track_id"] for e in edges if e["playlist_id"] == p and e["role"] == C.ROLE_SEED}
+        truth = [e["track_id"] for e in edges if e["playlist_id"] == p and e["role"] == C.ROLE_HIDDEN
+                 and e["track_id"] not in seeds]  # a repeated seed cannot be recommended
+        if not seeds:
+            continue
+        scores = tracks.astype(np.float32) @ playlists[p].astype(np.float32)
+        order = [t for t in np.argsort(-scores, kind="stable") if t not in seeds][:500]
+        per_cat[category[p]].append(playlist_metrics(order, truth, cat.track_artist))
+    assert per_cat
+    for c, rows in per_cat.items():
+        got = out["methods"]["gnn"]["by_category"][c]
+        assert got["num_playlists"] == len(rows)
+        for m in METRICS:
+            assert got[m] == pytest.approx(np.mean([r[m] for r in rows]), abs=1e-8), (c, m)
+
+
+def test_shards_add_up_to_the_whole_exactly(synth):
+    cat = catalogue.load_catalogue(synth)
+    held = held_out(cat, C.SPLIT_VAL)
+    pop = popularity_counts(cat.edges(C.VISIBLE_ROLES))
+    train = cat.edges((C.ROLE_TRAIN,), (C.SPLIT_TRAIN,))
+    scorers = {"popularity": Popularity(pop), "itemknn": ItemKNN(train, pop, 256)}
+    fallback = TitlePopularity(train, cat.playlist_title, pop)
+    groups = sorted({c for c in held.categories})
+    args = (scorers, fallback, groups, cat.track_artist, 500, 7, 256, torch.device("cpu"))
+    whole = score_sums(held, *args)
+    for world in (2, 3):
+        parts = [score_sums(held.slice(*shard(len(held), r, world)), *args) for r in range(world)]
+        assert sum(len(range(*shard(len(held), r, world))) for r in range(world)) == len(held)
+        np.testing.assert_array_equal(sum(p[0] for p in parts), whole[0])
+        np.testing.assert_array_equal(sum(p[1][1:] for p in parts), whole[1][1:])
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_write_the_numbers_of_one(synth, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO_ROOT}
+    args = ["--graph", synth, "--methods", "popularity,itemknn", "--batch-size", "5",
+            "--chunk-size", "300"]
+    one = subprocess.run([sys.executable, "-m", "trainer.evaluate", *args, "--run",
+                          str(tmp_path / "one")], env=env, capture_output=True, text=True,
+                         cwd=REPO_ROOT)
+    assert one.returncode == 0, one.stderr
+    # "--" ends torchrun's own options: without it, torchrun reads "--run" as its "--run-path".
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "--", "trainer.evaluate", *args, "--run", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = json.loads((tmp_path / "one" / "eval_val.json").read_text())
+    b = json.loads((tmp_path / "two" / "eval_val.json").read_text())
+    assert b["world_size"] == 2 and a["world_size"] == 1
+    assert a["methods"] == b["methods"]
+
+
+# --- errors --------------------------------------------------------------------------------------
+def test_gnn_without_embeddings_is_a_clear_error(synth, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--methods gnn: no embeddings in"):
+        evaluate(synth, str(tmp_path / "empty"), C.SPLIT_VAL, ["gnn"])
+
+
+def test_unknown_method_is_named(synth, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown \['svd'\]"):
+        evaluate(synth, str(tmp_path / "r"), C.SPLIT_VAL, ["svd"])
+
+
+def test_run_trained_on_another_graph_is_refused(synth, tmp_path):
+    other = synthetic_graph_dir(str(tmp_path / "other"), 300, seed=5, tracks_per_genre=200)
+    cat = catalogue.load_catalogue(other)
+    run = write_embeddings(str(tmp_path / "run"), other, np.zeros((cat.num_tracks, 4)),
+                           np.zeros((cat.num_playlists, 4)))
+    with pytest.raises(catalogue.RunMismatchError, match="trained on another graph dir"):
+        evaluate(synth, run, C.SPLIT_VAL, ["gnn"])
+    os.remove(os.path.join(run, "graph.json"))  # the embeddings themselves still give it away
+    with pytest.raises(catalogue.RunMismatchError, match="embeddings of another graph"):
+        evaluate(synth, run, C.SPLIT_VAL, ["gnn"])
+
+
+def test_mistyped_edge_table_is_named(synth, tmp_path):
+    import shutil
+    bad = str(tmp_path / "bad")
+    shutil.copytree(synth, bad)
+    d = os.path.join(bad, "edges/playlist_track")
+    for f in os.listdir(d):
+        t = pq.read_table(os.path.join(d, f))
+        pq.write_table(t.set_column(1, "track_id", t["track_id"].cast(pa.int32())), os.path.join(d, f))
+    with pytest.raises(C.ContractError, match="column track_id is int32, contract says int64"):
+        catalogue.load_catalogue(bad)

@@ -1,0 +1,77 @@
+"""Atomic checkpoints that load with ``torch.load(weights_only=True)`` (no pickled code).
+
+A checkpoint holds model and optimiser state, the position in training (epoch, step within the
+epoch, global step, the epoch's running loss sums), the RNG states of torch, numpy and Python's
+``random`` as tensors and plain lists, and the resolved config.
+"""
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import random
+
+import fsspec
+import numpy as np
+import torch
+from fsspec.implementations.local import LocalFileSystem
+
+LAST = "last.pt"
+
+
+def rng_state() -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename, so readers never see half a file."""
+    fs, target = fsspec.core.url_to_fs(path)
+    fs.makedirs(posixpath.dirname(target), exist_ok=True)
+    tmp = f"{target}.tmp.{os.getpid()}"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    if isinstance(fs, LocalFileSystem):
+        os.replace(tmp, target)
+    else:  # object stores: copy-then-delete, the best the store offers
+        fs.mv(tmp, target)
+
+
+def save(path: str, payload: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load(path: str, map_location="cpu") -> dict:
+    with fsspec.open(path, "rb") as f:
+        return torch.load(io.BytesIO(f.read()), map_location=map_location, weights_only=True)
+
+
+def exists(path: str) -> bool:
+    fs, target = fsspec.core.url_to_fs(path)
+    return fs.exists(target)
+
+
+def checkpoint_path(run_dir: str, name: str = LAST) -> str:
+    return posixpath.join(run_dir, "checkpoints", name)

@@ -1,0 +1,148 @@
+"""The trainer's one config: a frozen, validated dataclass, overridable from a JSON file and the
+command line (``--key=value``). Unknown keys are errors that list the valid ones."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+import fsspec
+
+
+class ConfigError(ValueError):
+    """A config key or value is invalid."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # model
+    hidden: int = 64                      # width of every layer
+    layers: int = 3                       # SAGEConv layers (to_hetero)
+    aggr: str = "mean"                    # SAGEConv neighbour aggregation: mean | sum | max
+    id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
+    id_dim: int = 32                      # their width (concatenated to the features)
+    # sampling and loss
+    fanout: tuple[int, ...] = (10, 10, 5)  # neighbours per layer, outermost hop first
+    batch_size: int = 512                 # supervision edges per batch and rank
+    negatives: int = 2                    # sampled negatives per positive
+    loss: str = "bce"                     # bce (binary negatives) | bpr (triplets)
+    supervision_ratio: float = 0.3        # fraction of train edges supervised each epoch
+    # optimisation
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    epochs: int = 3
+    max_steps_per_epoch: int = 0          # 0: the whole shard
+    seed: int = 0
+    # validation
+    val_max_edges: int = 20000            # hidden val edges scored per epoch (0: all)
+    # runtime
+    device: str = "auto"                  # auto | cpu | cuda
+    amp: bool = False                     # bf16 autocast (CUDA only)
+    num_workers: int = 0                  # loader worker processes per rank
+    checkpoint_every: int = 0             # also checkpoint every N steps (0: per epoch only)
+
+    def __post_init__(self):
+        def need(ok: bool, msg: str):
+            if not ok:
+                raise ConfigError(msg)
+
+        need(self.hidden > 0, f"hidden must be > 0, got {self.hidden}")
+        need(self.layers > 0, f"layers must be > 0, got {self.layers}")
+        need(self.aggr in ("mean", "sum", "max"), f"aggr must be mean, sum or max, got {self.aggr!r}")
+        need(self.id_dim > 0, f"id_dim must be > 0, got {self.id_dim}")
+        need(len(self.fanout) == self.layers,
+             f"fanout has {len(self.fanout)} entries {list(self.fanout)} but layers={self.layers};"
+             " give one fan-out per layer")
+        need(all(f == -1 or f > 0 for f in self.fanout),
+             f"fanout entries must be positive (or -1 for all neighbours), got {list(self.fanout)}")
+        need(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
+        need(self.negatives > 0, f"negatives must be > 0, got {self.negatives}")
+        need(self.loss in ("bce", "bpr"), f"loss must be bce or bpr, got {self.loss!r}")
+        need(0 < self.supervision_ratio < 1,
+             f"supervision_ratio must be in (0, 1), got {self.supervision_ratio}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
+        need(self.max_steps_per_epoch >= 0, f"max_steps_per_epoch must be >= 0, got {self.max_steps_per_epoch}")
+        need(self.val_max_edges >= 0, f"val_max_edges must be >= 0, got {self.val_max_edges}")
+        need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
+        need(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["fanout"] = list(self.fanout)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config") -> "TrainConfig":
+        """Build from a mapping of raw (JSON or string) values, checking every key."""
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise ConfigError(f"{where}: unknown config key(s) {unknown}; valid keys are {sorted(types)}")
+        return cls(**{k: _coerce(k, types[k], v, where) for k, v in values.items()})
+
+
+def _coerce(key: str, type_name: str, value: Any, where: str) -> Any:
+    try:
+        if type_name == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes", "on"):
+                return True
+            if str(value).lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(value)
+        if type_name == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if type_name == "float":
+            return float(value)
+        if type_name == "str":
+            return str(value)
+        if type_name.startswith("tuple"):
+            if isinstance(value, str):
+                value = json.loads(value) if value.strip().startswith("[") else value.split(",")
+            return tuple(int(v) for v in value)
+    except (TypeError, ValueError, json.JSONDecodeError):
+        raise ConfigError(f"{where}: {key}={value!r} is not a valid {type_name}") from None
+    raise AssertionError(f"unhandled config type {type_name}")
+
+
+def parse_overrides(tokens: list[str]) -> dict[str, str]:
+    """``['--lr=0.01', '--epochs', '2']`` -> ``{'lr': '0.01', 'epochs': '2'}``."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--") or tok == "--":
+            raise ConfigError(f"unexpected argument {tok!r}; config overrides look like --key=value")
+        if "=" in tok:
+            key, value = tok[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(tokens):
+                raise ConfigError(f"{tok} needs a value (--key=value)")
+            key, value = tok[2:], tokens[i + 1]
+            i += 2
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def resolve(config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults, then the JSON file, then command-line overrides."""
+    values: dict[str, Any] = {}
+    if config_file:
+        with fsspec.open(config_file, "r") as f:
+            try:
+                values = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{config_file}: not valid JSON ({e})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{config_file}: expected a JSON object of config keys")
+        TrainConfig.from_dict(values, where=config_file)  # name the file in errors
+    values.update(overrides)
+    return TrainConfig.from_dict(values, where="config" if not overrides else "command line")

@@ -1,0 +1,185 @@
+"""Load a graph dir (``etl/contract.py``) into tensors and PyG ``HeteroData``.
+
+Everything read is checked against the contract first: the manifest's schema version and keys,
+each table's Parquet dtypes, and that ids are dense ``0..N-1``. Node features are indexed by the
+id column, never by file order. Paths may be local or any fsspec URL.
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import torch
+import torch_geometric.transforms as T
+from torch_geometric.data import HeteroData
+
+from etl import contract as C
+
+# The forward relation of each edge table; ``ToUndirected`` adds ``rev_<relation>``.
+RELATION = {
+    "edges/playlist_track": ("playlist", "contains", "track"),
+    "edges/track_album": ("track", "in_album", "album"),
+    "edges/track_artist": ("track", "by_artist", "artist"),
+}
+PLAYLIST_TRACK = RELATION["edges/playlist_track"]
+
+
+@dataclass
+class Graph:
+    """A graph dir in memory: features, visible edges and the edges the trainer supervises on."""
+
+    path: str
+    manifest: dict
+    num_nodes: dict[str, int]
+    x: dict[str, torch.Tensor]               # standardised features, row = node id
+    train_edges: torch.Tensor                # (2, E) playlist->track, role=train
+    seed_edges: torch.Tensor                 # (2, E) playlist->track, role=seed
+    val_edges: torch.Tensor                  # (2, E) role=hidden edges of split=val playlists
+    other_edges: dict[tuple, torch.Tensor]   # track->album, track->artist
+    playlist_split: np.ndarray               # (P,) split name per playlist id
+
+    @property
+    def visible_edges(self) -> torch.Tensor:
+        return torch.cat([self.train_edges, self.seed_edges], dim=1)
+
+    def hetero_data(self, playlist_track: torch.Tensor | None = None) -> HeteroData:
+        """Message-passing graph with reverse relations; ``playlist_track`` defaults to all
+        visible (train + seed) playlist->track edges."""
+        data = HeteroData()
+        for t, n in self.num_nodes.items():
+            data[t].x = self.x[t]
+            data[t].num_nodes = n
+        data[PLAYLIST_TRACK].edge_index = self.visible_edges if playlist_track is None else playlist_track
+        for rel, ei in self.other_edges.items():
+            data[rel].edge_index = ei
+        return T.ToUndirected()(data)
+
+    def metadata(self):
+        return self.hetero_data(torch.empty(2, 0, dtype=torch.long)).metadata()
+
+
+def _filesystem(path: str):
+    fs, root = fsspec.core.url_to_fs(path)
+    return fs, root.rstrip("/")
+
+
+def read_manifest(path: str) -> dict:
+    """The graph dir's manifest, checked against this code's schema version."""
+    fs, root = _filesystem(path)
+    where = posixpath.join(path, C.MANIFEST)
+    if not fs.exists(posixpath.join(root, C.MANIFEST)):
+        raise C.ContractError(f"{where} not found: {path} is not a graph dir "
+                              "(or an ETL run did not finish writing it)")
+    with fs.open(posixpath.join(root, C.MANIFEST), "r") as f:
+        return C.load_manifest(f.read(), where)
+
+
+def read_table(path: str, table: str, columns: list[str] | None = None, filter=None) -> pa.Table:
+    """One contract table, dtypes checked; ``columns`` defaults to the contract's."""
+    fs, root = _filesystem(path)
+    location = posixpath.join(root, table)
+    if not fs.exists(location):
+        raise C.ContractError(f"{path}: table {table} not found (expected Parquet files under {location})")
+    dataset = ds.dataset(location, filesystem=fs, format="parquet")
+    C.check_columns(table, {f.name: str(f.type) for f in dataset.schema})
+    return dataset.to_table(columns=columns or list(C.TABLES[table]), filter=filter)
+
+
+def _ids(table: pa.Table, name: str, column: str, n: int | None = None) -> np.ndarray:
+    ids = table.column(column).to_numpy()
+    if ids.size and (ids.min() < 0 or (n is not None and ids.max() >= n)):
+        raise C.ContractError(f"{name}: {column} out of range [0, {n}): min {ids.min()}, max {ids.max()}")
+    return ids
+
+
+def _dense_order(table: pa.Table, name: str, column: str) -> np.ndarray:
+    """Row order that sorts ``table`` by its id column, checking ids are exactly 0..N-1."""
+    ids = table.column(column).to_numpy()
+    order = np.argsort(ids, kind="stable")
+    if not np.array_equal(ids[order], np.arange(len(ids))):
+        raise C.ContractError(f"{name}: {column} is not dense 0..{len(ids) - 1} "
+                              f"(min {ids.min() if len(ids) else None}, max {ids.max() if len(ids) else None}, "
+                              f"{len(np.unique(ids))} distinct of {len(ids)} rows)")
+    return order
+
+
+def node_features(table: pa.Table, node_type: str, stats: dict) -> torch.Tensor:
+    """log1p then standardise with the manifest's statistics; nulls become 0 afterwards."""
+    columns = []
+    for col in C.FEATURE_COLUMNS[node_type]:
+        s = stats.get(node_type, {}).get(col)
+        if s is None:
+            raise C.ContractError(f"manifest feature_stats has no entry for {node_type}.{col}")
+        arr = table.column(col)
+        if pa.types.is_boolean(arr.type):
+            arr = pc.cast(arr, pa.int64())
+        v = arr.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls -> nan
+        if np.nanmin(v, initial=0.0) < 0:
+            raise C.ContractError(f"nodes/{node_type}: {col} has negative values (min {np.nanmin(v)}); "
+                                  "features are counts")
+        if s.get("mean") is None:   # e.g. hop2 columns of a graph built with --hop2 off
+            columns.append(np.zeros_like(v))
+            continue
+        std = s["std"] or 1.0
+        z = (np.log1p(v) - s["mean"]) / std
+        columns.append(np.nan_to_num(z, nan=0.0))
+    return torch.from_numpy(np.stack(columns, axis=1).astype(np.float32))
+
+
+def load_graph(path: str) -> Graph:
+    """Read and check a graph dir."""
+    manifest = read_manifest(path)
+    stats = manifest["feature_stats"]
+    num_nodes, x = {}, {}
+    playlist_split = None
+    for t in C.NODE_TYPES:
+        name = f"nodes/{t}"
+        cols = [C.ID_COLUMN[t], *C.FEATURE_COLUMNS[t]] + (["split"] if t == "playlist" else [])
+        table = read_table(path, name, cols)
+        table = table.take(pa.array(_dense_order(table, name, C.ID_COLUMN[t])))
+        num_nodes[t] = table.num_rows
+        x[t] = node_features(table, t, stats)
+        if t == "playlist":
+            playlist_split = np.asarray(table.column("split").to_pylist(), dtype=object)
+            bad = set(playlist_split) - set(C.SPLITS)
+            if bad:
+                raise C.ContractError(f"{name}: split has values {sorted(map(str, bad))}, contract allows {C.SPLITS}")
+
+    pt_name = "edges/playlist_track"
+    pt = read_table(path, pt_name, ["playlist_id", "track_id", "role"])
+    src = _ids(pt, pt_name, "playlist_id", num_nodes["playlist"])
+    dst = _ids(pt, pt_name, "track_id", num_nodes["track"])
+    role = pt.column("role")
+    masks = {r: pc.equal(role, r).to_numpy(zero_copy_only=False) for r in C.ROLES}
+    unknown = ~(masks[C.ROLE_TRAIN] | masks[C.ROLE_SEED] | masks[C.ROLE_HIDDEN])
+    if unknown.any():
+        raise C.ContractError(f"{pt_name}: role has values {sorted(set(role.filter(pa.array(unknown)).to_pylist()), key=str)}, "
+                              f"contract allows {C.ROLES}")
+    edge = lambda m: torch.from_numpy(np.stack([src[m], dst[m]]).astype(np.int64))  # noqa: E731
+    val_playlist = playlist_split == C.SPLIT_VAL
+    val_mask = masks[C.ROLE_HIDDEN] & val_playlist[src]
+
+    other = {}
+    for name, rel in RELATION.items():
+        if rel == PLAYLIST_TRACK:
+            continue
+        s_col, d_col = C.ID_COLUMN[rel[0]], C.ID_COLUMN[rel[2]]
+        e = read_table(path, name, [s_col, d_col])
+        other[rel] = torch.from_numpy(np.stack([_ids(e, name, s_col, num_nodes[rel[0]]),
+                                                _ids(e, name, d_col, num_nodes[rel[2]])]).astype(np.int64))
+    return Graph(path=path, manifest=manifest, num_nodes=num_nodes, x=x,
+                 train_edges=edge(masks[C.ROLE_TRAIN]), seed_edges=edge(masks[C.ROLE_SEED]),
+                 val_edges=edge(val_mask), other_edges=other, playlist_split=playlist_split)
+
+
+def read_keys(path: str, node_type: str) -> pa.Table:
+    """``(id, key)`` of every node of a type, sorted by id (e.g. track_id, track_uri)."""
+    name = f"nodes/{node_type}"
+    id_col, key_col = C.ID_COLUMN[node_type], C.KEY_COLUMN[node_type]
+    table = read_table(path, name, [id_col, key_col])
+    return table.take(pa.array(_dense_order(table, name, id_col)))

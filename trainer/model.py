@@ -1,0 +1,95 @@
+"""Heterogeneous GraphSAGE link predictor for (playlist, track): nothing distributed in here.
+
+Input projection per node type (``ModuleDict``): a Linear over the standardised features,
+concatenated with a learnable ID embedding for tracks, albums and artists. Playlists get no ID
+embedding on purpose: held-out (val/test) playlists never receive a gradient, so their ID rows
+would stay random; a playlist is represented by its features and, through message passing, by
+its visible tracks, which is what generalises to unseen playlists. Then ``layers`` SAGEConv
+layers, each made heterogeneous with ``to_hetero`` (per-relation convolutions summed per
+destination type), and a dot-product decoder.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import SAGEConv, to_hetero
+
+ID_EMBEDDED_TYPES = ("track", "album", "artist")
+DECODED_TYPES = ("playlist", "track")
+
+
+class _SAGELayer(nn.Module):
+    def __init__(self, hidden: int, aggr: str):
+        super().__init__()
+        self.conv = SAGEConv((hidden, hidden), hidden, aggr=aggr)
+
+    def forward(self, x, edge_index):
+        return self.conv(x, edge_index)
+
+
+class LinkPredictor(nn.Module):
+    def __init__(self, metadata, feature_dims: dict[str, int], num_nodes: dict[str, int],
+                 hidden: int = 64, layers: int = 3, aggr: str = "mean",
+                 id_embeddings: bool = True, id_dim: int = 32):
+        super().__init__()
+        self.node_types = list(metadata[0])
+        self.edge_types = list(metadata[1])
+        self.embedding = nn.ModuleDict()
+        self.project = nn.ModuleDict()
+        for t in self.node_types:
+            width = feature_dims[t]
+            if id_embeddings and t in ID_EMBEDDED_TYPES:
+                self.embedding[t] = nn.Embedding(num_nodes[t], id_dim)
+                # Small init: a track never seen in training stays close to "features only".
+                nn.init.normal_(self.embedding[t].weight, std=0.01)
+                width += id_dim
+            self.project[t] = nn.Linear(width, hidden)
+        # Input widths are known (every layer sees `hidden`), so there are no lazy parameters.
+        # The last layer only updates what the decoder reads: album/artist convolutions there
+        # would be parameters without gradients (and DDP would need find_unused_parameters).
+        last = [et for et in self.edge_types if et[2] in DECODED_TYPES]
+        self.layer_edge_types = [self.edge_types] * (layers - 1) + [last]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*do not get updated during message passing.*")
+            self.layers = nn.ModuleList(
+                to_hetero(_SAGELayer(hidden, aggr), (self.node_types, ets), aggr="sum")
+                for ets in self.layer_edge_types)
+
+    def input_embeddings(self, x_dict, n_id_dict) -> dict[str, torch.Tensor]:
+        """Layer-0 representation of the given nodes (``n_id_dict``: their global ids)."""
+        h = {}
+        for t, x in x_dict.items():
+            if t in self.embedding:
+                x = torch.cat([x, self.embedding[t](n_id_dict[t])], dim=-1)
+            h[t] = self.project[t](x)
+        return h
+
+    def forward(self, x_dict, edge_index_dict, n_id_dict) -> dict[str, torch.Tensor]:
+        """Final playlist and track representations of the nodes in ``x_dict``."""
+        h = self.input_embeddings(x_dict, n_id_dict)
+        for i, layer in enumerate(self.layers):
+            h = layer(h, edge_index_dict)
+            if i < len(self.layers) - 1:
+                h = {t: F.relu(v) for t, v in h.items()}
+        return h
+
+    def relation_conv(self, layer: int, edge_type: tuple[str, str, str]) -> SAGEConv:
+        """The SAGEConv ``to_hetero`` made for one relation of one layer (layer-wise inference)."""
+        convs = self.layers[layer].conv
+        key = "__".join(edge_type)
+        if key not in convs:
+            raise KeyError(f"layer {layer} has no convolution for {edge_type}; has {list(convs)}")
+        return convs[key]
+
+
+def score(h_playlist: torch.Tensor, h_track: torch.Tensor, edge_label_index: torch.Tensor) -> torch.Tensor:
+    """Dot-product logits of (playlist, track) pairs given as rows into the two tables."""
+    return (h_playlist[edge_label_index[0]] * h_track[edge_label_index[1]]).sum(dim=-1)
+
+
+def build_model(config, metadata, feature_dims, num_nodes) -> LinkPredictor:
+    return LinkPredictor(metadata, feature_dims, num_nodes, hidden=config.hidden, layers=config.layers,
+                         aggr=config.aggr, id_embeddings=config.id_embeddings, id_dim=config.id_dim)

@@ -1,0 +1,56 @@
+"""Which train edges are supervised in an epoch, and which of them each rank trains on.
+
+Per-epoch disjoint split: a seeded hash of ``(seed, epoch, playlist_id, track_id)`` marks a
+``ratio`` of the train edges as the epoch's supervision edges; the epoch's message-passing graph
+drops exactly those, so no batch can see the edges it is asked to predict. Every rank computes the
+same split from the same edges (every rank holds all visible edges for sampling). The supervision
+edges are then permuted with ``(seed, epoch)`` and cut into ``world_size`` equal contiguous
+shards; the remainder (< world_size edges) is left out so all ranks run the same number of
+batches.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x + _GOLDEN
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def edge_hash(edges: torch.Tensor, seed: int, epoch: int) -> np.ndarray:
+    """Uniform [0, 1) value per (playlist_id, track_id) column of ``edges``, fixed by seed and epoch.
+
+    A duplicate edge (a track repeated in a playlist) hashes the same, so both copies fall on the
+    same side of the split.
+    """
+    with np.errstate(over="ignore"):
+        salt = _splitmix64(np.array([seed * 1_000_003 + epoch], dtype=np.uint64))
+        pid = edges[0].numpy().astype(np.uint64)
+        tid = edges[1].numpy().astype(np.uint64)
+        h = _splitmix64(_splitmix64(pid ^ salt) ^ tid)
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def supervision_mask(edges: torch.Tensor, ratio: float, seed: int, epoch: int) -> torch.Tensor:
+    """Boolean mask over ``edges`` (2, E): the epoch's supervision edges."""
+    return torch.from_numpy(edge_hash(edges, seed, epoch) < ratio)
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A generator fixed by (seed, epoch, stream), independent of everything run before."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch) * 101 + stream)
+
+
+def rank_shard(num_edges: int, rank: int, world_size: int, seed: int, epoch: int) -> torch.Tensor:
+    """Indices (into the epoch's supervision edges) this rank trains on: equal, disjoint shards."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world of size {world_size}")
+    per_rank = num_edges // world_size
+    perm = torch.randperm(num_edges, generator=epoch_generator(seed, epoch))
+    return perm[rank * per_rank:(rank + 1) * per_rank]

@@ -1,0 +1,276 @@
+"""Train the link predictor: ``python -m trainer.train --graph DIR --out RUN_DIR [--config F.json]
+[--key=value ...] [--resume]``, or the same under ``torchrun`` (DDP: gloo on CPU, nccl on GPU).
+
+Per epoch: pick the epoch's supervision edges (``trainer/shards.py``), drop them from the
+message-passing graph, give each rank an equal shard, train, validate on the hidden edges of
+validation playlists, and (rank 0) append to ``metrics.jsonl``, redraw ``curves.png`` and write
+``checkpoints/last.pt``. Randomness is re-derived from ``(seed, epoch, rank)`` at every epoch
+start, so a resumed run replays exactly what an uninterrupted one would have done.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import posixpath
+import random
+import sys
+import time
+
+import fsspec
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch_geometric.loader import LinkNeighborLoader
+from torch_geometric.sampler import NegativeSampling
+from tqdm import tqdm
+
+from trainer import checkpoint, dist
+from trainer.config import ConfigError, TrainConfig, parse_overrides, resolve
+from trainer.graph import PLAYLIST_TRACK, Graph, load_graph
+from trainer.model import build_model, score
+from trainer.plots import learning_curves
+from trainer.shards import rank_shard, supervision_mask
+from trainer.validation import val_edges_for_rank, validate
+
+# Keys that may change between a run and its resumption; anything else would change the result.
+RESUMABLE_CHANGES = {"epochs", "num_workers", "checkpoint_every", "device"}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.train", description=__doc__.split("\n\n")[0],
+        epilog=f"config keys (--key=value): {', '.join(f'{k}={v}' for k, v in TrainConfig().to_dict().items())}")
+    parser.add_argument("--graph", required=True, help="graph dir written by etl.job (path or fsspec URL)")
+    parser.add_argument("--out", required=True, help="run dir for checkpoints, metrics, curves (path or fsspec URL)")
+    parser.add_argument("--config", help="JSON file of config keys")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
+    args, rest = parser.parse_known_args(argv)
+    return args, parse_overrides(rest)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def epoch_seed(config: TrainConfig, epoch: int, rank: int) -> int:
+    # Distinct per rank so ranks draw different negatives and neighbours.
+    return (config.seed * 1_000_003 + epoch * 7919 + rank) % 2**63
+
+
+def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: int):
+    """This rank's loader for ``epoch``: its shard of the epoch's supervision edges, sampled on
+    the visible graph minus all of the epoch's supervision edges."""
+    sup = supervision_mask(graph.train_edges, config.supervision_ratio, config.seed, epoch)
+    message_passing = torch.cat([graph.train_edges[:, ~sup], graph.seed_edges], dim=1)
+    data = graph.hetero_data(message_passing)
+    supervision = graph.train_edges[:, sup]
+    edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size,
+                                                 config.seed, epoch)]
+    loader = LinkNeighborLoader(
+        data, num_neighbors=list(config.fanout), edge_label_index=(PLAYLIST_TRACK, edge_label_index),
+        neg_sampling=NegativeSampling("triplet", amount=config.negatives), batch_size=config.batch_size,
+        shuffle=False,  # the shard is already a fresh (seed, epoch) permutation
+        num_workers=config.num_workers, persistent_workers=False,
+        prefetch_factor=4 if config.num_workers else None)
+    return loader, data
+
+
+def batch_loss(model, batch, config: TrainConfig, amp: bool):
+    """(mean loss, number of loss terms, number of positive edges) of one batch.
+
+    Negatives are triplets (the positive's playlist with ``negatives`` random tracks), for BCE
+    too: PyG's binary mode also draws a random playlist, which lets a model score playlists by
+    degree instead of ranking tracks for a playlist, the task evaluation measures.
+    """
+    with torch.autocast(batch["playlist"].x.device.type, dtype=torch.bfloat16, enabled=amp):
+        h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict)
+    hp, ht = h["playlist"].float(), h["track"].float()
+    src = hp[batch["playlist"].src_index]
+    pos = (src * ht[batch["track"].dst_pos_index]).sum(-1)
+    neg = (src.unsqueeze(1) * ht[batch["track"].dst_neg_index]).sum(-1)
+    if config.loss == "bce":
+        logits = torch.cat([pos, neg.flatten()])
+        labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg.flatten())])
+        return F.binary_cross_entropy_with_logits(logits, labels), logits.numel(), pos.numel()
+    return -F.logsigmoid(pos.unsqueeze(1) - neg).mean(), neg.numel(), pos.numel()
+
+
+class RunDir:
+    """Rank 0's writer for everything under RUN_DIR."""
+
+    def __init__(self, path: str):
+        self.path = path.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.path)
+
+    def join(self, *parts) -> str:
+        return posixpath.join(self.path, *parts)
+
+    def write_json(self, name: str, obj) -> None:
+        checkpoint.atomic_write_bytes(self.join(name), (json.dumps(obj, indent=2) + "\n").encode())
+
+    def read_json(self, name: str):
+        p = posixpath.join(self.root, name)
+        if not self.fs.exists(p):
+            return None
+        with self.fs.open(p, "r") as f:
+            return json.load(f)
+
+    def read_metrics(self) -> list[dict]:
+        p = posixpath.join(self.root, "metrics.jsonl")
+        if not self.fs.exists(p):
+            return []
+        with self.fs.open(p, "r") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def write_metrics(self, records: list[dict]) -> None:
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        checkpoint.atomic_write_bytes(self.join("metrics.jsonl"), text.encode())
+
+
+def graph_record(graph: Graph) -> dict:
+    m = graph.manifest
+    return {"graph": graph.path, "schema_version": m["schema_version"], "created_at": m["created_at"],
+            "counts": m["counts"]}
+
+
+def check_resumable(saved: dict, config: TrainConfig, run: RunDir, graph: Graph) -> None:
+    current = config.to_dict()
+    differ = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    if differ:
+        raise ConfigError(
+            f"--resume: config differs from the checkpoint in {differ} "
+            f"({', '.join(f'{k}: {saved.get(k)!r} -> {current[k]!r}' for k in differ)}); "
+            f"only {sorted(RESUMABLE_CHANGES)} may change")
+    recorded = run.read_json("graph.json")
+    now = graph_record(graph)
+    if recorded and (recorded["created_at"], recorded["counts"]) != (now["created_at"], now["counts"]):
+        raise ConfigError(f"--resume: {run.path} was trained on graph {recorded['graph']} "
+                          f"(created_at {recorded['created_at']}), not {graph.path} (created_at {now['created_at']})")
+
+
+def main(argv=None) -> dict:
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    config = resolve(args.config, overrides)
+    env = dist.setup(config.device)
+    try:
+        return train(args.graph, args.out, config, env, resume=args.resume)
+    finally:
+        dist.cleanup(env)
+
+
+def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool = False) -> dict:
+    """Run (or resume) training; returns the last epoch's metrics record."""
+    log = tqdm.write if env.is_main else (lambda *_: None)
+    run = RunDir(out)
+    graph = load_graph(graph_path)
+    ckpt_path = checkpoint.checkpoint_path(run.path)
+    ckpt = None
+    if resume and checkpoint.exists(ckpt_path):
+        ckpt = checkpoint.load(ckpt_path)
+        check_resumable(ckpt["config"], config, run, graph)
+    elif resume:
+        log(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
+
+    seed_everything(config.seed)  # identical initial parameters on every rank
+    feature_dims = {t: x.size(1) for t, x in graph.x.items()}
+    model = build_model(config, graph.metadata(), feature_dims, graph.num_nodes).to(env.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start_epoch, skip_steps, global_step, carried = 0, 0, 0, [0.0, 0.0, 0.0]
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        checkpoint.set_rng_state(ckpt["rng"])
+        start_epoch, skip_steps, global_step = ckpt["epoch"], ckpt["step"], ckpt["global_step"]
+        carried = list(ckpt["epoch_sums"])
+        log(f"resuming from {ckpt_path}: epoch {start_epoch}, step {skip_steps}")
+
+    records = [r for r in run.read_metrics() if r["epoch"] < start_epoch] if ckpt is not None else []
+    if env.is_main:
+        run.write_json("config.json", config.to_dict())
+        run.write_json("graph.json", graph_record(graph))
+        run.write_metrics(records)
+    ddp = (DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None)
+           if env.distributed else model)
+    amp = config.amp and env.device.type == "cuda"
+    full_graph = graph.hetero_data()
+    val_edges = val_edges_for_rank(graph, config, env)
+
+    def save(epoch: int, step: int, sums: list[float]) -> None:
+        if env.is_main:
+            checkpoint.save(ckpt_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                "step": step, "global_step": global_step, "epoch_sums": [float(s) for s in sums],
+                "rng": checkpoint.rng_state(), "config": config.to_dict(), "graph": graph_record(graph)})
+
+    log(f"training on {env.world_size} process(es), device {env.device}, "
+        f"{graph.num_nodes} nodes, {graph.train_edges.size(1)} train edges, {graph.val_edges.size(1)} val edges")
+    record = records[-1] if records else {}
+    for epoch in tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not env.is_main,
+                      initial=start_epoch, total=config.epochs):
+        t_epoch = time.perf_counter()
+        loader, _ = epoch_loader(graph, config, env, epoch)
+        steps = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
+        steps = dist.all_reduce_min(env, steps)  # shards are equal; this guards the invariant
+        seed_everything(epoch_seed(config, epoch, env.rank))
+        skip = skip_steps if epoch == start_epoch else 0
+        # loss sum, loss terms, positives; carried over from a mid-epoch checkpoint
+        sums = carried if skip else [0.0, 0.0, 0.0]
+        data_s = compute_s = 0.0
+        batches = iter(loader)
+        bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=not env.is_main, initial=skip)
+        for step in range(steps):
+            t0 = time.perf_counter()
+            batch = next(batches)
+            if step < skip:  # replays the sampler's randomness exactly, without training
+                continue
+            batch = batch.to(env.device, non_blocking=True)
+            t1 = time.perf_counter()
+            loss, terms, positives = batch_loss(ddp, batch, config, amp)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_value = loss.item()  # also synchronises the device, so the timing is honest
+            t2 = time.perf_counter()
+            data_s += t1 - t0
+            compute_s += t2 - t1
+            sums[0] += loss_value * terms
+            sums[1] += terms
+            sums[2] += positives
+            global_step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+            if config.checkpoint_every and global_step % config.checkpoint_every == 0 and step + 1 < steps:
+                save(epoch, step + 1, sums)
+        bar.close()
+        del batches, loader
+        train_s = time.perf_counter() - t_epoch
+        loss_sum, terms, positives, data_total, compute_total = dist.all_reduce_sum(
+            env, [*sums, data_s, compute_s])
+        metrics = validate(model, full_graph, val_edges, config, env)
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / terms if terms else None,
+            **metrics,
+            "seconds": round(time.perf_counter() - t_epoch, 3),
+            "edges_per_s": round(positives / train_s, 1) if train_s > 0 else None,
+            "data_fraction": round(data_total / (data_total + compute_total), 4) if data_total + compute_total else None,
+            "steps": steps,
+            "world_size": env.world_size,
+        }
+        records.append(record)
+        if env.is_main:
+            run.write_metrics(records)
+            checkpoint.atomic_write_bytes(run.join("curves.png"), learning_curves(records))
+            log(json.dumps(record))
+        save(epoch + 1, 0, [0.0, 0.0, 0.0])
+    dist.barrier(env)
+    log(f"done: {config.epochs} epochs, train_loss {record.get('train_loss')}, val_loss {record.get('val_loss')}, "
+        f"val_auc {record.get('val_auc')}; run dir {run.path}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

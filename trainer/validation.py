@@ -1,0 +1,81 @@
+"""Validation diagnostics during training: BCE loss and ROC AUC of held-out edges against sampled
+negatives. (Sampled metrics are diagnostics only; the real evaluation ranks the full catalogue,
+see ``trainer/evaluate.py``.)
+
+Validation edges are the hidden edges of ``split=val`` playlists; message passing uses the full
+visible graph (train + seed). Each rank scores its shard; the loss is reduced as a sum and a
+count, and the AUC is exact: every rank's scores and labels are gathered before ranking.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch_geometric.loader import LinkNeighborLoader
+
+from trainer import dist
+from trainer.graph import PLAYLIST_TRACK
+from trainer.model import score
+from trainer.shards import epoch_generator, rank_shard
+
+_VAL_STREAM = 7
+
+
+def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
+    """Exact ROC AUC (Mann-Whitney U, ties counted one half); None without both classes."""
+    labels = labels.bool()
+    n_pos = int(labels.sum())
+    n_neg = labels.numel() - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    values, inverse, counts = torch.unique(scores.double(), return_inverse=True, return_counts=True)
+    # Average 1-based rank of each distinct value: ties share the mean of their positions.
+    ends = torch.cumsum(counts, 0).double()
+    avg_rank = ends - (counts.double() - 1) / 2
+    rank_sum = avg_rank[inverse][labels].sum().item()
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def val_edges_for_rank(graph, config, env) -> torch.Tensor:
+    """This rank's share of the (capped, fixed across epochs) validation edges."""
+    edges = graph.val_edges
+    if config.val_max_edges and edges.size(1) > config.val_max_edges:
+        keep = torch.randperm(edges.size(1), generator=epoch_generator(config.seed, 0, _VAL_STREAM))
+        edges = edges[:, keep[: config.val_max_edges]]
+    shard = rank_shard(edges.size(1), env.rank, env.world_size, config.seed, epoch=0)
+    return edges[:, shard]
+
+
+@torch.no_grad()
+def validate(model, data, edges: torch.Tensor, config, env) -> dict:
+    """``val_loss`` and ``val_auc`` over all ranks (None when there are no validation edges)."""
+    total = dist.all_reduce_sum(env, [float(edges.size(1))])[0]
+    if total == 0:
+        return {"val_loss": None, "val_auc": None}
+    model.eval()
+    graph_tracks = data["track"].num_nodes
+    # One negative per positive: the same playlist with a random track, the same draw every
+    # epoch so that the curve measures the model and not the draw.
+    gen = epoch_generator(config.seed, env.rank, _VAL_STREAM + 1)
+    negatives = torch.stack([edges[0], torch.randint(graph_tracks, (edges.size(1),), generator=gen)])
+    torch.manual_seed(config.seed * 1_000_003 + 999_983 + env.rank)  # neighbour sampling
+    loader = LinkNeighborLoader(
+        data, num_neighbors=list(config.fanout), batch_size=config.batch_size, shuffle=False,
+        edge_label_index=(PLAYLIST_TRACK, torch.cat([edges, negatives], dim=1)),
+        edge_label=torch.cat([torch.ones(edges.size(1)), torch.zeros(edges.size(1))]), num_workers=0)
+    loss_sum, count, all_scores, all_labels = 0.0, 0, [], []
+    for batch in loader:
+        batch = batch.to(env.device)
+        with torch.autocast(env.device.type, dtype=torch.bfloat16,
+                            enabled=config.amp and env.device.type == "cuda"):
+            h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict)
+            logits = score(h["playlist"], h["track"], batch[PLAYLIST_TRACK].edge_label_index).float()
+        labels = batch[PLAYLIST_TRACK].edge_label.float()
+        loss_sum += F.binary_cross_entropy_with_logits(logits, labels, reduction="sum").item()
+        count += labels.numel()
+        all_scores.append(logits.cpu())
+        all_labels.append(labels.cpu())
+    model.train()
+    loss_sum, count = dist.all_reduce_sum(env, [loss_sum, float(count)])
+    scores = dist.all_gather_cat(env, torch.cat(all_scores) if all_scores else torch.empty(0))
+    labels = dist.all_gather_cat(env, torch.cat(all_labels) if all_labels else torch.empty(0))
+    return {"val_loss": loss_sum / count, "val_auc": roc_auc(scores, labels)}

@@ -1,0 +1,100 @@
+"""Top-K track recommendations for one playlist of the graph, a list of seed tracks, or a title.
+
+    python -m trainer.recommend --graph DIR --run RUN_DIR --pid 123 [-k 10] [--method gnn]
+    python -m trainer.recommend --graph DIR --run RUN_DIR --tracks spotify:track:…,spotify:track:…
+    python -m trainer.recommend --graph DIR --run RUN_DIR --title "summer vibes"
+
+Seeds are never recommended. ``--pid``: the playlist's visible tracks are the seeds; with gnn
+the query is the playlist's own embedding. ``--tracks``: with gnn the query is the mean of the
+seed tracks' embeddings (a list of URIs is not a node of the graph). ``--title`` alone: the
+title fallback every method shares (popular tracks of training playlists with that title).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+from etl import contract
+from trainer import catalogue
+from trainer.evaluate import METHODS, build_scorers
+from trainer.scoring import Queries, rank
+
+
+def seeds_from_uris(cat: catalogue.Catalogue, uris: list[str]) -> np.ndarray:
+    """Track ids of ``uris``; raises ValueError naming every URI the graph does not hold."""
+    index = cat.track_index()
+    unknown = [u for u in uris if u not in index]
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else "")
+        raise ValueError(f"--tracks: {len(unknown)} track URI(s) not in graph {cat.path}: {shown}")
+    return np.unique(np.array([index[u] for u in uris], dtype=np.int64))
+
+
+def query_for_pid(cat: catalogue.Catalogue, pid: int) -> Queries:
+    """A graph playlist as a query: its visible tracks as seeds, its title, its id."""
+    found = np.flatnonzero(cat.playlist_pid == pid)
+    if not len(found):
+        raise ValueError(
+            f"--pid: pid {pid} is not in graph {cat.path} ({cat.num_playlists} playlists,"
+            f" pids {cat.playlist_pid.min()}..{cat.playlist_pid.max()})"
+        )
+    playlist = int(found[0])
+    visible = cat.edges(contract.VISIBLE_ROLES)[playlist]
+    return Queries.from_lists([visible.indices.astype(np.int64)], [cat.playlist_title[playlist]],
+                              [playlist])
+
+
+def recommend(
+    graph_dir: str, run_dir: str, *, pid: int | None = None, tracks: list[str] | None = None,
+    title: str | None = None, k: int = 10, method: str | None = None, chunk_size: int = 1 << 17,
+) -> list[dict]:
+    """Top-``k`` tracks (id, uri, name, artist, rank) for one query."""
+    if pid is not None and (tracks or title):
+        raise ValueError("--pid goes alone: the playlist brings its own tracks and title")
+    if pid is None and not tracks and not title:
+        raise ValueError("give one of --pid, --tracks or --title (--title may go with --tracks)")
+    if k < 1:
+        raise ValueError(f"-k must be >= 1, got {k}")
+    cat = catalogue.load_catalogue(graph_dir)
+    if pid is not None:
+        queries = query_for_pid(cat, pid)
+    else:
+        seeds = seeds_from_uris(cat, tracks) if tracks else np.zeros(0, np.int64)
+        queries = Queries.from_lists([seeds], [catalogue.normalise_title(title)])
+    if method is None:
+        method = "gnn" if catalogue.has_embeddings(run_dir) else "itemknn"
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device)
+    ids = rank(scorers[method], fallback, queries, cat.num_tracks, k, chunk_size, device)[0]
+    ids = ids[ids >= 0]
+    details = catalogue.track_details(graph_dir, ids)
+    return [{"rank": r, **d} for r, d in enumerate(details, start=1)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer.recommend", description=__doc__.split("\n")[0])
+    p.add_argument("--graph", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--pid", type=int, help="a playlist of the graph")
+    p.add_argument("--tracks", help="comma-separated seed track URIs")
+    p.add_argument("--title", help="playlist title (used when there are no seeds)")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
+    args = p.parse_args(argv)
+    tracks = [u.strip() for u in args.tracks.split(",") if u.strip()] if args.tracks else None
+    try:
+        rows = recommend(args.graph, args.run, pid=args.pid, tracks=tracks, title=args.title,
+                         k=args.k, method=args.method)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for r in rows:
+        print(f"{r['rank']:>4}  {r['track_name']}  —  {r['artist_name']}  ({r['track_uri']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

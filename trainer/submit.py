@@ -1,0 +1,151 @@
+"""Write a RecSys Challenge 2018 submission for a ``challenge_set.json``.
+
+    python -m trainer.submit --graph DIR --run RUN_DIR --challenge challenge_set.json \\
+        --out submission.csv.gz --team NAME --email ADDR [--method gnn|itemknn|popularity]
+
+Format (as the challenge's sample submission): a ``team_info,NAME,EMAIL`` line, then one line
+per challenge playlist: ``pid, uri_1, …, uri_500`` — exactly 500 distinct track URIs, none of
+them a seed of that playlist. Challenge playlists are not nodes of the graph: their seed URIs
+are looked up in the catalogue (unknown ones are ignored and counted); with gnn the query is the
+mean of the seed tracks' embeddings; a playlist left without seeds gets the title fallback.
+The file is validated in memory, then written atomically (temporary file, then rename).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from trainer import catalogue
+from trainer.evaluate import METHODS, build_scorers
+from trainer.metrics import K
+from trainer.scoring import Queries, rank
+
+
+def read_challenge(path: str | Path) -> list[dict]:
+    """The ``playlists`` of a challenge set, checked for what a submission needs."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--challenge {path}: cannot read JSON ({e})") from None
+    playlists = data.get("playlists") if isinstance(data, dict) else None
+    if not isinstance(playlists, list) or not playlists:
+        raise ValueError(f"--challenge {path}: no 'playlists' list (keys: {sorted(data) if isinstance(data, dict) else type(data).__name__})")
+    pids = [p.get("pid") for p in playlists]
+    bad = [i for i, p in enumerate(playlists) if not isinstance(p.get("pid"), int) or not isinstance(p.get("tracks", []), list)]
+    if bad:
+        raise ValueError(f"--challenge {path}: playlists at positions {bad[:10]} lack an int pid or a tracks list")
+    if len(set(pids)) != len(pids):
+        dup = sorted({x for x in pids if pids.count(x) > 1})[:10]
+        raise ValueError(f"--challenge {path}: duplicate pids {dup}")
+    return playlists
+
+
+def challenge_queries(cat: catalogue.Catalogue, playlists: list[dict]) -> tuple[Queries, list[set[str]], int]:
+    """Queries from challenge playlists; also every playlist's seed URIs and the unknown count."""
+    index = cat.track_index()
+    seeds, titles, seed_uris, unknown = [], [], [], 0
+    for p in playlists:
+        uris = [t["track_uri"] for t in p.get("tracks", [])]
+        known = [index[u] for u in uris if u in index]
+        unknown += len(uris) - len(known)
+        seeds.append(np.unique(np.array(known, dtype=np.int64)))
+        titles.append(catalogue.normalise_title(p.get("name")))
+        seed_uris.append(set(uris))
+    return Queries.from_lists(seeds, titles), seed_uris, unknown
+
+
+def validate(rows: list[tuple[int, list[str]]], pids: list[int], seed_uris: list[set[str]]) -> None:
+    """Raise ValueError unless every challenge pid has exactly one row of 500 distinct non-seed URIs."""
+    if [pid for pid, _ in rows] != pids:
+        raise ValueError("submission rows do not follow the challenge pids one to one")
+    for (pid, uris), seeds in zip(rows, seed_uris):
+        if len(uris) != K:
+            raise ValueError(f"pid {pid}: {len(uris)} tracks, a submission needs exactly {K}")
+        if len(set(uris)) != K:
+            raise ValueError(f"pid {pid}: duplicate tracks in its {K}")
+        if seeds & set(uris):
+            raise ValueError(f"pid {pid}: recommends its own seed tracks {sorted(seeds & set(uris))[:3]}")
+
+
+def write_submission(out: str | Path, team: str, email: str, rows: list[tuple[int, list[str]]]) -> None:
+    """Write the CSV (gzip when ``out`` ends in .gz) atomically."""
+    for name, value in (("--team", team), ("--email", email)):
+        if not value or "," in value or "\n" in value:
+            raise ValueError(f"{name} must be non-empty without commas or newlines, got {value!r}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    opener = gzip.open if out.suffix == ".gz" else open
+    with opener(tmp, "wt", encoding="utf-8") as f:
+        f.write(f"team_info,{team},{email}\n")
+        for pid, uris in rows:
+            f.write(", ".join([str(pid), *uris]) + "\n")
+    os.replace(tmp, out)
+
+
+def submit(
+    graph_dir: str, run_dir: str, challenge: str, out: str, team: str, email: str,
+    method: str | None = None, batch_size: int = 256, chunk_size: int = 1 << 17,
+) -> dict:
+    """Rank 500 tracks for every challenge playlist, validate, write; returns a summary."""
+    playlists = read_challenge(challenge)
+    cat = catalogue.load_catalogue(graph_dir)
+    if method is None:
+        method = "gnn" if catalogue.has_embeddings(run_dir) else "itemknn"
+    queries, seed_uris, unknown = challenge_queries(cat, playlists)
+    if cat.num_tracks < K + int(queries.num_seeds().max(initial=0)):
+        raise ValueError(
+            f"graph {graph_dir} has {cat.num_tracks} tracks: too few to recommend {K} non-seed"
+            " tracks per playlist"
+        )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device)
+    rows = []
+    for lo in tqdm(range(0, len(queries), batch_size), desc="submit"):
+        part = queries.take(np.arange(lo, min(lo + batch_size, len(queries))))
+        ids = rank(scorers[method], fallback, part, cat.num_tracks, K, chunk_size, device)
+        for b, row in enumerate(ids):
+            rows.append((playlists[lo + b]["pid"], cat.track_uri[row[row >= 0]].tolist()))
+    validate(rows, [p["pid"] for p in playlists], seed_uris)
+    write_submission(out, team, email, rows)
+    return {
+        "playlists": len(rows),
+        "method": method,
+        "unknown_seed_uris": unknown,
+        "title_fallback": int((queries.num_seeds() == 0).sum()),
+        "out": str(out),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer.submit", description=__doc__.split("\n")[0])
+    p.add_argument("--graph", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--challenge", required=True, help="challenge_set.json")
+    p.add_argument("--out", required=True, help="submission.csv or submission.csv.gz")
+    p.add_argument("--team", required=True)
+    p.add_argument("--email", required=True)
+    p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
+    args = p.parse_args(argv)
+    try:
+        summary = submit(args.graph, args.run, args.challenge, args.out, args.team, args.email,
+                         args.method)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {summary['out']}: {summary['playlists']} playlists by {summary['method']};"
+          f" {summary['unknown_seed_uris']} seed URIs not in the graph ignored;"
+          f" {summary['title_fallback']} playlists ranked from their title alone")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

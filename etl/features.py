@@ -1,0 +1,226 @@
+"""Structural node features on the message-passing graph, as DataFrame joins.
+
+The graph: visible playlist-track edges (roles train and seed, never hidden), plus the
+track-album and track-artist edges of the tracks that have at least one visible edge, all
+undirected. A track seen only in hidden edges is isolated here, so that removing every hidden
+edge from the input changes no feature of any node (see tests/test_etl_leakage.py).
+
+- ``deg_<type>``: neighbours of that type;
+- ``hop2_walks``: sum over neighbours of their degree (walks of length 2, exact);
+- ``hop2_reach``: distinct nodes within two hops, the node itself included, i.e.
+  ``len(nx.single_source_shortest_path_length(G, v, cutoff=2))`` on the undirected graph.
+  With ``hll`` the two large terms (co-playlists of a playlist, co-tracks of a track) are
+  HyperLogLog estimates (``lgConfigK`` 12: relative standard error 1.04 / 2**6 = 1.6%); every
+  other term is exact, so the relative error of the sum is at most that of those terms.
+"""
+import math
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from etl.contract import SPLIT_TRAIN, VISIBLE_ROLES
+
+HOP2_MODES = ("exact", "hll", "off")
+HLL_LG_CONFIG_K = 12
+HLL_RELATIVE_ERROR = 1.04 / math.sqrt(2**HLL_LG_CONFIG_K)
+
+
+def visible_playlist_tracks(edges: DataFrame) -> DataFrame:
+    """(playlist_id, track_id) of the edges message passing may see."""
+    return edges.where(F.col("role").isin(*VISIBLE_ROLES)).select("playlist_id", "track_id")
+
+
+def visible_track_links(tracks: DataFrame, visible: DataFrame) -> DataFrame:
+    """(track_id, album_id, artist_id) of tracks with at least one visible playlist edge."""
+    return tracks.select("track_id", "album_id", "artist_id").join(
+        visible.select("track_id"), "track_id", "left_semi"
+    )
+
+
+def _count(df: DataFrame, key: str, name: str) -> DataFrame:
+    return df.groupBy(key).agg(F.count(F.lit(1)).alias(name))
+
+
+def _sum_over(links: DataFrame, key: str, via: str, degrees: DataFrame, name: str) -> DataFrame:
+    """Per key: sum of the degrees (``degrees``: via, deg) of its neighbours ``via``."""
+    return links.select(key, via).join(degrees, via).groupBy(key).agg(F.sum("deg").alias(name))
+
+
+def _distinct_two_step(paths, key: str, name: str, mode: str) -> DataFrame:
+    """Per key, distinct ends of the paths ``key - via - end``.
+
+    ``paths`` is a list of (left, right) DataFrames with columns (k, v) and (v, o). ``exact``
+    materialises the distinct (k, o) pairs; ``hll`` unions per-``v`` sketches of ``o`` instead.
+    """
+    if mode == "exact":
+        pairs = None
+        for left, right in paths:
+            p = left.join(right, "v").select("k", "o")
+            pairs = p if pairs is None else pairs.unionByName(p)
+        return _count(pairs.distinct(), "k", name).withColumnRenamed("k", key)
+    sketches = None
+    for left, right in paths:
+        s = right.groupBy("v").agg(F.hll_sketch_agg("o", HLL_LG_CONFIG_K).alias("sk"))
+        p = left.join(s, "v").select("k", "sk")
+        sketches = p if sketches is None else sketches.unionByName(p)
+    return (
+        sketches.groupBy("k")
+        .agg(F.hll_sketch_estimate(F.hll_union_agg("sk")).alias(name))
+        .withColumnRenamed("k", key)
+    )
+
+
+def _kv(df: DataFrame, k: str, v: str) -> DataFrame:
+    return df.select(F.col(k).alias("k"), F.col(v).alias("v"))
+
+
+def _vo(df: DataFrame, v: str, o: str) -> DataFrame:
+    return df.select(F.col(v).alias("v"), F.col(o).alias("o"))
+
+
+def _zero(c: str):
+    return F.coalesce(F.col(c), F.lit(0)).cast("long")
+
+
+def with_structural_features(
+    playlists: DataFrame, tracks: DataFrame, albums: DataFrame, artists: DataFrame,
+    edges: DataFrame, hop2: str,
+) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
+    """Add ``deg_*``, ``hop2_walks`` and ``hop2_reach`` to the four node tables."""
+    if hop2 not in HOP2_MODES:
+        raise ValueError(f"hop2 mode {hop2!r} is not one of {HOP2_MODES}")
+    pt = visible_playlist_tracks(edges)
+    links = visible_track_links(tracks, pt)
+
+    deg_p = _count(pt, "playlist_id", "deg_track")
+    deg_t = _count(pt, "track_id", "deg_playlist")
+    deg_al = _count(links, "album_id", "deg_track")
+    deg_ar = _count(links, "artist_id", "deg_track")
+
+    playlists = playlists.join(deg_p, "playlist_id", "left").withColumn("deg_track", _zero("deg_track"))
+    tracks = tracks.join(deg_t, "track_id", "left").withColumn("deg_playlist", _zero("deg_playlist"))
+    albums = albums.join(deg_al, "album_id", "left").withColumn("deg_track", _zero("deg_track"))
+    artists = artists.join(deg_ar, "artist_id", "left").withColumn("deg_track", _zero("deg_track"))
+
+    if hop2 == "off":
+        nulls = [F.lit(None).cast("long").alias("hop2_walks"), F.lit(None).cast("long").alias("hop2_reach")]
+        return tuple(df.select("*", *nulls) for df in (playlists, tracks, albums, artists))
+
+    # Total degrees: a visible track also has its album and its artist.
+    tdeg = deg_t.select("track_id", (F.col("deg_playlist") + 2).alias("deg"))
+    pdeg = deg_p.select("playlist_id", F.col("deg_track").alias("deg"))
+    aldeg = deg_al.select("album_id", F.col("deg_track").alias("deg"))
+    ardeg = deg_ar.select("artist_id", F.col("deg_track").alias("deg"))
+
+    walks_p = _sum_over(pt, "playlist_id", "track_id", tdeg, "hop2_walks")
+    walks_t = (
+        _sum_over(pt, "track_id", "playlist_id", pdeg, "w")
+        .unionByName(_sum_over(links, "track_id", "album_id", aldeg, "w"))
+        .unionByName(_sum_over(links, "track_id", "artist_id", ardeg, "w"))
+        .groupBy("track_id").agg(F.sum("w").alias("hop2_walks"))
+    )
+    walks_al = _sum_over(links, "album_id", "track_id", tdeg, "hop2_walks")
+    walks_ar = _sum_over(links, "artist_id", "track_id", tdeg, "hop2_walks")
+
+    # Two-hop sets split by node type; types never collide, so reach is a sum of counts.
+    co_playlists = _distinct_two_step(
+        [(_kv(pt, "playlist_id", "track_id"), _vo(pt, "track_id", "playlist_id"))],
+        "playlist_id", "n_p2", hop2,
+    )
+    p_albums = _distinct_two_step(
+        [(_kv(pt, "playlist_id", "track_id"), _vo(links, "track_id", "album_id"))],
+        "playlist_id", "n_al", "exact",
+    )
+    p_artists = _distinct_two_step(
+        [(_kv(pt, "playlist_id", "track_id"), _vo(links, "track_id", "artist_id"))],
+        "playlist_id", "n_ar", "exact",
+    )
+    co_tracks = _distinct_two_step(
+        [
+            (_kv(pt, "track_id", "playlist_id"), _vo(pt, "playlist_id", "track_id")),
+            (_kv(links, "track_id", "album_id"), _vo(links, "album_id", "track_id")),
+            (_kv(links, "track_id", "artist_id"), _vo(links, "artist_id", "track_id")),
+        ],
+        "track_id", "n_t2", hop2,
+    )
+    al_playlists = _distinct_two_step(
+        [(_kv(links, "album_id", "track_id"), _vo(pt, "track_id", "playlist_id"))],
+        "album_id", "n_p", "exact",
+    )
+    al_artists = _distinct_two_step(
+        [(_kv(links, "album_id", "track_id"), _vo(links, "track_id", "artist_id"))],
+        "album_id", "n_ar", "exact",
+    )
+    ar_playlists = _distinct_two_step(
+        [(_kv(links, "artist_id", "track_id"), _vo(pt, "track_id", "playlist_id"))],
+        "artist_id", "n_p", "exact",
+    )
+    ar_albums = _distinct_two_step(
+        [(_kv(links, "artist_id", "track_id"), _vo(links, "track_id", "album_id"))],
+        "artist_id", "n_al", "exact",
+    )
+
+    playlists = (
+        playlists.join(walks_p, "playlist_id", "left").join(co_playlists, "playlist_id", "left")
+        .join(p_albums, "playlist_id", "left").join(p_artists, "playlist_id", "left")
+        .withColumn("hop2_walks", _zero("hop2_walks"))
+        # The playlist itself is among its co-playlists as soon as it has a visible track.
+        .withColumn("hop2_reach", F.col("deg_track") + _zero("n_al") + _zero("n_ar")
+                    + F.greatest(_zero("n_p2"), F.lit(1)))
+        .drop("n_p2", "n_al", "n_ar")
+    )
+    tracks = (
+        tracks.join(walks_t, "track_id", "left").join(co_tracks, "track_id", "left")
+        .withColumn("hop2_walks", _zero("hop2_walks"))
+        # A visible track reaches its album and artist, and itself among its co-tracks.
+        .withColumn("hop2_reach", F.when(F.col("deg_playlist") > 0,
+                                         F.col("deg_playlist") + 2 + _zero("n_t2")).otherwise(1)
+                    .cast("long"))
+        .drop("n_t2")
+    )
+    albums = (
+        albums.join(walks_al, "album_id", "left").join(al_playlists, "album_id", "left")
+        .join(al_artists, "album_id", "left")
+        .withColumn("hop2_walks", _zero("hop2_walks"))
+        .withColumn("hop2_reach", 1 + F.col("deg_track") + _zero("n_p") + _zero("n_ar"))
+        .drop("n_p", "n_ar")
+    )
+    artists = (
+        artists.join(walks_ar, "artist_id", "left").join(ar_playlists, "artist_id", "left")
+        .join(ar_albums, "artist_id", "left")
+        .withColumn("hop2_walks", _zero("hop2_walks"))
+        .withColumn("hop2_reach", 1 + F.col("deg_track") + _zero("n_p") + _zero("n_al"))
+        .drop("n_p", "n_al")
+    )
+    return playlists, tracks, albums, artists
+
+
+def with_visible_playlist_attributes(playlists: DataFrame, edges: DataFrame, tracks: DataFrame) -> DataFrame:
+    """Held-out playlists: num_albums, num_artists, duration_ms recomputed from visible tracks.
+
+    Train playlists keep the published values; ``num_tracks`` stays as published for all (the
+    challenge set gives it too).
+    """
+    visible = visible_playlist_tracks(edges).join(
+        tracks.select("track_id", "album_id", "artist_id", "duration_ms"), "track_id"
+    )
+    recomputed = visible.groupBy("playlist_id").agg(
+        F.count_distinct("album_id").alias("_albums"),
+        F.count_distinct("artist_id").alias("_artists"),
+        F.sum("duration_ms").alias("_duration"),
+    )
+    held = F.col("split") != SPLIT_TRAIN
+    out = playlists.join(recomputed, "playlist_id", "left")
+    for column, new in (("num_albums", "_albums"), ("num_artists", "_artists"), ("duration_ms", "_duration")):
+        out = out.withColumn(column, F.when(held, _zero(new)).otherwise(F.col(column)))
+    return out.drop("_albums", "_artists", "_duration")
+
+
+def feature_stats(df: DataFrame, columns) -> dict:
+    """{column: {"mean", "std"}} of log1p(value) (booleans as 0/1; population std)."""
+    aggs = []
+    for c in columns:
+        x = F.log1p(F.col(c).cast("double"))
+        aggs += [F.mean(x).alias(f"{c}__mean"), F.stddev_pop(x).alias(f"{c}__std")]
+    row = df.agg(*aggs).first()
+    return {c: {"mean": row[f"{c}__mean"], "std": row[f"{c}__std"]} for c in columns}

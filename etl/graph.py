@@ -1,0 +1,59 @@
+"""Node and edge tables (with dense ids) from deduplicated playlist records and track entries."""
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from etl.dedup import entities
+from etl.ids import pid_bucket, uri_bucket, with_dense_ids
+
+PLAYLIST_ATTRIBUTES = (
+    "name", "num_followers", "collaborative", "num_edits", "modified_at", "num_tracks",
+    "num_albums", "num_artists", "duration_ms",
+)
+
+
+def playlist_nodes(records: DataFrame) -> DataFrame:
+    """Deduplicated playlist records -> ``playlist_id`` (by pid) and the published attributes."""
+    return with_dense_ids(
+        records.select(
+            "pid",
+            *[c for c in PLAYLIST_ATTRIBUTES if c != "collaborative"],
+            (F.lower(F.col("collaborative")) == "true").alias("collaborative"),
+        ),
+        "pid", "playlist_id", pid_bucket(),
+    )
+
+
+def album_nodes(entries: DataFrame) -> DataFrame:
+    """album_id, album_uri, album_name, conflict (the attribute a URI disagreed on, or null)."""
+    return with_dense_ids(
+        entities(entries, "album_uri", ["album_name"]), "album_uri", "album_id",
+        uri_bucket("album_uri", "spotify:album:"),
+    )
+
+
+def artist_nodes(entries: DataFrame) -> DataFrame:
+    """artist_id, artist_uri, artist_name, conflict."""
+    return with_dense_ids(
+        entities(entries, "artist_uri", ["artist_name"]), "artist_uri", "artist_id",
+        uri_bucket("artist_uri", "spotify:artist:"),
+    )
+
+
+def track_nodes(entries: DataFrame, albums: DataFrame, artists: DataFrame) -> DataFrame:
+    """track_id, track_uri, track_name, duration_ms, album_id, artist_id, conflict."""
+    tracks = with_dense_ids(
+        entities(entries, "track_uri", ["track_name", "duration_ms", "album_uri", "artist_uri"]),
+        "track_uri", "track_id", uri_bucket("track_uri", "spotify:track:"),
+    )
+    return (
+        tracks.join(albums.select("album_uri", "album_id"), "album_uri")
+        .join(artists.select("artist_uri", "artist_id"), "artist_uri")
+        .drop("album_uri", "artist_uri")
+    )
+
+
+def playlist_track_edges(entries: DataFrame, playlists: DataFrame, tracks: DataFrame) -> DataFrame:
+    """Deduplicated entries (pid, track_uri, pos) -> playlist_id, track_id, pos (and pid)."""
+    return entries.join(playlists.select("pid", "playlist_id"), "pid").join(
+        tracks.select("track_uri", "track_id"), "track_uri"
+    ).select("playlist_id", "track_id", "pos", "pid")

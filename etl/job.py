@@ -1,0 +1,346 @@
+"""MPD JSON slices -> Parquet graph dir (see etl/contract.py), with splits and 2-hop features.
+
+    python -m etl.job --input DATA_DIR_OR_GLOB --output GRAPH_DIR [--hop2 exact|hll|off|auto]
+    spark-submit --py-files etl.zip etl/job.py --input hdfs:///mpd/data --output hdfs:///graph
+
+Only this module reads or writes; every step between is a DataFrame -> DataFrame function.
+The graph dir appears atomically: it is written to ``<output>.tmp-<uuid>`` and renamed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import uuid
+
+if __package__ in (None, ""):
+    # Run as a script (spark-submit etl/job.py): Python put etl/ itself on sys.path, where our
+    # module names would shadow others; import the package instead, shipped with --py-files
+    # or, failing that, from the checkout this file lives in.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    try:
+        import etl  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, os.path.dirname(_here))
+
+from pyspark import SparkConf, StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from etl import contract, features, manifest, storage, validate
+from etl.dedup import dedup_entries, split_duplicate_pids, split_missing_pid, split_missing_uris
+from etl.flatten import entry_count, playlist_records, track_entries
+from etl.graph import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
+from etl.schema import CORRUPT_RECORD, SLICE
+from etl.splits import default_holdout, holdout_table, with_roles, with_split
+from etl.stages import Stages
+from etl.subgraph import split_top_followed
+
+log = logging.getLogger("etl")
+
+AUTO_EXACT_MAX_BYTES = 256 * 2**20  # ~8 slices; the exact 2-hop join grows with sum(deg^2)
+BYTES_PER_SHUFFLE_PARTITION = 64 * 2**20
+MAX_EXAMPLES = 5
+BASE = "_base"  # scratch dir inside the temporary output, removed before the rename
+
+
+class BadInputError(ValueError):
+    """An input file is not a readable MPD slice."""
+
+
+class OutputExistsError(FileExistsError):
+    """The output exists and --overwrite was not given."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="etl.job", description=__doc__.split("\n\n")[0])
+    p.add_argument("--input", required=True, help="dir of mpd.slice.*.json, a glob or a file; any Hadoop URL")
+    p.add_argument("--output", required=True, help="graph dir to create (local path or Hadoop URL)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--seed", type=int, default=2018, help="seed of the split hashes (default 2018)")
+    p.add_argument("--num-val", type=int, default=None,
+                   help="val playlists (default min(10000, max(#categories, playlists // 20)))")
+    p.add_argument("--num-test", type=int, default=None, help="test playlists (default as --num-val)")
+    p.add_argument("--categories", default=",".join(c.name for c in contract.SEED_CATEGORIES),
+                   help="comma-separated seed categories (default all 8)")
+    p.add_argument("--hop2", choices=("exact", "hll", "off", "auto"), default="auto",
+                   help=f"2-hop features: exact joins, HyperLogLog, none; auto = exact up to "
+                        f"{AUTO_EXACT_MAX_BYTES // 2**20} MiB of input, else hll")
+    p.add_argument("--top-playlists-by-followers", type=int, default=None, metavar="N",
+                   help="keep only the N most-followed playlists and what they reach")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="skip (and list in the manifest) files that do not parse, instead of failing")
+    p.add_argument("--master", default=None, help="Spark master (default: spark-submit's, else local[*])")
+    p.add_argument("--shuffle-partitions", type=int, default=None,
+                   help=f"default: one per {BYTES_PER_SHUFFLE_PARTITION // 2**20} MiB of input, at least 2 per core")
+    p.add_argument("--driver-memory", default="4g", help="local mode driver memory (default 4g)")
+    args = p.parse_args(argv)
+    unknown = set(args.categories.split(",")) - set(contract.SEED_CATEGORY_BY_NAME)
+    if unknown or not args.categories:
+        p.error(f"--categories: unknown {sorted(unknown)}; known: {list(contract.SEED_CATEGORY_BY_NAME)}")
+    for name in ("num_val", "num_test", "top_playlists_by_followers", "shuffle_partitions"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name in ("top_playlists_by_followers", "shuffle_partitions") else 0):
+            p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    return args
+
+
+def spark_session(args: argparse.Namespace) -> SparkSession:
+    """The active session, or a new one: spark-submit's master wins unless --master is given."""
+    conf = SparkConf()
+    builder = SparkSession.builder.appName("mpd-graph-etl")
+    if args.master:
+        builder = builder.master(args.master)
+    elif not conf.contains("spark.master"):
+        builder = builder.master("local[*]")
+    if not conf.contains("spark.driver.memory"):
+        builder = builder.config("spark.driver.memory", args.driver_memory)
+    return (
+        builder.config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+
+
+def _drop_summary(drops: DataFrame) -> dict:
+    """{reason: {"count", "playlists", "entries", "examples"}} from the union of drop rows."""
+    totals = drops.groupBy("reason").agg(
+        F.sum("playlists").alias("playlists"), F.sum("entries").alias("entries"),
+        F.count(F.lit(1)).alias("rows"),
+    ).collect()
+    first = drops.select(
+        "reason", "example",
+        F.row_number().over(
+            Window.partitionBy("reason").orderBy("example")
+        ).alias("_n"),
+    ).where(F.col("_n") <= MAX_EXAMPLES).collect()
+    out = {}
+    for r in sorted(totals, key=lambda r: r.reason):
+        # A dropped record counts as one; a dropped entry as one; count = input rows lost.
+        out[r.reason] = {
+            "count": int(r.playlists if r.playlists else r.entries),
+            "playlists": int(r.playlists), "entries": int(r.entries),
+            "examples": sorted(x.example for x in first if x.reason == r.reason),
+        }
+    return out
+
+
+def _conflicts(nodes: DataFrame, uri: str) -> dict:
+    rows = nodes.where(F.col("conflict").isNotNull()).groupBy("conflict").agg(
+        F.count(F.lit(1)).alias("n"),
+        F.slice(F.array_sort(F.collect_list(uri)), 1, MAX_EXAMPLES).alias("examples"),
+    ).collect()
+    return {r.conflict: {"count": int(r.n), "examples": list(r.examples)} for r in rows}
+
+
+def _contract_frame(df: DataFrame, table: str, order: list[str]) -> DataFrame:
+    cols = [F.col(c).cast({"int64": "long", "string": "string", "bool": "boolean",
+                           "double": "double"}[t]).alias(c)
+            for c, t in contract.TABLES[table].items()]
+    return df.select(*cols).orderBy(*order)
+
+
+_ARROW_NAMES = {"LongType()": "int64", "StringType()": "string", "BooleanType()": "bool",
+                "DoubleType()": "double", "IntegerType()": "int32"}
+
+
+def _arrow_dtypes(df: DataFrame) -> dict[str, str]:
+    return {f.name: _ARROW_NAMES.get(repr(f.dataType), f.dataType.simpleString()) for f in df.schema}
+
+
+def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
+    """Run the job; return the manifest written with the graph dir."""
+    spark = spark or spark_session(args)
+    stages = Stages()
+    output = args.output.rstrip("/")
+    categories = [contract.SEED_CATEGORY_BY_NAME[c] for c in args.categories.split(",")]
+    previous_partitions = spark.conf.get("spark.sql.shuffle.partitions")
+    persisted: list[DataFrame] = []
+
+    def keep(df: DataFrame) -> DataFrame:
+        persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
+        return df
+
+    with stages("list input"):
+        files = storage.list_slices(spark, args.input)
+        total_bytes = sum(size for _, size in files)
+        log.info("%d slice files, %.1f MiB", len(files), total_bytes / 2**20)
+    if storage.exists(spark, output) and not args.overwrite:
+        raise OutputExistsError(f"output {output} exists; pass --overwrite to replace it")
+    partitions = args.shuffle_partitions or max(
+        2 * spark.sparkContext.defaultParallelism, math.ceil(total_bytes / BYTES_PER_SHUFFLE_PARTITION)
+    )
+    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    hop2 = args.hop2 if args.hop2 != "auto" else ("exact" if total_bytes <= AUTO_EXACT_MAX_BYTES else "hll")
+
+    tmp = f"{output}.tmp-{uuid.uuid4().hex}"
+    try:
+        with stages("parse"):
+            slices = (
+                spark.read.schema(SLICE).option("multiLine", True).option("mode", "PERMISSIVE")
+                .option("columnNameOfCorruptRecord", CORRUPT_RECORD).json([f for f, _ in files])
+            )
+            records = keep(slices.transform(playlist_records))
+            bad_files = sorted(r.input_file for r in
+                               records.where("bad_file").select("input_file").distinct().collect())
+            if bad_files and not args.skip_bad_files:
+                raise BadInputError(
+                    f"{bad_files[0]}: not a valid MPD slice (the JSON does not parse with the MPD "
+                    f"schema){f'; also {len(bad_files) - 1} more bad files' if len(bad_files) > 1 else ''}; "
+                    "fix or remove it, or pass --skip-bad-files"
+                )
+            records = records.where(~F.col("bad_file") & F.col("playlist_index").isNotNull())
+            n_in = records.agg(F.count(F.lit(1)).alias("p"), F.sum(entry_count(records)).alias("e")).first()
+            counts = {"input_files": len(files) - len(bad_files),
+                      "input_playlists": int(n_in.p), "input_entries": int(n_in.e or 0)}
+            if counts["input_playlists"] == 0:
+                raise storage.InputError(f"no playlists in the input {args.input!r} ({len(files)} files)")
+
+        with stages("validate"):
+            validation = validate.findings_dict(validate.findings(records).first())
+
+        with stages("dedup"):
+            n_entries = entry_count(records)
+            kept, drops_pid = split_missing_pid(records, n_entries)
+            kept, drops_dup = split_duplicate_pids(kept, n_entries)
+            all_drops = [drops_pid, drops_dup]
+            if args.top_playlists_by_followers:
+                kept, drops_top = split_top_followed(kept, args.top_playlists_by_followers, n_entries)
+                all_drops.append(drops_top)
+            entries, drops_uri = split_missing_uris(kept.transform(track_entries))
+            entries = keep(entries)
+            unique_entries, drops_entry = dedup_entries(entries)
+            all_drops += [drops_uri, drops_entry]
+            union = all_drops[0]
+            for d in all_drops[1:]:
+                union = union.unionByName(d)
+            dropped = _drop_summary(union)
+
+        with stages("ids"):
+            playlists = keep(playlist_nodes(kept))
+            albums = keep(album_nodes(entries))
+            artists = keep(artist_nodes(entries))
+            tracks = keep(track_nodes(entries, albums, artists))
+            edges = playlist_track_edges(unique_entries, playlists, tracks)
+            conflicts = {"track": _conflicts(tracks, "track_uri"), "album": _conflicts(albums, "album_uri"),
+                         "artist": _conflicts(artists, "artist_uri")}
+
+        with stages("split"):
+            n_playlists = counts["input_playlists"] - sum(d["playlists"] for d in dropped.values())
+            num_val = args.num_val if args.num_val is not None else default_holdout(n_playlists, len(categories))
+            num_test = args.num_test if args.num_test is not None else default_holdout(n_playlists, len(categories))
+            holdout = holdout_table(spark, playlists, args.seed, categories, num_val, num_test)
+            playlists = keep(playlists.transform(lambda df: with_split(df, holdout)))
+            edges = keep(with_roles(edges, playlists, args.seed))
+            held = holdout.groupBy("seed_category", "split").count().collect()
+
+        # Base tables go to disk first: reading them back gives the feature joins short query
+        # plans (Catalyst's time grows with plan size) and spares recomputing ids and splits.
+        base = {
+            "nodes/playlist": playlists, "nodes/track": tracks, "nodes/album": albums,
+            "nodes/artist": artists, "edges/playlist_track": edges,
+        }
+        with stages("write base tables"):
+            for name, df in base.items():
+                df.write.parquet(f"{tmp}/{BASE}/{name}")
+            for df in persisted:
+                df.unpersist()
+            base = {name: spark.read.parquet(f"{tmp}/{BASE}/{name}") for name in base}
+
+        with stages("features"):
+            playlists = features.with_visible_playlist_attributes(
+                base["nodes/playlist"], base["edges/playlist_track"], base["nodes/track"]
+            )
+            playlists, tracks_f, albums_f, artists_f = features.with_structural_features(
+                playlists, base["nodes/track"], base["nodes/album"], base["nodes/artist"],
+                base["edges/playlist_track"], hop2,
+            )
+
+        frames = {
+            "nodes/playlist": (playlists, ["playlist_id"]),
+            "nodes/track": (tracks_f, ["track_id"]),
+            "nodes/album": (albums_f, ["album_id"]),
+            "nodes/artist": (artists_f, ["artist_id"]),
+            "edges/playlist_track": (base["edges/playlist_track"], ["playlist_id", "pos"]),
+            "edges/track_album": (base["nodes/track"], ["track_id"]),
+            "edges/track_artist": (base["nodes/track"], ["track_id"]),
+        }
+        written = {}
+        with stages("write"):
+            for table, (df, order) in frames.items():
+                df.transform(lambda d: _contract_frame(d, table, order)).write.parquet(f"{tmp}/{table}")
+                written[table] = spark.read.parquet(f"{tmp}/{table}")
+                contract.check_columns(table, _arrow_dtypes(written[table]))
+                counts[table] = written[table].count()
+            storage.delete(spark, f"{tmp}/{BASE}")
+
+        with stages("stats"):
+            stats = {t: features.feature_stats(written[f"nodes/{t}"], cols)
+                     for t, cols in contract.FEATURE_COLUMNS.items()}
+            manifest.check_accounting(counts, dropped)
+
+        by_category = {c.name: {"val": 0, "test": 0} for c in categories}
+        for r in held:
+            by_category[r.seed_category][r.split] = int(r["count"])
+        sc = spark.sparkContext
+        result = manifest.build(
+            input={"path": args.input, "files": [{"path": f, "size": s} for f, s in files
+                                                 if f not in bad_files],
+                   "skipped_files": [{"path": f, "reason": "does not parse as an MPD slice"}
+                                     for f in bad_files]},
+            counts=counts,
+            dropped=dropped,
+            validation=validation,
+            split={"seed": args.seed, "num_val": num_val, "num_test": num_test,
+                   "categories": {k: v["val"] + v["test"] for k, v in by_category.items()},
+                   "categories_by_split": by_category,
+                   "sizes": {r.split: int(r["count"]) for r in
+                             written["nodes/playlist"].groupBy("split").count().collect()},
+                   "hash": "xxhash64(seed, pid); random seeds: xxhash64(seed, pid, pos)"},
+            hop2={"mode": hop2,
+                  "relative_error": {"exact": 0.0, "hll": features.HLL_RELATIVE_ERROR, "off": None}[hop2],
+                  "hll_lg_config_k": features.HLL_LG_CONFIG_K if hop2 == "hll" else None},
+            feature_stats=stats,
+            timings=stages.seconds,
+            spark={"version": spark.version, "master": sc.master,
+                   "conf": manifest.spark_conf_subset(dict(sc.getConf().getAll())
+                                                      | {"spark.sql.shuffle.partitions": str(partitions)})},
+            conflicts=conflicts,
+            options={k: v for k, v in vars(args).items() if k not in ("input", "output")},
+        )
+        storage.write_text(spark, f"{tmp}/{contract.MANIFEST}", manifest.dumps(result))
+        if storage.exists(spark, output):
+            old = f"{output}.old-{uuid.uuid4().hex}"
+            storage.rename(spark, output, old)
+            storage.rename(spark, tmp, output)
+            storage.delete(spark, old)
+        else:
+            storage.rename(spark, tmp, output)
+        log.info("wrote %s: %s", output, {t: counts[t] for t in contract.TABLES})
+        return result
+    finally:
+        if storage.exists(spark, tmp):
+            storage.delete(spark, tmp)
+        for df in persisted:
+            df.unpersist()
+        spark.conf.set("spark.sql.shuffle.partitions", previous_partitions)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (BadInputError, OutputExistsError, storage.InputError) as e:
+        log.error("%s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

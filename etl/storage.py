@@ -1,0 +1,63 @@
+"""File-system operations through Hadoop's FileSystem API, so that every URL Spark can read
+(file://, hdfs://, s3a://, gs://, abfs://...) works the same, with the cluster's credentials."""
+from __future__ import annotations
+
+import glob as _glob
+
+from pyspark.sql import SparkSession
+
+SLICE_PATTERN = "mpd.slice.*.json"
+
+
+class InputError(ValueError):
+    """The input does not name any readable MPD slice."""
+
+
+def _fs(spark: SparkSession, path: str):
+    jpath = spark._jvm.org.apache.hadoop.fs.Path(path)
+    return jpath.getFileSystem(spark._jsc.hadoopConfiguration()), jpath
+
+
+def list_slices(spark: SparkSession, path: str) -> list[tuple[str, int]]:
+    """Sorted (file URL, size in bytes) of the slices a directory or glob names.
+
+    A directory means its ``mpd.slice.*.json`` files.
+    """
+    fs, jpath = _fs(spark, path)
+    if not _glob.has_magic(path) and fs.exists(jpath) and fs.getFileStatus(jpath).isDirectory():
+        jpath = spark._jvm.org.apache.hadoop.fs.Path(jpath, SLICE_PATTERN)
+    statuses = fs.globStatus(jpath) or []
+    files = sorted((str(s.getPath()), int(s.getLen())) for s in statuses if s.isFile())
+    if not files:
+        raise InputError(
+            f"no MPD slice files at {path!r} (looked for {jpath.toString()}); pass a directory "
+            f"holding {SLICE_PATTERN} files, a glob, or a single slice file"
+        )
+    return files
+
+
+def exists(spark: SparkSession, path: str) -> bool:
+    fs, jpath = _fs(spark, path)
+    return bool(fs.exists(jpath))
+
+
+def delete(spark: SparkSession, path: str) -> None:
+    fs, jpath = _fs(spark, path)
+    fs.delete(jpath, True)
+
+
+def rename(spark: SparkSession, source: str, target: str) -> None:
+    """Rename ``source`` to ``target`` (atomic on HDFS and local disks, a copy on object stores)."""
+    fs, src = _fs(spark, source)
+    _, dst = _fs(spark, target)
+    if not fs.rename(src, dst):
+        raise OSError(f"could not rename {source} to {target}")
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    fs, jpath = _fs(spark, path)
+    out = fs.create(jpath, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()

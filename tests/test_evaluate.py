@@ -104,7 +104,8 @@ def test_popularity_counts_visible_edges_only(sample):
 
 
 @needs_sample
-def test_itemknn_equals_plain_python_co_occurrence(sample):
+@pytest.mark.parametrize("gamma", [1.0, 2.0])
+def test_itemknn_equals_plain_python_co_occurrence(sample, gamma):
     edges, split = _edges(sample)
     train = defaultdict(set)
     for e in edges:
@@ -114,17 +115,24 @@ def test_itemknn_equals_plain_python_co_occurrence(sample):
     cat = catalogue.load_catalogue(sample)
     held = held_out(cat, C.SPLIT_VAL)
     pop = popularity_counts(cat.edges(C.VISIBLE_ROLES))
-    knn = ItemKNN(cat.edges((C.ROLE_TRAIN,), (C.SPLIT_TRAIN,)), pop, chunk_size=50, beta=0.5)
+    knn = ItemKNN(cat.edges((C.ROLE_TRAIN,), (C.SPLIT_TRAIN,)), pop, chunk_size=50, beta=0.5,
+                  gamma=gamma)
     chunk = knn.batch(held.queries)
     got = torch.cat([chunk(a, min(a + 50, cat.num_tracks)) for a in range(0, cat.num_tracks, 50)], 1)
     for b in range(len(held)):
         want = np.zeros(cat.num_tracks)
-        for s in held.queries.seeds(b):
-            idf = np.log1p(len(train) / max(df[s], 1))
+        idf = {s: np.log1p(len(train) / max(df[s], 1)) for s in held.queries.seeds(b)}
+        if gamma == 1.0:  # the item form: sum over seeds of idf(s) * co(s, t)
+            for s in idf:
+                for tracks in train.values():
+                    if s in tracks:
+                        for t in tracks:
+                            want[t] += idf[s] / df[t] ** 0.5
+        else:  # the playlist form: each playlist weighted by its idf overlap ** gamma
             for tracks in train.values():
-                if s in tracks:
-                    for t in tracks:
-                        want[t] += idf / df[t] ** 0.5
+                w = sum(idf[s] for s in idf if s in tracks)
+                for t in tracks:
+                    want[t] += w ** gamma / df[t] ** 0.5
         scored = want > 0
         np.testing.assert_allclose(got[b].numpy()[scored], want[scored], rtol=1e-5)
         # Unscored tracks come after, in popularity order.

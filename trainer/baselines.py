@@ -3,8 +3,10 @@
 - ``Popularity``: how many playlists hold the track among VISIBLE edges (train + seed; never a
   hidden one).
 - ``ItemKNN``: item co-occurrence over training playlists, IDF-weighted:
-  score(t) = Σ_{s ∈ seeds} idf(s) · co(s, t) / df(t)^beta, with co(s, t) the number of training
-  playlists holding both, df the number holding one, idf(s) = log(1 + N / df(s)). Computed as
+  score(t) = Σ_p w(p)^gamma · [t ∈ p] / df(t)^beta with w(p) = Σ_{s ∈ seeds ∩ p} idf(s),
+  df(t) the number of training playlists holding t and idf(s) = log(1 + N / df(s)). With
+  gamma = 1 this is exactly Σ_{s ∈ seeds} idf(s) · co(s, t) / df(t)^beta (co = playlists holding
+  both); gamma > 1 favours playlists that share several seeds. Computed as
   ``(seeds × playlists) @ (playlists × tracks)`` per batch of queries and chunk of tracks, with
   scipy.sparse: no track × track matrix is ever formed (at MPD scale it would not fit).
 - ``TitlePopularity``: the fallback for a playlist without seeds: the tracks most frequent in
@@ -83,9 +85,10 @@ class ItemKNN:
     """IDF-weighted item co-occurrence with the seed tracks over training playlists."""
 
     def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, chunk_size: int,
-                 beta: float = 0.5):
-        if beta < 0:
-            raise ValueError(f"ItemKNN: beta must be >= 0, got {beta}")
+                 beta: float = 0.5, gamma: float = 1.0):
+        if beta < 0 or gamma <= 0:
+            raise ValueError(f"ItemKNN: need beta >= 0 and gamma > 0, got beta={beta}, gamma={gamma}")
+        self.gamma = gamma
         train = train.tocsr().astype(np.float32)
         num_playlists = int((np.diff(train.indptr) > 0).sum())
         df = np.asarray(train.sum(axis=0)).ravel()
@@ -105,6 +108,8 @@ class ItemKNN:
             shape=(len(queries), self.num_tracks),
         )
         neighbours = (seeds @ self.by_track).tocsr()  # query × training playlist
+        if self.gamma != 1.0:
+            neighbours.data **= self.gamma
 
         def chunk(start: int, stop: int) -> torch.Tensor:
             if start % self.chunk_size or stop != min(start + self.chunk_size, self.num_tracks):

@@ -87,7 +87,7 @@ def held_out(graph: catalogue.Catalogue, split: str) -> HeldOut:
 
 def build_scorers(
     graph: catalogue.Catalogue, run: Path, methods: list[str], chunk_size: int,
-    device: torch.device, beta: float = 0.5,
+    device: torch.device, beta: float = 0.5, gamma: float = 1.0,
 ) -> tuple[dict[str, Scorer], Scorer]:
     """The requested methods' scorers and the title fallback they share."""
     unknown = [m for m in methods if m not in METHODS]
@@ -112,7 +112,7 @@ def build_scorers(
         elif m == "popularity":
             scorers[m] = Popularity(popularity)
         else:
-            scorers[m] = ItemKNN(train, popularity, chunk_size, beta=beta)
+            scorers[m] = ItemKNN(train, popularity, chunk_size, beta=beta, gamma=gamma)
     return scorers, TitlePopularity(train, graph.playlist_title, popularity)
 
 
@@ -181,7 +181,7 @@ def format_table(results: dict) -> str:
 def evaluate(
     graph_dir: str | Path, run_dir: str | Path, split: str = contract.SPLIT_VAL,
     methods: list[str] | None = None, k: int = K, batch_size: int = 256,
-    chunk_size: int = 1 << 17, beta: float = 0.5,
+    chunk_size: int = 1 << 17, beta: float = 0.5, gamma: float = 1.0,
 ) -> dict | None:
     """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
     if not 1 <= k <= K:
@@ -198,7 +198,7 @@ def evaluate(
             f"{graph_dir}: no {split} playlist with hidden tracks; nothing to evaluate"
             f" (manifest split: {graph.manifest.get('split')})"
         )
-    scorers, fallback = build_scorers(graph, run, methods, chunk_size, device, beta)
+    scorers, fallback = build_scorers(graph, run, methods, chunk_size, device, beta, gamma)
     groups = category_order(held.categories)
     lo, hi = shard(len(held), rank_, world)
     sums, counts = score_sums(
@@ -221,7 +221,7 @@ def evaluate(
         "graph": str(graph_dir),
         "world_size": world,
         "without_hidden_tracks": held.without_hidden,
-        "itemknn": {"beta": beta},
+        "itemknn": {"beta": beta, "gamma": gamma},
         "title_only": "every method: popularity among training playlists with the same"
                       " normalised title, then global popularity",
         "methods": report(sums, counts, list(scorers), groups),
@@ -248,11 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-size", type=int, default=1 << 17, help="tracks scored at once")
     p.add_argument("--itemknn-beta", type=float, default=0.5,
                    help="item-kNN: divide a candidate's score by its training frequency^beta")
+    p.add_argument("--itemknn-gamma", type=float, default=1.0,
+                   help="item-kNN: raise each training playlist's seed overlap to this power"
+                   " (1 = plain co-occurrence)")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     try:
         evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
-                 args.chunk_size, args.itemknn_beta)
+                 args.chunk_size, args.itemknn_beta, args.itemknn_gamma)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

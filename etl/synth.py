@@ -71,10 +71,10 @@ _U64 = np.uint64
 # --- calibration constants ----------------------------------------------------------------------
 # Artist rank within a genre and album index within an artist: offset power laws
 # P(k) ~ (k + offset)^-exponent (heavy tails: distinct artists/albums/tracks grow like Heaps' law).
-ARTIST_EXPONENT, ARTIST_OFFSET = 1.9, 9.0
-ALBUM_EXPONENT, ALBUM_OFFSET = 2.6, 2.5
+ARTIST_EXPONENT, ARTIST_OFFSET = 1.94, 16.1
+ALBUM_EXPONENT, ALBUM_OFFSET = 3.62, 2.2
 # Track within an album: P(t) ~ (t + 1)^-TRACK_EXPONENT (flat-ish: an album is not one hit).
-TRACK_EXPONENT = 0.5
+TRACK_EXPONENT = 0.35
 # An artist's first albums are full albums; later ones are singles/EPs this often.
 SINGLE_SHARE = 0.3
 # Runs: an entry continues the previous entry's run with this probability, on the same album
@@ -189,31 +189,37 @@ class Genre:
     titles: dict[str, float]
 
 
-# Title pools use the real top titles (mpd_stats.txt) as their heaviest entries.
+# Title pools: {title: playlists per million titled so (case/space-normalised)}; the real top-20
+# titles carry their real counts (mpd_stats.txt), the rest are plausible smaller ones.
 GENRES = (
-    Genre("hiphop", 0.16, {"rap": 8.5, "lit": 4.1, "hip hop": 3, "turn up": 1.5, "trap": 1.5, "bangers": 1.2, "hype": 1}),
-    Genre("pop", 0.11, {"jams": 5.1, "new": 4.6, "music": 3.9, "pop": 3, "hits": 2, "good vibes": 1.5, "car": 1}),
-    Genre("country", 0.08, {"country": 10, "old country": 1.5, "country music": 2, "truck": 0.8, "boots": 0.5}),
-    Genre("chill", 0.08, {"chill": 10, "vibes": 3.5, "relax": 2, "acoustic": 1.5, "chill vibes": 1.5, "lofi": 1}),
-    Genre("rock", 0.06, {"rock": 6.8, "classic rock": 2.5, "garage rock": 0.6, "rock n roll": 1, "guitar": 0.5}),
-    Genre("workout", 0.06, {"workout": 8.5, "gym": 3, "running": 2, "run it": 0.8, "cardio": 1, "lift": 1}),
-    Genre("party", 0.05, {"party": 6.2, "pregame": 1.5, "dance": 2, "turnt": 1, "saturday": 0.7}),
-    Genre("throwback", 0.06, {"throwback": 5.9, "throwbacks": 4.0, "90s": 2, "2000s": 1.5, "90's": 0.8, "old school": 1}),
-    Genre("oldies", 0.04, {"oldies": 8.1, "60s": 1, "70s": 1.5, "80s": 2, "motown": 0.8, "classics": 1}),
-    Genre("christmas", 0.03, {"christmas": 8.0, "christmas music": 1.5, "holiday": 1, "xmas": 0.8}),
-    Genre("worship", 0.035, {"worship": 5.1, "church": 1.2, "gospel": 1, "praise": 1, "jesus": 0.8}),
-    Genre("summer", 0.04, {"summer": 4.9, "summer 2017": 1.5, "beach": 1.2, "latin": 1, "road trip": 1}),
-    Genre("rnb", 0.05, {"feels": 4.7, "r&b": 2, "slow jams": 1.5, "sad": 1.5, "love": 1.5, "sad songs": 1}),
-    Genre("disney", 0.025, {"disney": 4.2, "kids": 0.8, "musicals": 1, "broadway": 0.8}),
-    Genre("sleep", 0.025, {"sleep": 3.5, "study": 2, "piano": 1, "classical": 1, "focus": 0.8}),
-    Genre("indie", 0.045, {"indie": 3, "alternative": 2, "indie rock": 1, "emo": 1, "punk": 0.8, "melancholy": 0.5}),
-    Genre("metal", 0.015, {"metal": 2, "hardcore": 0.6, "heavy": 0.5}),
-    Genre("jazz", 0.015, {"jazz": 2, "blues": 1, "coffee": 0.8, "smooth": 0.6}),
+    Genre("hiphop", 0.16, {"rap": 8493, "lit": 4124, "hip hop": 3000, "turn up": 1500, "trap": 1500, "bangers": 1200, "hype": 1000}),
+    Genre("pop", 0.11, {"jams": 5063, "new": 4612, "music": 3886, "pop": 3000, "hits": 2000, "good vibes": 1500, "car": 1000}),
+    Genre("country", 0.08, {"country": 10000, "old country": 1500, "country music": 2000, "truck": 800, "boots": 500}),
+    Genre("chill", 0.08, {"chill": 10000, "vibes": 3500, "relax": 2000, "acoustic": 1500, "chill vibes": 1500, "lofi": 1000}),
+    Genre("rock", 0.06, {"rock": 6848, "classic rock": 2500, "garage rock": 600, "rock n roll": 1000, "guitar": 500}),
+    Genre("workout", 0.06, {"workout": 8481, "gym": 3000, "running": 2000, "run it": 800, "cardio": 1000, "lift": 1000}),
+    Genre("party", 0.05, {"party": 6157, "pregame": 1500, "dance": 2000, "turnt": 1000, "saturday": 700}),
+    Genre("throwback", 0.06, {"throwback": 5883, "throwbacks": 4030, "90s": 2000, "2000s": 1500, "90's": 800, "old school": 1000}),
+    Genre("oldies", 0.04, {"oldies": 8146, "60s": 1000, "70s": 1500, "80s": 2000, "motown": 800, "classics": 1000}),
+    Genre("christmas", 0.03, {"christmas": 8015, "christmas music": 1500, "holiday": 1000, "xmas": 800}),
+    Genre("worship", 0.035, {"worship": 5052, "church": 1200, "gospel": 1000, "praise": 1000, "jesus": 800}),
+    Genre("summer", 0.04, {"summer": 4907, "summer 2017": 1500, "beach": 1200, "latin": 1000, "road trip": 1000}),
+    Genre("rnb", 0.05, {"feels": 4677, "r&b": 2000, "slow jams": 1500, "sad": 1500, "love": 1500, "sad songs": 1000}),
+    Genre("disney", 0.025, {"disney": 4186, "kids": 800, "musicals": 1000, "broadway": 800}),
+    Genre("sleep", 0.025, {"sleep": 3513, "study": 2000, "piano": 1000, "classical": 1000, "focus": 800}),
+    Genre("indie", 0.045, {"indie": 3000, "alternative": 2000, "indie rock": 1000, "emo": 1000, "punk": 800, "melancholy": 500}),
+    Genre("metal", 0.015, {"metal": 2000, "hardcore": 600, "heavy": 500}),
+    Genre("jazz", 0.015, {"jazz": 2000, "blues": 1000, "coffee": 800, "smooth": 600}),
 )
 assert len(GENRES) < 1 << 5
 _GENRE_P = np.array([g.weight for g in GENRES]) / sum(g.weight for g in GENRES)
 _GENRE_TITLES = [tuple(g.titles) for g in GENRES]
-_GENRE_TITLE_CDF = [np.cumsum(list(g.titles.values())) / sum(g.titles.values()) for g in GENRES]
+# A playlist whose main genre is g takes pool title t with P = share(t) / P(g), so the titles'
+# shares match the real counts; the other playlists of g get a title flavoured by g
+# (TITLE_FLAVOURED of them: "country roads", "rap 2017"), a generic or a personal one.
+_GENRE_TITLE_CDF = [np.cumsum([c / 1e6 / p for c in g.titles.values()]) for g, p in zip(GENRES, _GENRE_P)]
+assert all(cdf[-1] < 1 for cdf in _GENRE_TITLE_CDF)
+TITLE_FLAVOURED, TITLE_GENERIC = 0.5, 0.2
 _GENERIC_TITLES = ("music", "new", "my playlist", "songs", "favorites", "mix", "playlist", "good stuff",
                    "random", "car", "mood", "everything", "2017", "fall '17", "summer", "morning",
                    "Mom's playlist", "wedding", "road trip", "✔️", "🔥", "💯", "yeet", "BOP", "mixtape")
@@ -480,30 +486,32 @@ def generate_batch(seed: int, stream: int, index: int, first_pid: int, count: in
 
 
 def _titles(rng, main_genre: np.ndarray) -> tuple[list[str], list[str | None]]:
-    """Playlist titles from the main genre's pool (55%), generic (20%) or personal (25%) ones,
-    with the casing and stray spaces real titles have; and a rare description."""
+    """Playlist titles correlated with the main genre (see _GENRE_TITLE_CDF), with the casing,
+    stray spaces and emoji real titles have; and a rare description."""
     P = main_genre.size
+    u = rng.random(P)
     kind = rng.random(P)
     style = rng.random(P)
-    extra = rng.integers(0, 1 << 30, P)
+    extra = rng.integers(0, 1 << 30, P).tolist()
+    W, F = _TITLE_WORDS, _NAME_FIRST
     names = []
     for i in range(P):
-        g = GENRES[main_genre[i]]
-        if kind[i] < 0.55:
-            t = _GENRE_TITLES[main_genre[i]][_weighted(extra[i], _GENRE_TITLE_CDF[main_genre[i]])]
-        elif kind[i] < 0.75:
-            t = _GENERIC_TITLES[extra[i] % len(_GENERIC_TITLES)]
+        g = int(main_genre[i])
+        e = extra[i]
+        cdf = _GENRE_TITLE_CDF[g]
+        if u[i] < cdf[-1]:
+            t = _GENRE_TITLES[g][min(int(np.searchsorted(cdf, u[i], side="right")), cdf.size - 1)]
+        elif kind[i] < TITLE_FLAVOURED:
+            base = _GENRE_TITLES[g][e % len(_GENRE_TITLES[g])]
+            t = f"{base} {W[(e >> 8) % len(W)]}" if (e >> 4) % 3 else f"{base} {2010 + (e >> 8) % 8}"
+        elif kind[i] < TITLE_FLAVOURED + TITLE_GENERIC:
+            t = _GENERIC_TITLES[e % len(_GENERIC_TITLES)]
+        elif e % 3 == 0:
+            t = f"{F[(e >> 2) % len(F)]}'s {W[(e >> 8) % len(W)]}"
+        elif e % 3 == 1:
+            t = f"{W[(e >> 2) % len(W)]} {W[(e >> 8) % len(W)]}"
         else:
-            e = int(extra[i])
-            choice = e % 4
-            if choice == 0:
-                t = f"{_NAME_FIRST[(e >> 2) % len(_NAME_FIRST)]}'s {_TITLE_WORDS[(e >> 8) % len(_TITLE_WORDS)]}"
-            elif choice == 1:
-                t = f"{_TITLE_WORDS[(e >> 2) % len(_TITLE_WORDS)]} {_TITLE_WORDS[(e >> 8) % len(_TITLE_WORDS)]}"
-            elif choice == 2:
-                t = f"{list(g.titles)[(e >> 2) % len(g.titles)]} {_TITLE_WORDS[(e >> 8) % len(_TITLE_WORDS)]}"
-            else:
-                t = f"{_NAME_FIRST[(e >> 2) % len(_NAME_FIRST)]} {(e >> 8) % 100}"
+            t = f"{F[(e >> 2) % len(F)]} {(e >> 8) % 100}"
         s = style[i]
         if s < 0.25:
             t = t.title()
@@ -512,18 +520,13 @@ def _titles(rng, main_genre: np.ndarray) -> tuple[list[str], list[str | None]]:
         elif s < 0.34:
             t = t + " "
         elif s < 0.36:
-            t = t + " 🔥"
+            t = t + " \U0001F525"
         names.append(t)
     has_desc = rng.random(P) < DESCRIPTION_SHARE
     templ = rng.integers(0, len(_DESCRIPTIONS), P)
     descriptions = [_DESCRIPTIONS[templ[i]].format(t=names[i].strip().lower()) if has_desc[i] else None
                     for i in range(P)]
     return names, descriptions
-
-
-def _weighted(e: int, cdf: np.ndarray) -> int:
-    """Index drawn from ``cdf`` with the random integer ``e``."""
-    return min(int(np.searchsorted(cdf, (int(e) % 1_000_003) / 1_000_003, side="right")), cdf.size - 1)
 
 
 # --- the catalogue's names, URIs and durations --------------------------------------------------

@@ -1,0 +1,174 @@
+"""Benchmark of the synthetic MPD generator: throughput and calibration against the real MPD.
+
+    .venv/bin/python bench/bench_synth.py [--scales 10000 100000] [--repeats 3] [--out bench/results_synth.md]
+
+Throughput: wall time of ``etl.synth.generate`` for 10k playlists (files written to a temporary
+dir), workers 1 and 2, median of ``--repeats``. Calibration: statistics of the generated
+playlists at each scale (computed from the generator's arrays, which the tests check against the
+written JSON) next to the real MPD's (``shared/data/mpd_stats.txt``; per-playlist statistics are
+scale-free, distinct counts are given at 100k and 1M and extrapolated elsewhere with the real
+Heaps exponent).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from etl import synth  # noqa: E402
+
+# Real MPD (mpd_stats.txt; 1M playlists, 66,346,428 entries).
+REAL_TRACKS_100K, REAL_TRACKS_1M = 681_805, 2_262_292
+REAL_ALBUMS_1M, REAL_ARTISTS_1M = 734_684, 295_860
+HEAPS = float(np.log(REAL_TRACKS_1M / REAL_TRACKS_100K) / np.log(10))  # ~0.521
+REAL = {
+    "mean playlist length": 66.346428,
+    "share with 1 follower": 754_219 / 1e6,
+    "share with 2 followers": 149_600 / 1e6,
+    "share with num_edits = 2": 92_252 / 1e6,
+    "share modified in the top-20 days (2017-10-11..30)": sum(synth._MODIFIED_TOP20) / 1e6,
+    "share of length 20 (the mode)": 15_057 / 1e6,
+    "share with description": 18_760 / 1e6,
+    "share titled 'country'": 10_000 / 1e6,
+    "top track: share of playlists": 46_574 / 1e6,
+    "top artist: share of entries": 847_160 / 66_346_428,
+}
+
+
+def real_distinct(kind: str, n: int) -> tuple[float, str]:
+    """Real distinct count at ``n`` playlists: given at 100k (tracks) and 1M, else extrapolated."""
+    at_1m = {"tracks": REAL_TRACKS_1M, "albums": REAL_ALBUMS_1M, "artists": REAL_ARTISTS_1M}[kind]
+    if n == 1_000_000:
+        return at_1m, "given"
+    if kind == "tracks" and n == 100_000:
+        return REAL_TRACKS_100K, "given"
+    return at_1m * (n / 1e6) ** HEAPS, f"1M value x (N/1M)^{HEAPS:.3f}"
+
+
+def generated_stats(n: int, seed: int = 0) -> dict:
+    """Statistics of the first ``n`` generated playlists (the same batches the slices hold)."""
+    lengths, followers, edits, modified, titled_country, described = [], [], [], [], 0, 0
+    repeats = 0
+    per_playlist_tracks, entries = [], []
+    same_artist = same_album = pairs = 0
+    for i in range(-(-n // synth.PLAYLISTS_PER_SLICE)):
+        first, last = synth.slice_bounds(n, i)
+        b = synth.generate_batch(seed, synth._STREAM_SLICE, i, first, last - first + 1)
+        ln = np.diff(b.offsets)
+        playlist = np.repeat(np.arange(ln.size), ln)
+        lengths.append(ln)
+        followers.append(b.num_followers)
+        edits.append(b.num_edits)
+        modified.append(b.modified_at)
+        titled_country += sum(t.strip().lower() == "country" for t in b.names)
+        described += sum(d is not None for d in b.descriptions)
+        rep = synth._repeats(playlist, b.tracks)
+        repeats += int(rep.sum())
+        per_playlist_tracks.append(b.tracks[~rep])
+        entries.append(b.tracks)
+        nxt = np.ones(b.tracks.size, dtype=bool)
+        nxt[b.offsets[1:] - 1] = False  # last entry of each playlist has no successor
+        a, c = b.tracks[:-1][nxt[:-1]], b.tracks[1:][nxt[:-1]]
+        same_artist += int((synth.artist_of(a) == synth.artist_of(c)).sum())
+        same_album += int((synth.album_of(a) == synth.album_of(c)).sum())
+        pairs += a.size
+    lengths, followers, edits = map(np.concatenate, (lengths, followers, edits))
+    modified = np.concatenate(modified)
+    all_entries = np.concatenate(entries)
+    tracks, entry_counts = np.unique(all_entries, return_counts=True)
+    _, playlist_counts = np.unique(np.concatenate(per_playlist_tracks), return_counts=True)
+    _, artist_counts = np.unique(synth.artist_of(all_entries), return_counts=True)
+    top20_days = (modified >= synth._LAST_DAY - 19 * 86_400) & (modified <= synth._LAST_DAY)
+    return {
+        "mean playlist length": lengths.mean(),
+        "share with 1 follower": (followers == 1).mean(),
+        "share with 2 followers": (followers == 2).mean(),
+        "share with num_edits = 2": (edits == 2).mean(),
+        "share modified in the top-20 days (2017-10-11..30)": top20_days.mean(),
+        "share of length 20 (the mode)": (lengths == 20).mean(),
+        "share with description": described / n,
+        "share titled 'country'": titled_country / n,
+        "top track: share of playlists": playlist_counts.max() / n,
+        "top artist: share of entries": artist_counts.max() / all_entries.size,
+        "entries repeating a track of the same playlist": repeats / all_entries.size,
+        "distinct tracks": tracks.size,
+        "distinct albums": np.unique(synth.album_of(tracks)).size,
+        "distinct artists": np.unique(synth.artist_of(tracks)).size,
+        "share of tracks that appear once": (entry_counts == 1).mean(),
+        "consecutive entries on the same artist": same_artist / pairs,
+        "consecutive entries on the same album": same_album / pairs,
+    }
+
+
+def throughput(n: int, workers: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as d:
+            t0 = time.perf_counter()
+            synth.generate(n, os.path.join(d, "mpd"), seed=0, workers=workers)
+            times.append(time.perf_counter() - t0)
+    return n / statistics.median(times)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (int, np.integer)) or (isinstance(v, float) and v >= 1000):
+        return f"{v:,.0f}"
+    if isinstance(v, float) and v < 1:
+        return f"{100 * v:.2f}%"
+    return f"{v:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scales", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--throughput-playlists", type=int, default=10_000)
+    ap.add_argument("--out", default=str(Path(__file__).with_name("results_synth.md")))
+    a = ap.parse_args()
+
+    lines = ["# Synthetic MPD generator: throughput and calibration", "",
+             f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+             f"numpy {np.__version__}; shared with other jobs, so medians. "
+             f"Command: `python bench/bench_synth.py --scales {' '.join(map(str, a.scales))}`.", ""]
+    lines += ["## Throughput (slices written to local disk)", "",
+              f"| workers | playlists/s (median of {a.repeats}, {a.throughput_playlists:,} playlists) |", "|---|---|"]
+    rates = {}
+    for w in (1, 2):
+        rates[w] = throughput(a.throughput_playlists, w, a.repeats)
+        lines.append(f"| {w} | {rates[w]:,.0f} |")
+        print(f"workers={w}: {rates[w]:,.0f} playlists/s", flush=True)
+    lines += ["", f"Speed-up with 2 workers: {rates[2] / rates[1]:.2f}x.", ""]
+
+    for n in a.scales:
+        t0 = time.perf_counter()
+        g = generated_stats(n)
+        print(f"stats at {n}: {time.perf_counter() - t0:.0f}s", flush=True)
+        lines += [f"## Calibration at {n:,} playlists (seed 0)", "", "| statistic | generated | real MPD | note |",
+                  "|---|---|---|---|"]
+        for k, v in g.items():
+            if k in REAL:
+                lines.append(f"| {k} | {_fmt(v)} | {_fmt(REAL[k])} | scale-free |")
+            elif k.startswith("distinct "):
+                real, how = real_distinct(k.split()[1], n)
+                lines.append(f"| {k} | {_fmt(v)} | {_fmt(real)} | {how}; ratio {v / real:.2f} |")
+            elif k == "entries repeating a track of the same playlist":
+                lines.append(f"| {k} | {_fmt(v)} | ~1.3% (sample: 32/2,023 = 1.58%) | |")
+            elif k == "share of tracks that appear once":
+                lines.append(f"| {k} | {_fmt(v)} | ~50% at 1M | falls with scale |")
+            else:
+                lines.append(f"| {k} | {_fmt(v)} | n/a | planted structure |")
+        lines.append("")
+    Path(a.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -26,6 +26,7 @@ class TrainConfig:
     fanout: tuple[int, ...] = (10, 10, 5)  # neighbours per layer, outermost hop first
     batch_size: int = 512                 # supervision edges per batch and rank
     negatives: int = 2                    # sampled negatives per positive
+    negative_power: float = 0.0           # negatives drawn with P(track) ~ (degree+1)^power; 0: uniform
     loss: str = "bce"                     # bce (binary negatives) | bpr (triplets)
     supervision_ratio: float = 0.3        # fraction of train edges supervised each epoch
     # optimisation
@@ -58,6 +59,7 @@ class TrainConfig:
              f"fanout entries must be positive (or -1 for all neighbours), got {list(self.fanout)}")
         need(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
         need(self.negatives > 0, f"negatives must be > 0, got {self.negatives}")
+        need(0 <= self.negative_power <= 1, f"negative_power must be in [0, 1], got {self.negative_power}")
         need(self.loss in ("bce", "bpr"), f"loss must be bce or bpr, got {self.loss!r}")
         need(0 < self.supervision_ratio < 1,
              f"supervision_ratio must be in (0, 1), got {self.supervision_ratio}")

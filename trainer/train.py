@@ -15,6 +15,7 @@ import posixpath
 import random
 import sys
 import time
+from dataclasses import dataclass
 
 import fsspec
 import numpy as np
@@ -69,9 +70,14 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
     supervision = graph.train_edges[:, sup]
     edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size,
                                                  config.seed, epoch)]
+    weight = None
+    if config.negative_power:  # popularity-biased negatives, on this epoch's visible degrees
+        degree = torch.bincount(message_passing[1], minlength=graph.num_nodes["track"]).double()
+        weight = (degree + 1) ** config.negative_power
     loader = LinkNeighborLoader(
         data, num_neighbors=list(config.fanout), edge_label_index=(PLAYLIST_TRACK, edge_label_index),
-        neg_sampling=NegativeSampling("triplet", amount=config.negatives), batch_size=config.batch_size,
+        neg_sampling=NegativeSampling("triplet", amount=config.negatives, dst_weight=weight),
+        batch_size=config.batch_size,
         shuffle=False,  # the shard is already a fresh (seed, epoch) permutation
         num_workers=config.num_workers, persistent_workers=False,
         prefetch_factor=4 if config.num_workers else None)
@@ -151,7 +157,7 @@ def check_resumable(saved: dict, config: TrainConfig, run: RunDir, graph: Graph)
                           f"(created_at {recorded['created_at']}), not {graph.path} (created_at {now['created_at']})")
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> "TrainResult":
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     config = resolve(args.config, overrides)
     env = dist.setup(config.device)
@@ -161,8 +167,15 @@ def main(argv=None) -> dict:
         dist.cleanup(env)
 
 
-def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool = False) -> dict:
-    """Run (or resume) training; returns the last epoch's metrics record."""
+@dataclass
+class TrainResult:
+    record: dict            # the last epoch's metrics
+    model: torch.nn.Module  # the trained model (unwrapped)
+    global_step: int
+
+
+def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool = False) -> TrainResult:
+    """Run (or resume) training in ``out``."""
     log = tqdm.write if env.is_main else (lambda *_: None)
     run = RunDir(out)
     graph = load_graph(graph_path)
@@ -269,7 +282,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
     dist.barrier(env)
     log(f"done: {config.epochs} epochs, train_loss {record.get('train_loss')}, val_loss {record.get('val_loss')}, "
         f"val_auc {record.get('val_auc')}; run dir {run.path}")
-    return record
+    return TrainResult(record, model, global_step)
 
 
 if __name__ == "__main__":

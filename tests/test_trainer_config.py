@@ -1,0 +1,57 @@
+"""Config: defaults, overrides, and errors that name the problem."""
+import json
+
+import pytest
+
+from trainer.config import ConfigError, TrainConfig, parse_overrides, resolve
+from trainer.train import main
+
+
+def test_defaults_are_valid_and_round_trip():
+    c = TrainConfig()
+    assert c.layers == 3 and len(c.fanout) == 3
+    assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_command_line_overrides_are_typed():
+    c = resolve(None, parse_overrides(["--lr=0.01", "--epochs", "2", "--fanout=4,3,2", "--amp=true",
+                                       "--loss", "bpr"]))
+    assert (c.lr, c.epochs, c.fanout, c.amp, c.loss) == (0.01, 2, (4, 3, 2), True, "bpr")
+
+
+def test_file_then_command_line(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"hidden": 16, "epochs": 5}))
+    c = resolve(str(f), {"epochs": "1"})
+    assert (c.hidden, c.epochs) == (16, 1)
+
+
+def test_unknown_key_is_named_with_valid_keys():
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['hiden'\]; valid keys are \[.*'hidden'"):
+        resolve(None, {"hiden": "3"})
+
+
+def test_unknown_key_in_file_names_the_file(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"learning_rate": 0.1}))
+    with pytest.raises(ConfigError, match=r"c\.json: unknown config key\(s\) \['learning_rate'\]"):
+        resolve(str(f), {})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"fanout": "10,10"}, r"fanout has 2 entries \[10, 10\] but layers=3"),
+    ({"loss": "mse"}, r"loss must be bce or bpr, got 'mse'"),
+    ({"supervision_ratio": "1.5"}, r"supervision_ratio must be in \(0, 1\), got 1.5"),
+    ({"epochs": "two"}, r"epochs='two' is not a valid int"),
+    ({"amp": "maybe"}, r"amp='maybe' is not a valid bool"),
+    ({"device": "tpu"}, r"device must be auto, cpu or cuda, got 'tpu'"),
+])
+def test_bad_values_are_explained(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(None, overrides)
+
+
+def test_entry_point_rejects_unknown_key_before_touching_data(tmp_path):
+    with pytest.raises(ConfigError, match=r"\['batchsize'\]; valid keys are"):
+        main(["--graph", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--batchsize=3"])
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,99 @@
+"""Model, layer-wise inference, AUC and the embeddings format, against independent computations."""
+import itertools
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from torch_geometric.data import HeteroData
+
+from graphdir_fixture import synthetic_graph_dir
+from trainer.embed import encode_all, read_embeddings, write_embeddings
+from trainer.graph import load_graph
+from trainer.model import LinkPredictor, score
+from trainer.validation import roc_auc
+
+
+def _hand_built():
+    data = HeteroData()
+    sizes = {"playlist": 3, "track": 5, "album": 2, "artist": 2}
+    dims = {"playlist": 10, "track": 4, "album": 3, "artist": 3}
+    for t, n in sizes.items():
+        data[t].x = torch.randn(n, dims[t])
+    data["playlist", "contains", "track"].edge_index = torch.tensor([[0, 0, 1, 2, 2], [0, 1, 1, 3, 4]])
+    data["track", "in_album", "album"].edge_index = torch.tensor([[0, 1, 2, 3, 4], [0, 0, 1, 1, 1]])
+    data["track", "by_artist", "artist"].edge_index = torch.tensor([[0, 1, 2, 3, 4], [0, 1, 1, 0, 1]])
+    import torch_geometric.transforms as T
+    return T.ToUndirected()(data), sizes, dims
+
+
+def test_forward_backward_reaches_every_parameter():
+    torch.manual_seed(0)
+    data, sizes, dims = _hand_built()
+    model = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=3, id_dim=4)
+    n_id = {t: torch.arange(n) for t, n in sizes.items()}
+    h = model(data.x_dict, data.edge_index_dict, n_id)
+    assert h["playlist"].shape == (3, 8) and h["track"].shape == (5, 8)
+    logits = score(h["playlist"], h["track"], torch.tensor([[0, 1, 2], [0, 4, 2]]))
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([1.0, 0.0, 1.0])).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"parameters without gradient (DDP would need find_unused_parameters): {missing}"
+    assert "playlist" not in model.embedding and set(model.embedding) == {"track", "album", "artist"}
+    assert isinstance(model.project, torch.nn.ModuleDict)
+
+
+def test_playlist_representation_depends_on_its_tracks_only_through_the_graph():
+    torch.manual_seed(0)
+    data, sizes, dims = _hand_built()
+    model = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=3, id_dim=4)
+    n_id = {t: torch.arange(n) for t, n in sizes.items()}
+    before = model(data.x_dict, data.edge_index_dict, n_id)["playlist"]
+    data["track", "rev_contains", "playlist"].edge_index = data["track", "rev_contains", "playlist"].edge_index[:, :-1]
+    after = model(data.x_dict, data.edge_index_dict, n_id)["playlist"]
+    assert torch.allclose(before[0], after[0]) and not torch.allclose(before[2], after[2])
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    return load_graph(synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 200, seed=2))
+
+
+def test_layerwise_inference_equals_full_graph_forward(graph):
+    torch.manual_seed(0)
+    model = LinkPredictor(graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes,
+                          hidden=16, layers=3, id_dim=8).eval()
+    data = graph.hetero_data()
+    with torch.no_grad():
+        full = model(data.x_dict, data.edge_index_dict, {t: torch.arange(n) for t, n in graph.num_nodes.items()})
+    batched = encode_all(model, graph, batch_size=37)
+    for t in ("playlist", "track"):
+        torch.testing.assert_close(batched[t], full[t], rtol=1e-5, atol=1e-5)
+    # held-out playlists are embedded from their seed tracks: drop one seed edge, its playlist moves
+    p = int(graph.seed_edges[0, 0])
+    graph_without = type(graph)(**{**graph.__dict__, "seed_edges": graph.seed_edges[:, 1:]})
+    moved = encode_all(model, graph_without, batch_size=64)["playlist"]
+    assert not torch.allclose(moved[p], batched["playlist"][p])
+
+
+def test_roc_auc_matches_pairwise_count():
+    rng = np.random.default_rng(0)
+    scores = torch.tensor(rng.integers(0, 6, 60).astype(np.float32))  # many ties
+    labels = torch.tensor(rng.random(60) < 0.4)
+    pos, neg = scores[labels].tolist(), scores[~labels].tolist()
+    expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
+    assert roc_auc(scores, labels) == pytest.approx(expected / (len(pos) * len(neg)))
+    assert roc_auc(scores, torch.zeros(60, dtype=torch.bool)) is None
+
+
+def test_embeddings_format_round_trip(tmp_path):
+    ids = np.array([2, 0, 1])
+    emb = np.arange(6, dtype=np.float32).reshape(3, 2)
+    write_embeddings(str(tmp_path / "embeddings" / "track.parquet"), "track", ids, ["c", "a", "b"], emb)
+    schema = pq.read_schema(tmp_path / "embeddings" / "track.parquet")
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("track_id", "int64"), ("track_uri", "string"), ("embedding", "list<element: float>")]
+    got_ids, keys, matrix = read_embeddings(str(tmp_path), "track")
+    assert got_ids.tolist() == [0, 1, 2] and keys == ["a", "b", "c"]
+    np.testing.assert_array_equal(matrix, emb[[1, 2, 0]])
+    write_embeddings(str(tmp_path / "embeddings" / "playlist.parquet"), "playlist", ids, [20, 0, 10], emb)
+    assert str(pq.read_schema(tmp_path / "embeddings" / "playlist.parquet").field("pid").type) == "int64"

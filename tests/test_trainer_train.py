@@ -1,0 +1,96 @@
+"""End-to-end training in one process: outputs, learning on real data, exact resume."""
+import json
+import os
+
+import pytest
+import torch
+
+import trainer.train as train_module
+from etl import contract as C
+from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, synthetic_graph_dir
+from trainer import checkpoint
+from trainer.config import ConfigError
+from trainer.train import main
+
+SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def gdir(tmp_path_factory):
+    return synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 150, seed=5)
+
+
+def _params(run_dir):
+    return checkpoint.load(checkpoint.checkpoint_path(str(run_dir)))["model"]
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"parameter {k} differs"
+
+
+def test_outputs_and_checkpoint_loads_without_code(gdir, tmp_path):
+    run = tmp_path / "run"
+    result = main(["--graph", gdir, "--out", str(run), "--epochs=2", "--max_steps_per_epoch=3", *SMALL])
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [0, 1]
+    for r in lines:
+        assert {"epoch", "train_loss", "val_loss", "val_auc", "seconds", "edges_per_s", "data_fraction"} <= set(r)
+        assert r["steps"] == 3 and 0 <= r["val_auc"] <= 1 and 0 <= r["data_fraction"] <= 1
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((run / "config.json").read_text())["hidden"] == 16
+    manifest = json.loads(open(os.path.join(gdir, C.MANIFEST)).read())
+    recorded = json.loads((run / "graph.json").read_text())
+    assert (recorded["graph"], recorded["created_at"], recorded["counts"]) == (gdir, manifest["created_at"], manifest["counts"])
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # no pickled code
+    assert state["epoch"] == 2 and state["step"] == 0 and state["global_step"] == 6 == result.global_step
+    assert {"torch", "numpy", "python"} <= set(state["rng"])
+
+
+def test_resume_after_an_epoch_equals_uninterrupted(gdir, tmp_path):
+    args = ["--graph", gdir, "--max_steps_per_epoch=3", *SMALL]
+    main([*args, "--out", str(tmp_path / "straight"), "--epochs=2"])
+    main([*args, "--out", str(tmp_path / "stopped"), "--epochs=1"])
+    main([*args, "--out", str(tmp_path / "stopped"), "--epochs=2", "--resume"])
+    _assert_same(_params(tmp_path / "straight"), _params(tmp_path / "stopped"))
+    a = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["train_loss"], r["val_loss"]) for r in a] == [(r["epoch"], r["train_loss"], r["val_loss"]) for r in b]
+
+
+def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(gdir, tmp_path, monkeypatch):
+    args = ["--graph", gdir, "--max_steps_per_epoch=5", "--epochs=1", "--checkpoint_every=2", *SMALL]
+    main([*args, "--out", str(tmp_path / "straight")])
+
+    real, calls = train_module.batch_loss, []
+
+    def crash_on_fourth_step(*a, **k):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("simulated crash")
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_module, "batch_loss", crash_on_fourth_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main([*args, "--out", str(tmp_path / "crashed")])
+    assert checkpoint.load(checkpoint.checkpoint_path(str(tmp_path / "crashed")))["step"] == 2
+    monkeypatch.setattr(train_module, "batch_loss", real)
+    main([*args, "--out", str(tmp_path / "crashed"), "--resume"])
+    _assert_same(_params(tmp_path / "straight"), _params(tmp_path / "crashed"))
+
+
+def test_resume_refuses_a_changed_config(gdir, tmp_path):
+    args = ["--graph", gdir, "--max_steps_per_epoch=1", "--epochs=1", *SMALL]
+    main([*args, "--out", str(tmp_path / "r")])
+    with pytest.raises(ConfigError, match=r"config differs from the checkpoint in \['lr'\]"):
+        main([*args, "--out", str(tmp_path / "r"), "--lr=0.1", "--resume"])
+
+
+@pytest.mark.skipif(not os.path.exists(MPD_SAMPLE), reason="../shared/data (real MPD sample) absent")
+def test_training_on_the_real_sample_lowers_the_loss(tmp_path):
+    gdir = sample_graph_dir(str(tmp_path / "graph"))
+    main(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=6", "--lr=0.01", "--supervision_ratio=0.5",
+          "--batch_size=128", "--device=cpu", "--hidden=32", "--id_dim=16"])
+    losses = [json.loads(x)["train_loss"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.9 * losses[0], losses

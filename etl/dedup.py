@@ -6,6 +6,8 @@ schema ``reason, example, playlists, entries`` so the job can account for every 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from etl.checker import RULE_DUPLICATE_PID
+
 DROP_COLUMNS = ("reason", "example", "playlists", "entries")
 
 
@@ -32,7 +34,7 @@ def split_duplicate_pids(records: DataFrame, entries) -> tuple[DataFrame, DataFr
     ranked = records.withColumn("_rank", F.row_number().over(first))
     kept = ranked.where("_rank = 1").drop("_rank")
     dup = ranked.where("_rank > 1")
-    return kept, drops(dup, "duplicate_pid", F.col("pid"), 1, entries)
+    return kept, drops(dup, RULE_DUPLICATE_PID, F.col("pid"), 1, entries)
 
 
 def split_missing_uris(entries: DataFrame) -> tuple[DataFrame, DataFrame]:

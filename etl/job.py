@@ -30,7 +30,7 @@ from pyspark import SparkConf, StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from etl import contract, features, manifest, storage, validate
+from etl import checker, contract, features, manifest, storage, validate
 from etl.dedup import dedup_entries, split_duplicate_pids, split_missing_pid, split_missing_uris
 from etl.flatten import entry_count, playlist_records, track_entries
 from etl.graph import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
@@ -129,12 +129,38 @@ def _drop_summary(drops: DataFrame) -> dict:
     return out
 
 
-def _conflicts(nodes: DataFrame, uri: str) -> dict:
-    rows = nodes.where(F.col("conflict").isNotNull()).groupBy("conflict").agg(
+def _conflicts(nodes: dict[str, DataFrame]) -> dict:
+    """{node type: {attribute: {"count", "examples"}}} of URIs seen with several values."""
+    union = None
+    for kind, df in nodes.items():
+        part = df.where(F.col("conflict").isNotNull()).select(
+            F.lit(kind).alias("kind"), "conflict", F.col(f"{kind}_uri").alias("uri"))
+        union = part if union is None else union.unionByName(part)
+    rows = union.groupBy("kind", "conflict").agg(
         F.count(F.lit(1)).alias("n"),
-        F.slice(F.array_sort(F.collect_list(uri)), 1, MAX_EXAMPLES).alias("examples"),
+        F.slice(F.array_sort(F.collect_list("uri")), 1, MAX_EXAMPLES).alias("examples"),
     ).collect()
-    return {r.conflict: {"count": int(r.n), "examples": list(r.examples)} for r in rows}
+    out: dict = {kind: {} for kind in nodes}
+    for r in rows:
+        out[r.kind][r.conflict] = {"count": int(r.n), "examples": list(r.examples)}
+    return out
+
+
+def _catalogue_findings(conflicts: dict, dropped: dict, bad_files: list[str]) -> dict:
+    """The checker's file, pid and catalogue rules, from what the other stages found."""
+    def merged(pick):
+        found = [(k, v) for kind in conflicts.values() for k, v in kind.items() if pick(k)]
+        return {"count": sum(v["count"] for _, v in found),
+                "examples": sorted(x for _, v in found for x in v["examples"])[:MAX_EXAMPLES]}
+
+    names = ("track_name", "album_name", "artist_name")
+    dup = dropped.get(checker.RULE_DUPLICATE_PID, {"count": 0, "examples": []})
+    return {
+        checker.RULE_JSON: {"count": len(bad_files), "examples": bad_files[:MAX_EXAMPLES]},
+        checker.RULE_DUPLICATE_PID: {"count": dup["count"], "examples": [int(x) for x in dup["examples"]]},
+        checker.RULE_URI_NAME: merged(lambda attr: attr in names),
+        checker.RULE_TRACK_METADATA: merged(lambda attr: attr not in names),
+    }
 
 
 def _contract_frame(df: DataFrame, table: str, order: list[str]) -> DataFrame:
@@ -185,23 +211,28 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
                 .option("columnNameOfCorruptRecord", CORRUPT_RECORD).json([f for f, _ in files])
             )
             records = keep(slices.transform(playlist_records))
-            bad_files = sorted(r.input_file for r in
-                               records.where("bad_file").select("input_file").distinct().collect())
+            # One pass over the records: bad files, input counts and the checker's rules.
+            good = ~F.col("bad_file") & F.col("playlist_index").isNotNull()
+            summary = records.agg(
+                F.array_sort(F.collect_set(F.when(F.col("bad_file"), F.col("input_file")))).alias("bad"),
+                F.count(F.when(good, F.lit(1))).alias("playlists"),
+                F.sum(F.when(good, entry_count(records))).alias("entries"),
+            ).first()
+            bad_files = list(summary.bad)
             if bad_files and not args.skip_bad_files:
                 raise BadInputError(
                     f"{bad_files[0]}: not a valid MPD slice (the JSON does not parse with the MPD "
                     f"schema){f'; also {len(bad_files) - 1} more bad files' if len(bad_files) > 1 else ''}; "
                     "fix or remove it, or pass --skip-bad-files"
                 )
-            records = records.where(~F.col("bad_file") & F.col("playlist_index").isNotNull())
-            n_in = records.agg(F.count(F.lit(1)).alias("p"), F.sum(entry_count(records)).alias("e")).first()
             counts = {"input_files": len(files) - len(bad_files),
-                      "input_playlists": int(n_in.p), "input_entries": int(n_in.e or 0)}
+                      "input_playlists": int(summary.playlists), "input_entries": int(summary.entries or 0)}
             if counts["input_playlists"] == 0:
                 raise storage.InputError(f"no playlists in the input {args.input!r} ({len(files)} files)")
+            records = records.where(good)
 
         with stages("validate"):
-            validation = validate.findings_dict(validate.findings(records).first())
+            validation = validate.findings_dict(records.transform(validate.findings).first())
 
         with stages("dedup"):
             n_entries = entry_count(records)
@@ -226,8 +257,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             artists = keep(artist_nodes(entries))
             tracks = keep(track_nodes(entries, albums, artists))
             edges = playlist_track_edges(unique_entries, playlists, tracks)
-            conflicts = {"track": _conflicts(tracks, "track_uri"), "album": _conflicts(albums, "album_uri"),
-                         "artist": _conflicts(artists, "artist_uri")}
+            conflicts = _conflicts({"track": tracks, "album": albums, "artist": artists})
 
         with stages("split"):
             n_playlists = counts["input_playlists"] - sum(d["playlists"] for d in dropped.values())
@@ -283,6 +313,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
                      for t, cols in contract.FEATURE_COLUMNS.items()}
             manifest.check_accounting(counts, dropped)
 
+        validation.update(_catalogue_findings(conflicts, dropped, bad_files))
         by_category = {c.name: {"val": 0, "test": 0} for c in categories}
         for r in held:
             by_category[r.seed_category][r.split] = int(r["count"])

@@ -1,64 +1,78 @@
-"""The MPD checker's per-record invariants as Spark column expressions (no records collected).
+"""The MPD checker's per-record rules (etl/checker.py) as Spark column expressions.
 
-A record that breaks one is kept as its track list says and reported in the manifest with its
-pid; only records that cannot be keyed (no pid, no URI) are dropped, elsewhere.
+Same rule names as the checker; nothing is collected to the driver but the counts and a few
+example pids. A record that breaks a rule is kept as its track list says and reported; only
+records that cannot be keyed (no pid, no URI) are dropped, in etl/dedup.py. Rules about files
+(``json``: a file that does not parse fails the job or is skipped), duplicate pids (dropped and
+reported by dedup) and catalogue consistency (``uri_name``, ``track_metadata``: from the entity
+tables) are reported elsewhere in the manifest's ``validation`` section by the job.
 """
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-SECONDS_PER_DAY = 86400
+from etl import checker
+from etl.flatten import PLAYLIST_FIELDS, TRACK_FIELDS
+
 MAX_EXAMPLES = 10
+REQUIRED_PLAYLIST_FIELDS = [f for f in checker.PLAYLIST_FIELDS if f != "tracks"]
 
 
-def _tracks_field(field: str) -> Column:
-    return F.transform(F.coalesce(F.col("tracks"), F.array()), lambda t: t[field])
+def _tracks() -> Column:
+    return F.coalesce(F.col("tracks"), F.array())
+
+
+def _field(name: str) -> Column:
+    return F.transform(_tracks(), lambda t: t[name])
+
+
+def _distinct(name: str) -> Column:
+    return F.size(F.array_distinct(_field(name)))
 
 
 def violations() -> dict[str, Column]:
-    """Rule name -> Column that is true where a playlist record breaks the rule."""
-    tracks = F.coalesce(F.col("tracks"), F.array())
-    n = F.size(tracks)
-    durations = F.aggregate(
-        _tracks_field("duration_ms"), F.lit(0).cast("long"),
-        lambda acc, d: acc + F.coalesce(d, F.lit(0).cast("long")),
-    )
-    pos_off = F.exists(
-        F.transform(tracks, lambda t, i: ~F.coalesce(t["pos"] == i, F.lit(False))),
-        lambda bad: bad,
-    )
+    """Checker rule name -> Column, true where a playlist record breaks that rule."""
+    n = F.size(_tracks())
+    duration = F.aggregate(_field("duration_ms"), F.lit(0).cast("long"),
+                           lambda acc, d: acc + F.coalesce(d, F.lit(0).cast("long")))
+    missing = [F.col(c).isNull() for c in REQUIRED_PLAYLIST_FIELDS if c in PLAYLIST_FIELDS]
+    missing.append(F.col("tracks").isNull())
+    missing.append(F.exists(_tracks(), lambda t: F.exists(
+        F.array(*[t[f].isNull() for f in TRACK_FIELDS]), lambda x: x)))
+    uri_bad = F.exists(_tracks(), lambda t: F.exists(
+        F.array(*[~t[f"{k}_uri"].rlike(rf"^spotify:{k}:[0-9A-Za-z]{{22}}$") for k in ("track", "album", "artist")]),
+        lambda x: x))
     rules = {
-        "num_tracks": F.col("num_tracks") != n,
-        "num_albums": F.col("num_albums") != F.size(F.array_distinct(_tracks_field("album_uri"))),
-        "num_artists": F.col("num_artists") != F.size(F.array_distinct(_tracks_field("artist_uri"))),
-        "duration_ms": F.col("duration_ms") != durations,
-        "pos": pos_off,
-        "modified_at": F.col("modified_at") % SECONDS_PER_DAY != 0,
-        "collaborative": ~F.coalesce(F.col("collaborative").isin("true", "false"), F.lit(False)),
-        "missing_field": F.lit(False),
+        checker.RULE_REQUIRED_FIELD: F.exists(F.array(*missing), lambda x: x),
+        checker.RULE_COLLABORATIVE: ~F.col("collaborative").isin("true", "false"),
+        checker.RULE_NUM_TRACKS: F.col("num_tracks") != n,
+        checker.RULE_NUM_ALBUMS: F.col("num_albums") != _distinct("album_uri"),
+        checker.RULE_NUM_ARTISTS: F.col("num_artists") != _distinct("artist_uri"),
+        checker.RULE_DURATION: F.col("duration_ms") != duration,
+        checker.RULE_TRACK_COUNT: ~n.between(checker.MIN_TRACKS, checker.MAX_TRACKS),
+        checker.RULE_MIN_ARTISTS: _distinct("artist_uri") < checker.MIN_ARTISTS,
+        checker.RULE_MIN_ALBUMS: _distinct("album_uri") < checker.MIN_ALBUMS,
+        checker.RULE_MIN_FOLLOWERS: F.col("num_followers") < checker.MIN_FOLLOWERS,
+        checker.RULE_POS: F.exists(F.transform(_tracks(), lambda t, i: t["pos"] != i), lambda x: x),
+        checker.RULE_MODIFIED_MIDNIGHT: F.col("modified_at") % checker.SECONDS_PER_DAY != 0,
+        checker.RULE_MODIFIED_RANGE: ~F.col("modified_at").between(
+            checker.MIN_MODIFIED_AT, checker.MAX_MODIFIED_AT),
+        checker.RULE_URI_FORMAT: uri_bad,
     }
-    required = ["name", "num_tracks", "num_albums", "num_artists", "num_followers", "num_edits",
-                "duration_ms", "modified_at"]
-    rules["missing_field"] = F.exists(
-        F.array(*[F.col(c).isNull() for c in required]), lambda x: x
-    )
-    # A null comparison (missing count) is reported as missing_field, not as a mismatch.
+    # A comparison with a missing value is null: that record counts under required_field only.
     return {k: F.coalesce(v, F.lit(False)) for k, v in rules.items()}
 
 
 def findings(records: DataFrame) -> DataFrame:
-    """One row: for each rule, ``<rule>_count`` and ``<rule>_examples`` (smallest pids)."""
+    """One row: per rule, ``<rule>__count`` and ``<rule>__examples`` (the smallest pids)."""
     aggs = []
     for rule, broken in violations().items():
-        aggs.append(F.sum(broken.cast("long")).alias(f"{rule}_count"))
-        aggs.append(
-            F.slice(F.array_sort(F.collect_list(F.when(broken, F.col("pid")))), 1, MAX_EXAMPLES)
-            .alias(f"{rule}_examples")
-        )
+        aggs.append(F.sum(broken.cast("long")).alias(f"{rule}__count"))
+        aggs.append(F.slice(F.array_sort(F.collect_set(F.when(broken, F.col("pid")))), 1, MAX_EXAMPLES)
+                    .alias(f"{rule}__examples"))
     return records.agg(*aggs)
 
 
-def findings_dict(row, rules=None) -> dict:
-    """The manifest's ``validation`` section from the row :func:`findings` returned."""
-    rules = rules or list(violations())
-    return {r: {"count": int(row[f"{r}_count"] or 0), "examples": list(row[f"{r}_examples"] or [])}
-            for r in rules}
+def findings_dict(row) -> dict:
+    """The manifest's ``validation`` entries from the row :func:`findings` returned."""
+    return {r: {"count": int(row[f"{r}__count"] or 0), "examples": list(row[f"{r}__examples"] or [])}
+            for r in violations()}

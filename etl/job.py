@@ -163,11 +163,13 @@ def _catalogue_findings(conflicts: dict, dropped: dict, bad_files: list[str]) ->
     }
 
 
-def _contract_frame(df: DataFrame, table: str, order: list[str]) -> DataFrame:
+def _contract_frame(df: DataFrame, table: str) -> DataFrame:
+    """The contract's columns, in its order and dtypes, rows sorted by key within each file."""
     cols = [F.col(c).cast({"int64": "long", "string": "string", "bool": "boolean",
                            "double": "double"}[t]).alias(c)
             for c, t in contract.TABLES[table].items()]
-    return df.select(*cols).orderBy(*order)
+    key = ["playlist_id", "pos"] if table == "edges/playlist_track" else [next(iter(contract.TABLES[table]))]
+    return df.select(*cols).sortWithinPartitions(*key)
 
 
 _ARROW_NAMES = {"LongType()": "int64", "StringType()": "string", "BooleanType()": "bool",
@@ -268,44 +270,38 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             edges = keep(with_roles(edges, playlists, args.seed))
             held = holdout.groupBy("seed_category", "split").count().collect()
 
-        # Base tables go to disk first: reading them back gives the feature joins short query
-        # plans (Catalyst's time grows with plan size) and spares recomputing ids and splits.
-        base = {
-            "nodes/playlist": playlists, "nodes/track": tracks, "nodes/album": albums,
-            "nodes/artist": artists, "edges/playlist_track": edges,
-        }
-        with stages("write base tables"):
-            for name, df in base.items():
-                df.write.parquet(f"{tmp}/{BASE}/{name}")
+        # Edge tables are final now; node tables go to a scratch dir first. Reading them back
+        # gives the feature joins short query plans (Catalyst's time grows with plan size) and
+        # spares recomputing ids and splits.
+        written = {}
+
+        def write(table: str, df: DataFrame) -> None:
+            df.transform(lambda d: _contract_frame(d, table)).write.parquet(f"{tmp}/{table}")
+            written[table] = spark.read.parquet(f"{tmp}/{table}")
+            contract.check_columns(table, _arrow_dtypes(written[table]))
+            counts[table] = written[table].count()
+
+        with stages("write edges"):
+            write("edges/playlist_track", edges)
+            write("edges/track_album", tracks)
+            write("edges/track_artist", tracks)
+            base = {"playlist": playlists, "track": tracks, "album": albums, "artist": artists}
+            for kind, df in base.items():
+                df.write.parquet(f"{tmp}/{BASE}/{kind}")
             for df in persisted:
                 df.unpersist()
-            base = {name: spark.read.parquet(f"{tmp}/{BASE}/{name}") for name in base}
+            base = {kind: spark.read.parquet(f"{tmp}/{BASE}/{kind}") for kind in base}
 
         with stages("features"):
-            playlists = features.with_visible_playlist_attributes(
-                base["nodes/playlist"], base["edges/playlist_track"], base["nodes/track"]
-            )
-            playlists, tracks_f, albums_f, artists_f = features.with_structural_features(
-                playlists, base["nodes/track"], base["nodes/album"], base["nodes/artist"],
-                base["edges/playlist_track"], hop2,
+            edges = written["edges/playlist_track"]
+            playlists = features.with_visible_playlist_attributes(base["playlist"], edges, base["track"])
+            featured = features.with_structural_features(
+                playlists, base["track"], base["album"], base["artist"], edges, hop2,
             )
 
-        frames = {
-            "nodes/playlist": (playlists, ["playlist_id"]),
-            "nodes/track": (tracks_f, ["track_id"]),
-            "nodes/album": (albums_f, ["album_id"]),
-            "nodes/artist": (artists_f, ["artist_id"]),
-            "edges/playlist_track": (base["edges/playlist_track"], ["playlist_id", "pos"]),
-            "edges/track_album": (base["nodes/track"], ["track_id"]),
-            "edges/track_artist": (base["nodes/track"], ["track_id"]),
-        }
-        written = {}
-        with stages("write"):
-            for table, (df, order) in frames.items():
-                df.transform(lambda d: _contract_frame(d, table, order)).write.parquet(f"{tmp}/{table}")
-                written[table] = spark.read.parquet(f"{tmp}/{table}")
-                contract.check_columns(table, _arrow_dtypes(written[table]))
-                counts[table] = written[table].count()
+        with stages("write nodes"):
+            for kind, df in zip(contract.NODE_TYPES, featured):
+                write(f"nodes/{kind}", df)
             storage.delete(spark, f"{tmp}/{BASE}")
 
         with stages("stats"):

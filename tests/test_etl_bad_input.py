@@ -1,0 +1,106 @@
+"""Bad input: clear errors naming what and where, drops counted, invariants reported."""
+import copy
+import json
+
+import pytest
+
+from etl import contract
+from etl.job import BadInputError, OutputExistsError
+from etl.storage import InputError
+from etl_oracle import read_table
+from etl_run import run_etl
+
+pytestmark = pytest.mark.slow
+
+
+def _playlist(pid, n=12, followers=1):
+    tracks = [{"pos": i, "artist_name": f"artist {i % 4}", "track_uri": f"spotify:track:{pid:04d}{i:018d}",
+               "artist_uri": f"spotify:artist:{i % 4:022d}", "track_name": f"track {pid}-{i}",
+               "album_uri": f"spotify:album:{i % 3:022d}", "duration_ms": 1000 + i, "album_name": f"album {i % 3}"}
+              for i in range(n)]
+    return {"name": f"list {pid}", "collaborative": "false", "pid": pid, "modified_at": 1493424000,
+            "num_tracks": n, "num_albums": 3, "num_followers": followers, "tracks": tracks,
+            "num_edits": 2, "duration_ms": sum(t["duration_ms"] for t in tracks), "num_artists": 4}
+
+
+def _write(dir_, name, playlists):
+    dir_.mkdir(exist_ok=True)
+    (dir_ / name).write_text(json.dumps({"info": {"generated_on": "x", "slice": "0-9", "version": "v1"},
+                                         "playlists": playlists}, indent=4))
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    """Two slices: a duplicate pid, a record without pid, entries without URIs, a broken count."""
+    d = tmp_path_factory.mktemp("messy") / "in"
+    ps = [_playlist(pid) for pid in range(6)]
+    no_pid = _playlist(99)
+    del no_pid["pid"]
+    ps[1]["num_tracks"] = 40  # invariant broken: kept as its track list says, reported
+    ps[2]["tracks"][3]["track_uri"] = None
+    del ps[2]["tracks"][4]["album_uri"]
+    ps[3]["tracks"].append(copy.deepcopy(ps[3]["tracks"][0]) | {"pos": 12})  # duplicate entry
+    _write(d, "mpd.slice.0-5.json", ps[:4] + [no_pid])
+    _write(d, "mpd.slice.6-9.json", ps[4:] + [copy.deepcopy(ps[0]) | {"name": "again"}])
+    return d
+
+
+def test_drops_and_findings_are_counted_and_every_entry_accounted(spark, messy, tmp_path):
+    m = run_etl(spark, "--input", messy, "--output", tmp_path / "g", "--hop2", "off")
+    dropped = m["dropped"]
+    assert {k: dropped["missing_pid"][k] for k in ("count", "playlists", "entries")} == {
+        "count": 1, "playlists": 1, "entries": 12}
+    assert [e.rsplit("/", 1)[1] for e in dropped["missing_pid"]["examples"]] == ["mpd.slice.0-5.json#4"]
+    assert dropped["duplicate_pid"]["count"] == 1 and dropped["duplicate_pid"]["examples"] == ["0"]
+    assert dropped["missing_track_uri"]["count"] == 1 and dropped["missing_album_uri"]["count"] == 1
+    assert dropped["duplicate_entry"]["examples"] == [f"3#spotify:track:0003{0:018d}"]
+    c = m["counts"]
+    assert c["input_playlists"] == 8 and c["nodes/playlist"] == 6
+    assert c["input_entries"] == 8 * 12 + 1
+    assert c["edges/playlist_track"] == c["input_entries"] - 12 - 12 - 1 - 1 - 1
+    # pid 1 says 40 tracks, pid 3 has a 13th (duplicate) entry it does not count.
+    assert m["validation"]["num_tracks"] == {"count": 2, "examples": [1, 3]}
+    assert m["validation"]["duplicate_pid"]["count"] == 1
+    assert m["validation"]["required_field"]["count"] == 2  # no pid; a null URI / missing album_uri
+    # The first record of pid 0 (file order) is the one kept.
+    names = {r["pid"]: r["name"] for r in read_table(tmp_path / "g", "nodes/playlist")}
+    assert names[0] == "list 0"
+    assert all(r["hop2_reach"] is None for r in read_table(tmp_path / "g", "nodes/track"))
+    assert m["hop2"] == {"mode": "off", "relative_error": None, "hll_lg_config_k": None}
+
+
+def test_unparseable_file_fails_naming_it_or_is_skipped(spark, messy, tmp_path):
+    bad = tmp_path / "in"
+    _write(bad, "mpd.slice.0-5.json", [_playlist(0), _playlist(1)])
+    (bad / "mpd.slice.6-9.json").write_text('{"info": {}, "playlists": [{"pid": 6, ')
+    with pytest.raises(BadInputError, match=r"mpd\.slice\.6-9\.json: not a valid MPD slice"):
+        run_etl(spark, "--input", bad, "--output", tmp_path / "g")
+    assert not (tmp_path / "g").exists() and not list(tmp_path.glob("g.tmp-*"))
+    m = run_etl(spark, "--input", bad, "--output", tmp_path / "g", "--skip-bad-files", "--hop2", "off")
+    assert [f["path"].endswith("mpd.slice.6-9.json") for f in m["input"]["skipped_files"]] == [True]
+    assert m["counts"]["input_playlists"] == 2 and m["validation"]["json"]["count"] == 1
+
+
+def test_empty_input_and_existing_output_are_refused(spark, messy, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"no MPD slice files at .*empty"):
+        run_etl(spark, "--input", tmp_path / "empty", "--output", tmp_path / "g")
+    _write(tmp_path / "none", "mpd.slice.0-0.json", [])
+    with pytest.raises(InputError, match="no playlists in the input"):
+        run_etl(spark, "--input", tmp_path / "none", "--output", tmp_path / "g")
+    (tmp_path / "g").mkdir()
+    with pytest.raises(OutputExistsError, match=r"exists; pass --overwrite"):
+        run_etl(spark, "--input", messy, "--output", tmp_path / "g")
+
+
+def test_top_playlists_by_followers_keeps_them_and_what_they_reach(spark, tmp_path):
+    d = tmp_path / "in"
+    _write(d, "mpd.slice.0-4.json", [_playlist(p, followers=f) for p, f in
+                                     ((0, 5), (1, 9), (2, 5), (3, 1), (4, 9))])
+    m = run_etl(spark, "--input", d, "--output", tmp_path / "g", "--top-playlists-by-followers", "3",
+                "--hop2", "off", "--overwrite")
+    assert sorted(r["pid"] for r in read_table(tmp_path / "g", "nodes/playlist")) == [0, 1, 4]
+    tracks = {r["track_uri"] for r in read_table(tmp_path / "g", "nodes/track")}
+    assert tracks == {f"spotify:track:{p:04d}{i:018d}" for p in (0, 1, 4) for i in range(12)}
+    assert m["dropped"]["outside_top_followed"]["count"] == 2
+    contract.check_manifest(m)

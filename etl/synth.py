@@ -64,8 +64,9 @@ _OUTPUT_PREFIXES = ("mpd.slice.", "challenge_set")
 # --- catalogue keys -----------------------------------------------------------------------------
 # artist = genre | rank, album = artist | index, track = album | index: 5+30+14+5 = 54 bits, so a
 # (playlist-in-batch, track) pair still fits one uint64 with 10 bits to spare.
-_R_BITS, _B_BITS, _T_BITS = 30, 14, 5
-_MAX_BATCH = 1 << (64 - 5 - _R_BITS - _B_BITS - _T_BITS)
+_G_BITS, _R_BITS, _B_BITS, _T_BITS = 5, 30, 14, 5
+_KEY_BITS = _G_BITS + _R_BITS + _B_BITS + _T_BITS
+_MAX_BATCH = 1 << (64 - _KEY_BITS)  # playlists per batch: (playlist, track) pairs fit a uint64
 _U64 = np.uint64
 
 # --- calibration constants ----------------------------------------------------------------------
@@ -211,7 +212,7 @@ GENRES = (
     Genre("metal", 0.015, {"metal": 2000, "hardcore": 600, "heavy": 500}),
     Genre("jazz", 0.015, {"jazz": 2000, "blues": 1000, "coffee": 800, "smooth": 600}),
 )
-assert len(GENRES) < 1 << 5
+assert len(GENRES) <= 1 << _G_BITS
 _GENRE_P = np.array([g.weight for g in GENRES]) / sum(g.weight for g in GENRES)
 _GENRE_TITLES = [tuple(g.titles) for g in GENRES]
 # A playlist whose main genre is g takes pool title t with P = share(t) / P(g), so the titles'
@@ -356,7 +357,7 @@ def _sample_pmf(rng, pmf: np.ndarray, n: int) -> np.ndarray:
 
 def _repeats(playlist: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Mask of entries whose key already occurred earlier in the same playlist."""
-    combined = (playlist.astype(_U64) << _U64(64 - 10)) | keys
+    combined = (playlist.astype(_U64) << _U64(_KEY_BITS)) | keys
     _, first = np.unique(combined, return_index=True)
     mask = np.ones(keys.size, dtype=bool)
     mask[first] = False
@@ -364,8 +365,8 @@ def _repeats(playlist: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 def _distinct_per_playlist(playlist: np.ndarray, keys: np.ndarray, n_playlists: int) -> np.ndarray:
-    combined = np.unique((playlist.astype(_U64) << _U64(64 - 10)) | keys)
-    return np.bincount((combined >> _U64(64 - 10)).astype(np.int64), minlength=n_playlists)
+    combined = np.unique((playlist.astype(_U64) << _U64(_KEY_BITS)) | keys)
+    return np.bincount((combined >> _U64(_KEY_BITS)).astype(np.int64), minlength=n_playlists)
 
 
 @dataclass
@@ -375,7 +376,6 @@ class Batch:
     pids: np.ndarray  # (P,)
     offsets: np.ndarray  # (P+1,) entry offsets
     tracks: np.ndarray  # (E,) track keys
-    genres: np.ndarray  # (P, 3) genre ids of the mix, main first (-1: unused slot)
     names: list[str]
     descriptions: list[str | None]
     collaborative: np.ndarray
@@ -448,8 +448,8 @@ def generate_batch(seed: int, stream: int, index: int, first_pid: int, count: in
     source = offsets[playlist[dup]] + np.floor(rng.random(dup.size) * pos[dup]).astype(np.int64)
     tracks[dup] = tracks[source]
 
-    # The MPD's selection rules: >= 3 artists, >= 2 albums. Redraw offenders from scratch, then
-    # (never seen in practice, but guaranteed) give their first three entries distinct artists.
+    # The MPD's selection rules: >= 3 artists, >= 2 albums. Redraw offenders from scratch; as a
+    # last resort (so the rule holds for any seed) give their first three entries distinct artists.
     for attempt in range(8):
         few = (_distinct_per_playlist(playlist, artist_of(tracks), P) < checker.MIN_ARTISTS) | \
               (_distinct_per_playlist(playlist, album_of(tracks), P) < checker.MIN_ALBUMS)
@@ -463,7 +463,6 @@ def generate_batch(seed: int, stream: int, index: int, first_pid: int, count: in
             forced = (mix[playlist[first3], 0].astype(_U64) << _U64(_R_BITS)) | pos[first3].astype(_U64)
             tracks[first3] = _track_on(rng, forced << _U64(_B_BITS), seed)
 
-    genres = np.where(np.arange(3)[None, :] < n_genres[:, None], mix, -1)
     names, descriptions = _titles(rng, mix[:, 0])
     days = _sample_pmf(rng, MODIFIED_PMF, P)
     modified_at = _LAST_DAY + (2 - days) * checker.SECONDS_PER_DAY
@@ -475,7 +474,6 @@ def generate_batch(seed: int, stream: int, index: int, first_pid: int, count: in
         pids=np.arange(first_pid, first_pid + P, dtype=np.int64),
         offsets=offsets,
         tracks=tracks,
-        genres=genres,
         names=names,
         descriptions=descriptions,
         collaborative=rng.random(P) < COLLABORATIVE_SHARE,

@@ -22,6 +22,7 @@ class TrainConfig:
     aggr: str = "mean"                    # SAGEConv neighbour aggregation: mean | sum | max
     id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
     id_dim: int = 32                      # their width (concatenated to the features)
+    id_init_std: float = 0.1              # initial spread of ID embeddings (distinct from the start)
     # sampling and loss
     fanout: tuple[int, ...] = (10, 10, 5)  # neighbours per layer, outermost hop first
     batch_size: int = 512                 # supervision edges per batch and rank
@@ -52,6 +53,7 @@ class TrainConfig:
         need(self.layers > 0, f"layers must be > 0, got {self.layers}")
         need(self.aggr in ("mean", "sum", "max"), f"aggr must be mean, sum or max, got {self.aggr!r}")
         need(self.id_dim > 0, f"id_dim must be > 0, got {self.id_dim}")
+        need(self.id_init_std > 0, f"id_init_std must be > 0, got {self.id_init_std}")
         need(len(self.fanout) == self.layers,
              f"fanout has {len(self.fanout)} entries {list(self.fanout)} but layers={self.layers};"
              " give one fan-out per layer")

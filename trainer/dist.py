@@ -69,6 +69,13 @@ def all_reduce_min(env: DistEnv, value: int) -> int:
     return int(t.item())
 
 
+def all_reduce_max(env: DistEnv, value: float) -> float:
+    t = torch.tensor([value], dtype=torch.float64, device=env.device)
+    if env.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def all_gather_cat(env: DistEnv, tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate a 1-D CPU tensor of any length from every rank, in rank order."""
     if not env.distributed:

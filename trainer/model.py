@@ -33,7 +33,7 @@ class _SAGELayer(nn.Module):
 class LinkPredictor(nn.Module):
     def __init__(self, metadata, feature_dims: dict[str, int], num_nodes: dict[str, int],
                  hidden: int = 64, layers: int = 3, aggr: str = "mean",
-                 id_embeddings: bool = True, id_dim: int = 32):
+                 id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 0.1):
         super().__init__()
         self.node_types = list(metadata[0])
         self.edge_types = list(metadata[1])
@@ -43,8 +43,10 @@ class LinkPredictor(nn.Module):
             width = feature_dims[t]
             if id_embeddings and t in ID_EMBEDDED_TYPES:
                 self.embedding[t] = nn.Embedding(num_nodes[t], id_dim)
-                # Small init: a track never seen in training stays close to "features only".
-                nn.init.normal_(self.embedding[t].weight, std=0.01)
+                # Distinct random directions from the start: a playlist's mean over its tracks
+                # then already points towards them, which breaks the all-playlists-alike
+                # (popularity only) solution a tiny init lingers in.
+                nn.init.normal_(self.embedding[t].weight, std=id_init_std)
                 width += id_dim
             self.project[t] = nn.Linear(width, hidden)
         # Input widths are known (every layer sees `hidden`), so there are no lazy parameters.
@@ -92,4 +94,5 @@ def score(h_playlist: torch.Tensor, h_track: torch.Tensor, edge_label_index: tor
 
 def build_model(config, metadata, feature_dims, num_nodes) -> LinkPredictor:
     return LinkPredictor(metadata, feature_dims, num_nodes, hidden=config.hidden, layers=config.layers,
-                         aggr=config.aggr, id_embeddings=config.id_embeddings, id_dim=config.id_dim)
+                         aggr=config.aggr, id_embeddings=config.id_embeddings, id_dim=config.id_dim,
+                         id_init_std=config.id_init_std)

@@ -13,6 +13,7 @@ import argparse
 import json
 import posixpath
 import random
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -136,6 +137,10 @@ class RunDir:
         checkpoint.atomic_write_bytes(self.join("metrics.jsonl"), text.encode())
 
 
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
 def graph_record(graph: Graph) -> dict:
     m = graph.manifest
     return {"graph": graph.path, "schema_version": m["schema_version"], "created_at": m["created_at"],
@@ -225,6 +230,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
                       initial=start_epoch, total=config.epochs):
         t_epoch = time.perf_counter()
         loader, _ = epoch_loader(graph, config, env, epoch)
+        setup_s = time.perf_counter() - t_epoch
         steps = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
         steps = dist.all_reduce_min(env, steps)  # shards are equal; this guards the invariant
         seed_everything(epoch_seed(config, epoch, env.rank))
@@ -259,19 +265,26 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
                 save(epoch, step + 1, sums)
         bar.close()
         del batches, loader
-        train_s = time.perf_counter() - t_epoch
+        loop_s = time.perf_counter() - t_epoch - setup_s
         loss_sum, terms, positives, data_total, compute_total = dist.all_reduce_sum(
             env, [*sums, data_s, compute_s])
+        trained = steps - skip
         metrics = validate(model, full_graph, val_edges, config, env)
         record = {
             "epoch": epoch,
             "train_loss": loss_sum / terms if terms else None,
             **metrics,
             "seconds": round(time.perf_counter() - t_epoch, 3),
-            "edges_per_s": round(positives / train_s, 1) if train_s > 0 else None,
+            # supervision edges per second over all ranks, in the batch loop
+            "edges_per_s": round(positives / loop_s, 1) if loop_s > 0 else None,
+            # share of the step spent waiting for the loader (sampling, negatives, collation)
             "data_fraction": round(data_total / (data_total + compute_total), 4) if data_total + compute_total else None,
+            "data_s_per_step": round(data_total / env.world_size / trained, 5) if trained else None,
+            "compute_s_per_step": round(compute_total / env.world_size / trained, 5) if trained else None,
+            "setup_s": round(setup_s, 3),  # per-epoch graph rebuild and sampler set-up
             "steps": steps,
             "world_size": env.world_size,
+            "peak_rss_mb": round(dist.all_reduce_max(env, _peak_rss_mb()), 1),  # max over ranks
         }
         records.append(record)
         if env.is_main:

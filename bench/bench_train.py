@@ -1,0 +1,126 @@
+"""Trainer throughput and memory on CPU: sampler alone, then training with 1 and N processes.
+
+    python bench/bench_train.py --graph G [--steps 40] [--procs 1,2] [--repeats 3] [--out results.json]
+    python bench/bench_train.py --synthetic 10000 --workdir /tmp/bench_train ...
+
+``--graph`` takes a graph dir written by ``etl.job``; ``--synthetic N`` builds one with the test
+fixture's generator (``tests/graphdir_fixture.py``) when the ETL is not at hand. Every training
+measurement is a real ``trainer.train`` run (``python -m`` for 1 process, ``torchrun`` for N)
+limited to ``--steps`` steps, read back from its ``metrics.jsonl``: supervision edges/s over all
+ranks, the step time split into data loading and compute, and peak RSS (max over ranks).
+Medians over ``--repeats`` runs are printed as JSON lines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
+
+
+def sampler_throughput(graph_path: str, steps: int, num_workers: int, extra: dict) -> dict:
+    """Batches/s and supervision edges/s of the epoch loader alone (no model)."""
+    import torch
+
+    from trainer.config import TrainConfig
+    from trainer.dist import DistEnv
+    from trainer.graph import load_graph
+    from trainer.train import epoch_loader
+
+    graph = load_graph(graph_path)
+    config = TrainConfig.from_dict({"num_workers": num_workers, **extra})
+    env = DistEnv(0, 0, 1, torch.device("cpu"), None)
+    t0 = time.perf_counter()
+    loader, _ = epoch_loader(graph, config, env, 0)
+    setup = time.perf_counter() - t0
+    it = iter(loader)
+    next(it)  # worker start-up is not throughput
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(min(steps, len(loader) - 1)):
+        next(it)
+        n += 1
+    dt = time.perf_counter() - t0
+    return {"what": "sampler", "num_workers": num_workers, "batches_per_s": round(n / dt, 2),
+            "edges_per_s": round(n * config.batch_size / dt, 1), "setup_s": round(setup, 2)}
+
+
+def train_run(graph_path: str, procs: int, steps: int, extra: dict, workdir: str) -> dict:
+    """One limited ``trainer.train`` run; its metrics record."""
+    out = tempfile.mkdtemp(dir=workdir, prefix=f"run{procs}_")
+    keys = [f"--{k}={v}" for k, v in {"epochs": 1, "max_steps_per_epoch": steps, "device": "cpu",
+                                       "val_max_edges": 2000, **extra}.items()]
+    if procs == 1:
+        cmd = [sys.executable, "-m", "trainer.train"]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+               "-m", "trainer.train"]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONPATH": REPO}
+    proc = subprocess.run([*cmd, "--graph", graph_path, "--out", out, *keys], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        record = [json.loads(line) for line in f][-1]
+    return {"what": "train", "procs": procs, **{k: record[k] for k in (
+        "edges_per_s", "data_fraction", "data_s_per_step", "compute_s_per_step", "setup_s", "peak_rss_mb", "steps")}}
+
+
+def median_of(runs: list[dict]) -> dict:
+    out = dict(runs[0])
+    for k, v in runs[0].items():
+        if isinstance(v, float):
+            out[k] = round(statistics.median(r[k] for r in runs), 5)
+    out["repeats"] = len(runs)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--graph", help="graph dir")
+    src.add_argument("--synthetic", type=int, metavar="N", help="build an N-playlist graph with the test fixture")
+    ap.add_argument("--workdir", default=tempfile.gettempdir())
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--procs", default="1,2")
+    ap.add_argument("--workers", default="0,1", help="loader workers to try for the sampler")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
+    ap.add_argument("--skip-sampler", action="store_true")
+    ap.add_argument("--out", help="append JSON lines here too")
+    args = ap.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.set)
+    os.makedirs(args.workdir, exist_ok=True)
+    graph = args.graph
+    if args.synthetic:
+        from graphdir_fixture import synthetic_graph_dir
+        graph = os.path.join(args.workdir, f"synthetic{args.synthetic}")
+        if not os.path.exists(os.path.join(graph, "manifest.json")):
+            t0 = time.perf_counter()
+            synthetic_graph_dir(graph, args.synthetic)
+            print(json.dumps({"what": "build", "playlists": args.synthetic, "seconds": round(time.perf_counter() - t0, 1)}))
+    with open(os.path.join(graph, "manifest.json")) as f:
+        counts = json.load(f)["counts"]
+    results = [{"what": "graph", "path": graph, **counts}]
+    print(json.dumps(results[0]), flush=True)
+    if not args.skip_sampler:
+        for w in map(int, args.workers.split(",")):
+            results.append(median_of([sampler_throughput(graph, args.steps, w, extra) for _ in range(args.repeats)]))
+            print(json.dumps(results[-1]), flush=True)
+    for p in map(int, args.procs.split(",")):
+        results.append(median_of([train_run(graph, p, args.steps, extra, args.workdir) for _ in range(args.repeats)]))
+        print(json.dumps(results[-1]), flush=True)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in results)
+
+
+if __name__ == "__main__":
+    main()

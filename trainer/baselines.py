@@ -85,7 +85,7 @@ class ItemKNN:
     """IDF-weighted item co-occurrence with the seed tracks over training playlists."""
 
     def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, chunk_size: int,
-                 beta: float = 0.5, gamma: float = 1.0):
+                 beta: float = 0.0, gamma: float = 1.0):
         if beta < 0 or gamma <= 0:
             raise ValueError(f"ItemKNN: need beta >= 0 and gamma > 0, got beta={beta}, gamma={gamma}")
         self.gamma = gamma

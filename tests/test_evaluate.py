@@ -184,12 +184,14 @@ def test_planted_embeddings_score_perfectly(sample, tmp_path):
 
 
 @needs_sample
-def test_evaluation_equals_independent_ranking(sample, tmp_path):
+@pytest.mark.parametrize("gnn_query", ["playlist", "seeds"])
+def test_evaluation_equals_independent_ranking(sample, tmp_path, gnn_query):
     cat = catalogue.load_catalogue(sample)
     rng = np.random.default_rng(3)
     tracks, playlists = rng.standard_normal((cat.num_tracks, 8)), rng.standard_normal((cat.num_playlists, 8))
     run = write_embeddings(str(tmp_path / "run"), sample, tracks, playlists)
-    out = evaluate(sample, run, C.SPLIT_TEST, ["gnn"], chunk_size=100, batch_size=3)
+    out = evaluate(sample, run, C.SPLIT_TEST, ["gnn"], chunk_size=100, batch_size=3,
+                   gnn_query=gnn_query)
     assert out["num_tracks_ranked"] == cat.num_tracks
     edges, split = _edges(sample)
     category = {r["playlist_id"]: r["seed_category"] for r in
@@ -201,7 +203,8 @@ def test_evaluation_equals_independent_ranking(sample, tmp_path):
                  and e["track_id"] not in seeds]  # a repeated seed cannot be recommended
         if not seeds:
             continue
-        scores = tracks.astype(np.float32) @ playlists[p].astype(np.float32)
+        query = playlists[p] if gnn_query == "playlist" else tracks[sorted(seeds)].mean(axis=0)
+        scores = tracks.astype(np.float32) @ query.astype(np.float32)
         order = [t for t in np.argsort(-scores, kind="stable") if t not in seeds][:500]
         per_cat[category[p]].append(playlist_metrics(order, truth, cat.track_artist))
     assert per_cat

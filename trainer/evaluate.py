@@ -87,9 +87,11 @@ def held_out(graph: catalogue.Catalogue, split: str) -> HeldOut:
 
 def build_scorers(
     graph: catalogue.Catalogue, run: Path, methods: list[str], chunk_size: int,
-    device: torch.device, beta: float = 0.0, gamma: float = 1.0,
+    device: torch.device, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
 ) -> tuple[dict[str, Scorer], Scorer]:
     """The requested methods' scorers and the title fallback they share."""
+    if gnn_query not in ("playlist", "seeds"):
+        raise ValueError(f"--gnn-query must be playlist or seeds, got {gnn_query!r}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
@@ -107,7 +109,8 @@ def build_scorers(
             catalogue.check_run_matches_graph(run, graph)
             scorers[m] = EmbeddingScorer(
                 catalogue.load_track_embeddings(run, graph),
-                catalogue.load_playlist_embeddings(run, graph), device,
+                catalogue.load_playlist_embeddings(run, graph) if gnn_query == "playlist" else None,
+                device,
             )
         elif m == "popularity":
             scorers[m] = Popularity(popularity)
@@ -181,7 +184,7 @@ def format_table(results: dict) -> str:
 def evaluate(
     graph_dir: str | Path, run_dir: str | Path, split: str = contract.SPLIT_VAL,
     methods: list[str] | None = None, k: int = K, batch_size: int = 256,
-    chunk_size: int = 1 << 17, beta: float = 0.0, gamma: float = 1.0,
+    chunk_size: int = 1 << 17, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
 ) -> dict | None:
     """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
     if not 1 <= k <= K:
@@ -198,7 +201,8 @@ def evaluate(
             f"{graph_dir}: no {split} playlist with hidden tracks; nothing to evaluate"
             f" (manifest split: {graph.manifest.get('split')})"
         )
-    scorers, fallback = build_scorers(graph, run, methods, chunk_size, device, beta, gamma)
+    scorers, fallback = build_scorers(graph, run, methods, chunk_size, device, beta, gamma,
+                                      gnn_query)
     groups = category_order(held.categories)
     lo, hi = shard(len(held), rank_, world)
     sums, counts = score_sums(
@@ -222,6 +226,7 @@ def evaluate(
         "world_size": world,
         "without_hidden_tracks": held.without_hidden,
         "itemknn": {"beta": beta, "gamma": gamma},
+        "gnn_query": gnn_query,
         "title_only": "every method: popularity among training playlists with the same"
                       " normalised title, then global popularity",
         "methods": report(sums, counts, list(scorers), groups),
@@ -252,11 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--itemknn-gamma", type=float, default=1.0,
                    help="item-kNN: raise each training playlist's seed overlap to this power"
                    " (1 = plain co-occurrence)")
+    p.add_argument("--gnn-query", default="playlist", choices=["playlist", "seeds"],
+                   help="gnn: score with the held-out playlist's own embedding, or with the mean"
+                   " of its seed tracks' embeddings (as for playlists outside the graph)")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     try:
         evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
-                 args.chunk_size, args.itemknn_beta, args.itemknn_gamma)
+                 args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

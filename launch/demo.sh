@@ -1,21 +1,78 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (called by `make demo`):
-#   synthetic MPD (or $MPD_DIR) -> Spark ETL (local) -> CPU trainer -> evaluation -> recommend.
-# Knobs: MPD_DIR (real MPD data dir; default: generate DEMO_PLAYLISTS synthetic playlists),
-#        DEMO_DIR (default demo), DEMO_PLAYLISTS (default 3000), PY (python, default .venv/bin/python)
+# The main job on the embedded default (what `make demo` runs):
+#   MPD slices (synthetic, or $MPD_DIR) -> Spark ETL (local) -> GNN training (CPU) -> embeddings
+#   -> full-catalogue evaluation (gnn vs popularity vs item-kNN) -> a recommendation.
+#
+# Usage:
+#   launch/demo.sh                                     # 3,000 synthetic playlists
+#   DEMO_PLAYLISTS=10000 launch/demo.sh
+#   MPD_DIR=/path/to/spotify_million_playlist_dataset/data launch/demo.sh
+# Knobs: MPD_DIR (real MPD slices; default: generate a synthetic sample), DEMO_DIR (demo),
+#        DEMO_PLAYLISTS (3000), EPOCHS (2), TRAIN_ARGS (extra trainer --key=value options),
+#        PY (.venv/bin/python).
+# The synthetic input and the graph dir are reused when present; training reruns each time.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DEMO_DIR=${DEMO_DIR:-demo}
 DEMO_PLAYLISTS=${DEMO_PLAYLISTS:-3000}
+EPOCHS=${EPOCHS:-2}
+
 if [ -n "${MPD_DIR:-}" ]; then
-    [ -d "$MPD_DIR" ] || { echo "error: MPD_DIR=$MPD_DIR is not a directory" >&2; exit 2; }
+    [ -d "$MPD_DIR" ] || { echo "error: MPD_DIR=$MPD_DIR is not a directory; it should be the data/ folder of the unzipped MPD (1,000 mpd.slice.*.json files)" >&2; exit 2; }
+    ls "$MPD_DIR"/mpd.slice.*.json >/dev/null 2>&1 || { echo "error: MPD_DIR=$MPD_DIR holds no mpd.slice.*.json files" >&2; exit 2; }
     input=$MPD_DIR
+    work=$DEMO_DIR/real
+    # A CPU demo on 1M playlists: bound each epoch rather than run for days.
+    TRAIN_ARGS=${TRAIN_ARGS:---max_steps_per_epoch=2000}
 else
-    input=$DEMO_DIR/mpd
+    work=$DEMO_DIR/synthetic-$DEMO_PLAYLISTS
+    input=$work/mpd
     if [ ! -d "$input" ]; then
-        echo "== generating a synthetic MPD sample: $DEMO_PLAYLISTS playlists -> $input"
+        echo "== 1/6 synthetic MPD: $DEMO_PLAYLISTS playlists -> $input"
         "$PY" -m etl.synth --playlists "$DEMO_PLAYLISTS" --out "$input"
+    else
+        echo "== 1/6 synthetic MPD: reusing $input"
     fi
 fi
-echo "== input: $input"
-echo "(ETL and trainer stages are added as they land)"
+graph=$work/graph
+run=$work/run
+
+if [ ! -f "$graph/manifest.json" ]; then
+    echo "== 2/6 ETL (Spark, local mode): $input -> $graph"
+    "$PY" -m etl.job --input "$input" --output "$graph"
+else
+    echo "== 2/6 ETL: reusing $graph (delete it to rebuild)"
+fi
+
+echo "== 3/6 training ($EPOCHS epochs, CPU): $run"
+rm -rf "$run"
+# shellcheck disable=SC2086  # TRAIN_ARGS is a list of options
+"$PY" -m trainer.train --graph "$graph" --out "$run" --epochs="$EPOCHS" ${TRAIN_ARGS:-}
+
+echo "== 4/6 embeddings: $run/embeddings"
+"$PY" -m trainer.embed --graph "$graph" --run "$run"
+
+echo "== 5/6 evaluation on held-out val playlists (full catalogue, RecSys 2018 metrics)"
+"$PY" -m trainer.evaluate --graph "$graph" --run "$run" --split val
+
+pid=$("$PY" - "$graph" <<'EOF'
+import sys
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+t = ds.dataset(f"{sys.argv[1]}/nodes/playlist", format="parquet").to_table(
+    columns=["pid", "split", "seed_category"])
+held = t.filter(pc.and_(pc.equal(t["split"], "val"), pc.equal(t["seed_category"], "first_10")))
+held = held if held.num_rows else t.filter(pc.equal(t["split"], "val"))
+print(min(held["pid"].to_pylist()))
+EOF
+)
+echo "== 6/6 recommendation for held-out playlist pid $pid (its seed tracks are excluded)"
+"$PY" -m trainer.recommend --graph "$graph" --run "$run" --pid "$pid" -k 10
+
+echo
+echo "outputs:"
+echo "  graph dir (Parquet + manifest.json): $graph"
+echo "  run dir (config, checkpoints, metrics.jsonl, curves.png): $run"
+echo "  embeddings: $run/embeddings/{track,playlist}.parquet"
+echo "  evaluation report: $run/eval_val.json"

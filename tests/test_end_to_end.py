@@ -1,0 +1,109 @@
+"""The product end to end, started the way users start it.
+
+synthetic MPD -> ``launch/etl.sh`` (spark-submit, local mode) -> ``launch/train.sh`` (torchrun,
+two CPU processes over gloo) -> ``trainer.embed`` -> ``trainer.evaluate`` -> ``trainer.recommend``.
+Each stage's outputs are checked against the previous stage's, not just for existence.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pyarrow.dataset as ds
+import pytest
+
+from etl import contract as C
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METRICS = ("r_precision", "r_precision_track", "ndcg", "clicks",
+           "recall@10", "recall@50", "recall@100", "recall@500")
+
+pytestmark = pytest.mark.slow
+
+
+def _run(cmd, env=None, timeout=600):
+    full_env = {**os.environ, "PY": sys.executable, **(env or {})}
+    done = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, (
+        f"{cmd} exited {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}")
+    return done
+
+
+def _table(graph, name):
+    return ds.dataset(os.path.join(graph, name), format="parquet").to_table()
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    mpd, graph, run = root / "mpd", root / "graph", root / "run"
+    _run([sys.executable, "-m", "etl.synth", "--playlists", "300", "--out", str(mpd), "--quiet"])
+    _run(["launch/etl.sh", "--shuffle-partitions", "4"],
+         env={"INPUT": str(mpd), "OUTPUT": str(graph), "SPARK_MASTER": "local[2]",
+              "DRIVER_MEMORY": "1g"})
+    train = _run(["launch/train.sh", "--epochs=1", "--max_steps_per_epoch=4", "--batch_size=64",
+                  "--val_max_edges=500"],
+                 env={"GRAPH": str(graph), "RUN": str(run), "NPROC_PER_NODE": "2",
+                      "LOG_DIR": str(root / "logs"), "OMP_NUM_THREADS": "1"})
+    _run([sys.executable, "-m", "trainer.embed", "--graph", str(graph), "--run", str(run)])
+    _run([sys.executable, "-m", "trainer.evaluate", "--graph", str(graph), "--run", str(run),
+          "--split", "val"])
+    return {"mpd": mpd, "graph": str(graph), "run": str(run), "train_stdout": train.stdout}
+
+
+def test_manifest_counts_match_parquet(pipeline):
+    manifest = C.load_manifest(open(os.path.join(pipeline["graph"], C.MANIFEST)).read())
+    for table, columns in C.TABLES.items():
+        t = _table(pipeline["graph"], table)
+        assert manifest["counts"][table] == t.num_rows, table
+        C.check_columns(table, {f.name: str(f.type) for f in t.schema})
+    synth_entries = sum(len(p["tracks"]) for f in sorted(pipeline["mpd"].glob("mpd.slice.*.json"))
+                        for p in json.load(open(f))["playlists"])
+    edges = _table(pipeline["graph"], "edges/playlist_track").num_rows
+    dropped = sum(v["count"] for v in manifest["dropped"].values())
+    assert edges + dropped == synth_entries
+
+
+def test_two_rank_training_logged_once(pipeline):
+    lines = [json.loads(l) for l in open(os.path.join(pipeline["run"], "metrics.jsonl"))]
+    assert [l["epoch"] for l in lines] == [0]  # epochs count from 0
+    assert lines[0]["world_size"] == 2
+    assert os.path.exists(os.path.join(pipeline["run"], "curves.png"))
+
+
+def test_embeddings_cover_every_node(pipeline):
+    for kind, key in (("track", "track_uri"), ("playlist", "pid")):
+        emb = ds.dataset(os.path.join(pipeline["run"], "embeddings", f"{kind}.parquet")).to_table()
+        nodes = _table(pipeline["graph"], f"nodes/{kind}")
+        assert sorted(emb.column(key).to_pylist()) == sorted(nodes.column(key).to_pylist())
+
+
+def test_eval_report_has_every_method_and_metric(pipeline):
+    report = json.load(open(os.path.join(pipeline["run"], "eval_val.json")))
+    playlists = _table(pipeline["graph"], "nodes/playlist").to_pandas()
+    assert report["num_playlists"] == int((playlists["split"] == C.SPLIT_VAL).sum()) > 0
+    assert report["num_tracks_ranked"] == _table(pipeline["graph"], "nodes/track").num_rows
+    assert set(report["methods"]) == {"gnn", "popularity", "itemknn"}
+    for method, result in report["methods"].items():
+        assert set(METRICS) <= set(result["overall"]), method
+        assert 0.0 <= result["overall"]["ndcg"] <= 1.0
+        assert 0.0 <= result["overall"]["clicks"] <= 51.0
+
+
+def test_recommendation_excludes_seeds(pipeline):
+    playlists = _table(pipeline["graph"], "nodes/playlist").to_pandas()
+    edges = _table(pipeline["graph"], "edges/playlist_track").to_pandas()
+    tracks = _table(pipeline["graph"], "nodes/track").to_pandas()
+    held = playlists[(playlists["split"] == C.SPLIT_VAL) & (playlists["seed_category"] == "first_5")]
+    pid, playlist_id = int(held["pid"].iloc[0]), int(held["playlist_id"].iloc[0])
+    seeds = edges[(edges["playlist_id"] == playlist_id) & (edges["role"] == C.ROLE_SEED)]
+    seed_uris = set(tracks.set_index("track_id").loc[seeds["track_id"], "track_uri"])
+    assert len(seed_uris) == 5
+    out = _run([sys.executable, "-m", "trainer.recommend", "--graph", pipeline["graph"],
+                "--run", pipeline["run"], "--pid", str(pid), "-k", "20"]).stdout
+    recommended = [u for u in tracks["track_uri"] if u in out]
+    assert len(recommended) == 20
+    assert not seed_uris & set(recommended)

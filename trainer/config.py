@@ -22,16 +22,16 @@ class TrainConfig:
     aggr: str = "mean"                    # SAGEConv neighbour aggregation: mean | sum | max
     id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
     id_dim: int = 32                      # their width (concatenated to the features)
-    id_init_std: float = 0.1              # initial spread of ID embeddings (distinct from the start)
+    id_init_std: float = 1.0              # initial spread of ID embeddings (distinct from the start)
     # sampling and loss
     fanout: tuple[int, ...] = (10, 10, 5)  # neighbours per layer, outermost hop first
     batch_size: int = 512                 # supervision edges per batch and rank
     negatives: int = 2                    # sampled negatives per positive
     negative_power: float = 0.0           # negatives drawn with P(track) ~ (degree+1)^power; 0: uniform
-    loss: str = "bce"                     # bce (binary negatives) | bpr (triplets)
+    loss: str = "bpr"                     # bpr | bce (both on triplets: playlist, positive, negatives)
     supervision_ratio: float = 0.3        # fraction of train edges supervised each epoch
     # optimisation
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 0.0
     epochs: int = 3
     max_steps_per_epoch: int = 0          # 0: the whole shard

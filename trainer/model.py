@@ -33,7 +33,7 @@ class _SAGELayer(nn.Module):
 class LinkPredictor(nn.Module):
     def __init__(self, metadata, feature_dims: dict[str, int], num_nodes: dict[str, int],
                  hidden: int = 64, layers: int = 3, aggr: str = "mean",
-                 id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 0.1):
+                 id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 1.0):
         super().__init__()
         self.node_types = list(metadata[0])
         self.edge_types = list(metadata[1])

@@ -49,6 +49,8 @@ import sys
 import time
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_str  # json.dumps(ensure_ascii=True)'s escaper
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
 import numpy as np
@@ -890,10 +892,15 @@ def generate(n_playlists: int, out: str, seed: int = 0, workers: int = 1, overwr
                 name, count, _ = write_slice(*task)
                 report(name, count)
         else:
+            # forkserver, not fork: the caller may hold threads (a Spark driver, a trainer).
+            # ProcessPoolExecutor, not Pool: a worker that dies raises instead of hanging.
             ctx = get_context("forkserver" if os.name == "posix" else "spawn")
-            with ctx.Pool(min(workers, n_files)) as pool:
-                for name, count, _ in pool.imap(_write_slice_task, tasks):
-                    report(name, count)
+            try:
+                with ProcessPoolExecutor(min(workers, n_files), mp_context=ctx) as pool:
+                    for name, count, _ in pool.map(_write_slice_task, tasks):
+                        report(name, count)
+            except BrokenProcessPool as e:
+                raise SynthError(f"a worker process died ({e}); run with --workers 1 to see why") from None
         if challenge:
             cs, truth = challenge_set(seed, n_playlists, challenge)
             _dump(cs, os.path.join(tmp, CHALLENGE_FILE))

@@ -195,7 +195,7 @@ class Genre:
 # Title pools: {title: playlists per million titled so (case/space-normalised)}; the real top-20
 # titles carry their real counts (mpd_stats.txt), the rest are plausible smaller ones.
 GENRES = (
-    Genre("hiphop", 0.16, {"rap": 8493, "lit": 4124, "hip hop": 3000, "turn up": 1500, "trap": 1500, "bangers": 1200, "hype": 1000}),
+    Genre("hiphop", 0.19, {"rap": 8493, "lit": 4124, "hip hop": 3000, "turn up": 1500, "trap": 1500, "bangers": 1200, "hype": 1000}),
     Genre("pop", 0.11, {"jams": 5063, "new": 4612, "music": 3886, "pop": 3000, "hits": 2000, "good vibes": 1500, "car": 1000}),
     Genre("country", 0.08, {"country": 10000, "old country": 1500, "country music": 2000, "truck": 800, "boots": 500}),
     Genre("chill", 0.08, {"chill": 10000, "vibes": 3500, "relax": 2000, "acoustic": 1500, "chill vibes": 1500, "lofi": 1000}),
@@ -225,7 +225,8 @@ assert all(cdf[-1] < 1 for cdf in _GENRE_TITLE_CDF)
 TITLE_FLAVOURED, TITLE_GENERIC = 0.5, 0.2
 _GENERIC_TITLES = ("music", "new", "my playlist", "songs", "favorites", "mix", "playlist", "good stuff",
                    "random", "car", "mood", "everything", "2017", "fall '17", "summer", "morning",
-                   "Mom's playlist", "wedding", "road trip", "✔️", "🔥", "💯", "yeet", "BOP", "mixtape")
+                   "Mom's playlist", "wedding", "road trip", "✔️", "🔥", "💯", "yeet", "BOP", "mixtape",
+                   '"the" playlist', "rock\\pop", "AC/DC & co")
 _TITLE_WORDS = ("sunday", "drive", "night", "stuff", "jams", "vibes", "tunes", "feels", "songs",
                 "mix", "beats", "mood", "days", "time", "hits", "love", "life", "summer", "winter",
                 "spring", "fall", "late", "early", "good", "happy", "sad", "lazy", "rainy", "sunny")

@@ -94,3 +94,27 @@ def test_training_on_the_real_sample_lowers_the_loss(tmp_path):
           "--batch_size=128", "--device=cpu", "--hidden=32", "--id_dim=16"])
     losses = [json.loads(x)["train_loss"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_fsspec_urls_and_embedding_export(gdir, tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from trainer.embed import main as embed_main, read_embeddings
+    run = "file://" + str(tmp_path / "run")
+    main(["--graph", "file://" + gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
+    embed_main(["--graph", gdir, "--run", run, "--batch-size", "50"])
+    for t, key in (("track", "track_uri"), ("playlist", "pid")):
+        ids, keys, emb = read_embeddings(run, t)
+        nodes = pq.read_table(f"{gdir}/nodes/{t}").to_pandas().sort_values(f"{t}_id")
+        assert ids.tolist() == list(range(len(nodes)))
+        assert keys == nodes[key].tolist()
+        assert emb.shape == (len(nodes), 16) and emb.dtype == np.float32 and np.isfinite(emb).all()
+
+
+def test_embedding_refuses_another_graph(gdir, tmp_path):
+    from trainer.embed import main as embed_main
+    main(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
+    other = synthetic_graph_dir(str(tmp_path / "other"), 60, seed=9)
+    with pytest.raises(ConfigError, match=r"was trained on graph .* not on .*other"):
+        embed_main(["--graph", other, "--run", str(tmp_path / "run")])

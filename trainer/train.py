@@ -213,7 +213,6 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
     ddp = (DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None)
            if env.distributed else model)
     amp = config.amp and env.device.type == "cuda"
-    full_graph = graph.hetero_data()
     val_edges = val_edges_for_rank(graph, config, env)
 
     def save(epoch: int, step: int, sums: list[float]) -> None:
@@ -269,7 +268,8 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
         loss_sum, terms, positives, data_total, compute_total = dist.all_reduce_sum(
             env, [*sums, data_s, compute_s])
         trained = steps - skip
-        metrics = validate(model, full_graph, val_edges, config, env)
+        # Built per validation and dropped after: one copy of the edges fewer held while training.
+        metrics = validate(model, graph.hetero_data(), val_edges, config, env)
         record = {
             "epoch": epoch,
             "train_loss": loss_sum / terms if terms else None,

@@ -74,15 +74,15 @@ _U64 = np.uint64
 # --- calibration constants ----------------------------------------------------------------------
 # Artist rank within a genre and album index within an artist: offset power laws
 # P(k) ~ (k + offset)^-exponent (heavy tails: distinct artists/albums/tracks grow like Heaps' law).
-ARTIST_EXPONENT, ARTIST_OFFSET = 1.853, 14.6
-ALBUM_EXPONENT, ALBUM_OFFSET = 4.94, 2.87
+ARTIST_EXPONENT, ARTIST_OFFSET = 1.897, 16.85
+ALBUM_EXPONENT, ALBUM_OFFSET = 4.88, 3.24
 # Track within an album: P(t) ~ (t + 1)^-TRACK_EXPONENT (flat-ish: an album is not one hit).
-TRACK_EXPONENT = 0.123
+TRACK_EXPONENT = 0.115
 # An artist's first albums are full albums; later ones are singles/EPs this often.
 SINGLE_SHARE = 0.3
 # Runs: an entry continues the previous entry's run with this probability, on the same album
 # with SAME_ALBUM_SHARE of those, else on the same artist.
-CONTINUE_RUN = 0.35
+CONTINUE_RUN = 0.2
 SAME_ALBUM_SHARE = 0.5
 # Planted repeats of an earlier track of the same playlist (real MPD: ~1.3% of entries).
 DUPLICATE_SHARE = 0.0133

@@ -161,8 +161,9 @@ def load_graph(path: str) -> Graph:
         raise C.ContractError(f"{pt_name}: role has values {sorted(set(role.filter(pa.array(unknown)).to_pylist()), key=str)}, "
                               f"contract allows {C.ROLES}")
     edge = lambda m: torch.from_numpy(np.stack([src[m], dst[m]]).astype(np.int64))  # noqa: E731
-    val_playlist = playlist_split == C.SPLIT_VAL
-    val_mask = masks[C.ROLE_HIDDEN] & val_playlist[src]
+    val_mask = masks[C.ROLE_HIDDEN] & (playlist_split == C.SPLIT_VAL)[src]
+    train_edges, seed_edges, val_edges = edge(masks[C.ROLE_TRAIN]), edge(masks[C.ROLE_SEED]), edge(val_mask)
+    del pt, role, src, dst, masks, val_mask
 
     other = {}
     for name, rel in RELATION.items():
@@ -172,9 +173,11 @@ def load_graph(path: str) -> Graph:
         e = read_table(path, name, [s_col, d_col])
         other[rel] = torch.from_numpy(np.stack([_ids(e, name, s_col, num_nodes[rel[0]]),
                                                 _ids(e, name, d_col, num_nodes[rel[2]])]).astype(np.int64))
+        del e
+    pa.default_memory_pool().release_unused()  # the Arrow tables are gone; hand their pages back
     return Graph(path=path, manifest=manifest, num_nodes=num_nodes, x=x,
-                 train_edges=edge(masks[C.ROLE_TRAIN]), seed_edges=edge(masks[C.ROLE_SEED]),
-                 val_edges=edge(val_mask), other_edges=other, playlist_split=playlist_split)
+                 train_edges=train_edges, seed_edges=seed_edges, val_edges=val_edges,
+                 other_edges=other, playlist_split=playlist_split)
 
 
 def read_keys(path: str, node_type: str) -> pa.Table:

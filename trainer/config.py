@@ -25,7 +25,7 @@ class TrainConfig:
     id_init_std: float = 1.0              # initial spread of ID embeddings (distinct from the start)
     # sampling and loss
     fanout: tuple[int, ...] = (5, 5, 3)   # neighbours per layer and relation, seed hop first
-    batch_size: int = 512                 # supervision edges per batch and rank
+    batch_size: int = 256                 # supervision edges per batch and rank
     negatives: int = 2                    # sampled negatives per positive
     negative_power: float = 0.0           # negatives drawn with P(track) ~ (degree+1)^power; 0: uniform
     loss: str = "bpr"                     # bpr | bce (both on triplets: playlist, positive, negatives)

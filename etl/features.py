@@ -217,10 +217,25 @@ def with_visible_playlist_attributes(playlists: DataFrame, edges: DataFrame, tra
 
 
 def feature_stats(df: DataFrame, columns) -> dict:
-    """{column: {"mean", "std"}} of log1p(value) (booleans as 0/1; population std)."""
-    aggs = []
+    """{column: {"mean", "std"}} of log1p(value) (booleans as 0/1; population std).
+
+    Sums run over values rounded to 18 decimals as DECIMAL, where addition is exact, so the
+    result does not depend on partitioning (a floating-point sum does, in its last digits).
+    """
+    exact = "decimal(38,18)"
+    aggs = [F.count(F.lit(1)).alias("__n")]
     for c in columns:
         x = F.log1p(F.col(c).cast("double"))
-        aggs += [F.mean(x).alias(f"{c}__mean"), F.stddev_pop(x).alias(f"{c}__std")]
+        aggs += [F.sum(x.cast(exact)).alias(f"{c}__s"), F.sum((x * x).cast(exact)).alias(f"{c}__q"),
+                 F.count(x).alias(f"{c}__n")]
     row = df.agg(*aggs).first()
-    return {c: {"mean": row[f"{c}__mean"], "std": row[f"{c}__std"]} for c in columns}
+    out = {}
+    for c in columns:
+        n = row[f"{c}__n"]
+        if not n:
+            out[c] = {"mean": None, "std": None}
+            continue
+        mean = row[f"{c}__s"] / n
+        var = max(row[f"{c}__q"] / n - mean * mean, 0)
+        out[c] = {"mean": float(mean), "std": float(var.sqrt())}
+    return out

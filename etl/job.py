@@ -26,7 +26,7 @@ if __package__ in (None, ""):
     except ImportError:
         sys.path.insert(0, os.path.dirname(_here))
 
-from pyspark import SparkConf, StorageLevel
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -90,13 +90,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def spark_session(args: argparse.Namespace) -> SparkSession:
     """The active session, or a new one: spark-submit's master wins unless --master is given."""
-    conf = SparkConf()
+    # Under spark-submit the JVM, with its --master and memory settings, started this Python
+    # process and left its gateway port in the environment.
+    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     builder = SparkSession.builder.appName("mpd-graph-etl")
     if args.master:
         builder = builder.master(args.master)
-    elif not conf.contains("spark.master"):
+    elif not under_spark_submit:
         builder = builder.master("local[*]")
-    if not conf.contains("spark.driver.memory"):
+    if not under_spark_submit:
         builder = builder.config("spark.driver.memory", args.driver_memory)
     return (
         builder.config("spark.sql.adaptive.enabled", "true")
@@ -313,6 +315,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
         by_category = {c.name: {"val": 0, "test": 0} for c in categories}
         for r in held:
             by_category[r.seed_category][r.split] = int(r["count"])
+        len_held = sum(v["val"] + v["test"] for v in by_category.values())
         sc = spark.sparkContext
         result = manifest.build(
             input={"path": args.input, "files": [{"path": f, "size": s} for f, s in files
@@ -325,8 +328,9 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             split={"seed": args.seed, "num_val": num_val, "num_test": num_test,
                    "categories": {k: v["val"] + v["test"] for k, v in by_category.items()},
                    "categories_by_split": by_category,
-                   "sizes": {r.split: int(r["count"]) for r in
-                             written["nodes/playlist"].groupBy("split").count().collect()},
+                   "sizes": {contract.SPLIT_TRAIN: counts["nodes/playlist"] - len_held,
+                             contract.SPLIT_VAL: sum(v["val"] for v in by_category.values()),
+                             contract.SPLIT_TEST: sum(v["test"] for v in by_category.values())},
                    "hash": "xxhash64(seed, pid); random seeds: xxhash64(seed, pid, pos)"},
             hop2={"mode": hop2,
                   "relative_error": {"exact": 0.0, "hll": features.HLL_RELATIVE_ERROR, "off": None}[hop2],

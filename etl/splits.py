@@ -78,13 +78,15 @@ def holdout_table(
     """
     limit = num_val + num_test
     drawn = playlists.select("pid", "num_tracks", playlist_draw(seed).alias("_draw"))
-    candidates = {}
-    for min_tracks in sorted({c.min_tracks for c in categories}):
-        rows = (
-            drawn.where(F.col("num_tracks") >= min_tracks)
-            .orderBy("_draw", "pid").limit(limit).select("pid").collect()
-        )
-        candidates[min_tracks] = [r.pid for r in rows]
+    tiers = sorted({c.min_tracks for c in categories})
+    top = None
+    for min_tracks in tiers:
+        t = (drawn.where(F.col("num_tracks") >= min_tracks).orderBy("_draw", "pid").limit(limit)
+             .select(F.lit(min_tracks).alias("tier"), "pid", "_draw"))
+        top = t if top is None else top.unionByName(t)
+    candidates: dict[int, list[int]] = {t: [] for t in tiers}
+    for r in sorted(top.collect(), key=lambda r: (r.tier, r._draw, r.pid)):  # one job, any order
+        candidates[r.tier].append(r.pid)
     chosen = choose_holdout(candidates, categories, num_val, num_test)
     return spark.createDataFrame(
         [(h.pid, h.split, h.seed_category) for h in chosen],

@@ -288,8 +288,8 @@ def main() -> None:
               "of these at once.",
               "- Throughput: one slice is ~0.05 s of sampling and ~0.3 s of text rendering on one core; "
               "with the machine shared (load average well above 2), a second worker mostly adds "
-              "process start-up and contention, so 2 workers can measure slower than 1. On idle "
-              "cores the files are independent and scale with workers.",
+              "process start-up and contention, so 2 workers can measure slower than 1. Files are "
+              "independent, so free cores should scale it; not measured here (no idle machine).",
               ""]
     Path(a.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}")

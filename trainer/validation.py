@@ -1,4 +1,4 @@
-"""Validation diagnostics during training: BCE loss and ROC AUC of held-out edges against sampled
+"""Validation diagnostics during training: the training loss (BPR or BCE) and ROC AUC of held-out edges against sampled
 negatives. (Sampled metrics are diagnostics only; the real evaluation ranks the full catalogue,
 see ``trainer/evaluate.py``.)
 
@@ -47,7 +47,8 @@ def val_edges_for_rank(graph, config, env) -> torch.Tensor:
 
 @torch.no_grad()
 def validate(model, data, edges: torch.Tensor, config, env) -> dict:
-    """``val_loss`` and ``val_auc`` over all ranks (None when there are no validation edges)."""
+    """``val_loss`` (the configured loss, one negative per positive) and ``val_auc`` over all
+    ranks (None when there are no validation edges)."""
     total = dist.all_reduce_sum(env, [float(edges.size(1))])[0]
     if total == 0:
         return {"val_loss": None, "val_auc": None}
@@ -60,22 +61,27 @@ def validate(model, data, edges: torch.Tensor, config, env) -> dict:
     torch.manual_seed(config.seed * 1_000_003 + 999_983 + env.rank)  # neighbour sampling
     loader = LinkNeighborLoader(
         data, num_neighbors=list(config.fanout), batch_size=config.batch_size, shuffle=False,
-        edge_label_index=(PLAYLIST_TRACK, torch.cat([edges, negatives], dim=1)),
-        edge_label=torch.cat([torch.ones(edges.size(1)), torch.zeros(edges.size(1))]), num_workers=0)
-    loss_sum, count, all_scores, all_labels = 0.0, 0, [], []
+        edge_label_index=(PLAYLIST_TRACK, torch.cat([edges, negatives], dim=1)), num_workers=0)
+    all_scores = []
     for batch in loader:
         batch = batch.to(env.device)
         with torch.autocast(env.device.type, dtype=torch.bfloat16,
                             enabled=config.amp and env.device.type == "cuda"):
             h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict)
-            logits = score(h["playlist"], h["track"], batch[PLAYLIST_TRACK].edge_label_index).float()
-        labels = batch[PLAYLIST_TRACK].edge_label.float()
-        loss_sum += F.binary_cross_entropy_with_logits(logits, labels, reduction="sum").item()
-        count += labels.numel()
+        logits = score(h["playlist"].float(), h["track"].float(), batch[PLAYLIST_TRACK].edge_label_index)
         all_scores.append(logits.cpu())
-        all_labels.append(labels.cpu())
     model.train()
+    # The loader kept order: positives, then their negatives (same playlist) in the same order.
+    scores = torch.cat(all_scores) if all_scores else torch.empty(0)
+    n = edges.size(1)
+    pos, neg = scores[:n], scores[n:]
+    labels = torch.cat([torch.ones(n), torch.zeros(n)])
+    if config.loss == "bpr":
+        loss_sum = -F.logsigmoid(pos - neg).sum().item()
+        count = n
+    else:
+        loss_sum = F.binary_cross_entropy_with_logits(scores, labels, reduction="sum").item()
+        count = 2 * n
     loss_sum, count = dist.all_reduce_sum(env, [loss_sum, float(count)])
-    scores = dist.all_gather_cat(env, torch.cat(all_scores) if all_scores else torch.empty(0))
-    labels = dist.all_gather_cat(env, torch.cat(all_labels) if all_labels else torch.empty(0))
+    scores, labels = dist.all_gather_cat(env, scores), dist.all_gather_cat(env, labels)
     return {"val_loss": loss_sum / count, "val_auc": roc_auc(scores, labels)}

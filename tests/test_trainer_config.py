@@ -55,3 +55,15 @@ def test_entry_point_rejects_unknown_key_before_touching_data(tmp_path):
     with pytest.raises(ConfigError, match=r"\['batchsize'\]; valid keys are"):
         main(["--graph", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--batchsize=3"])
     assert not (tmp_path / "run").exists()
+
+
+def test_command_line_errors_are_one_line_not_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from graphdir_fixture import REPO_ROOT
+    proc = subprocess.run([sys.executable, "-m", "trainer.train", "--graph", str(tmp_path), "--out",
+                           str(tmp_path / "run"), "--lrr=3"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "error: command line: unknown config key(s) ['lrr']; valid keys are" in proc.stderr
+    assert "Traceback" not in proc.stderr

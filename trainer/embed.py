@@ -165,4 +165,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ConfigError, C.ContractError, FileNotFoundError) as e:  # a user's mistake: no traceback
+        sys.exit(f"error: {e}")

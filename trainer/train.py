@@ -27,6 +27,7 @@ from torch_geometric.loader import LinkNeighborLoader
 from torch_geometric.sampler import NegativeSampling
 from tqdm import tqdm
 
+from etl import contract as C
 from trainer import checkpoint, dist
 from trainer.config import ConfigError, TrainConfig, parse_overrides, resolve
 from trainer.graph import PLAYLIST_TRACK, Graph, load_graph
@@ -299,4 +300,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ConfigError, C.ContractError, FileNotFoundError) as e:  # a user's mistake: no traceback
+        sys.exit(f"error: {e}")

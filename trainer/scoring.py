@@ -99,13 +99,14 @@ def top_k(
             # Out of place: a scorer may hand out a view of its own state.
             scores = scores.index_put(
                 (seed_row[here], seed_col[here] - start), torch.tensor(-torch.inf, device=device))
-        v, i = scores.topk(min(k, stop - start), dim=1)
+        # Unsorted: the final sort orders the survivors once.
+        v, i = scores.topk(min(k, stop - start), dim=1, sorted=False)
         best_v = torch.cat([best_v, v], dim=1)
         best_i = torch.cat([best_i, i + start], dim=1)
         if best_v.shape[1] > k:
-            best_v, pick = best_v.topk(k, dim=1)
+            best_v, pick = best_v.topk(k, dim=1, sorted=False)
             best_i = best_i.gather(1, pick)
-    # Fewer than k candidates in all (small catalogue) are never merged: sort them here.
+    # Ties keep a deterministic order: topk is deterministic for the same inputs and chunking.
     best_v, order = best_v.sort(dim=1, descending=True, stable=True)
     best_i = best_i.gather(1, order)
     best_i = torch.where(torch.isneginf(best_v), torch.full_like(best_i, -1), best_i)

@@ -174,7 +174,7 @@ def test_planted_embeddings_score_perfectly(sample, tmp_path):
     hidden = cat.edges((C.ROLE_HIDDEN,))
     run = write_embeddings(str(tmp_path / "run"), sample, np.eye(cat.num_tracks),
                            hidden.toarray())
-    out = evaluate(sample, run, C.SPLIT_VAL, ["gnn"], chunk_size=128)
+    out = evaluate(sample, run, C.SPLIT_VAL, ["gnn"], chunk_size=128, catalogue_scope="all")
     seeded = [c for c in out["methods"]["gnn"]["by_category"] if c != "title_only"]
     assert seeded
     for c in seeded:
@@ -184,16 +184,18 @@ def test_planted_embeddings_score_perfectly(sample, tmp_path):
 
 
 @needs_sample
-@pytest.mark.parametrize("gnn_query", ["playlist", "seeds"])
-def test_evaluation_equals_independent_ranking(sample, tmp_path, gnn_query):
+@pytest.mark.parametrize("gnn_query,scope", [("playlist", "all"), ("seeds", "visible")])
+def test_evaluation_equals_independent_ranking(sample, tmp_path, gnn_query, scope):
     cat = catalogue.load_catalogue(sample)
     rng = np.random.default_rng(3)
     tracks, playlists = rng.standard_normal((cat.num_tracks, 8)), rng.standard_normal((cat.num_playlists, 8))
     run = write_embeddings(str(tmp_path / "run"), sample, tracks, playlists)
     out = evaluate(sample, run, C.SPLIT_TEST, ["gnn"], chunk_size=100, batch_size=3,
-                   gnn_query=gnn_query)
-    assert out["num_tracks_ranked"] == cat.num_tracks
+                   gnn_query=gnn_query, catalogue_scope=scope)
     edges, split = _edges(sample)
+    seen = {e["track_id"] for e in edges if e["role"] != C.ROLE_HIDDEN}
+    candidates = set(range(cat.num_tracks)) if scope == "all" else seen
+    assert out["num_tracks_ranked"] == len(candidates) and out["catalogue"] == scope
     category = {r["playlist_id"]: r["seed_category"] for r in
                 pq.read_table(os.path.join(sample, "nodes/playlist")).to_pylist()}
     per_cat = defaultdict(list)
@@ -205,7 +207,8 @@ def test_evaluation_equals_independent_ranking(sample, tmp_path, gnn_query):
             continue
         query = playlists[p] if gnn_query == "playlist" else tracks[sorted(seeds)].mean(axis=0)
         scores = tracks.astype(np.float32) @ query.astype(np.float32)
-        order = [t for t in np.argsort(-scores, kind="stable") if t not in seeds][:500]
+        order = [t for t in np.argsort(-scores, kind="stable")
+                 if t not in seeds and t in candidates][:500]
         per_cat[category[p]].append(playlist_metrics(order, truth, cat.track_artist))
     assert per_cat
     for c, rows in per_cat.items():

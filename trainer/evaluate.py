@@ -2,7 +2,13 @@
 
 For every playlist of the split (``nodes/playlist.split``), rank the whole track catalogue
 (its seed tracks masked), keep the top K (500, as the challenge) and score them against its
-hidden tracks; report per seed category and overall. Every method goes through the same
+hidden tracks; report per seed category and overall.
+
+The catalogue ranked is, by default, every track with at least one visible (train or seed)
+edge: a track that the graph holds only because of hidden edges is known only through the
+ground truth (a model that learnt "never seen, yet in the catalogue" would be reading the
+answers), and the challenge likewise ranked the tracks of the training data.
+``--catalogue all`` ranks every track of ``nodes/track``. Every method goes through the same
 ``trainer.scoring.top_k``; playlists without seeds go to the title fallback for every method.
 
 Runs as ``python -m trainer.evaluate`` or under ``torchrun``: playlists are sharded across ranks
@@ -133,7 +139,7 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
 def score_sums(
     held: HeldOut, scorers: dict[str, Scorer], fallback: Scorer, groups: list[str],
     track_artist: np.ndarray, k: int, batch_size: int, chunk_size: int,
-    device: torch.device, progress: bool = False,
+    device: torch.device, progress: bool = False, allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-point metric sums int64 [methods, 1 + groups, metrics] and counts [1 + groups].
 
@@ -150,7 +156,7 @@ def score_sums(
         hi = min(lo + batch_size, len(held))
         part = held.slice(lo, hi)
         ranked = rank(list(scorers.values())[mi], fallback, part.queries, num_tracks, k,
-                      chunk_size, device)
+                      chunk_size, device, allowed)
         values = batch_metrics(ranked, part.truth_indptr, part.truth_tracks, track_artist)
         fixed = np.stack([np.rint(values[m] * FIXED_POINT).astype(np.int64) for m in METRICS], 1)
         sums[mi, 0] += fixed.sum(axis=0)
@@ -185,6 +191,7 @@ def evaluate(
     graph_dir: str | Path, run_dir: str | Path, split: str = contract.SPLIT_VAL,
     methods: list[str] | None = None, k: int = K, batch_size: int = 256,
     chunk_size: int = 1 << 17, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
+    catalogue_scope: str = "visible",
 ) -> dict | None:
     """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
     if not 1 <= k <= K:
@@ -203,11 +210,16 @@ def evaluate(
         )
     scorers, fallback = build_scorers(graph, run, methods, chunk_size, device, beta, gamma,
                                       gnn_query)
+    if catalogue_scope not in ("visible", "all"):
+        raise ValueError(f"--catalogue must be visible or all, got {catalogue_scope!r}")
+    allowed = None
+    if catalogue_scope == "visible":
+        allowed = graph.edges(contract.VISIBLE_ROLES).getnnz(axis=0) > 0
     groups = category_order(held.categories)
     lo, hi = shard(len(held), rank_, world)
     sums, counts = score_sums(
         held.slice(lo, hi), scorers, fallback, groups, graph.track_artist, k, batch_size,
-        chunk_size, device, progress=rank_ == 0,
+        chunk_size, device, progress=rank_ == 0, allowed=allowed,
     )
     if world > 1:
         packed = torch.from_numpy(np.concatenate([sums.ravel(), counts])).to(device)
@@ -220,7 +232,8 @@ def evaluate(
     results = {
         "split": split,
         "num_playlists": len(held),
-        "num_tracks_ranked": graph.num_tracks,
+        "num_tracks_ranked": graph.num_tracks if allowed is None else int(allowed.sum()),
+        "catalogue": catalogue_scope,
         "k": k,
         "graph": str(graph_dir),
         "world_size": world,
@@ -260,11 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gnn-query", default="playlist", choices=["playlist", "seeds"],
                    help="gnn: score with the held-out playlist's own embedding, or with the mean"
                    " of its seed tracks' embeddings (as for playlists outside the graph)")
+    p.add_argument("--catalogue", default="visible", choices=["visible", "all"],
+                   help="rank tracks with a visible edge (default), or every track of the graph"
+                   " (including those known only from hidden edges)")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     try:
         evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
-                 args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query)
+                 args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query,
+                 args.catalogue)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -71,8 +71,10 @@ def top_k(
     k: int,
     chunk_size: int,
     device: torch.device | str = "cpu",
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` track ids [B, k] (and scores) with every query's seed tracks excluded.
+    """Exact top-``k`` track ids [B, k] (and scores) with every query's seed tracks excluded,
+    and, when ``allowed`` (bool [num_tracks]) is given, every track it marks False.
 
     Slots that cannot be filled (catalogue smaller than k plus seeds) hold -1. Ties are broken
     by ``torch.topk``, deterministically for the same inputs and chunking.
@@ -84,6 +86,7 @@ def top_k(
     seed_row = torch.from_numpy(
         np.repeat(np.arange(num_rows, dtype=np.int64), queries.num_seeds())).to(device)
     seed_col = torch.from_numpy(queries.seed_tracks.astype(np.int64)).to(device)
+    allowed_t = None if allowed is None else torch.from_numpy(np.asarray(allowed, bool)).to(device)
     best_v = torch.full((num_rows, 0), -torch.inf, device=device)
     best_i = torch.zeros((num_rows, 0), dtype=torch.int64, device=device)
     for start in range(0, num_tracks, chunk_size):
@@ -94,6 +97,8 @@ def top_k(
                 f"top_k: scorer returned {tuple(scores.shape)} for tracks [{start}, {stop}),"
                 f" expected {(num_rows, stop - start)}"
             )
+        if allowed_t is not None and not bool(allowed_t[start:stop].all()):
+            scores = scores.masked_fill(~allowed_t[start:stop], -torch.inf)
         here = (seed_col >= start) & (seed_col < stop)
         if bool(here.any()):
             # Out of place: a scorer may hand out a view of its own state.
@@ -127,15 +132,16 @@ def rank(
     k: int,
     chunk_size: int,
     device: torch.device | str = "cpu",
+    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Top-``k`` ids [B, k] for every query: ``scorer`` for those with seeds, ``fallback`` (the
-    title) for those without."""
+    title) for those without; only ``allowed`` tracks when given."""
     out = np.full((len(queries), k), -1, dtype=np.int64)
     has_seeds = queries.num_seeds() > 0
     for rows, method in ((np.flatnonzero(has_seeds), scorer), (np.flatnonzero(~has_seeds), fallback)):
         if len(rows):
             sub = queries.take(rows)
-            out[rows], _ = top_k(method.batch(sub), sub, num_tracks, k, chunk_size, device)
+            out[rows], _ = top_k(method.batch(sub), sub, num_tracks, k, chunk_size, device, allowed)
     return out
 
 

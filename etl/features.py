@@ -14,6 +14,7 @@ edge from the input changes no feature of any node (see tests/test_etl_leakage.p
   other term is exact, so the relative error of the sum is at most that of those terms.
 """
 import math
+from decimal import Decimal
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -236,6 +237,6 @@ def feature_stats(df: DataFrame, columns) -> dict:
             out[c] = {"mean": None, "std": None}
             continue
         mean = row[f"{c}__s"] / n
-        var = max(row[f"{c}__q"] / n - mean * mean, 0)
+        var = max(row[f"{c}__q"] / n - mean * mean, Decimal(0))
         out[c] = {"mean": float(mean), "std": float(var.sqrt())}
     return out

@@ -42,11 +42,14 @@ def messy(tmp_path_factory):
     ps[3]["tracks"].append(copy.deepcopy(ps[3]["tracks"][0]) | {"pos": 12})  # duplicate entry
     _write(d, "mpd.slice.0-5.json", ps[:4] + [no_pid])
     _write(d, "mpd.slice.6-9.json", ps[4:] + [copy.deepcopy(ps[0]) | {"name": "again"}])
+    (d / "mpd.slice.10-19.json").write_text('{"info": {}, "playlists": [{"pid": 10, ')  # cut short
     return d
 
 
 def test_drops_and_findings_are_counted_and_every_entry_accounted(spark, messy, tmp_path):
-    m = run_etl(spark, "--input", messy, "--output", tmp_path / "g", "--hop2", "off")
+    m = run_etl(spark, "--input", messy, "--output", tmp_path / "g", "--hop2", "off", "--skip-bad-files")
+    assert [f["path"].rsplit("/", 1)[1] for f in m["input"]["skipped_files"]] == ["mpd.slice.10-19.json"]
+    assert m["validation"]["json"]["count"] == 1 and m["counts"]["input_files"] == 2
     dropped = m["dropped"]
     assert {k: dropped["missing_pid"][k] for k in ("count", "playlists", "entries")} == {
         "count": 1, "playlists": 1, "entries": 12}
@@ -69,16 +72,10 @@ def test_drops_and_findings_are_counted_and_every_entry_accounted(spark, messy, 
     assert m["hop2"] == {"mode": "off", "relative_error": None, "hll_lg_config_k": None}
 
 
-def test_unparseable_file_fails_naming_it_or_is_skipped(spark, messy, tmp_path):
-    bad = tmp_path / "in"
-    _write(bad, "mpd.slice.0-5.json", [_playlist(0), _playlist(1)])
-    (bad / "mpd.slice.6-9.json").write_text('{"info": {}, "playlists": [{"pid": 6, ')
-    with pytest.raises(BadInputError, match=r"mpd\.slice\.6-9\.json: not a valid MPD slice"):
-        run_etl(spark, "--input", bad, "--output", tmp_path / "g")
+def test_unparseable_file_fails_the_job_naming_it(spark, messy, tmp_path):
+    with pytest.raises(BadInputError, match=r"mpd\.slice\.10-19\.json: not a valid MPD slice"):
+        run_etl(spark, "--input", messy, "--output", tmp_path / "g")
     assert not (tmp_path / "g").exists() and not list(tmp_path.glob("g.tmp-*"))
-    m = run_etl(spark, "--input", bad, "--output", tmp_path / "g", "--skip-bad-files", "--hop2", "off")
-    assert [f["path"].endswith("mpd.slice.6-9.json") for f in m["input"]["skipped_files"]] == [True]
-    assert m["counts"]["input_playlists"] == 2 and m["validation"]["json"]["count"] == 1
 
 
 def test_empty_input_and_existing_output_are_refused(spark, messy, tmp_path):

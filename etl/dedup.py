@@ -29,11 +29,19 @@ def split_missing_pid(records: DataFrame, entries) -> tuple[DataFrame, DataFrame
 
 
 def split_duplicate_pids(records: DataFrame, entries) -> tuple[DataFrame, DataFrame]:
-    """Keep the first record of each pid, by (input file, index in file)."""
-    first = Window.partitionBy("pid").orderBy("input_file", "playlist_index")
-    ranked = records.withColumn("_rank", F.row_number().over(first))
-    kept = ranked.where("_rank = 1").drop("_rank")
-    dup = ranked.where("_rank > 1")
+    """Keep the first record of each pid, by (input file, index in file).
+
+    Only the narrow key columns are shuffled to rank; the records themselves (with their track
+    lists) never move: the few losers are broadcast and anti-joined.
+    """
+    where = ["input_file", "playlist_index"]
+    first = Window.partitionBy("pid").orderBy(*where)
+    losers = (
+        records.select("pid", *where).withColumn("_rank", F.row_number().over(first))
+        .where("_rank > 1").select(*where)
+    )
+    kept = records.join(F.broadcast(losers), where, "left_anti")
+    dup = records.join(F.broadcast(losers), where, "left_semi")
     return kept, drops(dup, RULE_DUPLICATE_PID, F.col("pid"), 1, entries)
 
 

@@ -22,7 +22,7 @@ class TrainConfig:
     aggr: str = "mean"                    # SAGEConv neighbour aggregation: mean | sum | max
     id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
     id_dim: int = 32                      # their width (concatenated to the features)
-    id_init_std: float = 1.0              # initial spread of ID embeddings (distinct from the start)
+    id_init_std: float = 0.1              # initial spread of ID embeddings
     # sampling and loss
     fanout: tuple[int, ...] = (5, 5, 3)   # neighbours per layer and relation, seed hop first
     batch_size: int = 256                 # supervision edges per batch and rank
@@ -33,7 +33,7 @@ class TrainConfig:
     # optimisation
     lr: float = 1e-2
     weight_decay: float = 0.0
-    epochs: int = 3
+    epochs: int = 2
     max_steps_per_epoch: int = 0          # 0: the whole shard
     seed: int = 0
     # validation

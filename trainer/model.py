@@ -33,7 +33,7 @@ class _SAGELayer(nn.Module):
 class LinkPredictor(nn.Module):
     def __init__(self, metadata, feature_dims: dict[str, int], num_nodes: dict[str, int],
                  hidden: int = 64, layers: int = 3, aggr: str = "mean",
-                 id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 1.0):
+                 id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 0.1):
         super().__init__()
         self.node_types = list(metadata[0])
         self.edge_types = list(metadata[1])
@@ -43,9 +43,8 @@ class LinkPredictor(nn.Module):
             width = feature_dims[t]
             if id_embeddings and t in ID_EMBEDDED_TYPES:
                 self.embedding[t] = nn.Embedding(num_nodes[t], id_dim)
-                # Distinct random directions from the start: a playlist's mean over its tracks
-                # then already points towards them, which breaks the all-playlists-alike
-                # (popularity only) solution a tiny init lingers in.
+                # Random directions from the start (a near-zero init lingers in the "every playlist
+                # alike" popularity solution); not so large that rarely seen tracks stay noise.
                 nn.init.normal_(self.embedding[t].weight, std=id_init_std)
                 width += id_dim
             self.project[t] = nn.Linear(width, hidden)

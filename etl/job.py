@@ -12,6 +12,7 @@ import argparse
 import logging
 import math
 import os
+import shutil
 import sys
 import uuid
 
@@ -86,6 +87,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if value is not None and value < (1 if name in ("top_playlists_by_followers", "shuffle_partitions") else 0):
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     return args
+
+
+class JavaMissing(RuntimeError):
+    """No Java runtime to start Spark's driver with."""
+
+
+def require_java() -> None:
+    """Spark's driver is a JVM: without Java, pyspark only says its gateway exited."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and os.access(os.path.join(java_home, "bin", "java"), os.X_OK):
+        return
+    if shutil.which("java"):
+        return
+    raise JavaMissing(
+        "Java not found (no java on PATH, JAVA_HOME unset or without bin/java): Spark needs "
+        "Java 17; install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
 
 
 def spark_session(args: argparse.Namespace) -> SparkSession:
@@ -366,8 +383,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
     try:
+        if "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit already runs a JVM
+            require_java()
         run(args)
-    except (BadInputError, OutputExistsError, storage.InputError) as e:
+    except (BadInputError, OutputExistsError, storage.InputError, JavaMissing) as e:
         log.error("%s", e)
         return 2
     return 0

@@ -163,8 +163,24 @@ def check_resumable(saved: dict, config: TrainConfig, run: RunDir, graph: Graph)
                           f"(created_at {recorded['created_at']}), not {graph.path} (created_at {now['created_at']})")
 
 
+class SamplerMissing(RuntimeError):
+    """Neither neighbour-sampling backend of PyG is installed."""
+
+
+def require_sampler() -> None:
+    """Fail before loading a graph when LinkNeighborLoader could not sample."""
+    import torch_geometric.typing as pyg_typing
+
+    if not (pyg_typing.WITH_TORCH_SPARSE or pyg_typing.WITH_PYG_LIB):
+        raise SamplerMissing(
+            "LinkNeighborLoader needs torch-sparse (or pyg-lib), and neither imports with torch "
+            f"{torch.__version__}; run `make install`, or take torch-sparse from PyG's wheel index "
+            "for your torch+CUDA (https://data.pyg.org/whl/)")
+
+
 def main(argv=None) -> "TrainResult":
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    require_sampler()
     config = resolve(args.config, overrides)
     env = dist.setup(config.device)
     try:
@@ -302,5 +318,5 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, C.ContractError, FileNotFoundError) as e:  # a user's mistake: no traceback
+    except (ConfigError, C.ContractError, FileNotFoundError, SamplerMissing) as e:  # a user's mistake: no traceback
         sys.exit(f"error: {e}")

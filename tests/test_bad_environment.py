@@ -1,0 +1,52 @@
+"""A broken environment fails early with a message that says how to fix it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_missing_sampler_backend_is_named(monkeypatch):
+    import torch_geometric.typing as pyg_typing
+
+    from trainer import train
+
+    monkeypatch.setattr(pyg_typing, "WITH_TORCH_SPARSE", False)
+    monkeypatch.setattr(pyg_typing, "WITH_PYG_LIB", False)
+    with pytest.raises(train.SamplerMissing, match="needs torch-sparse.*make install"):
+        train.main(["--graph", "/nonexistent", "--out", "/nonexistent-run"])
+
+
+def _without_java_env(tmp_path):
+    # A PATH with python but no java, and no JAVA_HOME.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "env", "dirname", "uname", "ls", "head", "sed", "cat", "ps", "mktemp", "rm"):
+        for d in ("/usr/bin", "/bin"):
+            if os.path.exists(f"{d}/{tool}"):
+                os.symlink(f"{d}/{tool}", bin_dir / tool)
+                break
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env["PATH"] = str(bin_dir)
+    return env
+
+
+def test_etl_without_java_says_what_to_install(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "etl.job", "--input", str(tmp_path), "--output", str(tmp_path / "g")],
+        cwd=REPO, env=_without_java_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Java" in done.stderr and "openjdk-17" in done.stderr
+    assert not (tmp_path / "g").exists()
+
+
+def test_demo_with_missing_mpd_dir(tmp_path):
+    done = subprocess.run(["bash", "launch/demo.sh"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "MPD_DIR": str(tmp_path / "nope"), "PY": sys.executable,
+                               "DEMO_DIR": str(tmp_path / "demo")}, timeout=60)
+    assert done.returncode == 2
+    assert f"MPD_DIR={tmp_path / 'nope'} is not a directory" in done.stderr

@@ -58,10 +58,11 @@ def graph(tmp_path_factory):
     return load_graph(synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 200, seed=2))
 
 
-def test_layerwise_inference_equals_full_graph_forward(graph):
+@pytest.mark.parametrize("layer_mean,temperature", [(False, 0.0), (True, 0.0), (True, 0.1)])
+def test_layerwise_inference_equals_full_graph_forward(graph, layer_mean, temperature):
     torch.manual_seed(0)
     model = LinkPredictor(graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes,
-                          hidden=16, layers=3, id_dim=8).eval()
+                          hidden=16, layers=3, id_dim=8, layer_mean=layer_mean, temperature=temperature).eval()
     data = graph.hetero_data()
     with torch.no_grad():
         full = model(data.x_dict, data.edge_index_dict, {t: torch.arange(n) for t, n in graph.num_nodes.items()})
@@ -73,6 +74,29 @@ def test_layerwise_inference_equals_full_graph_forward(graph):
     graph_without = type(graph)(**{**graph.__dict__, "seed_edges": graph.seed_edges[:, 1:]})
     moved = encode_all(model, graph_without, batch_size=64)["playlist"]
     assert not torch.allclose(moved[p], batched["playlist"][p])
+
+
+def test_layer_mean_and_temperature_readout():
+    """One layer: the layer mean is (input projection + plain output) / 2 of the same weights;
+    with a temperature every row has norm temperature ** -0.5 (dot product = cosine / temperature)."""
+    torch.manual_seed(0)
+    data, sizes, dims = _hand_built()
+    n_id = {t: torch.arange(n) for t, n in sizes.items()}
+    plain = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=1, id_dim=4)
+    mean = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=1, id_dim=4, layer_mean=True)
+    cosine = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=1, id_dim=4, layer_mean=True,
+                           temperature=0.25)
+    mean.load_state_dict(plain.state_dict())
+    cosine.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        x0 = plain.input_embeddings(data.x_dict, n_id)
+        out = plain(data.x_dict, data.edge_index_dict, n_id)
+        averaged = mean(data.x_dict, data.edge_index_dict, n_id)
+        normalised = cosine(data.x_dict, data.edge_index_dict, n_id)
+    for t in ("playlist", "track"):
+        torch.testing.assert_close(averaged[t], (x0[t] + out[t]) / 2)
+        torch.testing.assert_close(normalised[t].norm(dim=-1), torch.full((sizes[t],), 2.0))
+        torch.testing.assert_close(normalised[t] * 0.5, averaged[t] / averaged[t].norm(dim=-1, keepdim=True))
 
 
 def test_roc_auc_matches_pairwise_count():

@@ -23,6 +23,8 @@ class TrainConfig:
     id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
     id_dim: int = 32                      # their width (concatenated to the features)
     id_init_std: float = 0.1              # initial spread of ID embeddings
+    layer_mean: bool = False              # decode the mean of all layers' outputs (LightGCN-style)
+    temperature: float = 0.0              # > 0: score = cosine / temperature; 0: plain dot product
     # sampling and loss
     fanout: tuple[int, ...] = (5, 5, 3)   # neighbours per layer and relation, seed hop first
     batch_size: int = 256                 # supervision edges per batch and rank

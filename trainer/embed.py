@@ -75,6 +75,7 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
                                    {t: torch.arange(s, min(s + batch_size, num[t]), device=device)})[t].cpu()
             for s in range(0, num[t], batch_size)])
     last = len(model.layers) - 1
+    total = {t: h[t].clone() for t in EMBEDDED_TYPES}
     for layer, edge_types in enumerate(model.layer_edge_types):
         out = {}
         for t in sorted({et[2] for et in edge_types}):
@@ -96,7 +97,10 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
                 rows.append((F.relu(acc) if layer < last else acc).cpu())
             out[t] = torch.cat(rows)
         h = out
-    return {t: h[t] for t in EMBEDDED_TYPES}
+        if layer < last:
+            for t in EMBEDDED_TYPES:
+                total[t] += h[t]
+    return model.readout({t: h[t] for t in EMBEDDED_TYPES}, total)
 
 
 def write_embeddings(path: str, node_type: str, ids: np.ndarray, keys, embedding: np.ndarray) -> None:

@@ -33,8 +33,11 @@ class _SAGELayer(nn.Module):
 class LinkPredictor(nn.Module):
     def __init__(self, metadata, feature_dims: dict[str, int], num_nodes: dict[str, int],
                  hidden: int = 64, layers: int = 3, aggr: str = "mean",
-                 id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 0.1):
+                 id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 0.1,
+                 layer_mean: bool = False, temperature: float = 0.0):
         super().__init__()
+        self.layer_mean = layer_mean
+        self.temperature = temperature
         self.node_types = list(metadata[0])
         self.edge_types = list(metadata[1])
         self.embedding = nn.ModuleDict()
@@ -71,11 +74,33 @@ class LinkPredictor(nn.Module):
     def forward(self, x_dict, edge_index_dict, n_id_dict) -> dict[str, torch.Tensor]:
         """Final playlist and track representations of the nodes in ``x_dict``."""
         h = self.input_embeddings(x_dict, n_id_dict)
+        total = {t: h[t] for t in DECODED_TYPES}
         for i, layer in enumerate(self.layers):
             h = layer(h, edge_index_dict)
             if i < len(self.layers) - 1:
                 h = {t: F.relu(v) for t, v in h.items()}
-        return h
+                total = {t: total[t] + h[t] for t in DECODED_TYPES}
+        return self.readout(h, total)
+
+    def readout(self, last: dict[str, torch.Tensor], total: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Decoder inputs from the last layer's output (``last``) and the sum of the layer-0 to
+        next-to-last representations of the decoded types (``total``).
+
+        ``layer_mean`` averages every layer (LightGCN's layer combination): the layer-0 ID
+        embedding of a track then reaches the decoder directly, so a held-out playlist, whose
+        representation is an aggregate of its seed tracks, is compared with tracks by what they
+        co-occur with rather than only through three hops of sampled averages. ``temperature``
+        > 0 L2-normalises both sides and scales each by ``temperature ** -0.5``: the dot product
+        is then cosine / temperature, so a track cannot win every playlist by a large norm
+        (popularity), and exported embeddings rank exactly as the training scores.
+        """
+        out = {}
+        for t in DECODED_TYPES:
+            v = (total[t] + last[t]) / (len(self.layers) + 1) if self.layer_mean else last[t]
+            if self.temperature:
+                v = F.normalize(v, dim=-1) / self.temperature ** 0.5
+            out[t] = v
+        return out
 
     def relation_conv(self, layer: int, edge_type: tuple[str, str, str]) -> SAGEConv:
         """The SAGEConv ``to_hetero`` made for one relation of one layer (layer-wise inference)."""
@@ -94,4 +119,5 @@ def score(h_playlist: torch.Tensor, h_track: torch.Tensor, edge_label_index: tor
 def build_model(config, metadata, feature_dims, num_nodes) -> LinkPredictor:
     return LinkPredictor(metadata, feature_dims, num_nodes, hidden=config.hidden, layers=config.layers,
                          aggr=config.aggr, id_embeddings=config.id_embeddings, id_dim=config.id_dim,
-                         id_init_std=config.id_init_std)
+                         id_init_std=config.id_init_std, layer_mean=config.layer_mean,
+                         temperature=config.temperature)

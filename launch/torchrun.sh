@@ -27,4 +27,4 @@ fi
 mkdir -p "$LOG_DIR"
 exec "$TORCHRUN" "${rdzv[@]}" --nproc-per-node "$NPROC_PER_NODE" \
     --log-dir "$LOG_DIR" --tee 3 --local-ranks-filter 0 \
-    -m "$module" "$@"
+    -m -- "$module" "$@"

@@ -1,7 +1,8 @@
 """The product end to end, started the way users start it.
 
 synthetic MPD -> ``launch/etl.sh`` (spark-submit, local mode) -> ``launch/train.sh`` (torchrun,
-two CPU processes over gloo) -> ``trainer.embed`` -> ``trainer.evaluate`` -> ``trainer.recommend``.
+two CPU processes over gloo) -> ``launch/evaluate.sh`` (embeddings, then evaluation on two
+torchrun processes) -> ``trainer.recommend``.
 Each stage's outputs are checked against the previous stage's, not just for existence.
 """
 from __future__ import annotations
@@ -48,9 +49,10 @@ def pipeline(tmp_path_factory):
                   "--val_max_edges=500"],
                  env={"GRAPH": str(graph), "RUN": str(run), "NPROC_PER_NODE": "2",
                       "LOG_DIR": str(root / "logs"), "OMP_NUM_THREADS": "1"})
-    _run([sys.executable, "-m", "trainer.embed", "--graph", str(graph), "--run", str(run)])
-    _run([sys.executable, "-m", "trainer.evaluate", "--graph", str(graph), "--run", str(run),
-          "--split", "val"])
+    # Export, then evaluation with playlists sharded over two torchrun processes.
+    _run(["launch/evaluate.sh"],
+         env={"GRAPH": str(graph), "RUN": str(run), "SPLIT": "val", "NPROC_PER_NODE": "2",
+              "LOG_DIR": str(root / "logs"), "OMP_NUM_THREADS": "1"})
     return {"mpd": mpd, "graph": str(graph), "run": str(run), "train_stdout": train.stdout}
 
 

@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="skip (and list in the manifest) files that do not parse, instead of failing")
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's, else local[*])")
     p.add_argument("--shuffle-partitions", type=int, default=None,
-                   help=f"default: one per {BYTES_PER_SHUFFLE_PARTITION // 2**20} MiB of input, at least 2 per core")
+                   help=f"default: one per {BYTES_PER_SHUFFLE_PARTITION // 2**20} MiB of input, at least one per core")
     p.add_argument("--driver-memory", default="4g", help="local mode driver memory (default 4g)")
     args = p.parse_args(argv)
     unknown = set(args.categories.split(",")) - set(contract.SEED_CATEGORY_BY_NAME)
@@ -219,7 +219,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
     if storage.exists(spark, output) and not args.overwrite:
         raise OutputExistsError(f"output {output} exists; pass --overwrite to replace it")
     partitions = args.shuffle_partitions or max(
-        2 * spark.sparkContext.defaultParallelism, math.ceil(total_bytes / BYTES_PER_SHUFFLE_PARTITION)
+        spark.sparkContext.defaultParallelism, math.ceil(total_bytes / BYTES_PER_SHUFFLE_PARTITION)
     )
     spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     hop2 = args.hop2 if args.hop2 != "auto" else ("exact" if total_bytes <= AUTO_EXACT_MAX_BYTES else "hll")

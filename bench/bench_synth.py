@@ -1,6 +1,6 @@
 """Benchmark of the synthetic MPD generator: throughput and calibration against the real MPD.
 
-    .venv/bin/python bench/bench_synth.py [--scales 10000 100000] [--repeats 3] [--out bench/results_synth.md]
+    .venv/bin/python bench/bench_synth.py [--scales 10000 100000] [--repeats 3] [--out bench/out/results_synth.md]
 
 Throughput: wall time of ``etl.synth.generate`` for 10k playlists (files written to a temporary
 dir), workers 1 and 2, median of ``--repeats``. Calibration: statistics of the generated
@@ -232,7 +232,8 @@ def main() -> None:
     ap.add_argument("--scales", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--throughput-playlists", type=int, default=10_000)
-    ap.add_argument("--out", default=str(Path(__file__).with_name("results_synth.md")))
+    ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "results_synth.md"),
+                    help="report written here (Markdown; its sections go into bench/RESULTS.md)")
     a = ap.parse_args()
 
     lines = ["# Synthetic MPD generator: throughput and calibration", "",
@@ -291,6 +292,7 @@ def main() -> None:
               "process start-up and contention, so 2 workers can measure slower than 1. Files are "
               "independent, so free cores should scale it; not measured here (no idle machine).",
               ""]
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}")
 

@@ -17,7 +17,7 @@ that key and the seed, so a track keeps them in every file. Each file's content 
 function of ``(seed, file index, N)``; ``--workers`` only changes the speed.
 
 Generative model (constants below, calibrated to ``shared/data/mpd_stats.txt``; see
-``bench/results_synth.md`` for generated-vs-real numbers):
+``bench/RESULTS.md`` for generated-vs-real numbers):
 
 - length, followers, edits, last-modified day: the real top-20 histograms, extended by fitted
   tails (length: mean 66.35, mode 20; followers: 75.4% have 1);

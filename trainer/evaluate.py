@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-size", type=int, default=1 << 17, help="tracks scored at once")
     p.add_argument("--itemknn-beta", type=float, default=0.0,
                    help="item-kNN: divide a candidate's score by its training frequency^beta"
-                   " (default 0: best on the 10k synthetic val split, see bench/results_eval.md)")
+                   " (default 0: best on the 10k synthetic val split, see bench/RESULTS.md)")
     p.add_argument("--itemknn-gamma", type=float, default=1.0,
                    help="item-kNN: raise each training playlist's seed overlap to this power"
                    " (1 = plain co-occurrence)")

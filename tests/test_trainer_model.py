@@ -58,11 +58,13 @@ def graph(tmp_path_factory):
     return load_graph(synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 200, seed=2))
 
 
-@pytest.mark.parametrize("layer_mean,temperature", [(False, 0.0), (True, 0.0), (True, 0.1)])
-def test_layerwise_inference_equals_full_graph_forward(graph, layer_mean, temperature):
+@pytest.mark.parametrize("conv,layer_mean,temperature",
+                         [("sage", False, 0.0), ("sage", True, 0.0), ("sage", True, 0.1), ("lightgcn", True, 0.1)])
+def test_layerwise_inference_equals_full_graph_forward(graph, conv, layer_mean, temperature):
     torch.manual_seed(0)
     model = LinkPredictor(graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes,
-                          hidden=16, layers=3, id_dim=8, layer_mean=layer_mean, temperature=temperature).eval()
+                          hidden=16, layers=3, id_dim=8, layer_mean=layer_mean, temperature=temperature,
+                          conv=conv).eval()
     data = graph.hetero_data()
     with torch.no_grad():
         full = model(data.x_dict, data.edge_index_dict, {t: torch.arange(n) for t, n in graph.num_nodes.items()})
@@ -97,6 +99,35 @@ def test_layer_mean_and_temperature_readout():
         torch.testing.assert_close(averaged[t], (x0[t] + out[t]) / 2)
         torch.testing.assert_close(normalised[t].norm(dim=-1), torch.full((sizes[t],), 2.0))
         torch.testing.assert_close(normalised[t] * 0.5, averaged[t] / averaged[t].norm(dim=-1, keepdim=True))
+
+
+def test_lightgcn_propagation_is_the_plain_mean_of_neighbours():
+    """Two linear layers by hand: playlist <- mean of its tracks; track <- sum over its relations
+    of the mean of that relation's sources; the readout averages the three layers."""
+    torch.manual_seed(0)
+    data, sizes, dims = _hand_built()
+    n_id = {t: torch.arange(n) for t, n in sizes.items()}
+    model = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=2, id_dim=4, conv="lightgcn",
+                          layer_mean=True)
+    with torch.no_grad():
+        x0 = model.input_embeddings(data.x_dict, n_id)
+        h = model(data.x_dict, data.edge_index_dict, n_id)
+
+    def mean_in(src, edge_index, dst, n_dst):
+        return torch.stack([src[edge_index[0][edge_index[1] == d]].mean(0) if (edge_index[1] == d).any()
+                            else torch.zeros(src.size(1)) for d in range(n_dst)])
+
+    def layer(x):
+        out = {t: torch.zeros(sizes[t], 8) for t in sizes}
+        for (s, _, d), ei in data.edge_index_dict.items():
+            out[d] = out[d] + mean_in(x[s], ei, d, sizes[d])
+        return out
+
+    x1 = layer(x0)
+    x2 = layer(x1)
+    for t in ("playlist", "track"):
+        torch.testing.assert_close(h[t], (x0[t] + x1[t] + x2[t]) / 3)
+    assert not any("layers" in n for n, _ in model.named_parameters())
 
 
 def test_roc_auc_matches_pairwise_count():

@@ -19,6 +19,7 @@ class TrainConfig:
     # model
     hidden: int = 64                      # width of every layer
     layers: int = 3                       # SAGEConv layers (to_hetero)
+    conv: str = "sage"                    # sage (SAGEConv + ReLU) | lightgcn (parameter-free mean, linear)
     aggr: str = "mean"                    # SAGEConv neighbour aggregation: mean | sum | max
     id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
     id_dim: int = 32                      # their width (concatenated to the features)
@@ -53,6 +54,7 @@ class TrainConfig:
 
         need(self.hidden > 0, f"hidden must be > 0, got {self.hidden}")
         need(self.layers > 0, f"layers must be > 0, got {self.layers}")
+        need(self.conv in ("sage", "lightgcn"), f"conv must be sage or lightgcn, got {self.conv!r}")
         need(self.aggr in ("mean", "sum", "max"), f"aggr must be mean, sum or max, got {self.aggr!r}")
         need(self.id_dim > 0, f"id_dim must be > 0, got {self.id_dim}")
         need(self.id_init_std > 0, f"id_init_std must be > 0, got {self.id_init_std}")

@@ -94,7 +94,7 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
                     y = model.relation_conv(layer, et)((h[et[0]][sources].to(device), x_dst), edge_index,
                                                        size=(sources.numel(), end - start))
                     acc = y if acc is None else acc + y  # to_hetero's aggr="sum" over relations
-                rows.append((F.relu(acc) if layer < last else acc).cpu())
+                rows.append((F.relu(acc) if layer < last and model.nonlinear else acc).cpu())
             out[t] = torch.cat(rows)
         h = out
         if layer < last:

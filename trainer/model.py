@@ -15,7 +15,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import SAGEConv, to_hetero
+from torch_geometric.nn import MessagePassing, SAGEConv, to_hetero
 
 ID_EMBEDDED_TYPES = ("track", "album", "artist")
 DECODED_TYPES = ("playlist", "track")
@@ -30,12 +30,36 @@ class _SAGELayer(nn.Module):
         return self.conv(x, edge_index)
 
 
+class MeanConv(MessagePassing):
+    """Parameter-free mean of the source representations (LightGCN's propagation, mean-normalised):
+    co-occurrence structure reaches the decoder without passing through learned weights."""
+
+    def __init__(self):
+        super().__init__(aggr="mean")
+
+    def forward(self, x, edge_index, size=None):
+        return self.propagate(edge_index, x=x if isinstance(x, tuple) else (x, x), size=size)
+
+    def reset_parameters(self):
+        pass
+
+
+class _MeanLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = MeanConv()
+
+    def forward(self, x, edge_index):
+        return self.conv(x, edge_index)
+
+
 class LinkPredictor(nn.Module):
     def __init__(self, metadata, feature_dims: dict[str, int], num_nodes: dict[str, int],
                  hidden: int = 64, layers: int = 3, aggr: str = "mean",
                  id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 0.1,
-                 layer_mean: bool = False, temperature: float = 0.0):
+                 layer_mean: bool = False, temperature: float = 0.0, conv: str = "sage"):
         super().__init__()
+        self.nonlinear = conv == "sage"  # LightGCN propagation is linear
         self.layer_mean = layer_mean
         self.temperature = temperature
         self.node_types = list(metadata[0])
@@ -59,7 +83,8 @@ class LinkPredictor(nn.Module):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*do not get updated during message passing.*")
             self.layers = nn.ModuleList(
-                to_hetero(_SAGELayer(hidden, aggr), (self.node_types, ets), aggr="sum")
+                to_hetero(_SAGELayer(hidden, aggr) if conv == "sage" else _MeanLayer(),
+                          (self.node_types, ets), aggr="sum")
                 for ets in self.layer_edge_types)
 
     def input_embeddings(self, x_dict, n_id_dict) -> dict[str, torch.Tensor]:
@@ -78,7 +103,8 @@ class LinkPredictor(nn.Module):
         for i, layer in enumerate(self.layers):
             h = layer(h, edge_index_dict)
             if i < len(self.layers) - 1:
-                h = {t: F.relu(v) for t, v in h.items()}
+                if self.nonlinear:
+                    h = {t: F.relu(v) for t, v in h.items()}
                 total = {t: total[t] + h[t] for t in DECODED_TYPES}
         return self.readout(h, total)
 
@@ -102,7 +128,7 @@ class LinkPredictor(nn.Module):
             out[t] = v
         return out
 
-    def relation_conv(self, layer: int, edge_type: tuple[str, str, str]) -> SAGEConv:
+    def relation_conv(self, layer: int, edge_type: tuple[str, str, str]) -> SAGEConv | MeanConv:
         """The SAGEConv ``to_hetero`` made for one relation of one layer (layer-wise inference)."""
         convs = self.layers[layer].conv
         key = "__".join(edge_type)
@@ -120,4 +146,4 @@ def build_model(config, metadata, feature_dims, num_nodes) -> LinkPredictor:
     return LinkPredictor(metadata, feature_dims, num_nodes, hidden=config.hidden, layers=config.layers,
                          aggr=config.aggr, id_embeddings=config.id_embeddings, id_dim=config.id_dim,
                          id_init_std=config.id_init_std, layer_mean=config.layer_mean,
-                         temperature=config.temperature)
+                         temperature=config.temperature, conv=config.conv)

@@ -18,18 +18,18 @@ class ConfigError(ValueError):
 class TrainConfig:
     # model
     hidden: int = 64                      # width of every layer
-    layers: int = 3                       # SAGEConv layers (to_hetero)
-    conv: str = "sage"                    # sage (SAGEConv + ReLU) | lightgcn (parameter-free mean, linear)
-    aggr: str = "mean"                    # SAGEConv neighbour aggregation: mean | sum | max
+    layers: int = 3                       # message-passing layers (to_hetero)
+    conv: str = "lightgcn"                # sage (SAGEConv + ReLU) | lightgcn (parameter-free mean, linear)
+    aggr: str = "mean"                    # SAGEConv neighbour aggregation (conv=sage only): mean | sum | max
     id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
     id_dim: int = 32                      # their width (concatenated to the features)
     id_init_std: float = 0.1              # initial spread of ID embeddings
-    layer_mean: bool = False              # decode the mean of all layers' outputs (LightGCN-style)
-    temperature: float = 0.0              # > 0: score = cosine / temperature; 0: plain dot product
+    layer_mean: bool = True               # decode the mean of all layers' outputs (LightGCN-style)
+    temperature: float = 0.1              # > 0: score = cosine / temperature; 0: plain dot product
     # sampling and loss
-    fanout: tuple[int, ...] = (5, 5, 3)   # neighbours per layer and relation, seed hop first
+    fanout: tuple[int, ...] = (30, 10, 5) # neighbours per layer and relation, seed hop first
     batch_size: int = 256                 # supervision edges per batch and rank
-    negatives: int = 2                    # sampled negatives per positive
+    negatives: int = 10                   # sampled negatives per positive
     negative_power: float = 0.0           # negatives drawn with P(track) ~ (degree+1)^power; 0: uniform
     loss: str = "bpr"                     # bpr | bce (both on triplets: playlist, positive, negatives)
     supervision_ratio: float = 0.3        # fraction of train edges supervised each epoch

@@ -1,12 +1,16 @@
-"""Heterogeneous GraphSAGE link predictor for (playlist, track): nothing distributed in here.
+"""Heterogeneous link predictor for (playlist, track): nothing distributed in here.
 
 Input projection per node type (``ModuleDict``): a Linear over the standardised features,
 concatenated with a learnable ID embedding for tracks, albums and artists. Playlists get no ID
 embedding on purpose: held-out (val/test) playlists never receive a gradient, so their ID rows
 would stay random; a playlist is represented by its features and, through message passing, by
-its visible tracks, which is what generalises to unseen playlists. Then ``layers`` SAGEConv
-layers, each made heterogeneous with ``to_hetero`` (per-relation convolutions summed per
-destination type), and a dot-product decoder.
+its visible tracks, which is what generalises to unseen playlists. Then ``layers`` layers, each
+made heterogeneous with ``to_hetero`` (per-relation convolutions summed per destination type):
+``conv="lightgcn"`` (the config default) is a parameter-free mean with no nonlinearity, so a
+playlist is literally the mean of its tracks' learned embeddings and a track is pulled towards
+its playlists (LightGCN); ``conv="sage"`` is SAGEConv + ReLU. The decoder is a dot product of
+the readout (optionally the mean over layers, optionally cosine / temperature). On held-out
+playlists the LightGCN variant ranks ~3x better than SAGE (bench/results_gnn_quality.md).
 """
 from __future__ import annotations
 

@@ -45,6 +45,8 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
     ({"epochs": "two"}, r"epochs='two' is not a valid int"),
     ({"amp": "maybe"}, r"amp='maybe' is not a valid bool"),
     ({"device": "tpu"}, r"device must be auto, cpu or cuda, got 'tpu'"),
+    ({"conv": "gat"}, r"conv must be sage or lightgcn, got 'gat'"),
+    ({"temperature": "-0.1"}, r"temperature must be >= 0, got -0.1"),
 ])
 def test_bad_values_are_explained(overrides, message):
     with pytest.raises(ConfigError, match=message):

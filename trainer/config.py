@@ -58,6 +58,7 @@ class TrainConfig:
         need(self.aggr in ("mean", "sum", "max"), f"aggr must be mean, sum or max, got {self.aggr!r}")
         need(self.id_dim > 0, f"id_dim must be > 0, got {self.id_dim}")
         need(self.id_init_std > 0, f"id_init_std must be > 0, got {self.id_init_std}")
+        need(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
         need(len(self.fanout) == self.layers,
              f"fanout has {len(self.fanout)} entries {list(self.fanout)} but layers={self.layers};"
              " give one fan-out per layer")

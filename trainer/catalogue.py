@@ -207,6 +207,11 @@ def has_embeddings(run: str | Path) -> bool:
     return (Path(run) / EMBEDDINGS / "track.parquet").exists()
 
 
+def default_method(run: str | Path) -> str:
+    """What recommend and submit use when not told: the GNN once its embeddings exist."""
+    return "gnn" if has_embeddings(run) else "itemknn"
+
+
 def _read_embeddings(run: str | Path, kind: str, columns: list[str]) -> pa.Table:
     path = Path(run) / EMBEDDINGS / f"{kind}.parquet"
     if not path.exists():

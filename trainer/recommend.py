@@ -65,7 +65,7 @@ def recommend(
         seeds = seeds_from_uris(cat, tracks) if tracks else np.zeros(0, np.int64)
         queries = Queries.from_lists([seeds], [catalogue.normalise_title(title)])
     if method is None:
-        method = "gnn" if catalogue.has_embeddings(run_dir) else "itemknn"
+        method = catalogue.default_method(run_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device)
     ids = rank(scorers[method], fallback, queries, cat.num_tracks, k, chunk_size, device)[0]

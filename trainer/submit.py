@@ -99,7 +99,7 @@ def submit(
     playlists = read_challenge(challenge)
     cat = catalogue.load_catalogue(graph_dir)
     if method is None:
-        method = "gnn" if catalogue.has_embeddings(run_dir) else "itemknn"
+        method = catalogue.default_method(run_dir)
     queries, seed_uris, unknown = challenge_queries(cat, playlists)
     if cat.num_tracks < K + int(queries.num_seeds().max(initial=0)):
         raise ValueError(

@@ -104,13 +104,14 @@ def worker(engine: str, input_dir: str, output: str, full: bool, hop2: str) -> d
         result["counts"] = run(input_dir, output)
         result["core_s"] = time.perf_counter() - t
     else:
-        from pyspark.sql import SparkSession
+
+        from etl import job
 
         t = time.perf_counter()
-        spark = (SparkSession.builder.master("local[*]").appName("bench-etl")
-                 .config("spark.driver.memory", os.environ.get("BENCH_DRIVER_MEMORY", "6g"))
-                 .config("spark.sql.adaptive.enabled", "true").config("spark.ui.enabled", "false")
-                 .getOrCreate())
+        # The job's own session settings (broadcast limits for hll, adaptive execution).
+        spark = job.spark_session(job.parse_args(
+            ["--input", input_dir, "--output", output, "--master", "local[*]",
+             "--driver-memory", os.environ.get("BENCH_DRIVER_MEMORY", "6g")]))
         spark.sparkContext.setLogLevel("ERROR")
         result["startup_s"] = time.perf_counter() - t
         size = sum(os.path.getsize(os.path.join(input_dir, f)) for f in os.listdir(input_dir))
@@ -118,8 +119,6 @@ def worker(engine: str, input_dir: str, output: str, full: bool, hop2: str) -> d
         warm = SAMPLE if os.path.isdir(SAMPLE) else input_dir
         t = time.perf_counter()
         if full:
-            from etl import job
-
             args = ["--input", input_dir, "--output", output, "--hop2", hop2, "--overwrite"]
             job.run(job.parse_args(["--input", warm, "--output", output + "-warm", "--hop2", "off", "--overwrite"]), spark)
             result["warmup_s"] = time.perf_counter() - t

@@ -14,6 +14,7 @@ edge from the input changes no feature of any node (see tests/test_etl_leakage.p
   other term is exact, so the relative error of the sum is at most that of those terms.
 """
 import math
+from contextlib import contextmanager
 from decimal import Decimal
 
 from pyspark.sql import DataFrame
@@ -59,16 +60,46 @@ def _distinct_two_step(paths, key: str, name: str, mode: str) -> DataFrame:
             p = left.join(right, "v").select("k", "o")
             pairs = p if pairs is None else pairs.unionByName(p)
         return _count(pairs.distinct(), "k", name).withColumnRenamed("k", key)
-    sketches = None
-    for left, right in paths:
-        s = right.groupBy("v").agg(F.hll_sketch_agg("o", HLL_LG_CONFIG_K).alias("sk"))
-        p = left.join(s, "v").select("k", "sk")
-        sketches = p if sketches is None else sketches.unionByName(p)
+    # A sketch is up to 4 KiB (dense, lgConfigK 12) and a popular ``v`` sits on tens of
+    # thousands of paths, so the sketches must not travel once per path: they are broadcast
+    # (one row per ``v``, a few hundred MB at full MPD scale), the narrow (k, v) rows are
+    # clustered by ``k`` into a fixed number of partitions (kept apart from adaptive
+    # coalescing, which bounds the keys per task), and the union runs where the rows already
+    # are: the join keeps the streamed side's partitioning, so no exchange follows it.
+    # ``v`` of different paths (playlists, albums, artists) share id ranges: tag them.
+    n = len(paths)
+    left = right = None
+    for i, (lf, rt) in enumerate(paths):
+        lf = lf.select("k", (F.col("v") * n + i).alias("v"))
+        rt = rt.select((F.col("v") * n + i).alias("v"), "o")
+        left = lf if left is None else left.unionByName(lf)
+        right = rt if right is None else right.unionByName(rt)
+    sketches = right.groupBy("v").agg(F.hll_sketch_agg("o", HLL_LG_CONFIG_K).alias("sk"))
     return (
-        sketches.groupBy("k")
+        left.repartition(int(left.sparkSession.conf.get("spark.sql.shuffle.partitions")), "k")
+        .join(F.broadcast(sketches), "v")
+        .groupBy("k")
         .agg(F.hll_sketch_estimate(F.hll_union_agg("sk")).alias(name))
         .withColumnRenamed("k", key)
     )
+
+
+@contextmanager
+def sketch_unions_in_memory(spark):
+    """Let the hash aggregate keep a union per key for every key of a task.
+
+    Past ``sortBased.fallbackThreshold`` (128 keys) Spark's object-hash aggregate falls back to
+    sorting all remaining rows, 4 KiB sketches included, through an external sorter; the hll
+    rows are spread over ``spark.sql.shuffle.partitions`` tasks (a few thousand keys each at
+    full scale), so their unions fit in memory: 65,536 dense unions are 256 MiB.
+    """
+    key = "spark.sql.objectHashAggregate.sortBased.fallbackThreshold"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, str(2**16))
+    try:
+        yield
+    finally:
+        spark.conf.set(key, previous)
 
 
 def _kv(df: DataFrame, k: str, v: str) -> DataFrame:

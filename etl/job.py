@@ -118,7 +118,11 @@ def spark_session(args: argparse.Namespace) -> SparkSession:
     if not under_spark_submit:
         builder = builder.config("spark.driver.memory", args.driver_memory)
     return (
-        builder.config("spark.sql.adaptive.enabled", "true")
+        # The hll features broadcast one sketch per playlist, track, album and artist (about
+        # 0.5 GB at full MPD scale), built by an aggregation that counts against the timeout.
+        builder.config("spark.driver.maxResultSize", "2g")
+        .config("spark.sql.broadcastTimeout", "3600")
+        .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
@@ -318,7 +322,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
                 playlists, base["track"], base["album"], base["artist"], edges, hop2,
             )
 
-        with stages("write nodes"):
+        with stages("write nodes"), features.sketch_unions_in_memory(spark):
             for kind, df in zip(contract.NODE_TYPES, featured):
                 write(f"nodes/{kind}", df)
             storage.delete(spark, f"{tmp}/{BASE}")

@@ -38,7 +38,7 @@ def sampler_throughput(graph_path: str, steps: int, num_workers: int, extra: dic
     config = TrainConfig.from_dict({"num_workers": num_workers, **extra})
     env = DistEnv(0, 0, 1, torch.device("cpu"), None)
     t0 = time.perf_counter()
-    loader, _ = epoch_loader(graph, config, env, 0)
+    loader = epoch_loader(graph, config, env, 0)
     setup = time.perf_counter() - t0
     it = iter(loader)
     next(it)  # worker start-up is not throughput

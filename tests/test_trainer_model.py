@@ -10,7 +10,7 @@ from torch_geometric.data import HeteroData
 from graphdir_fixture import synthetic_graph_dir
 from trainer.embed import encode_all, read_embeddings, write_embeddings
 from trainer.graph import load_graph
-from trainer.model import LinkPredictor, score
+from trainer.model import LinkPredictor, hop_counts, score
 from trainer.validation import roc_auc
 
 
@@ -76,6 +76,53 @@ def test_layerwise_inference_equals_full_graph_forward(graph, conv, layer_mean, 
     graph_without = type(graph)(**{**graph.__dict__, "seed_edges": graph.seed_edges[:, 1:]})
     moved = encode_all(model, graph_without, batch_size=64)["playlist"]
     assert not torch.allclose(moved[p], batched["playlist"][p])
+
+
+@pytest.mark.parametrize("conv,layer_mean", [("sage", False), ("sage", True), ("lightgcn", True)])
+def test_hop_trimmed_forward_equals_untrimmed_at_the_seeds(graph, conv, layer_mean):
+    from trainer import dist
+    from trainer.config import TrainConfig
+    from trainer.train import epoch_loader
+
+    torch.manual_seed(0)
+    config = TrainConfig(conv=conv, layer_mean=layer_mean, hidden=16, id_dim=8, batch_size=16,
+                         fanout=(4, 3, 2), negatives=3)
+    model = LinkPredictor(graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes,
+                          hidden=16, layers=3, id_dim=8, layer_mean=layer_mean, temperature=0.1,
+                          conv=conv).eval()
+    loader = epoch_loader(graph, config, dist.DistEnv(rank=0, local_rank=0, world_size=1,
+                                                          device=torch.device("cpu"), backend=None), 0)
+    trimmed_rows = 0
+    for batch, _ in zip(loader, range(3)):
+        seeds = {"playlist": batch["playlist"].src_index,
+                 "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()])}
+        within = hop_counts(seeds, batch.edge_index_dict, batch.num_nodes_dict, 3)
+        assert within is not None, "the sampler should list nodes hop by hop"
+        for t, counts in within.items():
+            assert counts == sorted(counts) and counts[-1] == batch[t].num_nodes
+        assert within["playlist"][0] == seeds["playlist"].unique().numel()
+        assert within["track"][0] == seeds["track"].unique().numel()
+        with torch.no_grad():
+            full = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict)
+            trim = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict, within)
+        for t in ("playlist", "track"):
+            n = within[t][0]
+            torch.testing.assert_close(trim[t][:n], full[t][:n], rtol=1e-5, atol=1e-5)
+            assert trim[t].size(0) == within[t][1] <= full[t].size(0)
+            trimmed_rows += full[t].size(0) - trim[t].size(0)
+    assert trimmed_rows > 0, "the outer hops should have been cut"
+
+
+def test_hop_counts_refuses_a_batch_out_of_hop_order():
+    # Seed: playlist 0. Track 1 is one hop out, playlist 1 two hops out, track 0 unreached: a
+    # batch listing track 0 before track 1 is not in hop order, so nothing may be trimmed.
+    edges = {("track", "rev_contains", "playlist"): torch.tensor([[1], [0]]),
+             ("playlist", "contains", "track"): torch.tensor([[1], [1]])}
+    assert hop_counts({"playlist": torch.tensor([0])}, edges, {"playlist": 2, "track": 2}, 2) is None
+    in_order = {("track", "rev_contains", "playlist"): torch.tensor([[0], [0]]),
+                ("playlist", "contains", "track"): torch.tensor([[1], [0]])}
+    assert hop_counts({"playlist": torch.tensor([0])}, in_order, {"playlist": 2, "track": 2}, 2) == {
+        "playlist": [1, 1, 2], "track": [0, 1, 1]}
 
 
 def test_layer_mean_and_temperature_readout():

@@ -49,7 +49,7 @@ def test_loader_never_shows_a_batch_its_supervision_edges(graph):
     supervised = set(map(tuple, graph.train_edges[:, sup].t().tolist()))
     batches = {}
     for rank in (0, 1):
-        loader, _ = epoch_loader(graph, config, _env(rank, 2), epoch)
+        loader = epoch_loader(graph, config, _env(rank, 2), epoch)
         batches[rank] = 0
         for batch in loader:
             batches[rank] += 1
@@ -75,7 +75,7 @@ def test_ranks_train_on_disjoint_equal_shards(graph):
     supervised = Counter(map(tuple, graph.train_edges[:, sup].t().tolist()))
     shards = []
     for rank in range(3):
-        loader, _ = epoch_loader(graph, config, _env(rank, 3), 0)
+        loader = epoch_loader(graph, config, _env(rank, 3), 0)
         assert len(loader) == 1
         shards.append(loader.edge_label_index[1])
     assert len({s.size(1) for s in shards}) == 1

@@ -47,9 +47,14 @@ class Graph:
     def visible_edges(self) -> torch.Tensor:
         return torch.cat([self.train_edges, self.seed_edges], dim=1)
 
-    def hetero_data(self, playlist_track: torch.Tensor | None = None) -> HeteroData:
+    def hetero_data(self, playlist_track: torch.Tensor | None = None, sort_by_destination: bool = False) -> HeteroData:
         """Message-passing graph with reverse relations; ``playlist_track`` defaults to all
-        visible (train + seed) playlist->track edges."""
+        visible (train + seed) playlist->track edges.
+
+        ``sort_by_destination`` orders every relation by (destination, source): the CSC layout
+        a neighbour sampler needs, so a loader given ``is_sorted=True`` samples from these
+        tensors in place instead of keeping a sorted copy and a permutation of every edge.
+        """
         data = HeteroData()
         for t, n in self.num_nodes.items():
             data[t].x = self.x[t]
@@ -57,7 +62,12 @@ class Graph:
         data[PLAYLIST_TRACK].edge_index = self.visible_edges if playlist_track is None else playlist_track
         for rel, ei in self.other_edges.items():
             data[rel].edge_index = ei
-        return T.ToUndirected()(data)
+        data = T.ToUndirected()(data)
+        if sort_by_destination:
+            for (src, _, _), store in data.edge_items():
+                ei = store.edge_index
+                store.edge_index = ei[:, torch.argsort(ei[1] * self.num_nodes[src] + ei[0])]
+        return data
 
     def metadata(self):
         return self.hetero_data(torch.empty(2, 0, dtype=torch.long)).metadata()

@@ -36,13 +36,28 @@ class _SAGELayer(nn.Module):
 
 class MeanConv(MessagePassing):
     """Parameter-free mean of the source representations (LightGCN's propagation, mean-normalised):
-    co-occurrence structure reaches the decoder without passing through learned weights."""
+    co-occurrence structure reaches the decoder without passing through learned weights.
+
+    Computed as one sparse-dense product with a row-normalised adjacency rather than
+    ``propagate``'s gather-then-scatter: that materialises an (edges x width) message tensor per
+    relation, forward and backward, whose churn of 20-80 MB blocks left the CPU allocator's heap
+    fragmented (peak RSS 2.6 GB instead of 1.9 GB on a 100k-playlist graph).
+    """
 
     def __init__(self):
         super().__init__(aggr="mean")
 
     def forward(self, x, edge_index, size=None):
-        return self.propagate(edge_index, x=x if isinstance(x, tuple) else (x, x), size=size)
+        x_src, x_dst = x if isinstance(x, tuple) else (x, x)
+        n_src = x_src.size(0) if size is None else size[0]
+        n_dst = x_dst.size(0) if size is None else size[1]
+        src, dst = edge_index[0], edge_index[1]
+        degree = torch.bincount(dst, minlength=n_dst).clamp_(min=1).float()
+        adjacency = torch.sparse_coo_tensor(
+            torch.stack([dst, src]), degree.reciprocal()[dst], (n_dst, n_src), check_invariants=False
+        )
+        # Sparse kernels are float32 everywhere; under bf16 autocast the result goes back to bf16.
+        return torch.sparse.mm(adjacency, x_src.float()).to(x_src.dtype)
 
     def reset_parameters(self):
         pass
@@ -61,7 +76,8 @@ class LinkPredictor(nn.Module):
     def __init__(self, metadata, feature_dims: dict[str, int], num_nodes: dict[str, int],
                  hidden: int = 64, layers: int = 3, aggr: str = "mean",
                  id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 0.1,
-                 layer_mean: bool = False, temperature: float = 0.0, conv: str = "sage"):
+                 layer_mean: bool = False, temperature: float = 0.0, conv: str = "sage",
+                 sparse_embeddings: bool = False):
         super().__init__()
         self.nonlinear = conv == "sage"  # LightGCN propagation is linear
         self.layer_mean = layer_mean
@@ -73,7 +89,8 @@ class LinkPredictor(nn.Module):
         for t in self.node_types:
             width = feature_dims[t]
             if id_embeddings and t in ID_EMBEDDED_TYPES:
-                self.embedding[t] = nn.Embedding(num_nodes[t], id_dim)
+                # Sparse gradients: a batch touches a few thousand of the table's rows.
+                self.embedding[t] = nn.Embedding(num_nodes[t], id_dim, sparse=sparse_embeddings)
                 # Random directions from the start (a near-zero init lingers in the "every playlist
                 # alike" popularity solution); not so large that rarely seen tracks stay noise.
                 nn.init.normal_(self.embedding[t].weight, std=id_init_std)
@@ -100,17 +117,28 @@ class LinkPredictor(nn.Module):
             h[t] = self.project[t](x)
         return h
 
-    def forward(self, x_dict, edge_index_dict, n_id_dict) -> dict[str, torch.Tensor]:
-        """Final playlist and track representations of the nodes in ``x_dict``."""
+    def forward(self, x_dict, edge_index_dict, n_id_dict, within=None) -> dict[str, torch.Tensor]:
+        """Final playlist and track representations of the nodes in ``x_dict``.
+
+        ``within`` (from :func:`hop_counts`) trims a sampled batch layer by layer: layer ``i`` of
+        ``L`` only updates nodes within ``L - 1 - i`` hops of the seeds, the only ones a later
+        layer reads. The rows returned are then only the first few (seeds first), and equal the
+        untrimmed forward's there; most of a batch's nodes are its outer hops.
+        """
         h = self.input_embeddings(x_dict, n_id_dict)
         total = {t: h[t] for t in DECODED_TYPES}
+        depth = len(self.layers)
         for i, layer in enumerate(self.layers):
+            if within is not None:
+                h = {t: v[: within[t][depth - i]] for t, v in h.items()}
+                edge_index_dict = {et: ei[:, ei[1] < within[et[2]][depth - 1 - i]]
+                                   for et, ei in edge_index_dict.items()}
             h = layer(h, edge_index_dict)
-            if i < len(self.layers) - 1:
+            if i < depth - 1:
                 if self.nonlinear:
                     h = {t: F.relu(v) for t, v in h.items()}
-                total = {t: total[t] + h[t] for t in DECODED_TYPES}
-        return self.readout(h, total)
+                total = {t: total[t][: h[t].size(0)] + h[t] for t in DECODED_TYPES}
+        return self.readout(h, {t: total[t][: h[t].size(0)] for t in DECODED_TYPES})
 
     def readout(self, last: dict[str, torch.Tensor], total: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Decoder inputs from the last layer's output (``last``) and the sum of the layer-0 to
@@ -141,13 +169,38 @@ class LinkPredictor(nn.Module):
         return convs[key]
 
 
+def hop_counts(seeds: dict[str, torch.Tensor], edge_index_dict, num_nodes: dict[str, int],
+               depth: int) -> dict[str, list[int]] | None:
+    """Per node type, how many of a sampled batch's nodes lie within 0, 1, ..., ``depth`` hops
+    of its ``seeds`` (local indices per type), for :meth:`LinkPredictor.forward`'s ``within``.
+
+    The sampler lists nodes hop by hop, so each count is a prefix of the type's rows; None when
+    a batch is not in that order (the forward then runs untrimmed).
+    """
+    far = depth + 1
+    dist = {t: torch.full((n,), far, dtype=torch.long) for t, n in num_nodes.items()}
+    for t, idx in seeds.items():
+        dist[t][idx.cpu()] = 0
+    edges = {et: ei.cpu() for et, ei in edge_index_dict.items()}
+    for _ in range(depth):  # a sampled edge points from a neighbour (row 0) to the node expanded
+        for (src, _, dst), ei in edges.items():
+            dist[src].scatter_reduce_(0, ei[0], dist[dst][ei[1]] + 1, reduce="amin")
+    within = {}
+    for t, d in dist.items():
+        if d.numel() > 1 and bool((d[1:] < d[:-1]).any()):
+            return None
+        within[t] = torch.searchsorted(d, torch.arange(depth + 1), right=True).tolist()
+    return within
+
+
 def score(h_playlist: torch.Tensor, h_track: torch.Tensor, edge_label_index: torch.Tensor) -> torch.Tensor:
     """Dot-product logits of (playlist, track) pairs given as rows into the two tables."""
     return (h_playlist[edge_label_index[0]] * h_track[edge_label_index[1]]).sum(dim=-1)
 
 
-def build_model(config, metadata, feature_dims, num_nodes) -> LinkPredictor:
+def build_model(config, metadata, feature_dims, num_nodes, sparse_embeddings: bool = False) -> LinkPredictor:
     return LinkPredictor(metadata, feature_dims, num_nodes, hidden=config.hidden, layers=config.layers,
                          aggr=config.aggr, id_embeddings=config.id_embeddings, id_dim=config.id_dim,
                          id_init_std=config.id_init_std, layer_mean=config.layer_mean,
-                         temperature=config.temperature, conv=config.conv)
+                         temperature=config.temperature, conv=config.conv,
+                         sparse_embeddings=sparse_embeddings)

@@ -31,7 +31,7 @@ from etl import contract as C
 from trainer import checkpoint, dist
 from trainer.config import ConfigError, TrainConfig, parse_overrides, resolve
 from trainer.graph import PLAYLIST_TRACK, Graph, load_graph
-from trainer.model import build_model, score
+from trainer.model import build_model, hop_counts, score
 from trainer.plots import learning_curves
 from trainer.shards import rank_shard, supervision_mask
 from trainer.validation import val_edges_for_rank, validate
@@ -68,7 +68,7 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
     the visible graph minus all of the epoch's supervision edges."""
     sup = supervision_mask(graph.train_edges, config.supervision_ratio, config.seed, epoch)
     message_passing = torch.cat([graph.train_edges[:, ~sup], graph.seed_edges], dim=1)
-    data = graph.hetero_data(message_passing)
+    data = graph.hetero_data(message_passing, sort_by_destination=True)
     supervision = graph.train_edges[:, sup]
     edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size,
                                                  config.seed, epoch)]
@@ -79,11 +79,11 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
     loader = LinkNeighborLoader(
         data, num_neighbors=list(config.fanout), edge_label_index=(PLAYLIST_TRACK, edge_label_index),
         neg_sampling=NegativeSampling("triplet", amount=config.negatives, dst_weight=weight),
-        batch_size=config.batch_size,
+        batch_size=config.batch_size, is_sorted=True,
         shuffle=False,  # the shard is already a fresh (seed, epoch) permutation
         num_workers=config.num_workers, persistent_workers=False,
         prefetch_factor=4 if config.num_workers else None)
-    return loader, data
+    return loader
 
 
 def batch_loss(model, batch, config: TrainConfig, amp: bool):
@@ -93,8 +93,11 @@ def batch_loss(model, batch, config: TrainConfig, amp: bool):
     too: PyG's binary mode also draws a random playlist, which lets a model score playlists by
     degree instead of ranking tracks for a playlist, the task evaluation measures.
     """
+    seeds = {"playlist": batch["playlist"].src_index,
+             "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()])}
+    within = hop_counts(seeds, batch.edge_index_dict, batch.num_nodes_dict, config.layers)
     with torch.autocast(batch["playlist"].x.device.type, dtype=torch.bfloat16, enabled=amp):
-        h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict)
+        h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict, within)
     hp, ht = h["playlist"].float(), h["track"].float()
     src = hp[batch["playlist"].src_index]
     pos = (src * ht[batch["track"].dst_pos_index]).sum(-1)
@@ -104,6 +107,42 @@ def batch_loss(model, batch, config: TrainConfig, amp: bool):
         labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg.flatten())])
         return F.binary_cross_entropy_with_logits(logits, labels), logits.numel(), pos.numel()
     return -F.logsigmoid(pos.unsqueeze(1) - neg).mean(), neg.numel(), pos.numel()
+
+
+class Optimizer:
+    """AdamW for the dense weights; the ID embeddings without weight decay, by SparseAdam when
+    their gradients are sparse (on CPU: Adam state and update touch only a batch's rows; dense
+    gradients for 900k rows cost ~300 MB of peak memory per step at 100k playlists)."""
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, sparse: bool):
+        embeddings = [p for n, p in model.named_parameters() if n.startswith("embedding.")]
+        dense = [p for n, p in model.named_parameters() if not n.startswith("embedding.")]
+        groups = [{"params": dense, "weight_decay": config.weight_decay}]
+        self.parts = {}
+        if sparse and embeddings:
+            self.parts["sparse"] = torch.optim.SparseAdam(embeddings, lr=config.lr)
+        elif embeddings:
+            groups.append({"params": embeddings, "weight_decay": 0.0})
+        self.parts["dense"] = torch.optim.AdamW(groups, lr=config.lr)
+
+    def zero_grad(self) -> None:
+        for opt in self.parts.values():
+            opt.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for opt in self.parts.values():
+            opt.step()
+
+    def state_dict(self) -> dict:
+        return {name: opt.state_dict() for name, opt in self.parts.items()}
+
+    def load_state_dict(self, state: dict, where: str) -> None:
+        if set(state) != set(self.parts):
+            raise ConfigError(f"--resume: {where} holds optimizer state for {sorted(state)}, this run "
+                              f"needs {sorted(self.parts)} (ID embeddings are sparse on CPU, dense on "
+                              "CUDA): resume on the device type the run started on")
+        for name, opt in self.parts.items():
+            opt.load_state_dict(state[name])
 
 
 class RunDir:
@@ -211,12 +250,14 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
 
     seed_everything(config.seed)  # identical initial parameters on every rank
     feature_dims = {t: x.size(1) for t, x in graph.x.items()}
-    model = build_model(config, graph.metadata(), feature_dims, graph.num_nodes).to(env.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # Sparse ID-embedding gradients need a sparse all-reduce, which gloo has and NCCL lacks.
+    sparse = env.device.type == "cpu"
+    model = build_model(config, graph.metadata(), feature_dims, graph.num_nodes, sparse).to(env.device)
+    optimizer = Optimizer(model, config, sparse)
     start_epoch, skip_steps, global_step, carried = 0, 0, 0, [0.0, 0.0, 0.0]
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        optimizer.load_state_dict(ckpt["optimizer"], ckpt_path)
         checkpoint.set_rng_state(ckpt["rng"])
         start_epoch, skip_steps, global_step = ckpt["epoch"], ckpt["step"], ckpt["global_step"]
         carried = list(ckpt["epoch_sums"])
@@ -245,7 +286,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
     for epoch in tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not env.is_main,
                       initial=start_epoch, total=config.epochs):
         t_epoch = time.perf_counter()
-        loader, _ = epoch_loader(graph, config, env, epoch)
+        loader = epoch_loader(graph, config, env, epoch)
         setup_s = time.perf_counter() - t_epoch
         steps = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
         steps = dist.all_reduce_min(env, steps)  # shards are equal; this guards the invariant
@@ -264,7 +305,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             batch = batch.to(env.device, non_blocking=True)
             t1 = time.perf_counter()
             loss, terms, positives = batch_loss(ddp, batch, config, amp)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             loss_value = loss.item()  # also synchronises the device, so the timing is honest
@@ -286,7 +327,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             env, [*sums, data_s, compute_s])
         trained = steps - skip
         # Built per validation and dropped after: one copy of the edges fewer held while training.
-        metrics = validate(model, graph.hetero_data(), val_edges, config, env)
+        metrics = validate(model, graph.hetero_data(sort_by_destination=True), val_edges, config, env)
         record = {
             "epoch": epoch,
             "train_loss": loss_sum / terms if terms else None,

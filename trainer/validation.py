@@ -14,7 +14,7 @@ from torch_geometric.loader import LinkNeighborLoader
 
 from trainer import dist
 from trainer.graph import PLAYLIST_TRACK
-from trainer.model import score
+from trainer.model import hop_counts, score
 from trainer.shards import epoch_generator, rank_shard
 
 _VAL_STREAM = 7
@@ -48,7 +48,8 @@ def val_edges_for_rank(graph, config, env) -> torch.Tensor:
 @torch.no_grad()
 def validate(model, data, edges: torch.Tensor, config, env) -> dict:
     """``val_loss`` (the configured loss, one negative per positive) and ``val_auc`` over all
-    ranks (None when there are no validation edges)."""
+    ranks (None when there are no validation edges). ``data``: the message-passing graph sorted
+    by destination (``Graph.hetero_data(sort_by_destination=True)``)."""
     total = dist.all_reduce_sum(env, [float(edges.size(1))])[0]
     if total == 0:
         return {"val_loss": None, "val_auc": None}
@@ -60,15 +61,18 @@ def validate(model, data, edges: torch.Tensor, config, env) -> dict:
     negatives = torch.stack([edges[0], torch.randint(graph_tracks, (edges.size(1),), generator=gen)])
     torch.manual_seed(config.seed * 1_000_003 + 999_983 + env.rank)  # neighbour sampling
     loader = LinkNeighborLoader(
-        data, num_neighbors=list(config.fanout), batch_size=config.batch_size, shuffle=False,
+        data, num_neighbors=list(config.fanout), batch_size=config.batch_size, shuffle=False, is_sorted=True,
         edge_label_index=(PLAYLIST_TRACK, torch.cat([edges, negatives], dim=1)), num_workers=0)
     all_scores = []
     for batch in loader:
         batch = batch.to(env.device)
         with torch.autocast(env.device.type, dtype=torch.bfloat16,
                             enabled=config.amp and env.device.type == "cuda"):
-            h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict)
-        logits = score(h["playlist"].float(), h["track"].float(), batch[PLAYLIST_TRACK].edge_label_index)
+            label_index = batch[PLAYLIST_TRACK].edge_label_index
+            within = hop_counts({"playlist": label_index[0], "track": label_index[1]},
+                                batch.edge_index_dict, batch.num_nodes_dict, config.layers)
+            h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict, within)
+        logits = score(h["playlist"].float(), h["track"].float(), label_index)
         all_scores.append(logits.cpu())
     model.train()
     # The loader kept order: positives, then their negatives (same playlist) in the same order.

@@ -44,7 +44,7 @@ class TrainConfig:
     # runtime
     device: str = "auto"                  # auto | cpu | cuda
     amp: bool = False                     # bf16 autocast (CUDA only)
-    num_workers: int = 0                  # loader worker processes per rank
+    num_workers: int = -1                 # loader worker processes per rank; -1: one if the rank has a spare core
     checkpoint_every: int = 0             # also checkpoint every N steps (0: per epoch only)
 
     def __post_init__(self):
@@ -76,7 +76,7 @@ class TrainConfig:
         need(self.max_steps_per_epoch >= 0, f"max_steps_per_epoch must be >= 0, got {self.max_steps_per_epoch}")
         need(self.val_max_edges >= 0, f"val_max_edges must be >= 0, got {self.val_max_edges}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
-        need(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        need(self.num_workers >= -1, f"num_workers must be >= 0, or -1 for auto, got {self.num_workers}")
         need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import posixpath
 import random
 import resource
@@ -63,6 +64,15 @@ def epoch_seed(config: TrainConfig, epoch: int, rank: int) -> int:
     return (config.seed * 1_000_003 + epoch * 7919 + rank) % 2**63
 
 
+def loader_workers(config: TrainConfig) -> int:
+    """``num_workers``, with -1 resolved: one worker (sampling overlaps the step) when this rank
+    has a core of its own beside it, else none (a worker would only steal the step's core)."""
+    if config.num_workers >= 0:
+        return config.num_workers
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return 1 if len(os.sched_getaffinity(0)) >= 2 * ranks_here else 0
+
+
 def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: int):
     """This rank's loader for ``epoch``: its shard of the epoch's supervision edges, sampled on
     the visible graph minus all of the epoch's supervision edges."""
@@ -72,6 +82,7 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
     supervision = graph.train_edges[:, sup]
     edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size,
                                                  config.seed, epoch)]
+    workers = loader_workers(config)
     weight = None
     if config.negative_power:  # popularity-biased negatives, on this epoch's visible degrees
         degree = torch.bincount(message_passing[1], minlength=graph.num_nodes["track"]).double()
@@ -81,8 +92,7 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
         neg_sampling=NegativeSampling("triplet", amount=config.negatives, dst_weight=weight),
         batch_size=config.batch_size, is_sorted=True,
         shuffle=False,  # the shard is already a fresh (seed, epoch) permutation
-        num_workers=config.num_workers, persistent_workers=False,
-        prefetch_factor=4 if config.num_workers else None)
+        num_workers=workers, persistent_workers=False, prefetch_factor=4 if workers else None)
     return loader
 
 
@@ -340,6 +350,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             "data_s_per_step": round(data_total / env.world_size / trained, 5) if trained else None,
             "compute_s_per_step": round(compute_total / env.world_size / trained, 5) if trained else None,
             "setup_s": round(setup_s, 3),  # per-epoch graph rebuild and sampler set-up
+            "loader_workers": loader_workers(config),
             "steps": steps,
             "world_size": env.world_size,
             "peak_rss_mb": round(dist.all_reduce_max(env, _peak_rss_mb()), 1),  # max over ranks

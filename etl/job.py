@@ -27,7 +27,7 @@ if __package__ in (None, ""):
     except ImportError:
         sys.path.insert(0, os.path.dirname(_here))
 
-from pyspark import StorageLevel
+from pyspark import SparkConf, StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -117,12 +117,15 @@ def spark_session(args: argparse.Namespace) -> SparkSession:
         builder = builder.master("local[*]")
     if not under_spark_submit:
         builder = builder.config("spark.driver.memory", args.driver_memory)
+    # The hll features broadcast one sketch per playlist, track, album and artist (about 0.5 GB
+    # at full MPD scale), built by an aggregation that counts against the broadcast timeout.
+    # Defaults only: a value given to spark-submit (--conf) wins.
+    given = SparkConf() if under_spark_submit else None
+    for key, value in (("spark.driver.maxResultSize", "2g"), ("spark.sql.broadcastTimeout", "3600")):
+        if given is None or not given.contains(key):
+            builder = builder.config(key, value)
     return (
-        # The hll features broadcast one sketch per playlist, track, album and artist (about
-        # 0.5 GB at full MPD scale), built by an aggregation that counts against the timeout.
-        builder.config("spark.driver.maxResultSize", "2g")
-        .config("spark.sql.broadcastTimeout", "3600")
-        .config("spark.sql.adaptive.enabled", "true")
+        builder.config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()

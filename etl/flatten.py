@@ -18,10 +18,12 @@ def playlist_records(slices: DataFrame) -> DataFrame:
     return slices.select(
         F.col("_metadata.file_path").alias("input_file"),
         F.col(CORRUPT_RECORD).isNotNull().alias("bad_file"),
+        F.col("info"),
         F.posexplode_outer("playlists").alias("playlist_index", "p"),
     ).select(
         "input_file",
         "bad_file",
+        "info",
         "playlist_index",
         *[F.col(f"p.{f}").alias(f) for f in PLAYLIST_FIELDS],
         F.col("p.tracks").alias("tracks"),

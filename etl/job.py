@@ -261,6 +261,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
 
         with stages("validate"):
             validation = validate.findings_dict(records.transform(validate.findings).first())
+            validation.update(validate.findings_dict(records.transform(validate.file_findings).first()))
 
         with stages("dedup"):
             n_entries = entry_count(records)

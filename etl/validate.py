@@ -1,13 +1,16 @@
-"""The MPD checker's per-record rules (etl/checker.py) as Spark column expressions.
+"""The MPD checker's rules (etl/checker.py) as Spark column expressions.
 
 Same rule names as the checker; nothing is collected to the driver but the counts and a few
-example pids. A record that breaks a rule is kept as its track list says and reported; only
-records that cannot be keyed (no pid, no URI) are dropped, in etl/dedup.py. Rules about files
-(``json``: a file that does not parse fails the job or is skipped), duplicate pids (dropped and
-reported by dedup) and catalogue consistency (``uri_name``, ``track_metadata``: from the entity
-tables) are reported elsewhere in the manifest's ``validation`` section by the job.
+examples. A record that breaks a rule is kept as its track list says and reported; only
+records that cannot be keyed (no pid, no URI) are dropped, in etl/dedup.py. Per record:
+:func:`findings`; per slice file (its info block, its name, its pid sequence):
+:func:`file_findings`. Reported by the job from other stages: ``json`` (a file that does not
+parse fails the job or is skipped), duplicate pids (dropped by dedup) and catalogue consistency
+(``uri_name``, ``track_metadata``: from the entity tables). Not evaluated: ``unknown_field``
+(the explicit schema reads only the MPD's fields) and ``field_type`` (a wrongly typed value
+makes its file unparseable under the schema: ``json``).
 """
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from etl import checker
@@ -72,7 +75,50 @@ def findings(records: DataFrame) -> DataFrame:
     return records.agg(*aggs)
 
 
+FILE_RULES = (checker.RULE_SLICE_INFO, checker.RULE_SLICE_NAME, checker.RULE_PID_SEQUENCE)
+_RANGE = r"^(\d+)-(\d+)$"
+
+
+def _range_part(text: Column, pattern: str, group: int) -> Column:
+    return F.when(text.rlike(pattern), F.regexp_extract(text, pattern, group).cast("long"))
+
+
+def file_findings(records: DataFrame) -> DataFrame:
+    """One row: ``slice_info`` and ``slice_name`` (counted in files, file names as examples) and
+    ``pid_sequence`` (counted in records, pids as examples), as ``checker.check_slice`` decides them.
+
+    Pids must run on from ``info.slice``'s first pid, each one after the previous pid present in
+    the file, and stay inside the range; a record without a pid is skipped, as the checker does.
+    """
+    info = F.col("info")
+    name = F.regexp_extract(F.col("input_file"), r"([^/]*)$", 1)
+    first, last = (_range_part(info["slice"], _RANGE, g) for g in (1, 2))
+    file_re = checker.SLICE_FILE_RE.pattern
+    named_first, named_last = (_range_part(name, file_re, g) for g in (1, 2))
+    info_bad = info.isNull() | F.exists(F.array(*[info[k].isNull() for k in checker.INFO_FIELDS]), lambda x: x)
+    info_bad = info_bad | ~F.coalesce(info["slice"].rlike(_RANGE), F.lit(True))
+    name_bad = first.isNotNull() & named_first.isNotNull() & ((named_first != first) | (named_last != last))
+    before = Window.partitionBy("input_file").orderBy("playlist_index").rowsBetween(Window.unboundedPreceding, -1)
+    expected = F.coalesce(F.last("pid", ignorenulls=True).over(before) + 1, first)
+    pid_bad = first.isNotNull() & F.col("pid").isNotNull() & ((F.col("pid") != expected) | (F.col("pid") > last))
+    flagged = records.select(
+        name.alias("file"), "pid",
+        F.coalesce(info_bad, F.lit(False)).alias(checker.RULE_SLICE_INFO),
+        F.coalesce(name_bad, F.lit(False)).alias(checker.RULE_SLICE_NAME),
+        F.coalesce(pid_bad, F.lit(False)).alias(checker.RULE_PID_SEQUENCE),
+    )
+    aggs = []
+    for rule, unit in ((checker.RULE_SLICE_INFO, "file"), (checker.RULE_SLICE_NAME, "file"),
+                       (checker.RULE_PID_SEQUENCE, "pid")):
+        hit = F.when(F.col(rule), F.col(unit))
+        aggs.append((F.count_distinct(hit) if unit == "file" else F.count(hit)).alias(f"{rule}__count"))
+        aggs.append(F.slice(F.array_sort(F.collect_set(hit)), 1, MAX_EXAMPLES).alias(f"{rule}__examples"))
+    return flagged.agg(*aggs)
+
+
 def findings_dict(row) -> dict:
-    """The manifest's ``validation`` entries from the row :func:`findings` returned."""
+    """The manifest's ``validation`` entries from the row :func:`findings` or
+    :func:`file_findings` returned."""
+    row = row.asDict()
     return {r: {"count": int(row[f"{r}__count"] or 0), "examples": list(row[f"{r}__examples"] or [])}
-            for r in violations()}
+            for r in (*violations(), *FILE_RULES) if f"{r}__count" in row}

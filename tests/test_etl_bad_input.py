@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from etl import contract
+from etl import checker, contract, validate
 from etl.job import BadInputError, OutputExistsError
 from etl.storage import InputError
 from etl_oracle import read_table
@@ -70,6 +70,40 @@ def test_drops_and_findings_are_counted_and_every_entry_accounted(spark, messy, 
     assert names[0] == "list 0"
     assert all(r["hop2_reach"] is None for r in read_table(tmp_path / "g", "nodes/track"))
     assert m["hop2"] == {"mode": "off", "relative_error": None, "hll_lg_config_k": None}
+
+
+def test_slice_rules_match_the_checker(spark, tmp_path):
+    """slice_info, slice_name and pid_sequence: the job's counts against the plain-Python checker."""
+    d = tmp_path / "in"
+    ps = [_playlist(pid) for pid in range(8)]
+    _write(d, "mpd.slice.0-9.json", ps[:3])                     # info says 0-9: clean
+    no_pid = copy.deepcopy(ps[5])
+    del no_pid["pid"]
+    (d / "mpd.slice.10-19.json").write_text(json.dumps(        # name 10-19, info 0-9; pids 3, 4
+        {"info": {"generated_on": "x", "slice": "0-9", "version": "v1"}, "playlists": ps[3:5] + [no_pid]}))
+    (d / "mpd.slice.20-29.json").write_text(json.dumps(        # no info: nothing to sequence against
+        {"playlists": [ps[6] | {"pid": 20}]}))
+    (d / "mpd.slice.30-39.json").write_text(json.dumps(        # 30, 31, 33 (gap), 40 (out of range)
+        {"info": {"generated_on": "x", "slice": "30-39", "version": "v1"},
+         "playlists": [ps[7] | {"pid": p} for p in (30, 31, 33, 40)]}))
+    m = run_etl(spark, "--input", d, "--output", tmp_path / "g", "--hop2", "off")
+
+    expected = {r: [] for r in validate.FILE_RULES}
+    for f in sorted(d.iterdir()):
+        for finding in checker.check_slice(json.loads(f.read_text()), str(f)):
+            if finding.rule in expected:
+                expected[finding.rule].append(f.name if finding.rule != checker.RULE_PID_SEQUENCE else finding.pid)
+    v = m["validation"]
+    assert v[checker.RULE_SLICE_INFO] == {"count": len(set(expected[checker.RULE_SLICE_INFO])),
+                                          "examples": sorted(set(expected[checker.RULE_SLICE_INFO]))}
+    assert v[checker.RULE_SLICE_NAME] == {"count": len(expected[checker.RULE_SLICE_NAME]),
+                                          "examples": sorted(expected[checker.RULE_SLICE_NAME])}
+    assert v[checker.RULE_PID_SEQUENCE] == {"count": len(expected[checker.RULE_PID_SEQUENCE]),
+                                            "examples": sorted(expected[checker.RULE_PID_SEQUENCE])}
+    # and what the checker says, spelled out: the case is not vacuous
+    assert v[checker.RULE_SLICE_INFO]["examples"] == ["mpd.slice.20-29.json"]
+    assert v[checker.RULE_SLICE_NAME]["examples"] == ["mpd.slice.10-19.json"]
+    assert v[checker.RULE_PID_SEQUENCE]["examples"] == [3, 33, 40]
 
 
 def test_unparseable_file_fails_the_job_naming_it(spark, messy, tmp_path):

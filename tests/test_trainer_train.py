@@ -118,3 +118,50 @@ def test_embedding_refuses_another_graph(gdir, tmp_path):
     other = synthetic_graph_dir(str(tmp_path / "other"), 60, seed=9)
     with pytest.raises(ConfigError, match=r"was trained on graph .* not on .*other"):
         embed_main(["--graph", other, "--run", str(tmp_path / "run")])
+
+
+@pytest.mark.parametrize("extra", [[], ["--layer_mean=false"], ["--temperature=0"]])
+def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
+    """recommend --tracks / submit build a playlist from seed tracks; given the playlist's own
+    input projection, that vector equals the exported embedding of the graph playlist with
+    exactly those (visible) tracks."""
+    import numpy as np
+    import torch
+
+    from trainer import catalogue
+    from trainer.embed import load_trained, main as embed_main
+    from trainer.graph import load_graph
+    from trainer.scoring import EmbeddingScorer
+    run = str(tmp_path / "run")
+    main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL, *extra])
+    embed_main(["--graph", gdir, "--run", run])
+    cat = catalogue.load_catalogue(gdir)
+    query = catalogue.load_seed_query(run, cat)
+    assert query is not None and query["track_seed"].shape[0] == cat.num_tracks
+    scorer = EmbeddingScorer(catalogue.load_track_embeddings(run, cat), None, "cpu", query)
+    playlists = catalogue.load_playlist_embeddings(run, cat)
+    graph = load_graph(gdir)
+    model, _ = load_trained(run, graph)
+    visible = graph.visible_edges
+    checked = 0
+    for p in torch.unique(visible[0])[:25].tolist():
+        seeds = visible[1][visible[0] == p].numpy()
+        with torch.no_grad():
+            h0 = model.input_embeddings({"playlist": graph.x["playlist"][p:p + 1]},
+                                        {"playlist": torch.tensor([p])})["playlist"][0]
+        np.testing.assert_allclose(scorer.from_seeds(seeds, h0).numpy(), playlists[p], rtol=1e-4, atol=1e-5)
+        checked += 1
+    assert checked == 25
+    # an outside playlist (no h0 given) is still a proper query: finite, and not the plain mean
+    v = scorer.from_seeds(seeds)
+    assert torch.isfinite(v).all()
+    assert not np.allclose(v.numpy(), catalogue.load_track_embeddings(run, cat)[seeds].mean(0))
+
+
+def test_sage_runs_have_no_seed_query(gdir, tmp_path):
+    from trainer import catalogue
+    from trainer.embed import main as embed_main
+    run = str(tmp_path / "run")
+    main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SMALL, "--conv=sage"])
+    embed_main(["--graph", gdir, "--run", run])
+    assert catalogue.load_seed_query(run, catalogue.load_catalogue(gdir)) is None

@@ -203,6 +203,21 @@ def load_playlist_embeddings(run: str | Path, graph: Catalogue) -> np.ndarray:
     return _matrix(table["embedding"])
 
 
+def load_seed_query(run: str | Path, graph: Catalogue) -> dict | None:
+    """The run's exact seed-query terms (``trainer.embed.seed_query``) with ``track_seed`` [T, d]
+    in track_id order, or None when the model has none (``conv=sage``) or they were not exported."""
+    path = Path(run) / EMBEDDINGS / "seed_query.json"
+    if not path.exists() or not (Path(run) / EMBEDDINGS / "track_seed.parquet").exists():
+        return None
+    query = json.loads(path.read_text())
+    table = _read_embeddings(run, "track_seed", ["track_id", "embedding"])
+    if not np.array_equal(table["track_id"].to_numpy(), np.arange(graph.num_tracks)):
+        raise RunMismatchError(f"{run}/{EMBEDDINGS}/track_seed.parquet does not cover the graph's "
+                               f"{graph.num_tracks} tracks: embeddings of another graph?")
+    query["track_seed"] = _matrix(table["embedding"])
+    return query
+
+
 def has_embeddings(run: str | Path) -> bool:
     return (Path(run) / EMBEDDINGS / "track.parquet").exists()
 

@@ -4,7 +4,9 @@
 Writes ``RUN_DIR/embeddings/track.parquet`` (``track_id`` int64, ``track_uri`` string,
 ``embedding`` list<float32>) and ``RUN_DIR/embeddings/playlist.parquet`` (``playlist_id`` int64,
 ``pid`` int64, ``embedding`` list<float32>), sorted by id, from the run's final checkpoint
-(``checkpoints/last.pt``).
+(``checkpoints/last.pt``). For LightGCN-style models also ``track_seed.parquet`` (same columns
+as ``track.parquet``) and ``seed_query.json``: what embeds a playlist that is not in the graph
+from its seed tracks exactly as the model would (:func:`seed_query`).
 
 Inference is exact and layer-wise: layer by layer, destination nodes are processed in batches,
 each aggregating ALL its in-neighbours over the full visible graph (train + seed edges; a held-out
@@ -33,6 +35,7 @@ from trainer.graph import Graph, load_graph, read_keys
 from trainer.model import LinkPredictor, build_model
 
 EMBEDDED_TYPES = ("track", "playlist")
+SEED_QUERY = "seed_query.json"
 _KEY_DTYPE = {"track": pa.string(), "playlist": pa.int64()}
 
 
@@ -61,10 +64,27 @@ def _by_destination(edge_index: torch.Tensor, num_dst: int):
     return edge_index[0][order], edge_index[1][order], ptr
 
 
+def seed_query(model: LinkPredictor) -> dict | None:
+    """How to embed a playlist that is not in the graph from its seed tracks, exactly as the model
+    would embed it as a node; None where that is not linear in the seeds (``conv=sage``).
+
+    With ``conv=lightgcn`` a playlist's layer ``i+1`` is the mean of its tracks' layer ``i`` (its
+    only in-relation), so its readout is ``(h0 + mean over seeds of track_seed) / (L + 1)`` with
+    layer mean (``track_seed``: the sum of a track's layers 0..L-1), ``mean of track_seed``
+    (its layer L-1) without; then cosine/temperature. ``h0`` is the playlist's own input
+    projection: here that of an average playlist (standardised features all 0).
+    """
+    if model.nonlinear:
+        return None
+    return {"layers": len(model.layers), "layer_mean": model.layer_mean, "temperature": model.temperature,
+            "playlist_h0": model.project["playlist"].bias.detach().cpu().tolist()}
+
+
 @torch.no_grad()
 def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, device="cpu",
                progress: bool = False) -> dict[str, torch.Tensor]:
-    """Final playlist and track representations of every node, on the full visible graph."""
+    """Final playlist and track representations of every node, on the full visible graph, and
+    ``track_seed``, each track's term of a seed query (:func:`seed_query`)."""
     data = graph.hetero_data()
     num = graph.num_nodes
     csc = {et: _by_destination(ei, num[et[2]]) for et, ei in data.edge_index_dict.items()}
@@ -96,11 +116,16 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
                     acc = y if acc is None else acc + y  # to_hetero's aggr="sum" over relations
                 rows.append((F.relu(acc) if layer < last and model.nonlinear else acc).cpu())
             out[t] = torch.cat(rows)
+        if layer == last:
+            # What a playlist's last layer averages over its tracks (see seed_terms).
+            before_last = h["track"]
         h = out
         if layer < last:
             for t in EMBEDDED_TYPES:
                 total[t] += h[t]
-    return model.readout({t: h[t] for t in EMBEDDED_TYPES}, total)
+    out = model.readout({t: h[t] for t in EMBEDDED_TYPES}, total)
+    out["track_seed"] = total["track"] if model.layer_mean else before_last
+    return out
 
 
 def write_embeddings(path: str, node_type: str, ids: np.ndarray, keys, embedding: np.ndarray) -> None:
@@ -146,12 +171,22 @@ def export(graph_path: str, run_dir: str, batch_size: int = 4096, device: str = 
     model, _ = load_trained(run_dir, graph, device)
     h = encode_all(model, graph, batch_size, device, progress=True)
     written = {}
-    for t in EMBEDDED_TYPES:
+    query = seed_query(model)
+    outputs = [(t, t) for t in EMBEDDED_TYPES] + ([("track", "track_seed")] if query else [])
+    for t, name in outputs:
         keys = read_keys(graph_path, t)
-        path = posixpath.join(run_dir.rstrip("/"), "embeddings", f"{t}.parquet")
+        path = posixpath.join(run_dir.rstrip("/"), "embeddings", f"{name}.parquet")
         write_embeddings(path, t, keys.column(C.ID_COLUMN[t]).to_numpy(),
-                         keys.column(C.KEY_COLUMN[t]), h[t].numpy())
-        written[t] = path
+                         keys.column(C.KEY_COLUMN[t]), h[name].numpy())
+        written[name] = path
+    path = posixpath.join(run_dir.rstrip("/"), "embeddings", SEED_QUERY)
+    if query:
+        checkpoint.atomic_write_bytes(path, (json.dumps(query) + "\n").encode())
+        written["seed_query"] = path
+    else:  # a stale one from an earlier export of another model must not be used
+        fs, target = fsspec.core.url_to_fs(path)
+        if fs.exists(target):
+            fs.rm(target)
     return written
 
 

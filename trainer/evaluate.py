@@ -116,7 +116,7 @@ def build_scorers(
             scorers[m] = EmbeddingScorer(
                 catalogue.load_track_embeddings(run, graph),
                 catalogue.load_playlist_embeddings(run, graph) if gnn_query == "playlist" else None,
-                device,
+                device, catalogue.load_seed_query(run, graph),
             )
         elif m == "popularity":
             scorers[m] = Popularity(popularity)
@@ -271,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="item-kNN: raise each training playlist's seed overlap to this power"
                    " (1 = plain co-occurrence)")
     p.add_argument("--gnn-query", default="playlist", choices=["playlist", "seeds"],
-                   help="gnn: score with the held-out playlist's own embedding, or with the mean"
-                   " of its seed tracks' embeddings (as for playlists outside the graph)")
+                   help="gnn: score with the held-out playlist's own embedding, or with a query"
+                   " built from its seed tracks only, as for playlists outside the graph (recommend"
+                   " --tracks, submit)")
     p.add_argument("--catalogue", default="visible", choices=["visible", "all"],
                    help="rank tracks with a visible edge (default), or every track of the graph"
                    " (including those known only from hidden edges)")

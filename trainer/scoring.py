@@ -148,18 +148,39 @@ def rank(
 class EmbeddingScorer:
     """The GNN's scores: dot product of a query embedding with every track embedding.
 
-    The query is the playlist's own embedding when it is a graph playlist, else the mean of its
-    seed tracks' embeddings (challenge playlists and URI lists are not nodes of the graph).
+    The query is the playlist's own embedding when it is a graph playlist. Otherwise (challenge
+    playlists, URI lists: not nodes of the graph) it is built from the seed tracks: with
+    ``seed_query`` (``trainer.embed.seed_query``, LightGCN-style models) exactly as the model
+    would embed a new playlist node with those tracks; else the mean of their embeddings.
     """
 
     def __init__(self, track_embeddings: np.ndarray, playlist_embeddings: np.ndarray | None,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", seed_query: dict | None = None):
         self.device = torch.device(device)
         self.tracks = torch.tensor(np.asarray(track_embeddings, dtype=np.float32), device=self.device)
         self.playlists = (
             None if playlist_embeddings is None
             else torch.tensor(np.asarray(playlist_embeddings, dtype=np.float32))
         )
+        self.seed_query = seed_query
+        if seed_query is not None:
+            self.track_seed = torch.tensor(np.asarray(seed_query["track_seed"], dtype=np.float32))
+            self.playlist_h0 = torch.tensor(seed_query["playlist_h0"], dtype=torch.float32)
+
+    def from_seeds(self, seeds: np.ndarray, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """The query vector of a playlist made of ``seeds`` (track ids); ``h0``: its input
+        projection (default: an average playlist's)."""
+        idx = torch.from_numpy(np.asarray(seeds, dtype=np.int64))
+        q = self.seed_query
+        if q is None:
+            return self.tracks[idx.to(self.device)].mean(0).cpu()
+        v = self.track_seed[idx].mean(0)
+        if q["layer_mean"]:
+            v = (self.playlist_h0 if h0 is None else h0) + v
+            v = v / (q["layers"] + 1)
+        if q["temperature"]:
+            v = torch.nn.functional.normalize(v, dim=-1) / q["temperature"] ** 0.5
+        return v
 
     def query_vectors(self, queries: Queries) -> torch.Tensor:
         dim = self.tracks.shape[1]
@@ -169,9 +190,9 @@ class EmbeddingScorer:
             if pid >= 0 and self.playlists is not None:
                 out[b] = self.playlists[pid]
             else:
-                seeds = torch.from_numpy(queries.seeds(b))
+                seeds = queries.seeds(b)
                 if len(seeds):
-                    out[b] = self.tracks[seeds.to(self.device)].mean(0).cpu()
+                    out[b] = self.from_seeds(seeds)
         return out.to(self.device)
 
     def batch(self, queries: Queries) -> ChunkScores:

@@ -6,8 +6,10 @@
 Format (as the challenge's sample submission): a ``team_info,NAME,EMAIL`` line, then one line
 per challenge playlist: ``pid, uri_1, …, uri_500`` — exactly 500 distinct track URIs, none of
 them a seed of that playlist. Challenge playlists are not nodes of the graph: their seed URIs
-are looked up in the catalogue (unknown ones are ignored and counted); with gnn the query is the
-mean of the seed tracks' embeddings; a playlist left without seeds gets the title fallback.
+are looked up in the catalogue (unknown ones are ignored and counted); with gnn the query is
+built from the seed tracks as the model embeds a playlist node (``trainer.embed.seed_query``;
+the mean of their embeddings for ``conv=sage``); a playlist left without seeds gets the title
+fallback.
 The file is validated in memory, then written atomically (temporary file, then rename).
 """
 from __future__ import annotations

@@ -149,8 +149,9 @@ class Optimizer:
     def load_state_dict(self, state: dict, where: str) -> None:
         if set(state) != set(self.parts):
             raise ConfigError(f"--resume: {where} holds optimizer state for {sorted(state)}, this run "
-                              f"needs {sorted(self.parts)} (ID embeddings are sparse on CPU, dense on "
-                              "CUDA): resume on the device type the run started on")
+                              f"needs {sorted(self.parts)}: it was written on another device type "
+                              "(ID embeddings are sparse on CPU, dense on CUDA) or by an older trainer; "
+                              "resume on the device type the run started on, or start a new run")
         for name, opt in self.parts.items():
             opt.load_state_dict(state[name])
 

@@ -57,11 +57,10 @@ def load_trained(run_dir: str, graph: Graph, device="cpu") -> tuple[LinkPredicto
 
 
 def _by_destination(edge_index: torch.Tensor, num_dst: int):
-    """CSC of a relation: sources sorted by destination, and the destination pointer."""
-    order = torch.argsort(edge_index[1], stable=True)
+    """CSC of a relation already sorted by destination: sources, destinations, pointer."""
     ptr = torch.zeros(num_dst + 1, dtype=torch.long)
     ptr[1:] = torch.cumsum(torch.bincount(edge_index[1], minlength=num_dst), 0)
-    return edge_index[0][order], edge_index[1][order], ptr
+    return edge_index[0], edge_index[1], ptr
 
 
 def seed_query(model: LinkPredictor) -> dict | None:
@@ -85,7 +84,7 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
                progress: bool = False) -> dict[str, torch.Tensor]:
     """Final playlist and track representations of every node, on the full visible graph, and
     ``track_seed``, each track's term of a seed query (:func:`seed_query`)."""
-    data = graph.hetero_data()
+    data = graph.hetero_data(sort_by_destination=True)
     num = graph.num_nodes
     csc = {et: _by_destination(ei, num[et[2]]) for et, ei in data.edge_index_dict.items()}
     h = {}
@@ -117,7 +116,7 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
                 rows.append((F.relu(acc) if layer < last and model.nonlinear else acc).cpu())
             out[t] = torch.cat(rows)
         if layer == last:
-            # What a playlist's last layer averages over its tracks (see seed_terms).
+            # What a playlist's last layer averages over its tracks (see seed_query).
             before_last = h["track"]
         h = out
         if layer < last:

@@ -177,19 +177,19 @@ def hop_counts(seeds: dict[str, torch.Tensor], edge_index_dict, num_nodes: dict[
     The sampler lists nodes hop by hop, so each count is a prefix of the type's rows; None when
     a batch is not in that order (the forward then runs untrimmed).
     """
-    far = depth + 1
-    dist = {t: torch.full((n,), far, dtype=torch.long) for t, n in num_nodes.items()}
+    device = next(iter(seeds.values())).device  # computed where the batch is: no copies
+    dist = {t: torch.full((n,), depth + 1, dtype=torch.long, device=device) for t, n in num_nodes.items()}
     for t, idx in seeds.items():
-        dist[t][idx.cpu()] = 0
-    edges = {et: ei.cpu() for et, ei in edge_index_dict.items()}
+        dist[t][idx] = 0
     for _ in range(depth):  # a sampled edge points from a neighbour (row 0) to the node expanded
-        for (src, _, dst), ei in edges.items():
+        for (src, _, dst), ei in edge_index_dict.items():
             dist[src].scatter_reduce_(0, ei[0], dist[dst][ei[1]] + 1, reduce="amin")
     within = {}
+    hops = torch.arange(depth + 1, device=device)
     for t, d in dist.items():
         if d.numel() > 1 and bool((d[1:] < d[:-1]).any()):
             return None
-        within[t] = torch.searchsorted(d, torch.arange(depth + 1), right=True).tolist()
+        within[t] = torch.searchsorted(d, hops, right=True).tolist()
     return within
 
 

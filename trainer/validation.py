@@ -1,9 +1,10 @@
-"""Validation diagnostics during training: the training loss (BPR or BCE) and ROC AUC of held-out edges against sampled
-negatives. (Sampled metrics are diagnostics only; the real evaluation ranks the full catalogue,
-see ``trainer/evaluate.py``.)
+"""Validation diagnostics during training: the training loss (BPR or BCE; BPR for softmax) and ROC AUC of
+held-out edges against sampled negatives. (Sampled metrics are diagnostics only; the real
+evaluation ranks the full catalogue, see ``trainer/evaluate.py``.)
 
-Validation edges are the hidden edges of ``split=val`` playlists; message passing uses the full
-visible graph (train + seed). Each rank scores its shard; the loss is reduced as a sum and a
+Validation edges are the hidden edges of ``split=val`` playlists; message passing uses the
+epoch's graph (the visible train + seed edges minus the epoch's supervision edges, which belong
+to training playlists: a validation playlist keeps all its seeds). Each rank scores its shard; the loss is reduced as a sum and a
 count, and the AUC is exact: every rank's scores and labels are gathered before ranking.
 """
 from __future__ import annotations
@@ -48,8 +49,9 @@ def val_edges_for_rank(graph, config, env) -> torch.Tensor:
 @torch.no_grad()
 def validate(model, data, edges: torch.Tensor, config, env) -> dict:
     """``val_loss`` (the configured loss, one negative per positive) and ``val_auc`` over all
-    ranks (None when there are no validation edges). ``data``: the message-passing graph sorted
-    by destination (``Graph.hetero_data(sort_by_destination=True)``)."""
+    ranks (None when there are no validation edges). ``data``: a message-passing graph sorted
+    by destination (``Graph.hetero_data(sort_by_destination=True)``): the training loop passes
+    its epoch's graph, which holds every validation playlist's seeds."""
     total = dist.all_reduce_sum(env, [float(edges.size(1))])[0]
     if total == 0:
         return {"val_loss": None, "val_auc": None}
@@ -80,7 +82,7 @@ def validate(model, data, edges: torch.Tensor, config, env) -> dict:
     n = edges.size(1)
     pos, neg = scores[:n], scores[n:]
     labels = torch.cat([torch.ones(n), torch.zeros(n)])
-    if config.loss == "bpr":
+    if config.loss in ("bpr", "softmax"):  # a softmax over {positive, negative} is BPR's term
         loss_sum = -F.logsigmoid(pos - neg).sum().item()
         count = n
     else:

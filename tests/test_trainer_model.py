@@ -58,13 +58,14 @@ def graph(tmp_path_factory):
     return load_graph(synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 200, seed=2))
 
 
-@pytest.mark.parametrize("conv,layer_mean,temperature",
-                         [("sage", False, 0.0), ("sage", True, 0.0), ("sage", True, 0.1), ("lightgcn", True, 0.1)])
-def test_layerwise_inference_equals_full_graph_forward(graph, conv, layer_mean, temperature):
+@pytest.mark.parametrize("conv,layer_mean,temperature,bias",
+                         [("sage", False, 0.0, False), ("sage", True, 0.0, False), ("sage", True, 0.1, True),
+                          ("lightgcn", True, 0.1, False), ("lightgcn", True, 0.1, True)])
+def test_layerwise_inference_equals_full_graph_forward(graph, conv, layer_mean, temperature, bias):
     torch.manual_seed(0)
     model = LinkPredictor(graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes,
                           hidden=16, layers=3, id_dim=8, layer_mean=layer_mean, temperature=temperature,
-                          conv=conv).eval()
+                          conv=conv, track_bias=bias).eval()
     data = graph.hetero_data()
     with torch.no_grad():
         full = model(data.x_dict, data.edge_index_dict, {t: torch.arange(n) for t, n in graph.num_nodes.items()})
@@ -78,8 +79,9 @@ def test_layerwise_inference_equals_full_graph_forward(graph, conv, layer_mean, 
     assert not torch.allclose(moved[p], batched["playlist"][p])
 
 
-@pytest.mark.parametrize("conv,layer_mean", [("sage", False), ("sage", True), ("lightgcn", True)])
-def test_hop_trimmed_forward_equals_untrimmed_at_the_seeds(graph, conv, layer_mean):
+@pytest.mark.parametrize("conv,layer_mean,bias", [("sage", False, False), ("sage", True, False),
+                                                  ("lightgcn", True, False), ("lightgcn", True, True)])
+def test_hop_trimmed_forward_equals_untrimmed_at_the_seeds(graph, conv, layer_mean, bias):
     from trainer import dist
     from trainer.config import TrainConfig
     from trainer.train import epoch_loader
@@ -89,7 +91,7 @@ def test_hop_trimmed_forward_equals_untrimmed_at_the_seeds(graph, conv, layer_me
                          fanout=(4, 3, 2), negatives=3)
     model = LinkPredictor(graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes,
                           hidden=16, layers=3, id_dim=8, layer_mean=layer_mean, temperature=0.1,
-                          conv=conv).eval()
+                          conv=conv, track_bias=bias).eval()
     loader = epoch_loader(graph, config, dist.DistEnv(rank=0, local_rank=0, world_size=1,
                                                           device=torch.device("cpu"), backend=None), 0)
     trimmed_rows = 0
@@ -199,3 +201,23 @@ def test_embeddings_format_round_trip(tmp_path):
     np.testing.assert_array_equal(matrix, emb[[1, 2, 0]])
     write_embeddings(str(tmp_path / "embeddings" / "playlist.parquet"), "playlist", ids, [20, 0, 10], emb)
     assert str(pq.read_schema(tmp_path / "embeddings" / "playlist.parquet").field("pid").type) == "int64"
+
+
+def test_track_bias_adds_a_per_track_prior_to_the_cosine_score():
+    """score = cosine / temperature + bias(track's input projection): the playlist side carries
+    a 1 for it, the track side its bias."""
+    torch.manual_seed(0)
+    data, sizes, dims = _hand_built()
+    n_id = {t: torch.arange(n) for t, n in sizes.items()}
+    plain = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=2, id_dim=4, conv="lightgcn",
+                          layer_mean=True, temperature=0.5)
+    biased = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=2, id_dim=4, conv="lightgcn",
+                           layer_mean=True, temperature=0.5, track_bias=True)
+    biased.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        h = plain(data.x_dict, data.edge_index_dict, n_id)
+        hb = biased(data.x_dict, data.edge_index_dict, n_id)
+        prior = biased.track_bias(biased.input_embeddings(data.x_dict, n_id)["track"]).squeeze(-1)
+    assert prior.abs().min() > 0
+    torch.testing.assert_close(hb["playlist"][:, -1], torch.ones(sizes["playlist"]))
+    torch.testing.assert_close(hb["playlist"] @ hb["track"].T, h["playlist"] @ h["track"].T + prior)

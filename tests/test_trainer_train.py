@@ -109,7 +109,8 @@ def test_fsspec_urls_and_embedding_export(gdir, tmp_path):
         nodes = pq.read_table(f"{gdir}/nodes/{t}").to_pandas().sort_values(f"{t}_id")
         assert ids.tolist() == list(range(len(nodes)))
         assert keys == nodes[key].tolist()
-        assert emb.shape == (len(nodes), 16) and emb.dtype == np.float32 and np.isfinite(emb).all()
+        assert emb.shape == (len(nodes), 16 + 1)  # hidden + the track bias column
+        assert emb.dtype == np.float32 and np.isfinite(emb).all()
 
 
 def test_embedding_refuses_another_graph(gdir, tmp_path):
@@ -120,7 +121,7 @@ def test_embedding_refuses_another_graph(gdir, tmp_path):
         embed_main(["--graph", other, "--run", str(tmp_path / "run")])
 
 
-@pytest.mark.parametrize("extra", [[], ["--layer_mean=false"], ["--temperature=0"]])
+@pytest.mark.parametrize("extra", [[], ["--layer_mean=false"], ["--temperature=0"], ["--track_bias=false"]])
 def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     """recommend --tracks / submit build a playlist from seed tracks; given the playlist's own
     input projection, that vector equals the exported embedding of the graph playlist with
@@ -165,3 +166,29 @@ def test_sage_runs_have_no_seed_query(gdir, tmp_path):
     main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SMALL, "--conv=sage"])
     embed_main(["--graph", gdir, "--run", run])
     assert catalogue.load_seed_query(run, catalogue.load_catalogue(gdir)) is None
+
+
+def test_sampled_softmax_ranks_each_positive_against_the_batch_tracks_but_its_playlists_positives():
+    g = torch.Generator().manual_seed(0)
+    src_of = torch.randn(4, 8, generator=g)                     # 4 playlists in the batch
+    h_track = torch.randn(30, 8, generator=g)
+    playlist = torch.tensor([0, 1, 0, 2, 3, 1])                 # playlists 0 and 1 have two positives
+    positive = torch.tensor([5, 7, 9, 7, 2, 11])                # track 7 is a positive of two playlists
+    negative = torch.randint(12, 30, (6, 3), generator=g)
+    src = src_of[playlist]
+    loss = train_module.sampled_softmax(src, h_track, playlist, positive, negative)
+
+    candidates = sorted(set(positive.tolist()) | set(negative.flatten().tolist()))
+    expected = []
+    for i in range(len(positive)):
+        own = {int(positive[j]) for j in range(len(positive)) if playlist[j] == playlist[i]} - {int(positive[i])}
+        columns = [c for c in candidates if c not in own]       # the target stays, its siblings go
+        logits = torch.stack([src[i] @ h_track[c] for c in columns])
+        expected.append(torch.logsumexp(logits, 0) - src[i] @ h_track[positive[i]])
+    assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-5)
+
+
+def test_softmax_loss_trains(gdir, tmp_path):
+    main(["--graph", gdir, "--out", str(tmp_path / "run"), *SMALL, "--epochs=2", "--loss=softmax"])
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["train_loss"] < records[0]["train_loss"], records

@@ -26,12 +26,13 @@ class TrainConfig:
     id_init_std: float = 0.1              # initial spread of ID embeddings
     layer_mean: bool = True               # decode the mean of all layers' outputs (LightGCN-style)
     temperature: float = 0.1              # > 0: score = cosine / temperature; 0: plain dot product
+    track_bias: bool = True               # add a learned per-track prior (from its input projection) to the score
     # sampling and loss
     fanout: tuple[int, ...] = (30, 10, 5) # neighbours per layer and relation, seed hop first
     batch_size: int = 256                 # supervision edges per batch and rank
     negatives: int = 10                   # sampled negatives per positive
     negative_power: float = 0.0           # negatives drawn with P(track) ~ (degree+1)^power; 0: uniform
-    loss: str = "bpr"                     # bpr | bce (both on triplets: playlist, positive, negatives)
+    loss: str = "bpr"                     # bpr | bce (on triplets: playlist, positive, negatives) | softmax (over the batch's tracks)
     supervision_ratio: float = 0.3        # fraction of train edges supervised each epoch
     # optimisation
     lr: float = 1e-2
@@ -67,7 +68,7 @@ class TrainConfig:
         need(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
         need(self.negatives > 0, f"negatives must be > 0, got {self.negatives}")
         need(0 <= self.negative_power <= 1, f"negative_power must be in [0, 1], got {self.negative_power}")
-        need(self.loss in ("bce", "bpr"), f"loss must be bce or bpr, got {self.loss!r}")
+        need(self.loss in ("bce", "bpr", "softmax"), f"loss must be bce, bpr or softmax, got {self.loss!r}")
         need(0 < self.supervision_ratio < 1,
              f"supervision_ratio must be in (0, 1), got {self.supervision_ratio}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")

@@ -50,7 +50,8 @@ def load_trained(run_dir: str, graph: Graph, device="cpu") -> tuple[LinkPredicto
     if (recorded["created_at"], recorded["counts"]) != (now["created_at"], now["counts"]):
         raise ConfigError(f"{run_dir} was trained on graph {recorded['graph']} (created_at "
                           f"{recorded['created_at']}), not on {graph.path} (created_at {now['created_at']})")
-    config = TrainConfig.from_dict(state["config"], where=path)
+    # Runs from before ``track_bias`` existed were trained without it.
+    config = TrainConfig.from_dict({"track_bias": False, **state["config"]}, where=path)
     model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config
@@ -70,12 +71,13 @@ def seed_query(model: LinkPredictor) -> dict | None:
     With ``conv=lightgcn`` a playlist's layer ``i+1`` is the mean of its tracks' layer ``i`` (its
     only in-relation), so its readout is ``(h0 + mean over seeds of track_seed) / (L + 1)`` with
     layer mean (``track_seed``: the sum of a track's layers 0..L-1), ``mean of track_seed``
-    (its layer L-1) without; then cosine/temperature. ``h0`` is the playlist's own input
+    (its layer L-1) without; then cosine/temperature, then a 1 appended with ``track_bias``. ``h0`` is the playlist's own input
     projection: here that of an average playlist (standardised features all 0).
     """
     if model.nonlinear:
         return None
     return {"layers": len(model.layers), "layer_mean": model.layer_mean, "temperature": model.temperature,
+            "track_bias": model.track_bias is not None,
             "playlist_h0": model.project["playlist"].bias.detach().cpu().tolist()}
 
 
@@ -94,6 +96,7 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
                                    {t: torch.arange(s, min(s + batch_size, num[t]), device=device)})[t].cpu()
             for s in range(0, num[t], batch_size)])
     last = len(model.layers) - 1
+    track_h0 = h["track"]
     total = {t: h[t].clone() for t in EMBEDDED_TYPES}
     for layer, edge_types in enumerate(model.layer_edge_types):
         out = {}
@@ -122,7 +125,7 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
         if layer < last:
             for t in EMBEDDED_TYPES:
                 total[t] += h[t]
-    out = model.readout({t: h[t] for t in EMBEDDED_TYPES}, total)
+    out = model.readout({t: h[t] for t in EMBEDDED_TYPES}, total, track_h0)
     out["track_seed"] = total["track"] if model.layer_mean else before_last
     return out
 

@@ -77,7 +77,7 @@ class LinkPredictor(nn.Module):
                  hidden: int = 64, layers: int = 3, aggr: str = "mean",
                  id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 0.1,
                  layer_mean: bool = False, temperature: float = 0.0, conv: str = "sage",
-                 sparse_embeddings: bool = False):
+                 sparse_embeddings: bool = False, track_bias: bool = False):
         super().__init__()
         self.nonlinear = conv == "sage"  # LightGCN propagation is linear
         self.layer_mean = layer_mean
@@ -96,6 +96,11 @@ class LinkPredictor(nn.Module):
                 nn.init.normal_(self.embedding[t].weight, std=id_init_std)
                 width += id_dim
             self.project[t] = nn.Linear(width, hidden)
+        # A track's prior (popularity) as a score term of its own: the cosine readout bounds
+        # every score, so without it a popular track cannot outrank a rare one pointing the
+        # same way. Read from the track's input projection (features, ID), so a rarely seen
+        # track gets the prior of tracks like it.
+        self.track_bias = nn.Linear(hidden, 1) if track_bias else None
         # Input widths are known (every layer sees `hidden`), so there are no lazy parameters.
         # The last layer only updates what the decoder reads: album/artist convolutions there
         # would be parameters without gradients (and DDP would need find_unused_parameters).
@@ -126,6 +131,7 @@ class LinkPredictor(nn.Module):
         untrimmed forward's there; most of a batch's nodes are its outer hops.
         """
         h = self.input_embeddings(x_dict, n_id_dict)
+        track_h0 = h["track"]
         total = {t: h[t] for t in DECODED_TYPES}
         depth = len(self.layers)
         for i, layer in enumerate(self.layers):
@@ -138,11 +144,14 @@ class LinkPredictor(nn.Module):
                 if self.nonlinear:
                     h = {t: F.relu(v) for t, v in h.items()}
                 total = {t: total[t][: h[t].size(0)] + h[t] for t in DECODED_TYPES}
-        return self.readout(h, {t: total[t][: h[t].size(0)] for t in DECODED_TYPES})
+        return self.readout(h, {t: total[t][: h[t].size(0)] for t in DECODED_TYPES},
+                            track_h0[: h["track"].size(0)])
 
-    def readout(self, last: dict[str, torch.Tensor], total: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def readout(self, last: dict[str, torch.Tensor], total: dict[str, torch.Tensor],
+                track_h0: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Decoder inputs from the last layer's output (``last``) and the sum of the layer-0 to
-        next-to-last representations of the decoded types (``total``).
+        next-to-last representations of the decoded types (``total``); ``track_h0``: the
+        tracks' input projections, for ``track_bias``.
 
         ``layer_mean`` averages every layer (LightGCN's layer combination): the layer-0 ID
         embedding of a track then reaches the decoder directly, so a held-out playlist, whose
@@ -151,6 +160,8 @@ class LinkPredictor(nn.Module):
         > 0 L2-normalises both sides and scales each by ``temperature ** -0.5``: the dot product
         is then cosine / temperature, so a track cannot win every playlist by a large norm
         (popularity), and exported embeddings rank exactly as the training scores.
+        ``track_bias`` appends the track's bias to its vector and a 1 to the playlist's, so the
+        dot product is that plus the bias and exported embeddings still rank by a dot product.
         """
         out = {}
         for t in DECODED_TYPES:
@@ -158,6 +169,9 @@ class LinkPredictor(nn.Module):
             if self.temperature:
                 v = F.normalize(v, dim=-1) / self.temperature ** 0.5
             out[t] = v
+        if self.track_bias is not None:
+            out["track"] = torch.cat([out["track"], self.track_bias(track_h0)], dim=-1)
+            out["playlist"] = F.pad(out["playlist"], (0, 1), value=1.0)
         return out
 
     def relation_conv(self, layer: int, edge_type: tuple[str, str, str]) -> SAGEConv | MeanConv:
@@ -203,4 +217,4 @@ def build_model(config, metadata, feature_dims, num_nodes, sparse_embeddings: bo
                          aggr=config.aggr, id_embeddings=config.id_embeddings, id_dim=config.id_dim,
                          id_init_std=config.id_init_std, layer_mean=config.layer_mean,
                          temperature=config.temperature, conv=config.conv,
-                         sparse_embeddings=sparse_embeddings)
+                         sparse_embeddings=sparse_embeddings, track_bias=config.track_bias)

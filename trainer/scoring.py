@@ -180,6 +180,8 @@ class EmbeddingScorer:
             v = v / (q["layers"] + 1)
         if q["temperature"]:
             v = torch.nn.functional.normalize(v, dim=-1) / q["temperature"] ** 0.5
+        if q.get("track_bias"):  # the track vectors end in their bias (LinkPredictor.readout)
+            v = torch.nn.functional.pad(v, (0, 1), value=1.0)
         return v
 
     def query_vectors(self, queries: Queries) -> torch.Tensor:

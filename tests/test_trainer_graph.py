@@ -48,6 +48,10 @@ def test_edges_by_role(gdir):
     data = g.hetero_data()
     assert data[PLAYLIST_TRACK].edge_index.size(1) == int((e.role != "hidden").sum())
     assert data["track", "rev_contains", "playlist"].edge_index.size(1) == int((e.role != "hidden").sum())
+    # held narrow, handed to PyG as int64 with the same pairs
+    assert g.train_edges.dtype == torch.int32
+    assert all(ei.dtype == torch.int64 for ei in data.edge_index_dict.values())
+    assert pairs(data[PLAYLIST_TRACK].edge_index) == pairs(g.visible_edges)
 
 
 def test_file_url(gdir):

@@ -37,6 +37,8 @@ class Graph:
     manifest: dict
     num_nodes: dict[str, int]
     x: dict[str, torch.Tensor]               # standardised features, row = node id
+    # Edge lists are held as int32 (half the memory of the run's largest tables) and widened to
+    # int64, what PyG's samplers and indexing take, only in the copies built from them.
     train_edges: torch.Tensor                # (2, E) playlist->track, role=train
     seed_edges: torch.Tensor                 # (2, E) playlist->track, role=seed
     val_edges: torch.Tensor                  # (2, E) role=hidden edges of split=val playlists
@@ -59,9 +61,9 @@ class Graph:
         for t, n in self.num_nodes.items():
             data[t].x = self.x[t]
             data[t].num_nodes = n
-        data[PLAYLIST_TRACK].edge_index = self.visible_edges if playlist_track is None else playlist_track
+        data[PLAYLIST_TRACK].edge_index = (self.visible_edges if playlist_track is None else playlist_track).long()
         for rel, ei in self.other_edges.items():
-            data[rel].edge_index = ei
+            data[rel].edge_index = ei.long()
         data = T.ToUndirected()(data)
         if sort_by_destination:
             for (src, _, _), store in data.edge_items():
@@ -141,6 +143,10 @@ def node_features(table: pa.Table, node_type: str, stats: dict) -> torch.Tensor:
     return torch.from_numpy(np.stack(columns, axis=1).astype(np.float32))
 
 
+def _index_dtype(num_nodes: dict[str, int]):
+    return np.int32 if max(num_nodes.values()) < 2**31 else np.int64
+
+
 def load_graph(path: str) -> Graph:
     """Read and check a graph dir."""
     manifest = read_manifest(path)
@@ -170,7 +176,8 @@ def load_graph(path: str) -> Graph:
     if unknown.any():
         raise C.ContractError(f"{pt_name}: role has values {sorted(set(role.filter(pa.array(unknown)).to_pylist()), key=str)}, "
                               f"contract allows {C.ROLES}")
-    edge = lambda m: torch.from_numpy(np.stack([src[m], dst[m]]).astype(np.int64))  # noqa: E731
+    index = _index_dtype(num_nodes)
+    edge = lambda m: torch.from_numpy(np.stack([src[m], dst[m]]).astype(index))  # noqa: E731
     val_mask = masks[C.ROLE_HIDDEN] & (playlist_split == C.SPLIT_VAL)[src]
     train_edges, seed_edges, val_edges = edge(masks[C.ROLE_TRAIN]), edge(masks[C.ROLE_SEED]), edge(val_mask)
     del pt, role, src, dst, masks, val_mask
@@ -182,7 +189,7 @@ def load_graph(path: str) -> Graph:
         s_col, d_col = C.ID_COLUMN[rel[0]], C.ID_COLUMN[rel[2]]
         e = read_table(path, name, [s_col, d_col])
         other[rel] = torch.from_numpy(np.stack([_ids(e, name, s_col, num_nodes[rel[0]]),
-                                                _ids(e, name, d_col, num_nodes[rel[2]])]).astype(np.int64))
+                                                _ids(e, name, d_col, num_nodes[rel[2]])]).astype(index))
         del e
     pa.default_memory_pool().release_unused()  # the Arrow tables are gone; hand their pages back
     return Graph(path=path, manifest=manifest, num_nodes=num_nodes, x=x,

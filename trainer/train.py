@@ -79,7 +79,7 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
     sup = supervision_mask(graph.train_edges, config.supervision_ratio, config.seed, epoch)
     message_passing = torch.cat([graph.train_edges[:, ~sup], graph.seed_edges], dim=1)
     data = graph.hetero_data(message_passing, sort_by_destination=True)
-    supervision = graph.train_edges[:, sup]
+    supervision = graph.train_edges[:, sup].long()
     edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size,
                                                  config.seed, epoch)]
     workers = loader_workers(config)

@@ -38,7 +38,7 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
 
 def val_edges_for_rank(graph, config, env) -> torch.Tensor:
     """This rank's share of the (capped, fixed across epochs) validation edges."""
-    edges = graph.val_edges
+    edges = graph.val_edges.long()
     if config.val_max_edges and edges.size(1) > config.val_max_edges:
         keep = torch.randperm(edges.size(1), generator=epoch_generator(config.seed, 0, _VAL_STREAM))
         edges = edges[:, keep[: config.val_max_edges]]

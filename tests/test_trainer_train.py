@@ -169,6 +169,8 @@ def test_sage_runs_have_no_seed_query(gdir, tmp_path):
 
 
 def test_sampled_softmax_ranks_each_positive_against_the_batch_tracks_but_its_playlists_positives():
+    """Logits are corrected by each candidate's log frequency; a playlist's other positives in
+    the batch are not its negatives."""
     g = torch.Generator().manual_seed(0)
     src_of = torch.randn(4, 8, generator=g)                     # 4 playlists in the batch
     h_track = torch.randn(30, 8, generator=g)
@@ -176,15 +178,16 @@ def test_sampled_softmax_ranks_each_positive_against_the_batch_tracks_but_its_pl
     positive = torch.tensor([5, 7, 9, 7, 2, 11])                # track 7 is a positive of two playlists
     negative = torch.randint(12, 30, (6, 3), generator=g)
     src = src_of[playlist]
-    loss = train_module.sampled_softmax(src, h_track, playlist, positive, negative)
+    log_frequency = torch.rand(30, generator=g)
+    loss = train_module.sampled_softmax(src, h_track, playlist, positive, negative, log_frequency)
 
     candidates = sorted(set(positive.tolist()) | set(negative.flatten().tolist()))
     expected = []
     for i in range(len(positive)):
         own = {int(positive[j]) for j in range(len(positive)) if playlist[j] == playlist[i]} - {int(positive[i])}
         columns = [c for c in candidates if c not in own]       # the target stays, its siblings go
-        logits = torch.stack([src[i] @ h_track[c] for c in columns])
-        expected.append(torch.logsumexp(logits, 0) - src[i] @ h_track[positive[i]])
+        logits = torch.stack([src[i] @ h_track[c] - log_frequency[c] for c in columns])
+        expected.append(torch.logsumexp(logits, 0) - (src[i] @ h_track[positive[i]] - log_frequency[positive[i]]))
     assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-5)
 
 
@@ -192,3 +195,17 @@ def test_softmax_loss_trains(gdir, tmp_path):
     main(["--graph", gdir, "--out", str(tmp_path / "run"), *SMALL, "--epochs=2", "--loss=softmax"])
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < records[0]["train_loss"], records
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5])
+def test_candidate_frequency_counts_a_batchs_positives_and_negatives(gdir, power):
+    from trainer.config import TrainConfig
+    from trainer.graph import load_graph
+    graph = load_graph(gdir)
+    config = TrainConfig(batch_size=64, negatives=5, negative_power=power)
+    expected = train_module.candidate_log_frequency(graph, config).double().exp()
+    assert expected.shape == (graph.num_nodes["track"],)
+    assert expected.sum().item() == pytest.approx(64 * (1 + 5))  # B positives + B*K negatives
+    degree = torch.bincount(graph.train_edges[1], minlength=graph.num_nodes["track"])
+    hub, unseen = int(degree.argmax()), int(degree.argmin())
+    assert expected[hub] > expected[unseen] > 0  # drawn as a positive by degree; any track as a negative

@@ -96,7 +96,17 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
     return loader
 
 
-def batch_loss(model, batch, config: TrainConfig, amp: bool):
+def candidate_log_frequency(graph: Graph, config: TrainConfig) -> torch.Tensor:
+    """Per track, log of how often it is expected among a batch's softmax candidates: as a
+    positive (drawn like the train edges, by degree) or as a sampled negative."""
+    degree = torch.bincount(graph.train_edges[1], minlength=graph.num_nodes["track"]).double()
+    weight = (degree + 1) ** config.negative_power
+    expected = (config.batch_size * degree / degree.sum().clamp(min=1)
+                + config.batch_size * config.negatives * weight / weight.sum())
+    return expected.log().float()
+
+
+def batch_loss(model, batch, config: TrainConfig, amp: bool, log_frequency: torch.Tensor | None = None):
     """(mean loss, number of loss terms, number of positive edges) of one batch.
 
     Negatives are triplets (the positive's playlist with ``negatives`` random tracks), for BCE
@@ -118,27 +128,32 @@ def batch_loss(model, batch, config: TrainConfig, amp: bool):
         return F.binary_cross_entropy_with_logits(logits, labels), logits.numel(), pos.numel()
     if config.loss == "softmax":
         loss = sampled_softmax(src, ht, batch["playlist"].src_index, batch["track"].dst_pos_index,
-                               batch["track"].dst_neg_index)
+                               batch["track"].dst_neg_index, log_frequency[batch["track"].n_id])
         return loss, pos.numel(), pos.numel()
     return -F.logsigmoid(pos.unsqueeze(1) - neg).mean(), neg.numel(), pos.numel()
 
 
 def sampled_softmax(src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tensor,
-                    positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+                    positive: torch.Tensor, negative: torch.Tensor,
+                    log_frequency: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of each positive against every track of the batch (its positives and
     sampled negatives: mixed negative sampling), rather than against its own few negatives.
 
     The evaluation ranks the whole catalogue; BPR on uniform negatives mostly compares with rare
-    tracks a playlist was never close to, while the other positives of a batch are the popular,
-    plausible tracks its top ranks compete with. A batch's other positives of the same playlist
-    are true links, so they are masked out of its row.
+    tracks a playlist was never close to (its loss falls to ~0.04 and stops teaching), while the
+    other positives of a batch are the popular, plausible tracks its top ranks compete with.
+    Popular tracks are candidates more often, so each logit is corrected by the log of its
+    candidate frequency (sampling-bias correction, Yi et al. 2019); without it the scores learn
+    to demote popular tracks. A batch's other positives of the same playlist are true links,
+    so they are masked out of its row.
 
     ``src``: (B, d) playlist readouts of the B positives; ``playlist``, ``positive``: (B,) local
-    playlist and track indices; ``negative``: (B, K) local track indices.
+    playlist and track indices; ``negative``: (B, K) local track indices; ``log_frequency``:
+    per local track, :func:`candidate_log_frequency`.
     """
     candidates = torch.unique(torch.cat([positive, negative.flatten()]))
     target = torch.searchsorted(candidates, positive)
-    logits = src @ h_track[candidates].T
+    logits = src @ h_track[candidates].T - log_frequency[candidates]
     rows, others = (playlist.unsqueeze(1) == playlist.unsqueeze(0)).nonzero(as_tuple=True)
     other_positive = torch.zeros_like(logits, dtype=torch.bool)
     other_positive[rows, target[others]] = True
@@ -310,6 +325,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
            if env.distributed else model)
     amp = config.amp and env.device.type == "cuda"
     val_edges = val_edges_for_rank(graph, config, env)
+    log_frequency = candidate_log_frequency(graph, config).to(env.device) if config.loss == "softmax" else None
 
     def save(epoch: int, step: int, sums: list[float]) -> None:
         if env.is_main:
@@ -342,7 +358,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
                 continue
             batch = batch.to(env.device, non_blocking=True)
             t1 = time.perf_counter()
-            loss, terms, positives = batch_loss(ddp, batch, config, amp)
+            loss, terms, positives = batch_loss(ddp, batch, config, amp, log_frequency)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

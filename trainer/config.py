@@ -25,14 +25,14 @@ class TrainConfig:
     id_dim: int = 32                      # their width (concatenated to the features)
     id_init_std: float = 0.1              # initial spread of ID embeddings
     layer_mean: bool = True               # decode the mean of all layers' outputs (LightGCN-style)
-    temperature: float = 0.1              # > 0: score = cosine / temperature; 0: plain dot product
+    temperature: float = 0.2              # > 0: score = cosine / temperature; 0: plain dot product
     track_bias: bool = True               # add a learned per-track prior (from its input projection) to the score
     # sampling and loss
     fanout: tuple[int, ...] = (30, 10, 5) # neighbours per layer and relation, seed hop first
     batch_size: int = 256                 # supervision edges per batch and rank
     negatives: int = 10                   # sampled negatives per positive
     negative_power: float = 0.0           # negatives drawn with P(track) ~ (degree+1)^power; 0: uniform
-    loss: str = "bpr"                     # bpr | bce (on triplets: playlist, positive, negatives) | softmax (over the batch's tracks)
+    loss: str = "softmax"                 # softmax (over the batch's tracks) | bpr | bce (on triplets: playlist, positive, negatives)
     supervision_ratio: float = 0.3        # fraction of train edges supervised each epoch
     # optimisation
     lr: float = 1e-2

@@ -25,7 +25,7 @@ class TrainConfig:
     id_dim: int = 32                      # their width (concatenated to the features)
     id_init_std: float = 0.1              # initial spread of ID embeddings
     layer_mean: bool = True               # decode the mean of all layers' outputs (LightGCN-style)
-    temperature: float = 0.2              # > 0: score = cosine / temperature; 0: plain dot product
+    temperature: float = 0.3              # > 0: score = cosine / temperature; 0: plain dot product
     track_bias: bool = True               # add a learned per-track prior (from its input projection) to the score
     # sampling and loss
     fanout: tuple[int, ...] = (30, 10, 5) # neighbours per layer and relation, seed hop first

@@ -1,11 +1,13 @@
-"""Validation diagnostics during training: the training loss (BPR or BCE; BPR for softmax) and ROC AUC of
-held-out edges against sampled negatives. (Sampled metrics are diagnostics only; the real
-evaluation ranks the full catalogue, see ``trainer/evaluate.py``.)
+"""Validation diagnostics during training: the training loss (BCE; BPR, which is also the
+softmax's term with one negative) and ROC AUC of held-out edges against sampled negatives.
+(Sampled metrics are diagnostics only; the real evaluation ranks the full catalogue, see
+``trainer/evaluate.py``.)
 
 Validation edges are the hidden edges of ``split=val`` playlists; message passing uses the
 epoch's graph (the visible train + seed edges minus the epoch's supervision edges, which belong
-to training playlists: a validation playlist keeps all its seeds). Each rank scores its shard; the loss is reduced as a sum and a
-count, and the AUC is exact: every rank's scores and labels are gathered before ranking.
+to training playlists: a validation playlist keeps all its seeds). Each rank scores its shard;
+the loss is reduced as a sum and a count, and the AUC is exact: every rank's scores and labels
+are gathered before ranking.
 """
 from __future__ import annotations
 

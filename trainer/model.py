@@ -9,8 +9,9 @@ made heterogeneous with ``to_hetero`` (per-relation convolutions summed per dest
 ``conv="lightgcn"`` (the config default) is a parameter-free mean with no nonlinearity, so a
 playlist is literally the mean of its tracks' learned embeddings and a track is pulled towards
 its playlists (LightGCN); ``conv="sage"`` is SAGEConv + ReLU. The decoder is a dot product of
-the readout (optionally the mean over layers, optionally cosine / temperature). On held-out
-playlists the LightGCN variant ranks ~3x better than SAGE (bench/results_gnn_quality.md).
+the readout (optionally the mean over layers, optionally cosine / temperature), plus an optional
+learned per-track prior (``track_bias``). On held-out
+playlists the LightGCN variant ranks ~3x better than SAGE (bench/RESULTS.md, "GNN quality").
 """
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ made heterogeneous with ``to_hetero`` (per-relation convolutions summed per dest
 playlist is literally the mean of its tracks' learned embeddings and a track is pulled towards
 its playlists (LightGCN); ``conv="sage"`` is SAGEConv + ReLU. The decoder is a dot product of
 the readout (optionally the mean over layers, optionally cosine / temperature), plus an optional
-learned per-track prior (``track_bias``). On held-out
-playlists the LightGCN variant ranks ~3x better than SAGE (bench/RESULTS.md, "GNN quality").
+learned per-track prior (``track_bias``). On held-out playlists the LightGCN variant ranks ~3x
+better than SAGE (bench/RESULTS.md, "GNN quality").
 """
 from __future__ import annotations
 

@@ -71,8 +71,9 @@ def seed_query(model: LinkPredictor) -> dict | None:
     With ``conv=lightgcn`` a playlist's layer ``i+1`` is the mean of its tracks' layer ``i`` (its
     only in-relation), so its readout is ``(h0 + mean over seeds of track_seed) / (L + 1)`` with
     layer mean (``track_seed``: the sum of a track's layers 0..L-1), ``mean of track_seed``
-    (its layer L-1) without; then cosine/temperature, then a 1 appended with ``track_bias``. ``h0`` is the playlist's own input
-    projection: here that of an average playlist (standardised features all 0).
+    (its layer L-1) without; then cosine/temperature, then a 1 appended with ``track_bias``.
+    ``h0`` is the playlist's own input projection: here that of an average playlist
+    (standardised features all 0).
     """
     if model.nonlinear:
         return None

@@ -3,7 +3,7 @@ and its 95% bootstrap interval (resampling playlists), to tell a win from noise.
 
     python bench/paired_comparison.py --graph G --run RUN [--splits val,test] [--methods gnn,itemknn]
 
-Ranks with the same scorers, fallback, catalogue and metrics as ``trainer.evaluate``.
+Ranks with ``trainer.evaluate``'s own scorers, fallback, catalogue and per-playlist metrics.
 """
 from __future__ import annotations
 
@@ -18,21 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etl import contract  # noqa: E402
 from trainer import catalogue, evaluate  # noqa: E402
-from trainer.metrics import K, batch_metrics  # noqa: E402
-from trainer.scoring import rank  # noqa: E402
+from trainer.metrics import K  # noqa: E402
 
 METRICS = ("r_precision", "ndcg", "clicks")
 
 
-def per_playlist(graph, held, scorer, fallback, allowed, batch: int = 256, chunk: int = 1 << 17):
-    out = {m: [] for m in METRICS}
-    for lo in range(0, len(held), batch):
-        part = held.slice(lo, min(lo + batch, len(held)))
-        ranked = rank(scorer, fallback, part.queries, graph.num_tracks, K, chunk, "cpu", allowed)
-        values = batch_metrics(ranked, part.truth_indptr, part.truth_tracks, graph.track_artist)
-        for m in METRICS:
-            out[m].append(np.asarray(values[m]))
-    return {m: np.concatenate(v) for m, v in out.items()}
+def per_playlist(graph, held, scorer, fallback, allowed) -> dict[str, np.ndarray]:
+    batches = list(evaluate.playlist_metrics(held, scorer, fallback, graph.track_artist, K, 256,
+                                             1 << 17, torch.device("cpu"), allowed))
+    return {m: np.concatenate([np.asarray(values[m]) for _, _, values in batches]) for m in METRICS}
 
 
 def main(argv=None) -> None:

@@ -136,6 +136,19 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
     return n * rank // world, n * (rank + 1) // world
 
 
+def playlist_metrics(
+    held: HeldOut, scorer: Scorer, fallback: Scorer, track_artist: np.ndarray, k: int,
+    batch_size: int, chunk_size: int, device: torch.device, allowed: np.ndarray | None = None,
+):
+    """``(lo, hi, values)`` per batch of playlists: their per-playlist metrics (``METRICS`` ->
+    array [hi - lo]) for one scorer, with the title fallback for playlists without seeds."""
+    for lo in range(0, len(held), batch_size):
+        hi = min(lo + batch_size, len(held))
+        part = held.slice(lo, hi)
+        ranked = rank(scorer, fallback, part.queries, len(track_artist), k, chunk_size, device, allowed)
+        yield lo, hi, batch_metrics(ranked, part.truth_indptr, part.truth_tracks, track_artist)
+
+
 def score_sums(
     held: HeldOut, scorers: dict[str, Scorer], fallback: Scorer, groups: list[str],
     track_artist: np.ndarray, k: int, batch_size: int, chunk_size: int,
@@ -150,17 +163,15 @@ def score_sums(
     sums = np.zeros((len(scorers), 1 + len(groups), len(METRICS)), dtype=np.int64)
     counts = np.bincount(group, minlength=1 + len(groups)).astype(np.int64)
     counts[0] = len(held)
-    num_tracks = len(track_artist)
-    steps = [(m, lo) for m in range(len(scorers)) for lo in range(0, len(held), batch_size)]
-    for mi, lo in tqdm(steps, desc="evaluate", disable=not progress):
-        hi = min(lo + batch_size, len(held))
-        part = held.slice(lo, hi)
-        ranked = rank(list(scorers.values())[mi], fallback, part.queries, num_tracks, k,
-                      chunk_size, device, allowed)
-        values = batch_metrics(ranked, part.truth_indptr, part.truth_tracks, track_artist)
-        fixed = np.stack([np.rint(values[m] * FIXED_POINT).astype(np.int64) for m in METRICS], 1)
-        sums[mi, 0] += fixed.sum(axis=0)
-        np.add.at(sums[mi], group[lo:hi], fixed)
+    bar = tqdm(total=len(scorers) * -(-len(held) // batch_size), desc="evaluate", disable=not progress)
+    for mi, scorer in enumerate(scorers.values()):
+        for lo, hi, values in playlist_metrics(held, scorer, fallback, track_artist, k, batch_size,
+                                               chunk_size, device, allowed):
+            fixed = np.stack([np.rint(values[m] * FIXED_POINT).astype(np.int64) for m in METRICS], 1)
+            sums[mi, 0] += fixed.sum(axis=0)
+            np.add.at(sums[mi], group[lo:hi], fixed)
+            bar.update(1)
+    bar.close()
     return sums, counts
 
 

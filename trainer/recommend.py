@@ -7,8 +7,9 @@
 Seeds are never recommended. ``--pid``: the playlist's visible tracks are the seeds; with gnn
 the query is the playlist's own embedding. ``--tracks``: a list of URIs is not a node of the
 graph, so with gnn the query is built from the seed tracks as the model embeds a playlist node
-(``trainer.embed.seed_query``; the mean of their embeddings for ``conv=sage``). ``--title`` alone: the
-title fallback every method shares (popular tracks of training playlists with that title).
+(``trainer.embed.seed_query``; the mean of their embeddings for ``conv=sage``). ``--title``
+alone: the title fallback every method shares (popular tracks of training playlists with that
+title).
 """
 from __future__ import annotations
 

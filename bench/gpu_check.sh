@@ -1,54 +1,115 @@
 #!/usr/bin/env bash
-# GPU checks for the trainer, for a machine with CUDA (none was lent while this was written, so
-# it has not been run yet). Usage, from the repo root:
-#   bash bench/gpu_check.sh            # knobs: PY, PLAYLISTS (default 20000), STEPS (default 60), OUT
-# Needs a CUDA build of torch plus torch-geometric, torch-scatter/torch-sparse for that torch+CUDA
-# (PyG's wheel index: https://data.pyg.org/whl/). Writes JSON lines to $OUT/gpu_check.jsonl.
-# What it checks: device=cuda trains (nccl, bf16 autocast), the metrics are sane, DDP over all
-# visible GPUs keeps ranks in lockstep, embeddings export on GPU equals CPU export.
-set -euo pipefail
-PY=${PY:-.venv/bin/python}
-PLAYLISTS=${PLAYLISTS:-20000}
-STEPS=${STEPS:-60}
-OUT=${OUT:-${TMPDIR:-/tmp}/gpu_check}
-mkdir -p "$OUT"
-export PYTHONPATH=$PWD OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-"$PY" - <<'PY'
-import torch, torch_geometric, torch_sparse
-assert torch.cuda.is_available(), f"torch {torch.__version__} sees no CUDA device"
-print("torch", torch.__version__, "cuda", torch.version.cuda, "pyg", torch_geometric.__version__,
-      "gpus", torch.cuda.device_count(), torch.cuda.get_device_name(0))
-PY
-GRAPH=$OUT/graph$PLAYLISTS
-[ -f "$GRAPH/manifest.json" ] || "$PY" -c "
-import sys; sys.path.insert(0, 'tests')
-from graphdir_fixture import synthetic_graph_dir
-synthetic_graph_dir('$GRAPH', $PLAYLISTS)"
-NGPU=$(nvidia-smi -L | wc -l)
-COMMON=(--graph "$GRAPH" --epochs=1 --max_steps_per_epoch="$STEPS" --device=cuda --batch_size=2048 --num_workers=4)
-rm -rf "$OUT/run_fp32" "$OUT/run_amp" "$OUT/run_ddp"
-echo "== 1 GPU fp32";  "$PY" -m trainer.train "${COMMON[@]}" --out "$OUT/run_fp32" --amp=false
-echo "== 1 GPU bf16";  "$PY" -m "trainer.train" "${COMMON[@]}" --out "$OUT/run_amp" --amp=true
-echo "== $NGPU GPUs DDP (nccl)"
-"$PY" -m torch.distributed.run --standalone --nproc_per_node "$NGPU" -m trainer.train "${COMMON[@]}" --out "$OUT/run_ddp" --amp=true
-echo "== embeddings on GPU vs CPU"
-"$PY" - "$GRAPH" "$OUT/run_amp" <<'PY' | tee -a "$OUT/gpu_check.jsonl"
-import json, sys, time, torch
-from trainer.embed import encode_all, load_trained
-from trainer.graph import load_graph
-g = load_graph(sys.argv[1])
-out = {}
-for dev in ("cuda", "cpu"):
-    model, _ = load_trained(sys.argv[2], g, dev)
-    t0 = time.perf_counter(); out[dev] = encode_all(model, g, 8192, dev); torch.cuda.synchronize()
-    print(json.dumps({"what": "embed", "device": dev, "seconds": round(time.perf_counter() - t0, 2)}))
-diff = max((out["cuda"][t] - out["cpu"][t]).abs().max().item() for t in out["cpu"])
-print(json.dumps({"what": "embed_cuda_vs_cpu_max_abs_diff", "value": diff}))
-assert diff < 1e-3, diff
-PY
-for r in run_fp32 run_amp run_ddp; do
-  "$PY" -c "import json; r=json.loads(open('$OUT/$r/metrics.jsonl').read().splitlines()[-1]); r['run']='$r'; print(json.dumps(r))" | tee -a "$OUT/gpu_check.jsonl"
+# GPU check of the trainer on a CUDA machine, from the repo root:
+#   bash bench/gpu_check.sh [PHASE ...]      phases: tests epoch short (default: all three)
+# Knobs: PY (python3), GRAPH (graph dir; default: a PLAYLISTS-playlist synthetic graph written
+# through the contract, generated when missing), STEPS (150), OUT (/tmp/gpu_check), WORK,
+# DEADLINE (seconds after which no further run starts; default: none).
+# Writes one JSON line per measurement to $OUT/gpu_check.jsonl and the logs to $OUT/logs.tgz;
+# graphs and run dirs go to $WORK.
+#
+# Needs a CUDA build of torch, torch-geometric, pyarrow, fsspec, tqdm, matplotlib and pytest.
+# torch-scatter / torch-sparse are used when they import; otherwise they are built from the
+# sdists in $SDISTS (or unpacked from a build this script saved before, pyg_ext_build.tgz),
+# CPU ops only: LinkNeighborLoader samples on the CPU, and GPU nodes are often offline or run a
+# torch that PyG's wheel index has no wheels for. Extensions build in parallel (-j nproc).
+set -uo pipefail
+PY=${PY:-python3}
+OUT=${OUT:-/tmp/gpu_check}
+PLAYLISTS=${PLAYLISTS:-100000}
+GRAPH=${GRAPH:-$WORK/graph$PLAYLISTS}
+STEPS=${STEPS:-150}
+DEADLINE=${DEADLINE:-0}
+SDISTS=${SDISTS:-.gpu}
+WORK=${WORK:-/tmp/gpu_check_work}
+PHASES=${*:-tests epoch short}
+LOGS=$WORK/logs
+mkdir -p "$OUT" "$LOGS"
+export PYTHONPATH=$PWD:$PWD/tests${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+JSONL=$OUT/gpu_check.jsonl
+note() { echo "[$(date +%T) +${SECONDS}s] $*"; }
+save_logs() { tar czf "$OUT/logs.tgz" -C "$WORK" logs; }
+TIME=(); [ -x /usr/bin/time ] && TIME=(/usr/bin/time -f "wall %e s, peak host RSS %M KB")
+
+# Every 30 s: the newest log's last line (tqdm's step count and rate) and a fresh logs.tgz, so a
+# run cut off by a time limit still tells how far it got.
+(while sleep 30; do
+    f=$(ls -t "$LOGS"/*.log 2>/dev/null | head -n 1)
+    [ -n "$f" ] && echo "[progress] $(basename "$f"): $(tr '\r' '\n' < "$f" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-160)"
+    save_logs
+done) &
+PROGRESS=$!
+trap 'kill $PROGRESS 2>/dev/null' EXIT
+
+note "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+echo "cpus $(nproc), $(free -g | awk '/Mem/ {print $2}') GiB"
+"$PY" -c "import sys, torch, torch_geometric as g; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'pyg', g.__version__, 'gpu', torch.cuda.get_device_name(0))" || exit 1
+
+if ! "$PY" -c "import torch_sparse, torch_scatter" 2>/dev/null; then
+    if [ -f "$SDISTS/pyg_ext_build.tgz" ]; then
+        tar xzf "$SDISTS/pyg_ext_build.tgz" -C "$WORK"
+    else
+        note "building torch-scatter and torch-sparse (CPU ops) from $SDISTS"
+        builds=()
+        for pkg in torch_scatter-2.1.2 torch_sparse-0.6.18; do
+            tar xzf "$SDISTS/$pkg.tar.gz" -C "$WORK"
+            # Parallel extensions share one build dir, and ninja writes one build.ninja there.
+            sed -i 's/with_options(no_python_abi_suffix=True)/with_options(no_python_abi_suffix=True, use_ninja=False)/' \
+                "$WORK/$pkg/setup.py"
+            (cd "$WORK/$pkg" && FORCE_ONLY_CPU=1 "$PY" setup.py -q build_ext -j "$(nproc)" --inplace \
+                > "$LOGS/build_$pkg.log" 2>&1) &
+            builds+=($!)
+        done
+        wait "${builds[@]}"
+        save_logs
+        tar czf "$OUT/pyg_ext_build.tgz" -C "$WORK" torch_scatter-2.1.2/torch_scatter torch_sparse-0.6.18/torch_sparse
+        note "built"
+    fi
+    export PYTHONPATH=$PYTHONPATH:$WORK/torch_scatter-2.1.2:$WORK/torch_sparse-0.6.18
+    "$PY" -c "import torch_sparse, torch_scatter" || { tail -n 30 "$LOGS"/build_*.log; exit 1; }
+fi
+
+if [ ! -f "$GRAPH/manifest.json" ]; then
+    note "writing a $PLAYLISTS-playlist synthetic graph to $GRAPH"
+    "$PY" -c "from graphdir_fixture import synthetic_graph_dir; synthetic_graph_dir('$GRAPH', $PLAYLISTS)" || exit 1
+fi
+
+# run NAME ARGS...: one training run in $WORK/NAME; its last metrics line, named, goes to the JSONL.
+run() {
+    local name=$1; shift
+    if [ "$DEADLINE" -gt 0 ] && [ "$SECONDS" -gt "$DEADLINE" ]; then note "skipped $name: past DEADLINE"; return 0; fi
+    rm -rf "${WORK:?}/$name"
+    note "run $name: $*"
+    "${TIME[@]}" "$PY" -m trainer.train --graph "$GRAPH" --out "$WORK/$name" "$@" \
+        > "$LOGS/$name.log" 2>&1 || { save_logs; tail -n 30 "$LOGS/$name.log"; return 1; }
+    save_logs
+    tail -n 1 "$LOGS/$name.log"
+    "$PY" -c "import json, sys; r = json.loads(open('$WORK/$name/metrics.jsonl').read().splitlines()[-1]); r['run'] = '$name'; r['args'] = sys.argv[1:]; print(json.dumps(r))" "$@" | tee -a "$JSONL"
+}
+
+for phase in $PHASES; do
+    case $phase in
+    tests)
+        note "trainer tests on this machine (the CUDA ones included)"
+        "$PY" -m pytest -q -p no:cacheprovider tests/test_trainer_cuda.py > "$LOGS/pytest.log" 2>&1
+        save_logs; tail -n 15 "$LOGS/pytest.log"
+        ;;
+    short)
+        SHORT=(--epochs=1 --max_steps_per_epoch="$STEPS" --val_max_edges=5000)
+        run cuda_w8 "${SHORT[@]}" --device=cuda --num_workers=8
+        run cuda_w8_b1024 "${SHORT[@]}" --device=cuda --num_workers=8 --batch_size=1024
+        run cuda_w8_bf16 "${SHORT[@]}" --device=cuda --num_workers=8 --amp=true
+        run cuda_defaults "${SHORT[@]}" --device=cuda
+        run cpu_defaults --epochs=1 --max_steps_per_epoch=30 --val_max_edges=5000 --device=cpu
+        ;;
+    epoch)
+        run cuda_epoch --epochs=1 --device=cuda --num_workers=8
+        note "embedding export on the GPU"
+        "${TIME[@]}" "$PY" -m trainer.embed --graph "$GRAPH" \
+            --run "$WORK/cuda_epoch" --device cuda > "$LOGS/embed.log" 2>&1
+        save_logs; tail -n 3 "$LOGS/embed.log"
+        ;;
+    *) echo "unknown phase $phase (tests, short, epoch)"; exit 2 ;;
+    esac
 done
-echo "== trainer tests on this machine"
-"$PY" -m pytest -q tests/test_trainer_model.py tests/test_trainer_train.py tests/test_trainer_ddp.py
+note "done"

@@ -126,7 +126,14 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
         if layer < last:
             for t in EMBEDDED_TYPES:
                 total[t] += h[t]
-    out = model.readout({t: h[t] for t in EMBEDDED_TYPES}, total, track_h0)
+    # The readout runs on the model's device, in batches of rows (both types at once: a slice
+    # past one type's end is empty).
+    parts = [{t: v.cpu() for t, v in model.readout(
+        {t: h[t][s:s + batch_size].to(device) for t in EMBEDDED_TYPES},
+        {t: total[t][s:s + batch_size].to(device) for t in EMBEDDED_TYPES},
+        track_h0[s:s + batch_size].to(device)).items()}
+        for s in range(0, max(num[t] for t in EMBEDDED_TYPES), batch_size)]
+    out = {t: torch.cat([p[t] for p in parts]) for t in EMBEDDED_TYPES}
     out["track_seed"] = total["track"] if model.layer_mean else before_last
     return out
 

@@ -57,8 +57,10 @@ class MeanConv(MessagePassing):
         adjacency = torch.sparse_coo_tensor(
             torch.stack([dst, src]), degree.reciprocal()[dst], (n_dst, n_src), check_invariants=False
         )
-        # Sparse kernels are float32 everywhere; under bf16 autocast the result goes back to bf16.
-        return torch.sparse.mm(adjacency, x_src.float()).to(x_src.dtype)
+        # Sparse kernels are float32 only (CUDA has no bf16 sparse addmm), so autocast is off
+        # here; under bf16 autocast the result goes back to bf16.
+        with torch.autocast(x_src.device.type, enabled=False):
+            return torch.sparse.mm(adjacency, x_src.float()).to(x_src.dtype)
 
     def reset_parameters(self):
         pass

@@ -1,6 +1,7 @@
 """End-to-end training in one process: outputs, learning on real data, exact resume."""
 import json
 import os
+import platform
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import trainer.train as train_module
 from etl import contract as C
 from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, synthetic_graph_dir
 from trainer import checkpoint
-from trainer.config import ConfigError
+from trainer.config import ConfigError, TrainConfig
 from trainer.train import main
 
 SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu"]
@@ -209,3 +210,69 @@ def test_candidate_frequency_counts_a_batchs_positives_and_negatives(gdir, power
     degree = torch.bincount(graph.train_edges[1], minlength=graph.num_nodes["track"])
     hub, unseen = int(degree.argmax()), int(degree.argmin())
     assert expected[hub] > expected[unseen] > 0  # drawn as a positive by degree; any track as a negative
+
+
+_COUNT_HEAPS = """
+import ctypes, sys, threading
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.open_memstream.restype = ctypes.c_void_p
+
+def heaps():
+    buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+    f = ctypes.c_void_p(libc.open_memstream(ctypes.byref(buf), ctypes.byref(size)))
+    libc.malloc_info(0, f)
+    libc.fclose(f)
+    return buf.value.decode().count("<heap nr=")
+
+from trainer.train import cap_malloc_arenas
+before = heaps()
+capped = cap_malloc_arenas(int(sys.argv[1]))
+barrier = threading.Barrier(4)
+
+def allocate():  # four threads allocating at once: each wants an arena of its own
+    for _ in range(100):
+        libc.malloc(4096)
+    barrier.wait()
+
+threads = [threading.Thread(target=allocate) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(capped, before, heaps())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's arenas")
+def test_malloc_arena_cap_keeps_new_threads_out_of_new_heaps():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root
+
+    def heaps(arenas):
+        out = subprocess.run([sys.executable, "-c", _COUNT_HEAPS, str(arenas)], env=env, cwd=root,
+                             capture_output=True, text=True, check=True).stdout.split()
+        return out[0] == "True", int(out[1]), int(out[2])
+
+    capped, before, after = heaps(0)  # glibc's default: a new heap per new thread
+    assert not capped and after >= before + 3
+    capped, before, after = heaps(1)  # no new heap (imports may have made one before the cap)
+    assert capped and after == before
+    env["MALLOC_ARENA_MAX"] = "1"  # the user's own setting wins, and is not overridden
+    capped, before, after = heaps(4)
+    assert not capped and after == before == 1
+
+
+@pytest.mark.parametrize("cores, ranks, device, expected", [
+    (2, 1, "cpu", 1), (2, 2, "cpu", 0), (1, 1, "cpu", 0), (16, 2, "cpu", 1),
+    (16, 1, "cuda", 15), (16, 2, "cuda", 7), (64, 1, "cuda", 16), (1, 1, "cuda", 1),
+])
+def test_auto_loader_workers_follow_cores_per_rank_and_device(monkeypatch, cores, ranks, device, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(ranks))
+    assert train_module.loader_workers(TrainConfig(), torch.device(device)) == expected
+    assert train_module.loader_workers(TrainConfig(num_workers=3), torch.device(device)) == 3

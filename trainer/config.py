@@ -47,6 +47,7 @@ class TrainConfig:
     amp: bool = False                     # bf16 autocast (CUDA only)
     num_workers: int = -1                 # loader worker processes per rank; -1: one if the rank has a spare core
     checkpoint_every: int = 0             # also checkpoint every N steps (0: per epoch only)
+    malloc_arenas: int = 1                # glibc heap arenas per process (0: glibc's default, 8 per core)
 
     def __post_init__(self):
         def need(ok: bool, msg: str):
@@ -78,6 +79,7 @@ class TrainConfig:
         need(self.val_max_edges >= 0, f"val_max_edges must be >= 0, got {self.val_max_edges}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         need(self.num_workers >= -1, f"num_workers must be >= 0, or -1 for auto, got {self.num_workers}")
+        need(self.malloc_arenas >= 0, f"malloc_arenas must be >= 0, got {self.malloc_arenas}")
         need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
     def to_dict(self) -> dict[str, Any]:

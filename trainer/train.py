@@ -10,6 +10,8 @@ start, so a resumed run replays exactly what an uninterrupted one would have don
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import posixpath
@@ -38,7 +40,8 @@ from trainer.shards import rank_shard, supervision_mask
 from trainer.validation import val_edges_for_rank, validate
 
 # Keys that may change between a run and its resumption; anything else would change the result.
-RESUMABLE_CHANGES = {"epochs", "num_workers", "checkpoint_every", "device"}
+RESUMABLE_CHANGES = {"epochs", "num_workers", "checkpoint_every", "device", "malloc_arenas"}
+M_ARENA_MAX = -8  # glibc's <malloc.h>
 
 
 def parse_args(argv):
@@ -59,18 +62,47 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+def cap_malloc_arenas(arenas: int) -> bool:
+    """Cap glibc's heap arenas (``mallopt(M_ARENA_MAX)``); whether the cap was set.
+
+    glibc gives each allocating thread an arena of its own, up to 8 per core. The step's large
+    transient buffers (sampled batches, gloo's gathered sparse gradients) are then freed into
+    several heaps that each keep their high-water mark. At 100k playlists (bench/RESULTS.md)
+    this cap lowers the peak from 1,943-1,972 to 1,878-1,886 MiB for one process and from
+    2,220-2,260 to 2,063-2,083 MiB per rank for two. Set here, it is late for the heap that
+    imports already made; ``MALLOC_ARENA_MAX=1`` in the environment (launch/torchrun.sh sets
+    it) applies from the first malloc: 1,934-1,999 MiB per rank. An environment setting wins;
+    without glibc this does nothing.
+    """
+    if arenas <= 0 or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_ARENA_MAX, arenas))
+
+
 def epoch_seed(config: TrainConfig, epoch: int, rank: int) -> int:
     # Distinct per rank so ranks draw different negatives and neighbours.
     return (config.seed * 1_000_003 + epoch * 7919 + rank) % 2**63
 
 
-def loader_workers(config: TrainConfig) -> int:
-    """``num_workers``, with -1 resolved: one worker (sampling overlaps the step) when this rank
-    has a core of its own beside it, else none (a worker would only steal the step's core)."""
+def loader_workers(config: TrainConfig, device: torch.device) -> int:
+    """``num_workers``, with -1 resolved from the cores this rank has (its share of the node's).
+
+    On CPU: one worker (sampling overlaps the step) when the rank has a core of its own beside
+    it, else none (a worker would only steal the step's core). On CUDA: every spare core, at
+    most 16, since sampling is then the step: torch-sparse takes a core ~0.6 s per default batch
+    at 100k playlists while an H200 computes the step in ~0.04 s (8 workers: loader still 80%
+    of the step, bench/RESULTS.md)."""
     if config.num_workers >= 0:
         return config.num_workers
     ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return 1 if len(os.sched_getaffinity(0)) >= 2 * ranks_here else 0
+    cores = len(os.sched_getaffinity(0)) // max(1, ranks_here)
+    if device.type == "cuda":
+        return max(1, min(cores - 1, 16))
+    return 1 if cores >= 2 else 0
 
 
 def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: int):
@@ -82,7 +114,7 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
     supervision = graph.train_edges[:, sup].long()
     edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size,
                                                  config.seed, epoch)]
-    workers = loader_workers(config)
+    workers = loader_workers(config, env.device)
     weight = None
     if config.negative_power:  # popularity-biased negatives, on this epoch's visible degrees
         degree = torch.bincount(message_passing[1], minlength=graph.num_nodes["track"]).double()
@@ -274,6 +306,7 @@ def main(argv=None) -> "TrainResult":
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     require_sampler()
     config = resolve(args.config, overrides)
+    cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
     env = dist.setup(config.device)
     try:
         return train(args.graph, args.out, config, env, resume=args.resume)
@@ -397,7 +430,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             "data_s_per_step": round(data_total / env.world_size / trained, 5) if trained else None,
             "compute_s_per_step": round(compute_total / env.world_size / trained, 5) if trained else None,
             "setup_s": round(setup_s, 3),  # per-epoch graph rebuild and sampler set-up
-            "loader_workers": loader_workers(config),
+            "loader_workers": loader_workers(config, env.device),
             "steps": steps,
             "world_size": env.world_size,
             "peak_rss_mb": round(dist.all_reduce_max(env, _peak_rss_mb()), 1),  # max over ranks

@@ -276,3 +276,46 @@ def test_auto_loader_workers_follow_cores_per_rank_and_device(monkeypatch, cores
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(ranks))
     assert train_module.loader_workers(TrainConfig(), torch.device(device)) == expected
     assert train_module.loader_workers(TrainConfig(num_workers=3), torch.device(device)) == 3
+
+
+def test_rowwise_adagrad_against_hand_computation_sparse_and_dense():
+    torch.manual_seed(0)
+    start = torch.randn(6, 3)
+    sparse, dense = torch.nn.Embedding(6, 3, sparse=True), torch.nn.Embedding(6, 3)
+    for m in (sparse, dense):
+        m.weight.data.copy_(start)
+    opts = [train_module.RowWiseAdagrad(m.parameters(), lr=0.5) for m in (sparse, dense)]
+    expected, acc = start.clone(), torch.zeros(6)
+    for idx in (torch.tensor([1, 4, 4]), torch.tensor([4, 0])):
+        grad = torch.zeros(6, 3)
+        grad.index_add_(0, idx, 2 * expected[idx])  # d/dw of sum(w[idx] ** 2), repeats summed
+        touched = grad.abs().sum(1) > 0
+        acc += grad.pow(2).mean(1)
+        expected[touched] -= 0.5 * grad[touched] / (acc[touched].sqrt() + 1e-10).unsqueeze(1)
+        for m, opt in zip((sparse, dense), opts):
+            opt.zero_grad()
+            (m(idx) ** 2).sum().backward()
+            opt.step()
+    for m, opt in zip((sparse, dense), opts):
+        torch.testing.assert_close(m.weight.detach(), expected)
+        assert torch.equal(m.weight.detach()[[2, 3, 5]], start[[2, 3, 5]])  # never touched
+        assert opt.state[m.weight]["sum"].shape == (6,)  # one float of state per row
+
+
+@pytest.mark.parametrize("name, sparse, parts", [
+    ("adam", True, {"sparse", "dense"}), ("adam", False, {"dense"}),
+    ("rowwise_adagrad", True, {"rowwise", "dense"}), ("rowwise_adagrad", False, {"rowwise", "dense"}),
+])
+def test_optimizer_parts_follow_config(gdir, name, sparse, parts):
+    from trainer.graph import load_graph
+    from trainer.model import build_model
+
+    config = TrainConfig(hidden=16, id_dim=8, embedding_optimizer=name, embedding_lr=0.3)
+    graph = load_graph(gdir)
+    model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()},
+                        graph.num_nodes, sparse)
+    opt = train_module.Optimizer(model, config, sparse)
+    assert set(opt.parts) == parts
+    embedding_lrs = [g["lr"] for o in opt.parts.values() for g in o.param_groups
+                     if any(p is model.embedding["track"].weight for p in g["params"])]
+    assert embedding_lrs == [0.3]

@@ -36,6 +36,8 @@ class TrainConfig:
     supervision_ratio: float = 0.3        # fraction of train edges supervised each epoch
     # optimisation
     lr: float = 1e-2
+    embedding_optimizer: str = "rowwise_adagrad"  # ID embeddings: rowwise_adagrad (one float of state per row) | adam (SparseAdam on CPU)
+    embedding_lr: float = 0.1             # their learning rate (0: lr)
     weight_decay: float = 0.0
     epochs: int = 2
     max_steps_per_epoch: int = 0          # 0: the whole shard
@@ -73,6 +75,9 @@ class TrainConfig:
         need(0 < self.supervision_ratio < 1,
              f"supervision_ratio must be in (0, 1), got {self.supervision_ratio}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.embedding_optimizer in ("adam", "rowwise_adagrad"),
+             f"embedding_optimizer must be adam or rowwise_adagrad, got {self.embedding_optimizer!r}")
+        need(self.embedding_lr >= 0, f"embedding_lr must be >= 0 (0: lr), got {self.embedding_lr}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
         need(self.max_steps_per_epoch >= 0, f"max_steps_per_epoch must be >= 0, got {self.max_steps_per_epoch}")

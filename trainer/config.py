@@ -47,7 +47,7 @@ class TrainConfig:
     # runtime
     device: str = "auto"                  # auto | cpu | cuda
     amp: bool = False                     # bf16 autocast (CUDA only)
-    num_workers: int = -1                 # loader worker processes per rank; -1: one if the rank has a spare core
+    num_workers: int = -1                 # loader worker processes per rank; -1: auto (CPU: one if the rank has a spare core; CUDA: every spare core, at most 16)
     checkpoint_every: int = 0             # also checkpoint every N steps (0: per epoch only)
     malloc_arenas: int = 1                # glibc heap arenas per process (0: glibc's default, 8 per core)
 

@@ -9,7 +9,9 @@
 #
 # Needs a CUDA build of torch, torch-geometric, pyarrow, fsspec, tqdm, matplotlib and pytest.
 # torch-scatter / torch-sparse are used when they import; otherwise they are built from the
-# sdists in $SDISTS (or unpacked from a build this script saved before, pyg_ext_build.tgz),
+# sdists in $SDISTS (default .gpu, a folder git ignores; fill it where pip works with
+# `pip download --no-deps --no-binary :all: --no-build-isolation -d .gpu torch-scatter==2.1.2
+# torch-sparse==0.6.18`) or unpacked from a build this script saved before ($SDISTS/pyg_ext_build.tgz),
 # CPU ops only: LinkNeighborLoader samples on the CPU, and GPU nodes are often offline or run a
 # torch that PyG's wheel index has no wheels for. Extensions build in parallel (-j nproc).
 set -uo pipefail

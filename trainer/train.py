@@ -152,16 +152,16 @@ def batch_loss(model, batch, config: TrainConfig, amp: bool, log_frequency: torc
         h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict, within)
     hp, ht = h["playlist"].float(), h["track"].float()
     src = hp[batch["playlist"].src_index]
+    if config.loss == "softmax":  # scores its own candidates: no per-triplet scores needed
+        loss = sampled_softmax(src, ht, batch["playlist"].src_index, batch["track"].dst_pos_index,
+                               batch["track"].dst_neg_index, log_frequency[batch["track"].n_id])
+        return loss, src.size(0), src.size(0)
     pos = (src * ht[batch["track"].dst_pos_index]).sum(-1)
     neg = (src.unsqueeze(1) * ht[batch["track"].dst_neg_index]).sum(-1)
     if config.loss == "bce":
         logits = torch.cat([pos, neg.flatten()])
         labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg.flatten())])
         return F.binary_cross_entropy_with_logits(logits, labels), logits.numel(), pos.numel()
-    if config.loss == "softmax":
-        loss = sampled_softmax(src, ht, batch["playlist"].src_index, batch["track"].dst_pos_index,
-                               batch["track"].dst_neg_index, log_frequency[batch["track"].n_id])
-        return loss, pos.numel(), pos.numel()
     return -F.logsigmoid(pos.unsqueeze(1) - neg).mean(), neg.numel(), pos.numel()
 
 

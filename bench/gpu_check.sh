@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of the trainer on a CUDA machine, from the repo root:
-#   bash bench/gpu_check.sh [PHASE ...]      phases: tests epoch short (default: all three)
+#   bash bench/gpu_check.sh [PHASE ...]      phases: tests full epoch short (default: all four)
+#   PLAYLISTS=1000000 bash bench/gpu_check.sh full    # full-graph training at full-MPD size
 # Knobs: PY (python3), GRAPH (graph dir; default: a PLAYLISTS-playlist synthetic graph written
 # through the contract, generated when missing), STEPS (150), OUT (/tmp/gpu_check), WORK,
 # DEADLINE (seconds after which no further run starts; default: none).
@@ -18,12 +19,12 @@ set -uo pipefail
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/gpu_check}
 PLAYLISTS=${PLAYLISTS:-100000}
+WORK=${WORK:-/tmp/gpu_check_work}  # before GRAPH, whose default lives under it
 GRAPH=${GRAPH:-$WORK/graph$PLAYLISTS}
 STEPS=${STEPS:-150}
 DEADLINE=${DEADLINE:-0}
 SDISTS=${SDISTS:-.gpu}
-WORK=${WORK:-/tmp/gpu_check_work}
-PHASES=${*:-tests epoch short}
+PHASES=${*:-tests full epoch short}
 LOGS=$WORK/logs
 mkdir -p "$OUT" "$LOGS"
 export PYTHONPATH=$PWD:$PWD/tests${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -96,22 +97,27 @@ for phase in $PHASES; do
         "$PY" -m pytest -q -p no:cacheprovider tests/test_trainer_cuda.py > "$LOGS/pytest.log" 2>&1
         save_logs; tail -n 15 "$LOGS/pytest.log"
         ;;
+    full)
+        # Full-graph propagation (the default for conv=lightgcn): one whole epoch, no sampler.
+        run cuda_full --epochs=1 --device=cuda --propagation=full --batch_size=8192 --val_max_edges=5000
+        run cuda_full_bf16 --epochs=1 --device=cuda --propagation=full --batch_size=8192 --val_max_edges=5000 --amp=true
+        ;;
     short)
-        SHORT=(--epochs=1 --max_steps_per_epoch="$STEPS" --val_max_edges=5000)
+        SHORT=(--epochs=1 --max_steps_per_epoch="$STEPS" --val_max_edges=5000 --propagation=sampled)
         run cuda_w8 "${SHORT[@]}" --device=cuda --num_workers=8
         run cuda_w8_b1024 "${SHORT[@]}" --device=cuda --num_workers=8 --batch_size=1024
         run cuda_w8_bf16 "${SHORT[@]}" --device=cuda --num_workers=8 --amp=true
         run cuda_defaults "${SHORT[@]}" --device=cuda
-        run cpu_defaults --epochs=1 --max_steps_per_epoch=30 --val_max_edges=5000 --device=cpu
+        run cpu_sampled --epochs=1 --max_steps_per_epoch=30 --val_max_edges=5000 --device=cpu --propagation=sampled
         ;;
     epoch)
-        run cuda_epoch --epochs=1 --device=cuda --num_workers=8
+        run cuda_epoch --epochs=1 --device=cuda --num_workers=8 --propagation=sampled
         note "embedding export on the GPU"
         "${TIME[@]}" "$PY" -m trainer.embed --graph "$GRAPH" \
             --run "$WORK/cuda_epoch" --device cuda > "$LOGS/embed.log" 2>&1
         save_logs; tail -n 3 "$LOGS/embed.log"
         ;;
-    *) echo "unknown phase $phase (tests, short, epoch)"; exit 2 ;;
+    *) echo "unknown phase $phase (tests, full, short, epoch)"; exit 2 ;;
     esac
 done
 note "done"

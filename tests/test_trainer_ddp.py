@@ -25,7 +25,8 @@ DRIVER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_stay_in_lockstep(tmp_path):
+@pytest.mark.parametrize("propagation", ["full", "sampled"])
+def test_two_gloo_processes_stay_in_lockstep(tmp_path, propagation):
     gdir = synthetic_graph_dir(str(tmp_path / "graph"), 150, seed=6)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
@@ -35,14 +36,17 @@ def test_two_gloo_processes_stay_in_lockstep(tmp_path):
     # batch_size 64 over ~1,300 supervision edges: ~10 batches per rank, capped at 2 steps
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(driver), "--graph", gdir, "--out", str(run), "--epochs=1", "--max_steps_per_epoch=2",
-           "--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu", "--val_max_edges=200"]
+           "--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu", "--val_max_edges=200",
+           "--val_rank_playlists=10", f"--propagation={propagation}"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((run / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["global_step"] == ranks[1]["global_step"] == 2
     assert ranks[0]["record"] == {**ranks[1]["record"], "seconds": ranks[0]["record"]["seconds"],
                                   "edges_per_s": ranks[0]["record"]["edges_per_s"],
-                                  "setup_s": ranks[0]["record"]["setup_s"]}  # reduced metrics agree
+                                  "setup_s": ranks[0]["record"]["setup_s"],
+                                  "rank_val_s": ranks[0]["record"]["rank_val_s"]}  # reduced metrics agree
+    assert ranks[0]["record"]["propagation"] == propagation
     assert ranks[0]["record"]["world_size"] == 2
     p0, p1 = (torch.load(run / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for k in p0:
@@ -52,3 +56,4 @@ def test_two_gloo_processes_stay_in_lockstep(tmp_path):
     # only rank 0 wrote outputs
     assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "curves.png", "graph.json", "metrics.jsonl",
                                        "rank0.json", "rank0.pt", "rank1.json", "rank1.pt"]
+    assert sorted(os.listdir(run / "checkpoints")) == ["best.pt", "last.pt"]

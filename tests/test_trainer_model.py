@@ -84,7 +84,7 @@ def test_layerwise_inference_equals_full_graph_forward(graph, conv, layer_mean, 
 def test_hop_trimmed_forward_equals_untrimmed_at_the_seeds(graph, conv, layer_mean, bias):
     from trainer import dist
     from trainer.config import TrainConfig
-    from trainer.train import epoch_loader
+    from trainer.sampled import epoch_loader
 
     torch.manual_seed(0)
     config = TrainConfig(conv=conv, layer_mean=layer_mean, hidden=16, id_dim=8, batch_size=16,

@@ -7,7 +7,7 @@ from trainer.config import TrainConfig
 from trainer.dist import DistEnv
 from trainer.graph import PLAYLIST_TRACK, load_graph
 from trainer.shards import rank_shard, supervision_mask
-from trainer.train import epoch_loader
+from trainer.sampled import epoch_loader
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,21 @@ import platform
 import pytest
 import torch
 
-import trainer.train as train_module
+import trainer.full_graph as full_graph_module
+import trainer.sampled as sampled_module
 from etl import contract as C
 from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, synthetic_graph_dir
 from trainer import checkpoint
 from trainer.config import ConfigError, TrainConfig
+from trainer.losses import candidate_log_frequency, sampled_softmax
+from trainer.optim import Optimizer, RowWiseAdagrad
+from trainer.sampled import loader_workers
 from trainer.train import main
 
-SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu"]
+SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu",
+         "--val_rank_playlists=20"]
+SAMPLED = [*SMALL, "--propagation=sampled"]
+PROPAGATIONS = pytest.mark.parametrize("mode", [SMALL, SAMPLED], ids=["full", "sampled"])
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +38,17 @@ def _assert_same(a, b):
         assert torch.equal(a[k], b[k]), f"parameter {k} differs"
 
 
-def test_outputs_and_checkpoint_loads_without_code(gdir, tmp_path):
+@PROPAGATIONS
+def test_outputs_and_checkpoint_loads_without_code(gdir, tmp_path, mode):
     run = tmp_path / "run"
-    result = main(["--graph", gdir, "--out", str(run), "--epochs=2", "--max_steps_per_epoch=3", *SMALL])
+    result = main(["--graph", gdir, "--out", str(run), "--epochs=2", "--max_steps_per_epoch=3", *mode])
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [0, 1]
     for r in lines:
-        assert {"epoch", "train_loss", "val_loss", "val_auc", "seconds", "edges_per_s", "data_fraction"} <= set(r)
+        assert {"epoch", "train_loss", "val_loss", "val_auc", "val_r_precision", "val_ndcg", "val_clicks",
+                "best_epoch", "seconds", "edges_per_s", "data_fraction"} <= set(r)
         assert r["steps"] == 3 and 0 <= r["val_auc"] <= 1 and 0 <= r["data_fraction"] <= 1
+        assert 0 <= r["val_r_precision"] <= 1 and 0 <= r["val_ndcg"] <= 1 and 0 <= r["val_clicks"] <= 51
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((run / "config.json").read_text())["hidden"] == 16
     manifest = json.loads(open(os.path.join(gdir, C.MANIFEST)).read())
@@ -49,8 +59,9 @@ def test_outputs_and_checkpoint_loads_without_code(gdir, tmp_path):
     assert {"torch", "numpy", "python"} <= set(state["rng"])
 
 
-def test_resume_after_an_epoch_equals_uninterrupted(gdir, tmp_path):
-    args = ["--graph", gdir, "--max_steps_per_epoch=3", *SMALL]
+@PROPAGATIONS
+def test_resume_after_an_epoch_equals_uninterrupted(gdir, tmp_path, mode):
+    args = ["--graph", gdir, "--max_steps_per_epoch=3", *mode]
     main([*args, "--out", str(tmp_path / "straight"), "--epochs=2"])
     main([*args, "--out", str(tmp_path / "stopped"), "--epochs=1"])
     main([*args, "--out", str(tmp_path / "stopped"), "--epochs=2", "--resume"])
@@ -60,11 +71,13 @@ def test_resume_after_an_epoch_equals_uninterrupted(gdir, tmp_path):
     assert [(r["epoch"], r["train_loss"], r["val_loss"]) for r in a] == [(r["epoch"], r["train_loss"], r["val_loss"]) for r in b]
 
 
-def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(gdir, tmp_path, monkeypatch):
-    args = ["--graph", gdir, "--max_steps_per_epoch=5", "--epochs=1", "--checkpoint_every=2", *SMALL]
+@pytest.mark.parametrize("mode, module", [(SMALL, full_graph_module), (SAMPLED, sampled_module)],
+                         ids=["full", "sampled"])
+def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(gdir, tmp_path, monkeypatch, mode, module):
+    args = ["--graph", gdir, "--max_steps_per_epoch=5", "--epochs=1", "--checkpoint_every=2", *mode]
     main([*args, "--out", str(tmp_path / "straight")])
 
-    real, calls = train_module.batch_loss, []
+    real, calls = module.batch_loss, []
 
     def crash_on_fourth_step(*a, **k):
         calls.append(1)
@@ -72,11 +85,11 @@ def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(gdir, tmp_path, mon
             raise RuntimeError("simulated crash")
         return real(*a, **k)
 
-    monkeypatch.setattr(train_module, "batch_loss", crash_on_fourth_step)
+    monkeypatch.setattr(module, "batch_loss", crash_on_fourth_step)
     with pytest.raises(RuntimeError, match="simulated crash"):
         main([*args, "--out", str(tmp_path / "crashed")])
     assert checkpoint.load(checkpoint.checkpoint_path(str(tmp_path / "crashed")))["step"] == 2
-    monkeypatch.setattr(train_module, "batch_loss", real)
+    monkeypatch.setattr(module, "batch_loss", real)
     main([*args, "--out", str(tmp_path / "crashed"), "--resume"])
     _assert_same(_params(tmp_path / "straight"), _params(tmp_path / "crashed"))
 
@@ -164,7 +177,7 @@ def test_sage_runs_have_no_seed_query(gdir, tmp_path):
     from trainer import catalogue
     from trainer.embed import main as embed_main
     run = str(tmp_path / "run")
-    main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SMALL, "--conv=sage"])
+    main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SAMPLED, "--conv=sage"])
     embed_main(["--graph", gdir, "--run", run])
     assert catalogue.load_seed_query(run, catalogue.load_catalogue(gdir)) is None
 
@@ -180,7 +193,7 @@ def test_sampled_softmax_ranks_each_positive_against_the_batch_tracks_but_its_pl
     negative = torch.randint(12, 30, (6, 3), generator=g)
     src = src_of[playlist]
     log_frequency = torch.rand(30, generator=g)
-    loss = train_module.sampled_softmax(src, h_track, playlist, positive, negative, log_frequency)
+    loss = sampled_softmax(src, h_track, playlist, positive, negative, log_frequency)
 
     candidates = sorted(set(positive.tolist()) | set(negative.flatten().tolist()))
     expected = []
@@ -192,8 +205,9 @@ def test_sampled_softmax_ranks_each_positive_against_the_batch_tracks_but_its_pl
     assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-5)
 
 
-def test_softmax_loss_trains(gdir, tmp_path):
-    main(["--graph", gdir, "--out", str(tmp_path / "run"), *SMALL, "--epochs=2", "--loss=softmax"])
+@PROPAGATIONS
+def test_softmax_loss_trains(gdir, tmp_path, mode):
+    main(["--graph", gdir, "--out", str(tmp_path / "run"), *mode, "--epochs=2", "--loss=softmax"])
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < records[0]["train_loss"], records
 
@@ -204,7 +218,8 @@ def test_candidate_frequency_counts_a_batchs_positives_and_negatives(gdir, power
     from trainer.graph import load_graph
     graph = load_graph(gdir)
     config = TrainConfig(batch_size=64, negatives=5, negative_power=power)
-    expected = train_module.candidate_log_frequency(graph, config).double().exp()
+    expected = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], config.batch_size,
+                                       config.negatives, config.negative_power).double().exp()
     assert expected.shape == (graph.num_nodes["track"],)
     assert expected.sum().item() == pytest.approx(64 * (1 + 5))  # B positives + B*K negatives
     degree = torch.bincount(graph.train_edges[1], minlength=graph.num_nodes["track"])
@@ -274,8 +289,8 @@ def test_malloc_arena_cap_keeps_new_threads_out_of_new_heaps():
 def test_auto_loader_workers_follow_cores_per_rank_and_device(monkeypatch, cores, ranks, device, expected):
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(ranks))
-    assert train_module.loader_workers(TrainConfig(), torch.device(device)) == expected
-    assert train_module.loader_workers(TrainConfig(num_workers=3), torch.device(device)) == 3
+    assert loader_workers(TrainConfig(), torch.device(device)) == expected
+    assert loader_workers(TrainConfig(num_workers=3), torch.device(device)) == 3
 
 
 def test_rowwise_adagrad_against_hand_computation_sparse_and_dense():
@@ -284,7 +299,7 @@ def test_rowwise_adagrad_against_hand_computation_sparse_and_dense():
     sparse, dense = torch.nn.Embedding(6, 3, sparse=True), torch.nn.Embedding(6, 3)
     for m in (sparse, dense):
         m.weight.data.copy_(start)
-    opts = [train_module.RowWiseAdagrad(m.parameters(), lr=0.5) for m in (sparse, dense)]
+    opts = [RowWiseAdagrad(m.parameters(), lr=0.5) for m in (sparse, dense)]
     expected, acc = start.clone(), torch.zeros(6)
     for idx in (torch.tensor([1, 4, 4]), torch.tensor([4, 0])):
         grad = torch.zeros(6, 3)
@@ -314,7 +329,7 @@ def test_optimizer_parts_follow_config(gdir, name, sparse, parts):
     graph = load_graph(gdir)
     model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()},
                         graph.num_nodes, sparse)
-    opt = train_module.Optimizer(model, config, sparse)
+    opt = Optimizer(model, config, sparse)
     assert set(opt.parts) == parts
     embedding_lrs = [g["lr"] for o in opt.parts.values() for g in o.param_groups
                      if any(p is model.embedding["track"].weight for p in g["params"])]

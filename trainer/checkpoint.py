@@ -17,6 +17,7 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 
 LAST = "last.pt"
+BEST = "best.pt"  # the epoch with the best val R-precision (trainer.embed exports it)
 
 
 def rng_state() -> dict:
@@ -84,6 +85,12 @@ def load(path: str, map_location="cpu") -> dict:
 def exists(path: str) -> bool:
     fs, target = fsspec.core.url_to_fs(path)
     return fs.exists(target)
+
+
+def remove(path: str) -> None:
+    fs, target = fsspec.core.url_to_fs(path)
+    if fs.exists(target):
+        fs.rm(target)
 
 
 def checkpoint_path(run_dir: str, name: str = LAST) -> str:

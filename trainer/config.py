@@ -27,9 +27,11 @@ class TrainConfig:
     layer_mean: bool = True               # decode the mean of all layers' outputs (LightGCN-style)
     temperature: float = 0.3              # > 0: score = cosine / temperature; 0: plain dot product
     track_bias: bool = True               # add a learned per-track prior (from its input projection) to the score
-    # sampling and loss
+    # training graph and loss
+    propagation: str = "auto"             # full (whole graph propagated on the device every step; lightgcn only) | sampled (LinkNeighborLoader) | auto (full for lightgcn, sampled for sage)
     fanout: tuple[int, ...] = (30, 10, 5) # neighbours per layer and relation, seed hop first
-    batch_size: int = 256                 # supervision edges per batch and rank
+    batch_size: int = 256                 # supervision edges per step and rank
+    loss_chunk: int = 1024                # propagation=full: positives per softmax, each chunk against its own candidates (a step scores batch_size positives)
     negatives: int = 10                   # sampled negatives per positive
     negative_power: float = 0.0           # negatives drawn with P(track) ~ (degree+1)^power; 0: uniform
     loss: str = "softmax"                 # softmax (over the batch's tracks) | bpr | bce (on triplets: playlist, positive, negatives)
@@ -43,7 +45,9 @@ class TrainConfig:
     max_steps_per_epoch: int = 0          # 0: the whole shard
     seed: int = 0
     # validation
-    val_max_edges: int = 20000            # hidden val edges scored per epoch (0: all)
+    val_max_edges: int = 20000            # hidden val edges scored per epoch for val_loss/val_auc (0: all)
+    val_rank_playlists: int = 1000        # seeded val playlists ranked over the full catalogue after each epoch (0: none); selects the best checkpoint
+    patience: int = 0                     # stop after this many epochs without a better val R-precision (0: train every epoch)
     # runtime
     device: str = "auto"                  # auto | cpu | cuda
     amp: bool = False                     # bf16 autocast (CUDA only)
@@ -59,6 +63,12 @@ class TrainConfig:
         need(self.hidden > 0, f"hidden must be > 0, got {self.hidden}")
         need(self.layers > 0, f"layers must be > 0, got {self.layers}")
         need(self.conv in ("sage", "lightgcn"), f"conv must be sage or lightgcn, got {self.conv!r}")
+        need(self.propagation in ("auto", "full", "sampled"),
+             f"propagation must be auto, full or sampled, got {self.propagation!r}")
+        need(not (self.propagation == "full" and self.conv == "sage"),
+             "propagation=full needs conv=lightgcn (parameter-free layers); use propagation=sampled with conv=sage")
+        if self.propagation == "auto":  # resolved here, so config.json says what ran
+            object.__setattr__(self, "propagation", "full" if self.conv == "lightgcn" else "sampled")
         need(self.aggr in ("mean", "sum", "max"), f"aggr must be mean, sum or max, got {self.aggr!r}")
         need(self.id_dim > 0, f"id_dim must be > 0, got {self.id_dim}")
         need(self.id_init_std > 0, f"id_init_std must be > 0, got {self.id_init_std}")
@@ -69,6 +79,7 @@ class TrainConfig:
         need(all(f == -1 or f > 0 for f in self.fanout),
              f"fanout entries must be positive (or -1 for all neighbours), got {list(self.fanout)}")
         need(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
+        need(self.loss_chunk > 0, f"loss_chunk must be > 0, got {self.loss_chunk}")
         need(self.negatives > 0, f"negatives must be > 0, got {self.negatives}")
         need(0 <= self.negative_power <= 1, f"negative_power must be in [0, 1], got {self.negative_power}")
         need(self.loss in ("bce", "bpr", "softmax"), f"loss must be bce, bpr or softmax, got {self.loss!r}")
@@ -82,6 +93,10 @@ class TrainConfig:
         need(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
         need(self.max_steps_per_epoch >= 0, f"max_steps_per_epoch must be >= 0, got {self.max_steps_per_epoch}")
         need(self.val_max_edges >= 0, f"val_max_edges must be >= 0, got {self.val_max_edges}")
+        need(self.val_rank_playlists >= 0, f"val_rank_playlists must be >= 0, got {self.val_rank_playlists}")
+        need(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
+        need(not (self.patience and not self.val_rank_playlists),
+             f"patience={self.patience} needs val_rank_playlists > 0 (early stopping watches val R-precision)")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         need(self.num_workers >= -1, f"num_workers must be >= 0, or -1 for auto, got {self.num_workers}")
         need(self.malloc_arenas >= 0, f"malloc_arenas must be >= 0, got {self.malloc_arenas}")

@@ -4,7 +4,7 @@
 Writes ``RUN_DIR/embeddings/track.parquet`` (``track_id`` int64, ``track_uri`` string,
 ``embedding`` list<float32>) and ``RUN_DIR/embeddings/playlist.parquet`` (``playlist_id`` int64,
 ``pid`` int64, ``embedding`` list<float32>), sorted by id, from the run's final checkpoint
-(``checkpoints/last.pt``). For LightGCN-style models also ``track_seed.parquet`` (same columns
+(``checkpoints/best.pt``, the epoch training selected by val R-precision, else ``last.pt``). For LightGCN-style models also ``track_seed.parquet`` (same columns
 as ``track.parquet``) and ``seed_query.json``: what embeds a playlist that is not in the graph
 from its seed tracks exactly as the model would (:func:`seed_query`).
 
@@ -40,8 +40,11 @@ _KEY_DTYPE = {"track": pa.string(), "playlist": pa.int64()}
 
 
 def load_trained(run_dir: str, graph: Graph, device="cpu") -> tuple[LinkPredictor, TrainConfig]:
-    """The model of ``run_dir``'s final checkpoint, checked against the graph it was trained on."""
-    path = checkpoint.checkpoint_path(run_dir)
+    """The model of ``run_dir``'s best checkpoint (by val R-precision, when training ranked the
+    validation playlists), else its last, checked against the graph it was trained on."""
+    path = checkpoint.checkpoint_path(run_dir, checkpoint.BEST)
+    if not checkpoint.exists(path):
+        path = checkpoint.checkpoint_path(run_dir)
     if not checkpoint.exists(path):
         raise FileNotFoundError(f"{path} not found: train first (python -m trainer.train --out {run_dir})")
     state = checkpoint.load(path)

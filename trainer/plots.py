@@ -10,9 +10,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def learning_curves(records: list[dict]) -> bytes:
-    """PNG bytes: train/val loss and val AUC per epoch."""
+    """PNG bytes: train/val loss, val AUC, and the full-catalogue val R-precision and NDCG
+    (with the selected epoch marked) per epoch."""
     epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_auc, ax_rank) = plt.subplots(1, 3, figsize=(15, 4))
     ax_loss.plot(epochs, [r["train_loss"] for r in records], "o-", label="train")
     val = [(r["epoch"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
     if val:
@@ -23,7 +24,17 @@ def learning_curves(records: list[dict]) -> bytes:
     if auc:
         ax_auc.plot(*zip(*auc), "o-", color="tab:green")
     ax_auc.set(xlabel="epoch", ylabel="AUC", title="validation AUC (sampled negatives)")
-    for ax in (ax_loss, ax_auc):
+    for key, label in (("val_r_precision", "R-precision"), ("val_ndcg", "NDCG")):
+        points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+        if points:
+            ax_rank.plot(*zip(*points), "o-", label=label)
+    best = records[-1].get("best_epoch") if records else None
+    if best is not None:
+        ax_rank.axvline(best, color="grey", linestyle="--", label=f"best epoch {best}")
+    ax_rank.set(xlabel="epoch", title="validation, full catalogue (top 500)")
+    if ax_rank.lines:
+        ax_rank.legend()
+    for ax in (ax_loss, ax_auc, ax_rank):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     buf = io.BytesIO()

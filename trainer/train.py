@@ -2,8 +2,12 @@
 [--key=value ...] [--resume]``, or the same under ``torchrun`` (DDP: gloo on CPU, nccl on GPU).
 
 Per epoch: pick the epoch's supervision edges (``trainer/shards.py``), drop them from the
-message-passing graph, give each rank an equal shard, train, validate on the hidden edges of
-validation playlists, and (rank 0) append to ``metrics.jsonl``, redraw ``curves.png`` and write
+message-passing graph, give each rank an equal shard, train on it (``propagation=full``: the whole
+graph propagated on the device every step, ``trainer/full_graph.py``; ``sampled``:
+``LinkNeighborLoader``, ``trainer/sampled.py``), validate on the hidden edges of validation
+playlists (``trainer/validation.py``: sampled diagnostics, and full-catalogue R-precision / NDCG
+that selects ``checkpoints/best.pt`` and stops the run after ``patience`` epochs without a
+better one), and (rank 0) append to ``metrics.jsonl``, redraw ``curves.png`` and write
 ``checkpoints/last.pt``. Randomness is re-derived from ``(seed, epoch, rank)`` at every epoch
 start, so a resumed run replays exactly what an uninterrupted one would have done.
 """
@@ -14,33 +18,30 @@ import ctypes
 import ctypes.util
 import json
 import os
-import posixpath
 import random
 import resource
 import sys
 import time
 from dataclasses import dataclass
 
-import fsspec
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch_geometric.loader import LinkNeighborLoader
-from torch_geometric.sampler import NegativeSampling
 from tqdm import tqdm
 
 from etl import contract as C
 from trainer import checkpoint, dist
 from trainer.config import ConfigError, TrainConfig, parse_overrides, resolve
-from trainer.graph import PLAYLIST_TRACK, Graph, load_graph
-from trainer.model import build_model, hop_counts, score
+from trainer.full_graph import FullGraphTraining
+from trainer.graph import load_graph
+from trainer.losses import candidate_log_frequency
+from trainer.model import build_model
+from trainer.optim import Optimizer
 from trainer.plots import learning_curves
-from trainer.shards import rank_shard, supervision_mask
-from trainer.validation import val_edges_for_rank, validate
+from trainer.run_dir import RunDir, check_resumable, graph_record
+from trainer.sampled import SampledTraining
+from trainer.validation import RANK_METRICS, rank_validation, ranking_set, val_edges_for_rank, validate
 
-# Keys that may change between a run and its resumption; anything else would change the result.
-RESUMABLE_CHANGES = {"epochs", "num_workers", "checkpoint_every", "device", "malloc_arenas"}
 M_ARENA_MAX = -8  # glibc's <malloc.h>
 
 
@@ -88,240 +89,8 @@ def epoch_seed(config: TrainConfig, epoch: int, rank: int) -> int:
     return (config.seed * 1_000_003 + epoch * 7919 + rank) % 2**63
 
 
-def loader_workers(config: TrainConfig, device: torch.device) -> int:
-    """``num_workers``, with -1 resolved from the cores this rank has (its share of the node's).
-
-    On CPU: one worker (sampling overlaps the step) when the rank has a core of its own beside
-    it, else none (a worker would only steal the step's core). On CUDA: every spare core, at
-    most 16, since sampling is then the step: torch-sparse takes a core ~0.6 s per default batch
-    at 100k playlists while an H200 computes the step in ~0.04 s (8 workers: loader still 80%
-    of the step, bench/RESULTS.md)."""
-    if config.num_workers >= 0:
-        return config.num_workers
-    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    cores = len(os.sched_getaffinity(0)) // max(1, ranks_here)
-    if device.type == "cuda":
-        return max(1, min(cores - 1, 16))
-    return 1 if cores >= 2 else 0
-
-
-def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: int):
-    """This rank's loader for ``epoch``: its shard of the epoch's supervision edges, sampled on
-    the visible graph minus all of the epoch's supervision edges."""
-    sup = supervision_mask(graph.train_edges, config.supervision_ratio, config.seed, epoch)
-    message_passing = torch.cat([graph.train_edges[:, ~sup], graph.seed_edges], dim=1)
-    data = graph.hetero_data(message_passing, sort_by_destination=True)
-    supervision = graph.train_edges[:, sup].long()
-    edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size,
-                                                 config.seed, epoch)]
-    workers = loader_workers(config, env.device)
-    weight = None
-    if config.negative_power:  # popularity-biased negatives, on this epoch's visible degrees
-        degree = torch.bincount(message_passing[1], minlength=graph.num_nodes["track"]).double()
-        weight = (degree + 1) ** config.negative_power
-    loader = LinkNeighborLoader(
-        data, num_neighbors=list(config.fanout), edge_label_index=(PLAYLIST_TRACK, edge_label_index),
-        neg_sampling=NegativeSampling("triplet", amount=config.negatives, dst_weight=weight),
-        batch_size=config.batch_size, is_sorted=True,
-        shuffle=False,  # the shard is already a fresh (seed, epoch) permutation
-        num_workers=workers, persistent_workers=False, prefetch_factor=4 if workers else None)
-    return loader
-
-
-def candidate_log_frequency(graph: Graph, config: TrainConfig) -> torch.Tensor:
-    """Per track, log of how often it is expected among a batch's softmax candidates: as a
-    positive (drawn like the train edges, by degree) or as a sampled negative."""
-    degree = torch.bincount(graph.train_edges[1], minlength=graph.num_nodes["track"]).double()
-    weight = (degree + 1) ** config.negative_power
-    expected = (config.batch_size * degree / degree.sum().clamp(min=1)
-                + config.batch_size * config.negatives * weight / weight.sum())
-    return expected.log().float()
-
-
-def batch_loss(model, batch, config: TrainConfig, amp: bool, log_frequency: torch.Tensor | None = None):
-    """(mean loss, number of loss terms, number of positive edges) of one batch.
-
-    Negatives are triplets (the positive's playlist with ``negatives`` random tracks), for BCE
-    too: PyG's binary mode also draws a random playlist, which lets a model score playlists by
-    degree instead of ranking tracks for a playlist, the task evaluation measures.
-    """
-    seeds = {"playlist": batch["playlist"].src_index,
-             "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()])}
-    within = hop_counts(seeds, batch.edge_index_dict, batch.num_nodes_dict, config.layers)
-    with torch.autocast(batch["playlist"].x.device.type, dtype=torch.bfloat16, enabled=amp):
-        h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict, within)
-    hp, ht = h["playlist"].float(), h["track"].float()
-    src = hp[batch["playlist"].src_index]
-    if config.loss == "softmax":  # scores its own candidates: no per-triplet scores needed
-        loss = sampled_softmax(src, ht, batch["playlist"].src_index, batch["track"].dst_pos_index,
-                               batch["track"].dst_neg_index, log_frequency[batch["track"].n_id])
-        return loss, src.size(0), src.size(0)
-    pos = (src * ht[batch["track"].dst_pos_index]).sum(-1)
-    neg = (src.unsqueeze(1) * ht[batch["track"].dst_neg_index]).sum(-1)
-    if config.loss == "bce":
-        logits = torch.cat([pos, neg.flatten()])
-        labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg.flatten())])
-        return F.binary_cross_entropy_with_logits(logits, labels), logits.numel(), pos.numel()
-    return -F.logsigmoid(pos.unsqueeze(1) - neg).mean(), neg.numel(), pos.numel()
-
-
-def sampled_softmax(src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tensor,
-                    positive: torch.Tensor, negative: torch.Tensor,
-                    log_frequency: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each positive against every track of the batch (its positives and
-    sampled negatives: mixed negative sampling), rather than against its own few negatives.
-
-    The evaluation ranks the whole catalogue; BPR on uniform negatives mostly compares with rare
-    tracks a playlist was never close to (its loss falls to ~0.04 and stops teaching), while the
-    other positives of a batch are the popular, plausible tracks its top ranks compete with.
-    Popular tracks are candidates more often, so each logit is corrected by the log of its
-    candidate frequency (sampling-bias correction, Yi et al. 2019); without it the scores learn
-    to demote popular tracks. A batch's other positives of the same playlist are true links,
-    so they are masked out of its row.
-
-    ``src``: (B, d) playlist readouts of the B positives; ``playlist``, ``positive``: (B,) local
-    playlist and track indices; ``negative``: (B, K) local track indices; ``log_frequency``:
-    per local track, :func:`candidate_log_frequency`.
-    """
-    candidates = torch.unique(torch.cat([positive, negative.flatten()]))
-    target = torch.searchsorted(candidates, positive)
-    logits = src @ h_track[candidates].T - log_frequency[candidates]
-    rows, others = (playlist.unsqueeze(1) == playlist.unsqueeze(0)).nonzero(as_tuple=True)
-    other_positive = torch.zeros_like(logits, dtype=torch.bool)
-    other_positive[rows, target[others]] = True
-    other_positive[torch.arange(len(target), device=target.device), target] = False
-    return F.cross_entropy(logits.masked_fill(other_positive, float("-inf")), target)
-
-
-class RowWiseAdagrad(torch.optim.Optimizer):
-    """Adagrad with one accumulator per embedding row, the mean of the row's squared gradients
-    (FBGEMM's row-wise Adagrad for recommender embedding tables): 4 bytes of state per row where
-    Adam keeps two rows of floats (at 100k playlists, 232 MB of SparseAdam state become 3.6 MB).
-    Sparse or dense gradients; a row without gradient is left as it is."""
-
-    def __init__(self, params, lr: float, eps: float = 1e-10):
-        super().__init__(params, {"lr": lr, "eps": eps})
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "sum" not in state:
-                    state["sum"] = torch.zeros(p.size(0), dtype=torch.float32, device=p.device)
-                grad = p.grad
-                if grad.is_sparse:
-                    grad = grad.coalesce()
-                    rows, values = grad.indices()[0], grad.values()
-                else:
-                    rows = grad.abs().sum(1).nonzero().squeeze(1)
-                    values = grad[rows]
-                state["sum"].index_add_(0, rows, values.float().pow(2).mean(1))
-                scale = state["sum"][rows].sqrt_().add_(group["eps"]).reciprocal_()
-                p.index_add_(0, rows, (values * scale.unsqueeze(1)).to(p.dtype), alpha=-group["lr"])
-
-
-class Optimizer:
-    """AdamW for the dense weights; the ID embeddings, without weight decay, by
-    :class:`RowWiseAdagrad` (the default: at 100k playlists it took 2 CPU ranks from 1.94-1.97
-    to 1.71-1.74 GiB each, at the same g10k quality as Adam, bench/RESULTS.md), or with
-    ``embedding_optimizer=adam`` by SparseAdam when their gradients are sparse (on CPU: state
-    and update touch only a batch's rows; dense gradients for 900k rows cost ~300 MB of peak
-    memory per step at 100k playlists) and by AdamW when dense (CUDA)."""
-
-    def __init__(self, model: torch.nn.Module, config: TrainConfig, sparse: bool):
-        embeddings = [p for n, p in model.named_parameters() if n.startswith("embedding.")]
-        dense = [p for n, p in model.named_parameters() if not n.startswith("embedding.")]
-        groups = [{"params": dense, "weight_decay": config.weight_decay}]
-        embedding_lr = config.embedding_lr or config.lr
-        self.parts = {}
-        if embeddings and config.embedding_optimizer == "rowwise_adagrad":
-            self.parts["rowwise"] = RowWiseAdagrad(embeddings, lr=embedding_lr)
-        elif sparse and embeddings:
-            self.parts["sparse"] = torch.optim.SparseAdam(embeddings, lr=embedding_lr)
-        elif embeddings:
-            groups.append({"params": embeddings, "weight_decay": 0.0, "lr": embedding_lr})
-        self.parts["dense"] = torch.optim.AdamW(groups, lr=config.lr)
-
-    def zero_grad(self) -> None:
-        for opt in self.parts.values():
-            opt.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        for opt in self.parts.values():
-            opt.step()
-
-    def state_dict(self) -> dict:
-        return {name: opt.state_dict() for name, opt in self.parts.items()}
-
-    def load_state_dict(self, state: dict, where: str) -> None:
-        if set(state) != set(self.parts):
-            raise ConfigError(f"--resume: {where} holds optimizer state for {sorted(state)}, this run "
-                              f"needs {sorted(self.parts)}: it was written on another device type "
-                              "(with embedding_optimizer=adam, ID embeddings are sparse on CPU, dense on "
-                              "CUDA) or by an older trainer; "
-                              "resume on the device type the run started on, or start a new run")
-        for name, opt in self.parts.items():
-            opt.load_state_dict(state[name])
-
-
-class RunDir:
-    """Rank 0's writer for everything under RUN_DIR."""
-
-    def __init__(self, path: str):
-        self.path = path.rstrip("/")
-        self.fs, self.root = fsspec.core.url_to_fs(self.path)
-
-    def join(self, *parts) -> str:
-        return posixpath.join(self.path, *parts)
-
-    def write_json(self, name: str, obj) -> None:
-        checkpoint.atomic_write_bytes(self.join(name), (json.dumps(obj, indent=2) + "\n").encode())
-
-    def read_json(self, name: str):
-        p = posixpath.join(self.root, name)
-        if not self.fs.exists(p):
-            return None
-        with self.fs.open(p, "r") as f:
-            return json.load(f)
-
-    def read_metrics(self) -> list[dict]:
-        p = posixpath.join(self.root, "metrics.jsonl")
-        if not self.fs.exists(p):
-            return []
-        with self.fs.open(p, "r") as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-    def write_metrics(self, records: list[dict]) -> None:
-        text = "".join(json.dumps(r) + "\n" for r in records)
-        checkpoint.atomic_write_bytes(self.join("metrics.jsonl"), text.encode())
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def graph_record(graph: Graph) -> dict:
-    m = graph.manifest
-    return {"graph": graph.path, "schema_version": m["schema_version"], "created_at": m["created_at"],
-            "counts": m["counts"]}
-
-
-def check_resumable(saved: dict, config: TrainConfig, run: RunDir, graph: Graph) -> None:
-    current = config.to_dict()
-    differ = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
-    if differ:
-        raise ConfigError(
-            f"--resume: config differs from the checkpoint in {differ} "
-            f"({', '.join(f'{k}: {saved.get(k)!r} -> {current[k]!r}' for k in differ)}); "
-            f"only {sorted(RESUMABLE_CHANGES)} may change")
-    recorded = run.read_json("graph.json")
-    now = graph_record(graph)
-    if recorded and (recorded["created_at"], recorded["counts"]) != (now["created_at"], now["counts"]):
-        raise ConfigError(f"--resume: {run.path} was trained on graph {recorded['graph']} "
-                          f"(created_at {recorded['created_at']}), not {graph.path} (created_at {now['created_at']})")
 
 
 class SamplerMissing(RuntimeError):
@@ -341,8 +110,9 @@ def require_sampler() -> None:
 
 def main(argv=None) -> "TrainResult":
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    require_sampler()
     config = resolve(args.config, overrides)
+    if config.propagation == "sampled":
+        require_sampler()
     cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
     env = dist.setup(config.device)
     try:
@@ -364,6 +134,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
     run = RunDir(out)
     graph = load_graph(graph_path)
     ckpt_path = checkpoint.checkpoint_path(run.path)
+    best_path = checkpoint.checkpoint_path(run.path, checkpoint.BEST)
     ckpt = None
     if resume and checkpoint.exists(ckpt_path):
         ckpt = checkpoint.load(ckpt_path)
@@ -371,64 +142,84 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
     elif resume:
         log(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
 
-    seed_everything(config.seed)  # identical initial parameters on every rank
+    # 1. Model and optimiser: identical initial parameters on every rank.
+    seed_everything(config.seed)
     feature_dims = {t: x.size(1) for t, x in graph.x.items()}
-    # Sparse ID-embedding gradients need a sparse all-reduce, which gloo has and NCCL lacks.
-    sparse = env.device.type == "cpu"
+    # Sparse ID-embedding gradients need a sparse all-reduce, which gloo has and NCCL lacks; a
+    # full-graph step touches every row, so its gradients are dense anyway.
+    sparse = env.device.type == "cpu" and config.propagation == "sampled"
     model = build_model(config, graph.metadata(), feature_dims, graph.num_nodes, sparse).to(env.device)
     optimizer = Optimizer(model, config, sparse)
+
+    # 2. Resume state: model, optimiser, RNG, where in which epoch, model selection so far.
     start_epoch, skip_steps, global_step, carried = 0, 0, 0, [0.0, 0.0, 0.0]
+    selection = {"best": None, "best_epoch": None, "bad_epochs": 0}
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"], ckpt_path)
         checkpoint.set_rng_state(ckpt["rng"])
         start_epoch, skip_steps, global_step = ckpt["epoch"], ckpt["step"], ckpt["global_step"]
         carried = list(ckpt["epoch_sums"])
+        selection = ckpt.get("selection", selection)
         log(f"resuming from {ckpt_path}: epoch {start_epoch}, step {skip_steps}")
-
     records = [r for r in run.read_metrics() if r["epoch"] < start_epoch] if ckpt is not None else []
     if env.is_main:
+        if ckpt is None:  # a best checkpoint of an earlier run here must not be exported as this one's
+            checkpoint.remove(best_path)
         run.write_json("config.json", config.to_dict())
         run.write_json("graph.json", graph_record(graph))
         run.write_metrics(records)
+
+    # 3. Parallelism applied to the unchanged model; the training strategy; validation sets.
     ddp = (DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None)
            if env.distributed else model)
     amp = config.amp and env.device.type == "cuda"
+    log_frequency = None
+    if config.loss == "softmax":
+        log_frequency = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], config.batch_size,
+                                                config.negatives, config.negative_power).to(env.device)
+    strategy = (FullGraphTraining if config.propagation == "full" else SampledTraining)(
+        graph, config, env, log_frequency)
     val_edges = val_edges_for_rank(graph, config, env)
-    log_frequency = candidate_log_frequency(graph, config).to(env.device) if config.loss == "softmax" else None
+    ranking = ranking_set(graph, config.val_rank_playlists, config.seed) if config.val_rank_playlists else None
 
-    def save(epoch: int, step: int, sums: list[float]) -> None:
+    def save(path: str, epoch: int, step: int, sums: list[float]) -> None:
         if env.is_main:
-            checkpoint.save(ckpt_path, {
+            checkpoint.save(path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "step": step, "global_step": global_step, "epoch_sums": [float(s) for s in sums],
-                "rng": checkpoint.rng_state(), "config": config.to_dict(), "graph": graph_record(graph)})
+                "rng": checkpoint.rng_state(), "config": config.to_dict(), "graph": graph_record(graph),
+                "selection": selection})
 
-    log(f"training on {env.world_size} process(es), device {env.device}, "
+    log(f"training on {env.world_size} process(es), device {env.device}, propagation {config.propagation}, "
         f"{graph.num_nodes} nodes, {graph.train_edges.size(1)} train edges, {graph.val_edges.size(1)} val edges")
     record = records[-1] if records else {}
-    for epoch in tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not env.is_main,
+    stopped = start_epoch > 0 and _stop(selection, config)
+    for epoch in tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not env.is_main or stopped,
                       initial=start_epoch, total=config.epochs):
+        if stopped:
+            break
+        # 4. The epoch's graph and this rank's shard of its supervision edges.
         t_epoch = time.perf_counter()
-        loader = epoch_loader(graph, config, env, epoch)
+        steps = strategy.start_epoch(epoch)
         setup_s = time.perf_counter() - t_epoch
-        steps = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
+        steps = min(steps, config.max_steps_per_epoch or steps)
         steps = dist.all_reduce_min(env, steps)  # shards are equal; this guards the invariant
         seed_everything(epoch_seed(config, epoch, env.rank))
         skip = skip_steps if epoch == start_epoch else 0
         # loss sum, loss terms, positives; carried over from a mid-epoch checkpoint
         sums = carried if skip else [0.0, 0.0, 0.0]
         data_s = compute_s = 0.0
-        batches = iter(loader)
+
+        # 5. Train: loss, backward (DDP all-reduces the gradients), step.
         bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=not env.is_main, initial=skip)
-        for step in range(steps):
-            t0 = time.perf_counter()
-            batch = next(batches)
-            if step < skip:  # replays the sampler's randomness exactly, without training
+        t0 = time.perf_counter()
+        for step, batch in enumerate(strategy.batches(steps, skip)):
+            if batch is None:  # before the resumed step
+                t0 = time.perf_counter()
                 continue
-            batch = batch.to(env.device, non_blocking=True)
             t1 = time.perf_counter()
-            loss, terms, positives = batch_loss(ddp, batch, config, amp, log_frequency)
+            loss, terms, positives = strategy.loss(ddp, batch, amp)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -443,45 +234,92 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
             if config.checkpoint_every and global_step % config.checkpoint_every == 0 and step + 1 < steps:
-                save(epoch, step + 1, sums)
+                save(ckpt_path, epoch, step + 1, sums)
+            t0 = time.perf_counter()
         bar.close()
-        del batches  # stops the loader's workers
         loop_s = time.perf_counter() - t_epoch - setup_s
         loss_sum, terms, positives, data_total, compute_total = dist.all_reduce_sum(
             env, [*sums, data_s, compute_s])
         trained = steps - skip
-        # On the epoch's graph (visible minus this epoch's supervision edges; validation
-        # playlists keep all their seeds): a second, full graph built beside the training heap
-        # was the run's memory peak (+0.17 GB at 100k playlists), for a diagnostic.
-        metrics = validate(model, loader.data, val_edges, config, env)
-        del loader
+
+        # 6. Validate: sampled diagnostics on the epoch's graph; full-catalogue ranking (rank 0,
+        # its numbers shared so every rank takes the same stopping decision).
+        metrics = validate(model, strategy, val_edges, config, env)
+        t_rank = time.perf_counter()
+        ranked = _rank_metrics(model, strategy, ranking, env)
+        rank_s = time.perf_counter() - t_rank
+        improved = _update_selection(selection, ranked, epoch)
         record = {
             "epoch": epoch,
             "train_loss": loss_sum / terms if terms else None,
             **metrics,
+            **ranked,
+            "best_epoch": selection["best_epoch"],
             "seconds": round(time.perf_counter() - t_epoch, 3),
             # supervision edges per second over all ranks, in the batch loop
             "edges_per_s": round(positives / loop_s, 1) if loop_s > 0 else None,
-            # share of the step spent waiting for the loader (sampling, negatives, collation)
+            # share of the step spent waiting for the batch (sampling, negatives, collation)
             "data_fraction": round(data_total / (data_total + compute_total), 4) if data_total + compute_total else None,
             "data_s_per_step": round(data_total / env.world_size / trained, 5) if trained else None,
             "compute_s_per_step": round(compute_total / env.world_size / trained, 5) if trained else None,
-            "setup_s": round(setup_s, 3),  # per-epoch graph rebuild and sampler set-up
-            "loader_workers": loader_workers(config, env.device),
+            "setup_s": round(setup_s, 3),  # the epoch's graph and sampler set-up
+            "rank_val_s": round(rank_s, 3),
+            "propagation": config.propagation,
+            "loader_workers": strategy.loader_workers,
             "steps": steps,
             "world_size": env.world_size,
             "peak_rss_mb": round(dist.all_reduce_max(env, _peak_rss_mb()), 1),  # max over ranks
         }
+        if env.device.type == "cuda":
+            record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(env.device) / 2**20, 1)
         records.append(record)
+
+        # 7. Record (rank 0): metrics, curves, checkpoints.
         if env.is_main:
             run.write_metrics(records)
             checkpoint.atomic_write_bytes(run.join("curves.png"), learning_curves(records))
             log(json.dumps(record))
-        save(epoch + 1, 0, [0.0, 0.0, 0.0])
+        save(ckpt_path, epoch + 1, 0, [0.0, 0.0, 0.0])
+        if improved:
+            save(best_path, epoch + 1, 0, [0.0, 0.0, 0.0])
+        stopped = _stop(selection, config)
+        if stopped:
+            log(f"early stop after epoch {epoch}: val R-precision has not improved for "
+                f"{selection['bad_epochs']} epochs (best {selection['best']:.4f} at epoch {selection['best_epoch']})")
     dist.barrier(env)
-    log(f"done: {config.epochs} epochs, train_loss {record.get('train_loss')}, val_loss {record.get('val_loss')}, "
-        f"val_auc {record.get('val_auc')}; run dir {run.path}")
+    log(f"done: {len(records)} epochs, train_loss {record.get('train_loss')}, "
+        f"val_r_precision {record.get('val_r_precision')}, best epoch {selection['best_epoch']}; run dir {run.path}")
     return TrainResult(record, model, global_step)
+
+
+def _rank_metrics(model, strategy, ranking, env) -> dict:
+    """Full-catalogue validation metrics, computed on rank 0 and shared with every rank."""
+    if ranking is None:
+        return {}
+    keys = [f"val_{m}" for m in RANK_METRICS]
+    values = [0.0] * len(keys)
+    if env.is_main:
+        model.eval()
+        ranked = rank_validation(strategy.embed(model), ranking, env.device)
+        model.train()
+        values = [ranked[k] or 0.0 for k in keys]
+    return dict(zip(keys, dist.all_reduce_sum(env, values)))
+
+
+def _update_selection(selection: dict, ranked: dict, epoch: int) -> bool:
+    """Whether ``epoch`` is the best so far by val R-precision (then NDCG); updates ``selection``."""
+    if not ranked:
+        return False
+    value = (ranked["val_r_precision"], ranked["val_ndcg"])
+    if selection["best"] is None or value > tuple(selection["best_value"]):
+        selection.update(best=value[0], best_value=list(value), best_epoch=epoch, bad_epochs=0)
+        return True
+    selection["bad_epochs"] += 1
+    return False
+
+
+def _stop(selection: dict, config: TrainConfig) -> bool:
+    return bool(config.patience) and selection["bad_epochs"] >= config.patience
 
 
 if __name__ == "__main__":

@@ -1,26 +1,32 @@
-"""Validation diagnostics during training: the training loss (BCE; BPR, which is also the
-softmax's term with one negative) and ROC AUC of held-out edges against sampled negatives.
-(Sampled metrics are diagnostics only; the real evaluation ranks the full catalogue, see
-``trainer/evaluate.py``.)
+"""Validation during training, on the hidden edges of ``split=val`` playlists.
 
-Validation edges are the hidden edges of ``split=val`` playlists; message passing uses the
-epoch's graph (the visible train + seed edges minus the epoch's supervision edges, which belong
-to training playlists: a validation playlist keeps all its seeds). Each rank scores its shard;
-the loss is reduced as a sum and a count, and the AUC is exact: every rank's scores and labels
-are gathered before ranking.
+- :func:`validate`: diagnostics: the configured loss (BCE; BPR, which is also the softmax's term
+  with one negative) and ROC AUC of held-out edges against sampled negatives, scored on the
+  epoch's graph (the visible edges minus the epoch's supervision edges, which belong to
+  training playlists: a validation playlist keeps all its seeds). Sampled metrics are
+  diagnostics only (Krichene & Rendle 2020). Each rank scores its shard; the loss is reduced as
+  a sum and a count, and the AUC is exact: every rank's scores and labels are gathered.
+- :func:`rank_validation`: what model selection uses: the RecSys 2018 metrics of a fixed sample
+  of seeded validation playlists, ranking the full catalogue exactly as ``trainer.evaluate``
+  does (seeds masked, tracks without a visible edge excluded, top 500), from embeddings of the
+  whole visible graph. Playlists without seeds are left out: every method ranks them by title.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch_geometric.loader import LinkNeighborLoader
 
+from etl import contract as C
 from trainer import dist
-from trainer.graph import PLAYLIST_TRACK
-from trainer.model import hop_counts, score
+from trainer.metrics import K, batch_metrics
+from trainer.scoring import EmbeddingScorer, Queries, top_k
 from trainer.shards import epoch_generator, rank_shard
 
 _VAL_STREAM = 7
+RANK_METRICS = ("r_precision", "ndcg", "clicks")
 
 
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
@@ -49,38 +55,21 @@ def val_edges_for_rank(graph, config, env) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model, data, edges: torch.Tensor, config, env) -> dict:
+def validate(model, training, edges: torch.Tensor, config, env) -> dict:
     """``val_loss`` (the configured loss, one negative per positive) and ``val_auc`` over all
-    ranks (None when there are no validation edges). ``data``: a message-passing graph sorted
-    by destination (``Graph.hetero_data(sort_by_destination=True)``): the training loop passes
-    its epoch's graph, which holds every validation playlist's seeds."""
+    ranks (None when there are no validation edges); ``training``: the epoch's
+    ``SampledTraining`` or ``FullGraphTraining``, which scores pairs on the epoch's graph."""
     total = dist.all_reduce_sum(env, [float(edges.size(1))])[0]
     if total == 0:
         return {"val_loss": None, "val_auc": None}
     model.eval()
-    graph_tracks = data["track"].num_nodes
     # One negative per positive: the same playlist with a random track, the same draw every
     # epoch so that the curve measures the model and not the draw.
     gen = epoch_generator(config.seed, env.rank, _VAL_STREAM + 1)
-    negatives = torch.stack([edges[0], torch.randint(graph_tracks, (edges.size(1),), generator=gen)])
-    torch.manual_seed(config.seed * 1_000_003 + 999_983 + env.rank)  # neighbour sampling
-    loader = LinkNeighborLoader(
-        data, num_neighbors=list(config.fanout), batch_size=config.batch_size, shuffle=False, is_sorted=True,
-        edge_label_index=(PLAYLIST_TRACK, torch.cat([edges, negatives], dim=1)), num_workers=0)
-    all_scores = []
-    for batch in loader:
-        batch = batch.to(env.device)
-        with torch.autocast(env.device.type, dtype=torch.bfloat16,
-                            enabled=config.amp and env.device.type == "cuda"):
-            label_index = batch[PLAYLIST_TRACK].edge_label_index
-            within = hop_counts({"playlist": label_index[0], "track": label_index[1]},
-                                batch.edge_index_dict, batch.num_nodes_dict, config.layers)
-            h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict, within)
-        logits = score(h["playlist"].float(), h["track"].float(), label_index)
-        all_scores.append(logits.cpu())
+    negatives = torch.stack([edges[0], torch.randint(training.graph.num_nodes["track"], (edges.size(1),),
+                                                     generator=gen)])
+    scores = training.pair_scores(model, torch.cat([edges, negatives], dim=1))
     model.train()
-    # The loader kept order: positives, then their negatives (same playlist) in the same order.
-    scores = torch.cat(all_scores) if all_scores else torch.empty(0)
     n = edges.size(1)
     pos, neg = scores[:n], scores[n:]
     labels = torch.cat([torch.ones(n), torch.zeros(n)])
@@ -93,3 +82,76 @@ def validate(model, data, edges: torch.Tensor, config, env) -> dict:
     loss_sum, count = dist.all_reduce_sum(env, [loss_sum, float(count)])
     scores, labels = dist.all_gather_cat(env, scores), dist.all_gather_cat(env, labels)
     return {"val_loss": loss_sum / count, "val_auc": roc_auc(scores, labels)}
+
+
+@dataclass
+class RankingSet:
+    """Seeded validation playlists, their seeds and ground truth (hidden tracks that are not
+    seeds), the catalogue ranked and each track's artist."""
+
+    queries: Queries
+    truth_indptr: np.ndarray
+    truth_tracks: np.ndarray
+    allowed: np.ndarray       # bool per track: has a visible edge
+    track_artist: np.ndarray  # artist id per track
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+def ranking_set(graph, max_playlists: int, seed: int) -> RankingSet:
+    """A fixed sample of at most ``max_playlists`` (0: all) seeded validation playlists with
+    ground truth."""
+    num_tracks = graph.num_nodes["track"]
+    is_val = torch.from_numpy(graph.playlist_split == C.SPLIT_VAL)
+    seeds = graph.seed_edges.long()
+    seeds = seeds[:, is_val[seeds[0]]]
+    truth = graph.val_edges.long()
+    # A track both seed and hidden (a playlist repeating it) is masked from the ranking, so it
+    # is not ground truth (as trainer.evaluate.held_out).
+    seed_keys = torch.unique(seeds[0] * num_tracks + seeds[1])
+    truth_keys = torch.unique(truth[0] * num_tracks + truth[1])
+    truth_keys = truth_keys[~torch.isin(truth_keys, seed_keys)]
+    candidates = np.intersect1d(torch.unique(seeds[0]).numpy(), torch.unique(truth_keys // num_tracks).numpy())
+    if max_playlists and len(candidates) > max_playlists:
+        pick = torch.randperm(len(candidates), generator=epoch_generator(seed, 0, _VAL_STREAM + 2))
+        candidates = np.sort(candidates[pick[:max_playlists].numpy()])
+    chosen = torch.from_numpy(candidates)
+
+    def csr(keys: torch.Tensor):
+        keys = keys[torch.isin(keys // num_tracks, chosen)].sort().values
+        rows = torch.searchsorted(chosen, keys // num_tracks)
+        indptr = np.zeros(len(chosen) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum(np.bincount(rows.numpy(), minlength=len(chosen)))
+        return indptr, (keys % num_tracks).numpy().astype(np.int64)
+
+    seed_indptr, seed_tracks = csr(seed_keys)
+    truth_indptr, truth_tracks = csr(truth_keys)
+    artist = next(ei for (s, _, d), ei in graph.other_edges.items() if (s, d) == ("track", "artist")).long()
+    track_artist = np.zeros(num_tracks, dtype=np.int64)
+    track_artist[artist[0].numpy()] = artist[1].numpy()
+    allowed = torch.bincount(graph.visible_edges[1].long(), minlength=num_tracks).numpy() > 0
+    queries = Queries(seed_indptr, seed_tracks, [""] * len(chosen), candidates.astype(np.int64))
+    return RankingSet(queries, truth_indptr, truth_tracks, allowed, track_artist)
+
+
+@torch.no_grad()
+def rank_validation(embeddings: dict[str, torch.Tensor], ranking: RankingSet, device,
+                    batch_size: int = 256, chunk_size: int = 1 << 17) -> dict:
+    """Mean ``val_r_precision``, ``val_ndcg`` and ``val_clicks`` of the ranking set, ranked by
+    ``embeddings`` (every playlist's and track's readout)."""
+    if len(ranking) == 0:
+        return {f"val_{m}": None for m in RANK_METRICS}
+    scorer = EmbeddingScorer(embeddings["track"].cpu().numpy(), embeddings["playlist"].cpu().numpy(), device)
+    num_tracks = len(ranking.allowed)
+    sums = dict.fromkeys(RANK_METRICS, 0.0)
+    for lo in range(0, len(ranking), batch_size):
+        rows = np.arange(lo, min(lo + batch_size, len(ranking)))
+        part = ranking.queries.take(rows)
+        ranked, _ = top_k(scorer.batch(part), part, num_tracks, K, chunk_size, device, ranking.allowed)
+        indptr = ranking.truth_indptr[lo:rows[-1] + 2]
+        values = batch_metrics(ranked, indptr - indptr[0], ranking.truth_tracks[indptr[0]:indptr[-1]],
+                               ranking.track_artist)
+        for m in RANK_METRICS:
+            sums[m] += float(values[m].sum())
+    return {f"val_{m}": sums[m] / len(ranking) for m in RANK_METRICS}

@@ -1,0 +1,155 @@
+"""Full-graph training (propagation=full): the prebuilt adjacency propagates exactly as the
+edge-list model does, gradients match, ranking validation equals trainer.evaluate, early
+stopping keeps the best checkpoint."""
+import json
+
+import pytest
+import torch
+
+from graphdir_fixture import synthetic_graph_dir
+from trainer import checkpoint, dist
+from trainer.config import ConfigError, TrainConfig
+from trainer.embed import encode_all, load_trained
+from trainer.full_graph import FullGraphTraining, MeanAdjacency, adjacency
+from trainer.graph import load_graph
+from trainer.model import LinkPredictor
+from trainer.train import main
+from trainer.validation import rank_validation, ranking_set
+
+SMALL = ["--hidden=16", "--id_dim=8", "--batch_size=256", "--loss_chunk=64", "--device=cpu"]
+CPU = dist.DistEnv(0, 0, 1, torch.device("cpu"), None)
+
+
+@pytest.fixture(scope="module")
+def gdir(tmp_path_factory):
+    return synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 200, seed=11)
+
+
+@pytest.fixture(scope="module")
+def graph(gdir):
+    return load_graph(gdir)
+
+
+def _model(graph, **kw):
+    torch.manual_seed(0)
+    return LinkPredictor(graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes,
+                         hidden=16, layers=3, id_dim=8, layer_mean=True, temperature=0.2, conv="lightgcn",
+                         track_bias=True, **kw)
+
+
+def test_mean_adjacency_product_and_its_gradient_are_the_neighbour_mean():
+    edge_index = torch.tensor([[0, 1, 2, 2, 3], [0, 0, 0, 1, 2]])  # source -> destination; 3 has a self-free row
+    a = MeanAdjacency(edge_index, num_src=4, num_dst=4, device=torch.device("cpu"))
+    x = torch.randn(4, 3, requires_grad=True)
+    y = a @ x
+    expected = torch.stack([x[[0, 1, 2]].mean(0), x[2], x[3], torch.zeros(3)])
+    torch.testing.assert_close(y, expected)
+    weights = torch.randn(4, 3)
+    (grad,) = torch.autograd.grad((y * weights).sum(), x)
+    (grad_expected,) = torch.autograd.grad((expected * weights).sum(), x)
+    torch.testing.assert_close(grad, grad_expected)
+
+
+def test_full_graph_forward_and_gradients_equal_the_edge_list_model(graph):
+    data = graph.hetero_data()
+    n_id = {t: torch.arange(n) for t, n in graph.num_nodes.items()}
+    outputs, grads = [], []
+    for edges in (data.edge_index_dict, adjacency(graph, None, torch.device("cpu"))):
+        model = _model(graph)
+        h = model(data.x_dict, edges, n_id)
+        (h["playlist"][:30].sum() + (h["track"] ** 2).sum()).backward()
+        outputs.append(h)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for t in ("playlist", "track"):
+        torch.testing.assert_close(outputs[1][t], outputs[0][t], rtol=1e-5, atol=1e-6)
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_embeddings_for_validation_equal_the_export(graph):
+    model = _model(graph).eval()
+    training = FullGraphTraining(graph, TrainConfig(), CPU, None)
+    full = training.embed(model)
+    exported = encode_all(model, graph, batch_size=50)
+    for t in ("playlist", "track"):
+        torch.testing.assert_close(full[t], exported[t], rtol=1e-5, atol=1e-5)
+
+
+def test_epoch_batches_cover_the_shard_and_replay_after_a_skip(graph):
+    config = TrainConfig(batch_size=100, negatives=3)
+    training = FullGraphTraining(graph, config, CPU, None)
+    steps = training.start_epoch(2)
+    batches = list(training.batches(steps))
+    assert sum(b.playlist.numel() for b in batches) == training.edges.size(1)
+    assert all(b.negative.shape == (b.playlist.numel(), 3) for b in batches)
+    # the supervision edges are not in the epoch's message passing
+    sup = set(zip(training.edges[0].tolist(), training.edges[1].tolist()))
+    contains = training.adjacency[("playlist", "contains", "track")].transpose.to_sparse_coo().indices()
+    assert sup.isdisjoint(set(zip(contains[0].tolist(), contains[1].tolist())))
+    resumed = list(training.batches(steps, skip=2))
+    assert resumed[:2] == [None, None]
+    for a, b in zip(batches[2:], resumed[2:]):
+        assert torch.equal(a.negative, b.negative) and torch.equal(a.positive, b.positive)
+
+
+def test_rank_validation_equals_trainer_evaluate(gdir, graph, tmp_path):
+    """The in-training R-precision / NDCG / clicks are those trainer.evaluate reports for the
+    seeded validation playlists (title-only ones rank by title for every method)."""
+    from trainer.embed import main as embed_main
+    from trainer.evaluate import evaluate
+
+    run = tmp_path / "run"
+    main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=0", *SMALL])
+    embed_main(["--graph", gdir, "--run", str(run)])
+    result = evaluate(gdir, run, "val", ["gnn"])["methods"]["gnn"]
+    model, _ = load_trained(str(run), graph)
+    ranking = ranking_set(graph, 0, seed=0)
+    ours = rank_validation(FullGraphTraining(graph, TrainConfig(), CPU, None).embed(model), ranking, "cpu")
+    seeded = {c: v for c, v in result["by_category"].items() if c != "title_only"}
+    assert len(ranking) == sum(v["num_playlists"] for v in seeded.values()) > 0
+    for m in ("r_precision", "ndcg", "clicks"):
+        expected = sum(v[m] * v["num_playlists"] for v in seeded.values()) / len(ranking)
+        assert ours[f"val_{m}"] == pytest.approx(expected, abs=1e-6), m
+    sampled = ranking_set(graph, 7, seed=0)
+    assert len(sampled) == 7 and set(sampled.queries.playlist_ids) <= set(ranking.queries.playlist_ids)
+
+
+def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypatch):
+    import trainer.train as train_module
+
+    # A scripted validation curve: best at epoch 1, then worse twice -> stop after epoch 3.
+    curve = iter([0.10, 0.30, 0.20, 0.25, 0.40, 0.50])
+    monkeypatch.setattr(train_module, "_rank_metrics", lambda *a: (lambda v: {
+        "val_r_precision": v, "val_ndcg": v, "val_clicks": 1.0})(next(curve)))
+    run = tmp_path / "run"
+    result = main(["--graph", gdir, "--out", str(run), "--epochs=6", "--patience=2", *SMALL])
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1, 2, 3]
+    assert [r["best_epoch"] for r in records] == [0, 1, 1, 1]
+    best = checkpoint.load(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
+    last = checkpoint.load(checkpoint.checkpoint_path(str(run)))
+    assert best["epoch"] == 2 and last["epoch"] == 4 and result.record["epoch"] == 3
+    graph = load_graph(gdir)
+    exported, _ = load_trained(str(run), graph)
+    for k, v in best["model"].items():
+        assert torch.equal(exported.state_dict()[k], v)
+    assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+    # resuming a stopped run trains no further
+    again = main(["--graph", gdir, "--out", str(run), "--epochs=6", "--patience=2", "--resume", *SMALL])
+    assert again.global_step == result.global_step
+
+
+def test_a_fresh_run_removes_an_earlier_best_checkpoint(gdir, tmp_path):
+    run = tmp_path / "run"
+    main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=20", *SMALL])
+    assert checkpoint.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
+    main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=0", *SMALL])
+    assert not checkpoint.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
+
+
+def test_config_refuses_full_propagation_with_sage_and_patience_without_ranking():
+    with pytest.raises(ConfigError, match="propagation=full needs conv=lightgcn"):
+        TrainConfig(conv="sage", propagation="full")
+    with pytest.raises(ConfigError, match="patience=3 needs val_rank_playlists > 0"):
+        TrainConfig(patience=3, val_rank_playlists=0)
+    assert TrainConfig().propagation == "full" and TrainConfig(conv="sage").propagation == "sampled"

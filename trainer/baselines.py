@@ -210,7 +210,6 @@ class ALS:
         model = fit_als(train, params)
         self.tracks = torch.from_numpy(np.ascontiguousarray(model.item_factors, dtype=np.float32))
         self.trained = torch.from_numpy(train.getnnz(axis=0) > 0)
-        self.max_norm = float(self.tracks.norm(dim=1).max()) if len(self.tracks) else 0.0
         self.below = torch.from_numpy(_below(popularity))
 
     def query_vectors(self, queries: Queries) -> torch.Tensor:
@@ -221,7 +220,7 @@ class ALS:
         u = self.query_vectors(queries)
         norm = u.norm(dim=1, keepdim=True)
         # |u·y| <= |u| max|y|: one below that bound, the untrained tracks cannot outrank a trained one.
-        floor = -norm * self.max_norm - 2.0
+        floor = -norm * self.tracks.norm(dim=1).max() - 2.0
         folded = norm > 0
 
         def chunk(start: int, stop: int) -> torch.Tensor:

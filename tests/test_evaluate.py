@@ -238,8 +238,9 @@ def test_shards_add_up_to_the_whole_exactly(synth):
 @pytest.mark.slow
 def test_torchrun_two_processes_write_the_numbers_of_one(synth, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO_ROOT}
-    args = ["--graph", synth, "--methods", "popularity,itemknn", "--batch-size", "5",
-            "--chunk-size", "300"]
+    # Every rank fits its own ALS: the same seed and data must give every rank the same factors.
+    args = ["--graph", synth, "--methods", "popularity,itemknn,als", "--batch-size", "5",
+            "--chunk-size", "300", "--als-factors", "8", "--als-iterations", "5"]
     one = subprocess.run([sys.executable, "-m", "trainer.evaluate", *args, "--run",
                           str(tmp_path / "one")], env=env, capture_output=True, text=True,
                          cwd=REPO_ROOT)

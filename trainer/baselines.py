@@ -201,7 +201,7 @@ def fold_in(item_factors: torch.Tensor, queries: Queries, alpha: float,
 class ALS:
     """Implicit-feedback ALS: dot products of the folded-in playlist with the track factors.
 
-    Tracks without a training edge (zero factors: implicit solves them with no data) rank after
+    Tracks without a training edge (zero factors: no data to solve them from) rank after
     every track with one, by popularity; a playlist none of whose seeds has a training edge
     folds in to zero and is ranked by popularity alone.
     """
@@ -211,6 +211,9 @@ class ALS:
         model = fit_als(train, params)
         self.tracks = torch.from_numpy(np.ascontiguousarray(model.item_factors, dtype=np.float32))
         self.trained = torch.from_numpy(train.getnnz(axis=0) > 0)
+        # Exactly what the least-squares solve gives a track without data (implicit's CG gives 0
+        # too, on the real dev graph); stated here so an untrained seed never moves a fold-in.
+        self.tracks[~self.trained] = 0.0
         self.below = torch.from_numpy(_below(popularity))
 
     def query_vectors(self, queries: Queries) -> torch.Tensor:

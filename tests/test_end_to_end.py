@@ -92,7 +92,7 @@ def test_eval_report_has_every_method_and_metric(pipeline):
     edges = _table(pipeline["graph"], "edges/playlist_track").to_pandas()
     visible_tracks = edges.loc[edges["role"].isin(C.VISIBLE_ROLES), "track_id"].nunique()
     assert report["num_tracks_ranked"] == visible_tracks
-    assert set(report["methods"]) == {"gnn", "popularity", "itemknn"}
+    assert set(report["methods"]) == {"gnn", "popularity", "itemknn", "als"}
     for method, result in report["methods"].items():
         assert set(METRICS) <= set(result["overall"]), method
         assert 0.0 <= result["overall"]["ndcg"] <= 1.0

@@ -16,8 +16,8 @@ import torch
 from etl import contract as C
 from graphdir_fixture import MPD_SAMPLE, REPO_ROOT, sample_graph_dir, synthetic_graph_dir
 from trainer import catalogue
-from trainer.baselines import ItemKNN, Popularity, TitlePopularity, popularity_counts
-from trainer.evaluate import METRICS, evaluate, held_out, score_sums, shard
+from trainer.baselines import ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
+from trainer.evaluate import METRICS, evaluate, held_out, main, score_sums, shard
 from trainer.metrics import playlist_metrics
 from trainer.scoring import Queries, top_k
 
@@ -238,8 +238,9 @@ def test_shards_add_up_to_the_whole_exactly(synth):
 @pytest.mark.slow
 def test_torchrun_two_processes_write_the_numbers_of_one(synth, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO_ROOT}
-    args = ["--graph", synth, "--methods", "popularity,itemknn", "--batch-size", "5",
-            "--chunk-size", "300"]
+    # Every rank fits its own ALS: the same seed and data must give every rank the same factors.
+    args = ["--graph", synth, "--methods", "popularity,itemknn,als", "--batch-size", "5",
+            "--chunk-size", "300", "--als-factors", "8", "--als-iterations", "5"]
     one = subprocess.run([sys.executable, "-m", "trainer.evaluate", *args, "--run",
                           str(tmp_path / "one")], env=env, capture_output=True, text=True,
                          cwd=REPO_ROOT)
@@ -289,3 +290,17 @@ def test_mistyped_edge_table_is_named(synth, tmp_path):
         pq.write_table(t.set_column(1, "track_id", t["track_id"].cast(pa.int32())), os.path.join(d, f))
     with pytest.raises(C.ContractError, match="column track_id is int32, contract says int64"):
         catalogue.load_catalogue(bad)
+
+
+def test_als_end_to_end_from_the_command_line(synth, tmp_path):
+    run = tmp_path / "als"
+    assert main(["--graph", synth, "--run", str(run), "--methods", "als,popularity",
+                 "--als-factors", "8", "--als-iterations", "5", "--als-alpha", "10",
+                 "--als-threads", "1", "--chunk-size", "300"]) == 0
+    out = json.loads((run / "eval_val.json").read_text())
+    assert out["als"] == {"factors": 8, "regularization": ALSParams().regularization,
+                          "alpha": 10.0, "iterations": 5, "random_state": 0, "num_threads": 1}
+    als, pop = out["methods"]["als"]["overall"], out["methods"]["popularity"]["overall"]
+    assert als["num_playlists"] == pop["num_playlists"] == out["num_playlists"] > 0
+    # The synthetic playlists have planted genres: co-occurrence beats popularity by far.
+    assert als["r_precision"] > 2 * pop["r_precision"]

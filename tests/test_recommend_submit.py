@@ -37,7 +37,7 @@ def uri_names():
             for p in load_mpd_sample() for t in p["tracks"]}
 
 
-@pytest.mark.parametrize("method", ["itemknn", "popularity", "gnn"])
+@pytest.mark.parametrize("method", ["itemknn", "popularity", "gnn", "als"])
 def test_recommend_for_a_pid_excludes_its_tracks(graph, run, uri_names, method):
     cat = catalogue.load_catalogue(graph)
     pid = int(cat.playlist_pid[np.flatnonzero(cat.playlist_split == C.SPLIT_TRAIN)[0]])

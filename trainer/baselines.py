@@ -9,6 +9,11 @@
   both); gamma > 1 favours playlists that share several seeds. Computed as
   ``(seeds × playlists) @ (playlists × tracks)`` per batch of queries and chunk of tracks, with
   scipy.sparse: no track × track matrix is ever formed (at MPD scale it would not fit).
+- ``ALS``: implicit-feedback matrix factorisation (Hu, Koren & Volinsky 2008) fitted with the
+  ``implicit`` package on the training playlists' train edges, confidence c = 1 + alpha·r. A
+  held-out playlist is folded in from its seeds by the least-squares solve of one ALS half-step,
+  u = (YᵀY + Yᵀ(C_u − I)Y + λI)⁻¹ Yᵀ C_u p_u (what implicit's ``recalculate_user`` computes),
+  batched over queries; the track factors stay fixed.
 - ``TitlePopularity``: the fallback for a playlist without seeds: the tracks most frequent in
   training playlists with the same normalised title, then global popularity.
 
@@ -16,6 +21,8 @@ Where a method gives a track no score (no co-occurrence, no title match), the re
 follow by global popularity, so every method fills all K slots sensibly.
 """
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -119,5 +126,111 @@ class ItemKNN:
                 )
             co = (neighbours @ self.columns[start // self.chunk_size]).toarray()
             return _with_fallback(co * self.target[start:stop], self.below[start:stop])
+
+        return chunk
+
+
+@dataclass(frozen=True)
+class ALSParams:
+    """ALS hyper-parameters. The defaults were chosen on the val split of the 2,000-playlist real
+    dev graph (bench/RESULTS.md, "ALS baseline"); regularization 0.01-10 made no difference there."""
+
+    factors: int = 64
+    regularization: float = 0.1
+    alpha: float = 20.0
+    iterations: int = 30
+    random_state: int = 0
+    num_threads: int = 0  # implicit's convention: 0 = every core
+
+    def __post_init__(self):
+        if self.factors < 1 or self.iterations < 1 or self.num_threads < 0:
+            raise ValueError(f"ALS: need factors >= 1, iterations >= 1, num_threads >= 0; got {self}")
+        if self.regularization <= 0 or self.alpha <= 0:
+            # lambda > 0 keeps every fold-in system positive definite, seeds or not.
+            raise ValueError(f"ALS: need regularization > 0 and alpha > 0; got {self}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def fit_als(train: sp.csr_matrix, params: ALSParams):
+    """implicit's ALS fitted on a binary playlist × track matrix, confidence 1 + alpha·r.
+
+    implicit's own ``alpha`` scales r into c = alpha·r (so alpha = 1 would give observed edges
+    no more weight than missing ones); the Hu et al. confidence is passed as the data instead,
+    with implicit's alpha left at 1.
+    """
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    confidence = train.tocsr().astype(np.float32, copy=True)
+    confidence.data = 1.0 + params.alpha * confidence.data
+    # implicit runs its own threads; a multi-threaded BLAS inside them only oversubscribes (and
+    # implicit warns about it when the model is built).
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=params.factors, regularization=params.regularization, alpha=1.0,
+            iterations=params.iterations, random_state=params.random_state,
+            num_threads=params.num_threads, calculate_training_loss=False,
+        )
+        model.fit(confidence, show_progress=False)
+    return model
+
+
+def fold_in(item_factors: torch.Tensor, queries: Queries, alpha: float,
+            regularization: float) -> torch.Tensor:
+    """Playlist factors [B, f] of ``queries`` from their seed tracks, track factors fixed: the
+    exact solve u = (YᵀY + alpha·Y_sᵀY_s + λI)⁻¹ (1 + alpha)·Σ_s y_s, in float64."""
+    y = item_factors.double()
+    f = y.shape[1]
+    counts = torch.from_numpy(queries.num_seeds())
+    rows = len(queries)
+    width = int(counts.max()) if rows else 0
+    # Seeds padded to [B, width, f]; the padding rows are zero and add nothing.
+    row = torch.repeat_interleave(torch.arange(rows), counts)
+    col = torch.arange(len(row)) - torch.repeat_interleave(
+        torch.from_numpy(queries.seed_indptr[:-1]), counts)
+    seeds = torch.zeros((rows, width, f), dtype=torch.float64)
+    seeds[row, col] = y[torch.from_numpy(queries.seed_tracks)]
+    a = (y.T @ y + regularization * torch.eye(f, dtype=torch.float64)).expand(rows, f, f)
+    a = a + alpha * seeds.transpose(1, 2) @ seeds
+    b = (1.0 + alpha) * seeds.sum(dim=1)
+    return torch.linalg.solve(a, b)
+
+
+class ALS:
+    """Implicit-feedback ALS: dot products of the folded-in playlist with the track factors.
+
+    Tracks without a training edge (zero factors: no data to solve them from) rank after
+    every track with one, by popularity; a playlist none of whose seeds has a training edge
+    folds in to zero and is ranked by popularity alone.
+    """
+
+    def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, params: ALSParams = ALSParams()):
+        self.params = params
+        model = fit_als(train, params)
+        self.tracks = torch.from_numpy(np.ascontiguousarray(model.item_factors, dtype=np.float32))
+        self.trained = torch.from_numpy(train.getnnz(axis=0) > 0)
+        # Exactly what the least-squares solve gives a track without data (implicit's CG gives 0
+        # too, on the real dev graph); stated here so an untrained seed never moves a fold-in.
+        self.tracks[~self.trained] = 0.0
+        self.below = torch.from_numpy(_below(popularity))
+
+    def query_vectors(self, queries: Queries) -> torch.Tensor:
+        p = self.params
+        return fold_in(self.tracks, queries, p.alpha, p.regularization).float()
+
+    def batch(self, queries: Queries) -> ChunkScores:
+        u = self.query_vectors(queries)
+        norm = u.norm(dim=1, keepdim=True)
+        # |u·y| <= |u| max|y|: one below that bound, the untrained tracks cannot outrank a trained one.
+        floor = -norm * self.tracks.norm(dim=1).max() - 2.0
+        folded = norm > 0
+
+        def chunk(start: int, stop: int) -> torch.Tensor:
+            below = self.below[start:stop]
+            scores = torch.where(self.trained[start:stop], u @ self.tracks[start:stop].T,
+                                 floor + 1.0 + below)
+            return torch.where(folded, scores, below.expand_as(scores))
 
         return chunk

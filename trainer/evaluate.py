@@ -17,7 +17,7 @@ point (2^-32 resolution), so the reduction is exact and N processes write the ve
 process writes.
 
     python -m trainer.evaluate --graph DIR --run RUN_DIR [--split val|test]
-        [--methods gnn,popularity,itemknn] [--k 500]
+        [--methods gnn,popularity,itemknn,als] [--k 500]
 """
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ from tqdm import tqdm
 
 from etl import contract
 from trainer import catalogue, dist
-from trainer.baselines import ItemKNN, Popularity, TitlePopularity, popularity_counts
+from trainer.baselines import ALS, ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
 from trainer.metrics import K, METRICS, batch_metrics, summarise
 from trainer.scoring import EmbeddingScorer, Queries, Scorer, rank
 
-METHODS = ("gnn", "popularity", "itemknn")
+METHODS = ("gnn", "popularity", "itemknn", "als")
 FIXED_POINT = float(2**32)
 
 
@@ -94,6 +94,7 @@ def held_out(graph: catalogue.Catalogue, split: str) -> HeldOut:
 def build_scorers(
     graph: catalogue.Catalogue, run: Path, methods: list[str], chunk_size: int,
     device: torch.device, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
+    als: ALSParams = ALSParams(),
 ) -> tuple[dict[str, Scorer], Scorer]:
     """The requested methods' scorers and the title fallback they share."""
     if gnn_query not in ("playlist", "seeds"):
@@ -120,6 +121,8 @@ def build_scorers(
             )
         elif m == "popularity":
             scorers[m] = Popularity(popularity)
+        elif m == "als":
+            scorers[m] = ALS(train, popularity, als)
         else:
             scorers[m] = ItemKNN(train, popularity, chunk_size, beta=beta, gamma=gamma)
     return scorers, TitlePopularity(train, graph.playlist_title, popularity)
@@ -202,7 +205,7 @@ def evaluate(
     graph_dir: str | Path, run_dir: str | Path, split: str = contract.SPLIT_VAL,
     methods: list[str] | None = None, k: int = K, batch_size: int = 256,
     chunk_size: int = 1 << 17, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
-    catalogue_scope: str = "visible",
+    catalogue_scope: str = "visible", als: ALSParams = ALSParams(),
 ) -> dict | None:
     """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
     if not 1 <= k <= K:
@@ -220,7 +223,7 @@ def evaluate(
             f" (manifest split: {graph.manifest.get('split')})"
         )
     scorers, fallback = build_scorers(graph, run, methods, chunk_size, device, beta, gamma,
-                                      gnn_query)
+                                      gnn_query, als)
     if catalogue_scope not in ("visible", "all"):
         raise ValueError(f"--catalogue must be visible or all, got {catalogue_scope!r}")
     allowed = None
@@ -250,6 +253,7 @@ def evaluate(
         "world_size": world,
         "without_hidden_tracks": held.without_hidden,
         "itemknn": {"beta": beta, "gamma": gamma},
+        "als": als.as_dict(),
         "gnn_query": gnn_query,
         "title_only": "every method: popularity among training playlists with the same"
                       " normalised title, then global popularity",
@@ -281,6 +285,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--itemknn-gamma", type=float, default=1.0,
                    help="item-kNN: raise each training playlist's seed overlap to this power"
                    " (1 = plain co-occurrence)")
+    d = ALSParams()
+    p.add_argument("--als-factors", type=int, default=d.factors, help="ALS: latent dimension")
+    p.add_argument("--als-regularization", type=float, default=d.regularization,
+                   help="ALS: L2 weight lambda")
+    p.add_argument("--als-alpha", type=float, default=d.alpha,
+                   help="ALS: confidence of a training edge is 1 + alpha")
+    p.add_argument("--als-iterations", type=int, default=d.iterations, help="ALS: sweeps")
+    p.add_argument("--als-seed", type=int, default=d.random_state, help="ALS: random_state")
+    p.add_argument("--als-threads", type=int, default=d.num_threads,
+                   help="ALS: fitting threads (0 = every core)")
     p.add_argument("--gnn-query", default="playlist", choices=["playlist", "seeds"],
                    help="gnn: score with the held-out playlist's own embedding, or with a query"
                    " built from its seed tracks only, as for playlists outside the graph (recommend"
@@ -291,9 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     try:
+        als = ALSParams(args.als_factors, args.als_regularization, args.als_alpha,
+                        args.als_iterations, args.als_seed, args.als_threads)
         evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
                  args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query,
-                 args.catalogue)
+                 args.catalogue, als)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

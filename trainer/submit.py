@@ -1,7 +1,7 @@
 """Write a RecSys Challenge 2018 submission for a ``challenge_set.json``.
 
     python -m trainer.submit --graph DIR --run RUN_DIR --challenge challenge_set.json \\
-        --out submission.csv.gz --team NAME --email ADDR [--method gnn|itemknn|popularity]
+        --out submission.csv.gz --team NAME --email ADDR [--method gnn|itemknn|als|popularity]
 
 Format (as the challenge's sample submission): a ``team_info,NAME,EMAIL`` line, then one line
 per challenge playlist: ``pid, uri_1, …, uri_500`` — exactly 500 distinct track URIs, none of

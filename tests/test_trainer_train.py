@@ -135,7 +135,8 @@ def test_embedding_refuses_another_graph(gdir, tmp_path):
         embed_main(["--graph", other, "--run", str(tmp_path / "run")])
 
 
-@pytest.mark.parametrize("extra", [[], ["--layer_mean=false"], ["--temperature=0"], ["--track_bias=false"]])
+@pytest.mark.parametrize("extra", [[], ["--layer_mean=false"], ["--temperature=0"], ["--track_bias=false"],
+                                   ["--playlist_ids=true"]])
 def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     """recommend --tracks / submit build a playlist from seed tracks; given the playlist's own
     input projection, that vector equals the exported embedding of the graph playlist with

@@ -22,6 +22,7 @@ class TrainConfig:
     conv: str = "lightgcn"                # sage (SAGEConv + ReLU) | lightgcn (parameter-free mean, linear)
     aggr: str = "mean"                    # SAGEConv neighbour aggregation (conv=sage only): mean | sum | max
     id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
+    playlist_ids: bool = False            # and for playlists (zero-initialised; trained through their visible tracks)
     id_dim: int = 32                      # their width (concatenated to the features)
     id_init_std: float = 0.1              # initial spread of ID embeddings
     layer_mean: bool = True               # decode the mean of all layers' outputs (LightGCN-style)
@@ -41,6 +42,7 @@ class TrainConfig:
     embedding_optimizer: str = "rowwise_adagrad"  # ID embeddings: rowwise_adagrad (one float of state per row) | adam (SparseAdam on CPU)
     embedding_lr: float = 0.1             # their learning rate (0: lr)
     weight_decay: float = 0.0
+    embedding_weight_decay: float = 0.0   # L2 on the ID embedding rows a step touches (rowwise_adagrad)
     epochs: int = 2
     max_steps_per_epoch: int = 0          # 0: the whole shard
     seed: int = 0
@@ -90,6 +92,8 @@ class TrainConfig:
              f"embedding_optimizer must be adam or rowwise_adagrad, got {self.embedding_optimizer!r}")
         need(self.embedding_lr >= 0, f"embedding_lr must be >= 0 (0: lr), got {self.embedding_lr}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(self.embedding_weight_decay >= 0,
+             f"embedding_weight_decay must be >= 0, got {self.embedding_weight_decay}")
         need(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
         need(self.max_steps_per_epoch >= 0, f"max_steps_per_epoch must be >= 0, got {self.max_steps_per_epoch}")
         need(self.val_max_edges >= 0, f"val_max_edges must be >= 0, got {self.val_max_edges}")

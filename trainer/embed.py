@@ -53,8 +53,8 @@ def load_trained(run_dir: str, graph: Graph, device="cpu") -> tuple[LinkPredicto
     if (recorded["created_at"], recorded["counts"]) != (now["created_at"], now["counts"]):
         raise ConfigError(f"{run_dir} was trained on graph {recorded['graph']} (created_at "
                           f"{recorded['created_at']}), not on {graph.path} (created_at {now['created_at']})")
-    # Runs from before ``track_bias`` existed were trained without it.
-    config = TrainConfig.from_dict({"track_bias": False, **state["config"]}, where=path)
+    # Runs from before ``track_bias`` and ``playlist_ids`` existed were trained without them.
+    config = TrainConfig.from_dict({"track_bias": False, "playlist_ids": False, **state["config"]}, where=path)
     model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config

@@ -85,7 +85,7 @@ class LinkPredictor(nn.Module):
                  hidden: int = 64, layers: int = 3, aggr: str = "mean",
                  id_embeddings: bool = True, id_dim: int = 32, id_init_std: float = 0.1,
                  layer_mean: bool = False, temperature: float = 0.0, conv: str = "sage",
-                 sparse_embeddings: bool = False, track_bias: bool = False):
+                 sparse_embeddings: bool = False, track_bias: bool = False, playlist_ids: bool = False):
         super().__init__()
         self.nonlinear = conv == "sage"  # LightGCN propagation is linear
         self.layer_mean = layer_mean
@@ -96,12 +96,17 @@ class LinkPredictor(nn.Module):
         self.project = nn.ModuleDict()
         for t in self.node_types:
             width = feature_dims[t]
-            if id_embeddings and t in ID_EMBEDDED_TYPES:
+            if id_embeddings and (t in ID_EMBEDDED_TYPES or (t == "playlist" and playlist_ids)):
                 # Sparse gradients: a batch touches a few thousand of the table's rows.
                 self.embedding[t] = nn.Embedding(num_nodes[t], id_dim, sparse=sparse_embeddings)
-                # Random directions from the start (a near-zero init lingers in the "every playlist
-                # alike" popularity solution); not so large that rarely seen tracks stay noise.
-                nn.init.normal_(self.embedding[t].weight, std=id_init_std)
+                if t == "playlist":
+                    # Zero: a playlist's row learns only from its visible tracks (the seeds of a
+                    # held-out one), and a playlist from outside the graph has none (seed_query).
+                    nn.init.zeros_(self.embedding[t].weight)
+                else:
+                    # Random directions from the start (a near-zero init lingers in the "every
+                    # playlist alike" popularity solution); not so large that rare tracks stay noise.
+                    nn.init.normal_(self.embedding[t].weight, std=id_init_std)
                 width += id_dim
             self.project[t] = nn.Linear(width, hidden)
         # A track's prior (popularity) as a score term of its own: the cosine readout bounds
@@ -225,4 +230,5 @@ def build_model(config, metadata, feature_dims, num_nodes, sparse_embeddings: bo
                          aggr=config.aggr, id_embeddings=config.id_embeddings, id_dim=config.id_dim,
                          id_init_std=config.id_init_std, layer_mean=config.layer_mean,
                          temperature=config.temperature, conv=config.conv,
-                         sparse_embeddings=sparse_embeddings, track_bias=config.track_bias)
+                         sparse_embeddings=sparse_embeddings, track_bias=config.track_bias,
+                         playlist_ids=config.playlist_ids)

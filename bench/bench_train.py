@@ -2,13 +2,16 @@
 
     python bench/bench_train.py --graph G [--steps 40] [--procs 1,2] [--repeats 3] [--out results.json]
     python bench/bench_train.py --synthetic 10000 --workdir /tmp/bench_train ...
+    python bench/bench_train.py --synthetic 10000 --samplers torch_sparse,device --workers 0 --procs ""
 
 ``--graph`` takes a graph dir written by ``etl.job``; ``--synthetic N`` builds one with the test
 fixture's generator (``tests/graphdir_fixture.py``) when the ETL is not at hand. Every training
 measurement is a real ``trainer.train`` run (``python -m`` for 1 process, ``torchrun`` for N)
 limited to ``--steps`` steps, read back from its ``metrics.jsonl``: supervision edges/s over all
 ranks, the step time split into data loading and compute, and peak RSS (max over ranks).
-Medians over ``--repeats`` runs are printed as JSON lines.
+Medians over ``--repeats`` runs are printed as JSON lines. ``--samplers`` compares the config's
+``sampler`` kinds on the loader alone, alternating them run by run (the machine's noise then
+falls on both), and prints each one's median and their ratio.
 """
 from __future__ import annotations
 
@@ -48,7 +51,8 @@ def sampler_throughput(graph_path: str, steps: int, num_workers: int, extra: dic
         next(it)
         n += 1
     dt = time.perf_counter() - t0
-    return {"what": "sampler", "num_workers": num_workers, "batches_per_s": round(n / dt, 2),
+    return {"what": "sampler", "sampler": config.sampler, "num_workers": num_workers,
+            "batches_per_s": round(n / dt, 2),
             "edges_per_s": round(n * config.batch_size / dt, 1), "setup_s": round(setup, 2)}
 
 
@@ -93,6 +97,8 @@ def main() -> None:
     ap.add_argument("--workers", default="0,1", help="loader workers to try for the sampler")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
+    ap.add_argument("--samplers", default="", help="sampler kinds to compare, e.g. torch_sparse,device "
+                    "(default: the config's)")
     ap.add_argument("--skip-sampler", action="store_true")
     ap.add_argument("--out", help="append JSON lines here too")
     args = ap.parse_args()
@@ -111,10 +117,26 @@ def main() -> None:
     results = [{"what": "graph", "path": graph, **counts}]
     print(json.dumps(results[0]), flush=True)
     if not args.skip_sampler:
+        kinds = [k for k in args.samplers.split(",") if k]
         for w in map(int, args.workers.split(",")):
-            results.append(median_of([sampler_throughput(graph, args.steps, w, extra) for _ in range(args.repeats)]))
-            print(json.dumps(results[-1]), flush=True)
-    for p in map(int, args.procs.split(",")):
+            if not kinds:
+                results.append(median_of([sampler_throughput(graph, args.steps, w, extra) for _ in range(args.repeats)]))
+                print(json.dumps(results[-1]), flush=True)
+                continue
+            runs = {k: [] for k in kinds}
+            for _ in range(args.repeats):
+                for k in kinds:  # alternating
+                    runs[k].append(sampler_throughput(graph, args.steps, w, {**extra, "sampler": k}))
+                    print(json.dumps(runs[k][-1]), flush=True)
+            medians = [median_of(runs[k]) for k in kinds]
+            results.extend(medians)
+            for m in medians:
+                print(json.dumps(m), flush=True)
+            ratio = {"what": "sampler_ratio", "num_workers": w, "over": kinds[0],
+                     **{k: round(m["batches_per_s"] / medians[0]["batches_per_s"], 2) for k, m in zip(kinds, medians)}}
+            results.append(ratio)
+            print(json.dumps(ratio), flush=True)
+    for p in [int(p) for p in args.procs.split(",") if p]:
         results.append(median_of([train_run(graph, p, args.steps, extra, args.workdir) for _ in range(args.repeats)]))
         print(json.dumps(results[-1]), flush=True)
     if args.out:

@@ -94,7 +94,7 @@ for phase in $PHASES; do
     case $phase in
     tests)
         note "trainer tests on this machine (the CUDA ones included)"
-        "$PY" -m pytest -q -p no:cacheprovider tests/test_trainer_cuda.py > "$LOGS/pytest.log" 2>&1
+        "$PY" -m pytest -q -p no:cacheprovider tests/test_trainer_cuda.py tests/test_neighbor_sampler.py > "$LOGS/pytest.log" 2>&1
         save_logs; tail -n 15 "$LOGS/pytest.log"
         ;;
     full)
@@ -104,14 +104,18 @@ for phase in $PHASES; do
         ;;
     short)
         SHORT=(--epochs=1 --max_steps_per_epoch="$STEPS" --val_max_edges=5000 --propagation=sampled)
-        run cuda_w8 "${SHORT[@]}" --device=cuda --num_workers=8
-        run cuda_w8_b1024 "${SHORT[@]}" --device=cuda --num_workers=8 --batch_size=1024
-        run cuda_w8_bf16 "${SHORT[@]}" --device=cuda --num_workers=8 --amp=true
+        # torch-sparse on 8 CPU workers vs the device sampler on the GPU (no workers: it samples
+        # in the training process); cuda_defaults is the latter too (sampler=auto).
+        run sampled_device "${SHORT[@]}" --device=cuda --sampler=device --num_workers=0
+        run cuda_w8 "${SHORT[@]}" --device=cuda --sampler=torch_sparse --num_workers=8
+        run sampled_device_b1024 "${SHORT[@]}" --device=cuda --sampler=device --num_workers=0 --batch_size=1024
+        run cuda_w8_b1024 "${SHORT[@]}" --device=cuda --sampler=torch_sparse --num_workers=8 --batch_size=1024
+        run cuda_w8_bf16 "${SHORT[@]}" --device=cuda --sampler=torch_sparse --num_workers=8 --amp=true
         run cuda_defaults "${SHORT[@]}" --device=cuda
         run cpu_sampled --epochs=1 --max_steps_per_epoch=30 --val_max_edges=5000 --device=cpu --propagation=sampled
         ;;
     epoch)
-        run cuda_epoch --epochs=1 --device=cuda --num_workers=8 --propagation=sampled
+        run cuda_epoch --epochs=1 --device=cuda --sampler=torch_sparse --num_workers=8 --propagation=sampled
         note "embedding export on the GPU"
         "${TIME[@]}" "$PY" -m trainer.embed --graph "$GRAPH" \
             --run "$WORK/cuda_epoch" --device cuda > "$LOGS/embed.log" 2>&1

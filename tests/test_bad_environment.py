@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from etl import contract as C
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -17,8 +19,12 @@ def test_missing_sampler_backend_is_named(monkeypatch):
 
     monkeypatch.setattr(pyg_typing, "WITH_TORCH_SPARSE", False)
     monkeypatch.setattr(pyg_typing, "WITH_PYG_LIB", False)
-    with pytest.raises(train.SamplerMissing, match="needs torch-sparse.*make install"):
-        train.main(["--graph", "/nonexistent", "--out", "/nonexistent-run"])
+    sampled = ["--graph", "/nonexistent", "--out", "/nonexistent-run", "--propagation=sampled"]
+    with pytest.raises(train.SamplerMissing, match="needs torch-sparse.*make install.*--sampler=device"):
+        train.main([*sampled, "--sampler=torch_sparse"])
+    # the device sampler needs neither: the run gets as far as the (missing) graph
+    with pytest.raises(C.ContractError, match="/nonexistent is not a graph dir"):
+        train.main([*sampled, "--sampler=device"])
 
 
 def _without_java_env(tmp_path):

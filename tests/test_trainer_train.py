@@ -290,8 +290,9 @@ def test_malloc_arena_cap_keeps_new_threads_out_of_new_heaps():
 def test_auto_loader_workers_follow_cores_per_rank_and_device(monkeypatch, cores, ranks, device, expected):
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(ranks))
-    assert loader_workers(TrainConfig(), torch.device(device)) == expected
-    assert loader_workers(TrainConfig(num_workers=3), torch.device(device)) == 3
+    # PyG's sampler, which runs in the workers (sampler=device on CUDA takes none: test_neighbor_sampler.py)
+    assert loader_workers(TrainConfig(sampler="torch_sparse"), torch.device(device)) == expected
+    assert loader_workers(TrainConfig(sampler="torch_sparse", num_workers=3), torch.device(device)) == 3
 
 
 def test_rowwise_adagrad_against_hand_computation_sparse_and_dense():

@@ -31,6 +31,7 @@ class TrainConfig:
     # training graph and loss
     propagation: str = "auto"             # full (whole graph propagated on the device every step; lightgcn only) | sampled (LinkNeighborLoader) | auto (full for lightgcn, sampled for sage)
     fanout: tuple[int, ...] = (30, 10, 5) # neighbours per layer and relation, seed hop first
+    sampler: str = "auto"                 # propagation=sampled: torch_sparse (PyG's NeighborSampler, on the CPU) | device (trainer/neighbor_sampler.py, on the graph's device) | auto (device)
     batch_size: int = 256                 # supervision edges per step and rank
     loss_chunk: int = 1024                # propagation=full: positives per softmax, each chunk against its own candidates (a step scores batch_size positives)
     negatives: int = 10                   # sampled negatives per positive
@@ -71,6 +72,13 @@ class TrainConfig:
              "propagation=full needs conv=lightgcn (parameter-free layers); use propagation=sampled with conv=sage")
         if self.propagation == "auto":  # resolved here, so config.json says what ran
             object.__setattr__(self, "propagation", "full" if self.conv == "lightgcn" else "sampled")
+        need(self.sampler in ("auto", "torch_sparse", "device"),
+             f"sampler must be auto, torch_sparse or device, got {self.sampler!r}")
+        if self.sampler == "auto":
+            # device on CUDA (torch-sparse samples on the CPU only), and on CPU too: 5.3x the
+            # batches/s of torch-sparse at the default fan-out on a 10k-playlist graph, one core
+            # each (bench/RESULTS.md, "Device-resident neighbour sampler (CPU)").
+            object.__setattr__(self, "sampler", "device")
         need(self.aggr in ("mean", "sum", "max"), f"aggr must be mean, sum or max, got {self.aggr!r}")
         need(self.id_dim > 0, f"id_dim must be > 0, got {self.id_dim}")
         need(self.id_init_std > 0, f"id_init_std must be > 0, got {self.id_init_std}")

@@ -1,6 +1,11 @@
 """Sampled training (``propagation=sampled``): ``LinkNeighborLoader`` over the epoch's
 message-passing graph, each batch the sampled neighbourhoods of its supervision edges and their
-negatives. Any ``conv``; the one mode for graphs larger than a device's memory."""
+negatives. Any ``conv``; the one mode for graphs larger than a device's memory.
+
+Neighbours are drawn by PyG's ``NeighborSampler`` through torch-sparse on the CPU
+(``sampler=torch_sparse``) or by ``trainer.neighbor_sampler`` on the graph's device
+(``sampler=device``: on CUDA the epoch's graph then lives on the GPU and batches are sampled and
+gathered there, in the training process)."""
 from __future__ import annotations
 
 import os
@@ -11,11 +16,12 @@ from torch_geometric.loader import LinkNeighborLoader
 from torch_geometric.sampler import NegativeSampling
 
 from trainer import dist
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
 from trainer.embed import encode_all
 from trainer.graph import PLAYLIST_TRACK, Graph
 from trainer.losses import batch_loss
 from trainer.model import hop_counts, score
+from trainer.neighbor_sampler import DeviceNeighborSampler
 from trainer.shards import rank_shard, supervision_mask
 
 
@@ -26,7 +32,13 @@ def loader_workers(config: TrainConfig, device: torch.device) -> int:
     it, else none (a worker would only steal the step's core). On CUDA: every spare core, at
     most 16, since sampling is then the step: torch-sparse takes a core ~0.6 s per default batch
     at 100k playlists while an H200 computes the step in ~0.04 s (8 workers: loader still 80%
-    of the step, bench/RESULTS.md)."""
+    of the step, bench/RESULTS.md). None with the device sampler on CUDA: it samples in this
+    process, on the GPU, which worker processes cannot share."""
+    if device.type == "cuda" and config.sampler == "device":
+        if config.num_workers > 0:
+            raise ConfigError(f"num_workers={config.num_workers} with sampler=device on CUDA: the sampler runs "
+                              "on the GPU in the training process; use num_workers=0 (or -1), or sampler=torch_sparse")
+        return 0
     if config.num_workers >= 0:
         return config.num_workers
     ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
@@ -43,6 +55,10 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
     sup = supervision_mask(graph.train_edges, config.supervision_ratio, config.seed, epoch)
     message_passing = torch.cat([graph.train_edges[:, ~sup], graph.seed_edges], dim=1)
     data = graph.hetero_data(message_passing, sort_by_destination=True)
+    sampler = None  # PyG's NeighborSampler (torch-sparse)
+    if config.sampler == "device":
+        data = data.to(env.device)
+        sampler = DeviceNeighborSampler(data, list(config.fanout))
     supervision = graph.train_edges[:, sup].long()
     edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size,
                                                  config.seed, epoch)]
@@ -54,6 +70,7 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
         data, num_neighbors=list(config.fanout), edge_label_index=(PLAYLIST_TRACK, edge_label_index),
         neg_sampling=NegativeSampling("triplet", amount=config.negatives, dst_weight=weight),
         batch_size=config.batch_size, is_sorted=True,
+        neighbor_sampler=sampler,
         shuffle=False,  # the shard is already a fresh (seed, epoch) permutation
         num_workers=workers, persistent_workers=False, prefetch_factor=4 if workers else None)
 
@@ -111,7 +128,8 @@ class SampledTraining:
         torch.manual_seed(config.seed * 1_000_003 + 999_983 + env.rank)  # neighbour sampling
         loader = LinkNeighborLoader(
             self.loader.data, num_neighbors=list(config.fanout), batch_size=config.batch_size,
-            shuffle=False, is_sorted=True, edge_label_index=(PLAYLIST_TRACK, edges), num_workers=0)
+            shuffle=False, is_sorted=True, edge_label_index=(PLAYLIST_TRACK, edges), num_workers=0,
+            neighbor_sampler=self.loader.link_sampler)  # the epoch loader's: same graph, fan-out, kind
         scores = []
         for batch in loader:
             batch = batch.to(env.device)

@@ -97,22 +97,25 @@ class SamplerMissing(RuntimeError):
     """Neither neighbour-sampling backend of PyG is installed."""
 
 
-def require_sampler() -> None:
-    """Fail before loading a graph when LinkNeighborLoader could not sample."""
+def require_sampler(config: TrainConfig) -> None:
+    """Fail before loading a graph when LinkNeighborLoader could not sample: PyG's own sampler
+    (``sampler=torch_sparse``) needs torch-sparse or pyg-lib; ``sampler=device`` needs neither."""
     import torch_geometric.typing as pyg_typing
 
+    if config.sampler != "torch_sparse":
+        return
     if not (pyg_typing.WITH_TORCH_SPARSE or pyg_typing.WITH_PYG_LIB):
         raise SamplerMissing(
             "LinkNeighborLoader needs torch-sparse (or pyg-lib), and neither imports with torch "
             f"{torch.__version__}; run `make install`, or take torch-sparse from PyG's wheel index "
-            "for your torch+CUDA (https://data.pyg.org/whl/)")
+            "for your torch+CUDA (https://data.pyg.org/whl/), or train with --sampler=device")
 
 
 def main(argv=None) -> "TrainResult":
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     config = resolve(args.config, overrides)
     if config.propagation == "sampled":
-        require_sampler()
+        require_sampler(config)
     cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
     env = dist.setup(config.device)
     try:
@@ -266,6 +269,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             "rank_val_s": round(rank_s, 3),
             "propagation": config.propagation,
             "loader_workers": strategy.loader_workers,
+            "sampler": config.sampler if config.propagation == "sampled" else None,
             "steps": steps,
             "world_size": env.world_size,
             "peak_rss_mb": round(dist.all_reduce_max(env, _peak_rss_mb()), 1),  # max over ranks

@@ -7,8 +7,10 @@
 #   launch/demo.sh                                     # 3,000 synthetic playlists
 #   DEMO_PLAYLISTS=10000 launch/demo.sh
 #   MPD_DIR=/path/to/spotify_million_playlist_dataset/data launch/demo.sh
+#   MPD_DIR=../shared/data/mpd_real launch/demo.sh     # the 2,000 real playlists beside the repo
 # Knobs: MPD_DIR (real MPD slices; default: generate a synthetic sample), DEMO_DIR (demo),
-#        DEMO_PLAYLISTS (3000), EPOCHS (2), TRAIN_ARGS (extra trainer --key=value options),
+#        DEMO_PLAYLISTS (3000), EPOCHS (default: the trainer's, which stops when the validation
+#        R-precision stops improving), TRAIN_ARGS (extra trainer --key=value options),
 #        PY (.venv/bin/python).
 # The synthetic input and the graph dir are reused when present; training reruns each time.
 set -euo pipefail
@@ -16,15 +18,17 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DEMO_DIR=${DEMO_DIR:-demo}
 DEMO_PLAYLISTS=${DEMO_PLAYLISTS:-3000}
-EPOCHS=${EPOCHS:-2}
+EPOCHS=${EPOCHS:-}
 
 if [ -n "${MPD_DIR:-}" ]; then
     [ -d "$MPD_DIR" ] || { echo "error: MPD_DIR=$MPD_DIR is not a directory; it should be the data/ folder of the unzipped MPD (1,000 mpd.slice.*.json files)" >&2; exit 2; }
     ls "$MPD_DIR"/mpd.slice.*.json >/dev/null 2>&1 || { echo "error: MPD_DIR=$MPD_DIR holds no mpd.slice.*.json files" >&2; exit 2; }
     input=$MPD_DIR
-    work=$DEMO_DIR/real
-    # A CPU demo on 1M playlists: bound each epoch rather than run for days.
-    TRAIN_ARGS=${TRAIN_ARGS:---max_steps_per_epoch=2000}
+    work=$DEMO_DIR/real-$(basename "$(cd "$MPD_DIR" && pwd)")
+    # A CPU demo on the full MPD (1,000 slices): bound the run rather than train for days.
+    if [ "$(ls "$MPD_DIR"/mpd.slice.*.json | wc -l)" -gt 20 ]; then
+        TRAIN_ARGS=${TRAIN_ARGS:---max_steps_per_epoch=200 --epochs=2}
+    fi
 else
     work=$DEMO_DIR/synthetic-$DEMO_PLAYLISTS
     input=$work/mpd
@@ -45,16 +49,16 @@ else
     echo "== 2/6 ETL: reusing $graph (delete it to rebuild)"
 fi
 
-echo "== 3/6 training ($EPOCHS epochs, CPU): $run"
+echo "== 3/6 training (${EPOCHS:-until val R-precision stops improving} epochs, CPU): $run"
 rm -rf "$run"
 # shellcheck disable=SC2086  # TRAIN_ARGS is a list of options
-"$PY" -m trainer.train --graph "$graph" --out "$run" --epochs="$EPOCHS" ${TRAIN_ARGS:-}
+"$PY" -m trainer.train --graph "$graph" --out "$run" ${EPOCHS:+--epochs="$EPOCHS"} ${TRAIN_ARGS:-}
 
 echo "== 4/6 embeddings: $run/embeddings"
 "$PY" -m trainer.embed --graph "$graph" --run "$run"
 
-echo "== 5/6 evaluation on held-out val playlists (full catalogue, RecSys 2018 metrics)"
-"$PY" -m trainer.evaluate --graph "$graph" --run "$run" --split val
+echo "== 5/6 evaluation on held-out test playlists (full catalogue, RecSys 2018 metrics): gnn vs popularity, item-kNN, ALS"
+"$PY" -m trainer.evaluate --graph "$graph" --run "$run" --split test
 
 pid=$("$PY" - "$graph" <<'EOF'
 import sys
@@ -75,4 +79,4 @@ echo "outputs:"
 echo "  graph dir (Parquet + manifest.json): $graph"
 echo "  run dir (config, checkpoints, metrics.jsonl, curves.png): $run"
 echo "  embeddings: $run/embeddings/{track,playlist}.parquet"
-echo "  evaluation report: $run/eval_val.json"
+echo "  evaluation report: $run/eval_test.json"

@@ -147,9 +147,11 @@ def test_a_fresh_run_removes_an_earlier_best_checkpoint(gdir, tmp_path):
     assert not checkpoint.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
 
 
-def test_config_refuses_full_propagation_with_sage_and_patience_without_ranking():
+def test_config_resolves_propagation_and_batch_size_and_refuses_full_sage():
     with pytest.raises(ConfigError, match="propagation=full needs conv=lightgcn"):
         TrainConfig(conv="sage", propagation="full")
-    with pytest.raises(ConfigError, match="patience=3 needs val_rank_playlists > 0"):
-        TrainConfig(patience=3, val_rank_playlists=0)
     assert TrainConfig().propagation == "full" and TrainConfig(conv="sage").propagation == "sampled"
+    assert TrainConfig().batch_size == 4096 and TrainConfig(propagation="sampled").batch_size == 256
+    assert TrainConfig(batch_size=64).batch_size == 64
+    # what config.json records resolves to itself
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()

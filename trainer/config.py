@@ -10,6 +10,9 @@ from typing import Any
 import fsspec
 
 
+BATCH_FULL = 4096  # full-graph training's default batch (bench/RESULTS.md, "Real data")
+
+
 class ConfigError(ValueError):
     """A config key or value is invalid."""
 
@@ -22,35 +25,34 @@ class TrainConfig:
     conv: str = "lightgcn"                # sage (SAGEConv + ReLU) | lightgcn (parameter-free mean, linear)
     aggr: str = "mean"                    # SAGEConv neighbour aggregation (conv=sage only): mean | sum | max
     id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
-    playlist_ids: bool = False            # and for playlists (zero-initialised; trained through their visible tracks)
+    playlist_ids: bool = True             # and for playlists (zero-initialised; trained through their visible tracks)
     id_dim: int = 32                      # their width (concatenated to the features)
     id_init_std: float = 0.1              # initial spread of ID embeddings
     layer_mean: bool = True               # decode the mean of all layers' outputs (LightGCN-style)
-    temperature: float = 0.3              # > 0: score = cosine / temperature; 0: plain dot product
+    temperature: float = 0.1              # > 0: score = cosine / temperature; 0: plain dot product
     track_bias: bool = True               # add a learned per-track prior (from its input projection) to the score
     # training graph and loss
     propagation: str = "auto"             # full (whole graph propagated on the device every step; lightgcn only) | sampled (LinkNeighborLoader) | auto (full for lightgcn, sampled for sage)
     fanout: tuple[int, ...] = (30, 10, 5) # neighbours per layer and relation, seed hop first
     sampler: str = "auto"                 # propagation=sampled: torch_sparse (PyG's NeighborSampler, on the CPU) | device (trainer/neighbor_sampler.py, on the graph's device) | auto (device)
-    batch_size: int = 256                 # supervision edges per step and rank
+    batch_size: int = 0                   # supervision edges per step and rank; 0: auto (sampled 256, full BATCH_FULL)
     loss_chunk: int = 1024                # propagation=full: positives per softmax, each chunk against its own candidates (a step scores batch_size positives)
     negatives: int = 10                   # sampled negatives per positive
     negative_power: float = 0.0           # negatives drawn with P(track) ~ (degree+1)^power; 0: uniform
     loss: str = "softmax"                 # softmax (over the batch's tracks) | bpr | bce (on triplets: playlist, positive, negatives)
-    supervision_ratio: float = 0.3        # fraction of train edges supervised each epoch
+    supervision_ratio: float = 0.5        # fraction of train edges supervised (and hidden from message passing) each epoch
     # optimisation
     lr: float = 1e-2
     embedding_optimizer: str = "rowwise_adagrad"  # ID embeddings: rowwise_adagrad (one float of state per row) | adam (SparseAdam on CPU)
     embedding_lr: float = 0.1             # their learning rate (0: lr)
     weight_decay: float = 0.0
-    embedding_weight_decay: float = 0.0   # L2 on the ID embedding rows a step touches (rowwise_adagrad)
-    epochs: int = 2
+    epochs: int = 40                      # at most; patience usually stops the run first
     max_steps_per_epoch: int = 0          # 0: the whole shard
     seed: int = 0
     # validation
     val_max_edges: int = 20000            # hidden val edges scored per epoch for val_loss/val_auc (0: all)
     val_rank_playlists: int = 1000        # seeded val playlists ranked over the full catalogue after each epoch (0: none); selects the best checkpoint
-    patience: int = 0                     # stop after this many epochs without a better val R-precision (0: train every epoch)
+    patience: int = 4                     # stop after this many epochs without a better val R-precision (0, or val_rank_playlists=0: train every epoch)
     # runtime
     device: str = "auto"                  # auto | cpu | cuda
     amp: bool = False                     # bf16 autocast (CUDA only)
@@ -88,7 +90,9 @@ class TrainConfig:
              " give one fan-out per layer")
         need(all(f == -1 or f > 0 for f in self.fanout),
              f"fanout entries must be positive (or -1 for all neighbours), got {list(self.fanout)}")
-        need(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
+        need(self.batch_size >= 0, f"batch_size must be > 0 (or 0 for auto), got {self.batch_size}")
+        if self.batch_size == 0:  # a full-graph step propagates the whole graph: amortise it over many edges
+            object.__setattr__(self, "batch_size", BATCH_FULL if self.propagation == "full" else 256)
         need(self.loss_chunk > 0, f"loss_chunk must be > 0, got {self.loss_chunk}")
         need(self.negatives > 0, f"negatives must be > 0, got {self.negatives}")
         need(0 <= self.negative_power <= 1, f"negative_power must be in [0, 1], got {self.negative_power}")
@@ -100,15 +104,11 @@ class TrainConfig:
              f"embedding_optimizer must be adam or rowwise_adagrad, got {self.embedding_optimizer!r}")
         need(self.embedding_lr >= 0, f"embedding_lr must be >= 0 (0: lr), got {self.embedding_lr}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        need(self.embedding_weight_decay >= 0,
-             f"embedding_weight_decay must be >= 0, got {self.embedding_weight_decay}")
         need(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
         need(self.max_steps_per_epoch >= 0, f"max_steps_per_epoch must be >= 0, got {self.max_steps_per_epoch}")
         need(self.val_max_edges >= 0, f"val_max_edges must be >= 0, got {self.val_max_edges}")
         need(self.val_rank_playlists >= 0, f"val_rank_playlists must be >= 0, got {self.val_rank_playlists}")
         need(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
-        need(not (self.patience and not self.val_rank_playlists),
-             f"patience={self.patience} needs val_rank_playlists > 0 (early stopping watches val R-precision)")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         need(self.num_workers >= -1, f"num_workers must be >= 0, or -1 for auto, got {self.num_workers}")
         need(self.malloc_arenas >= 0, f"malloc_arenas must be >= 0, got {self.malloc_arenas}")

@@ -12,8 +12,8 @@ class RowWiseAdagrad(torch.optim.Optimizer):
     Adam keeps two rows of floats (at 100k playlists, 232 MB of SparseAdam state become 3.6 MB).
     Sparse or dense gradients; a row without gradient is left as it is."""
 
-    def __init__(self, params, lr: float, eps: float = 1e-10, weight_decay: float = 0.0):
-        super().__init__(params, {"lr": lr, "eps": eps, "weight_decay": weight_decay})
+    def __init__(self, params, lr: float, eps: float = 1e-10):
+        super().__init__(params, {"lr": lr, "eps": eps})
 
     @torch.no_grad()
     def step(self):
@@ -31,8 +31,6 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                 else:
                     rows = grad.abs().sum(1).nonzero().squeeze(1)
                     values = grad[rows]
-                if group["weight_decay"]:  # L2 on the rows this step touches
-                    values = values + group["weight_decay"] * p[rows]
                 state["sum"].index_add_(0, rows, values.float().pow(2).mean(1))
                 scale = state["sum"][rows].sqrt_().add_(group["eps"]).reciprocal_()
                 p.index_add_(0, rows, (values * scale.unsqueeze(1)).to(p.dtype), alpha=-group["lr"])
@@ -53,8 +51,7 @@ class Optimizer:
         embedding_lr = config.embedding_lr or config.lr
         self.parts = {}
         if embeddings and config.embedding_optimizer == "rowwise_adagrad":
-            self.parts["rowwise"] = RowWiseAdagrad(embeddings, lr=embedding_lr,
-                                                   weight_decay=config.embedding_weight_decay)
+            self.parts["rowwise"] = RowWiseAdagrad(embeddings, lr=embedding_lr)
         elif sparse and embeddings:
             self.parts["sparse"] = torch.optim.SparseAdam(embeddings, lr=embedding_lr)
         elif embeddings:

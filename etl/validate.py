@@ -42,7 +42,7 @@ def violations() -> dict[str, Column]:
     missing.append(F.exists(_tracks(), lambda t: F.exists(
         F.array(*[t[f].isNull() for f in TRACK_FIELDS]), lambda x: x)))
     uri_bad = F.exists(_tracks(), lambda t: F.exists(
-        F.array(*[~t[f"{k}_uri"].rlike(rf"^spotify:{k}:[0-9A-Za-z]{{22}}$") for k in ("track", "album", "artist")]),
+        F.array(*[~t[f"{k}_uri"].rlike(checker.URI_REGEX[k]) for k in checker.URI_KINDS]),
         lambda x: x))
     rules = {
         checker.RULE_REQUIRED_FIELD: F.exists(F.array(*missing), lambda x: x),

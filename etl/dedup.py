@@ -6,7 +6,7 @@ schema ``reason, example, playlists, entries`` so the job can account for every 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from etl.checker import RULE_DUPLICATE_PID, URI_KINDS, URI_REGEX
+from etl.checker import RULE_DUPLICATE_PID, RULE_FIELD_TYPE, URI_KINDS, URI_REGEX
 
 DROP_COLUMNS = ("reason", "example", "playlists", "entries")
 
@@ -19,6 +19,29 @@ def drops(df: DataFrame, reason: str, example, playlists: int, entries) -> DataF
         F.lit(playlists).cast("long").alias("playlists"),
         entries.cast("long").alias("entries"),
     )
+
+
+MAX_FIELDS_SHOWN = 3
+
+
+def split_mistyped(records: DataFrame, entries) -> tuple[DataFrame, DataFrame]:
+    """Records with a field of the wrong JSON type (``mistyped``, from etl/flatten.py): drop each
+    with its entries as ``field_type``, named ``<file>#<index in file> (pid <pid>): <fields>``.
+
+    The rest of its file is kept; the record's other values cannot be trusted to mean what the
+    MPD says they mean, so none of it enters the graph.
+    """
+    bad = F.size("mistyped") > 0
+    n = F.size("mistyped")
+    fields = F.concat(
+        F.array_join(F.slice("mistyped", 1, MAX_FIELDS_SHOWN), ", "),
+        F.when(n > MAX_FIELDS_SHOWN, F.format_string(" and %d more", n - MAX_FIELDS_SHOWN)).otherwise(""))
+    example = F.concat(
+        F.col("input_file"), F.lit("#"), F.col("playlist_index").cast("string"),
+        F.when(F.col("pid").isNotNull(), F.format_string(" (pid %d)", F.col("pid"))).otherwise(""),
+        F.lit(": "), fields)
+    return (records.where(~bad).drop("mistyped"),
+            drops(records.where(bad), RULE_FIELD_TYPE, example, 1, entries))
 
 
 def split_missing_pid(records: DataFrame, entries) -> tuple[DataFrame, DataFrame]:

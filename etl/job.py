@@ -32,7 +32,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from etl import checker, contract, features, manifest, storage, validate
-from etl.dedup import dedup_entries, split_duplicate_pids, split_missing_pid, split_bad_uris
+from etl.dedup import dedup_entries, split_bad_uris, split_duplicate_pids, split_missing_pid, split_mistyped
 from etl.flatten import entry_count, playlist_records, track_entries
 from etl.graph import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
 from etl.schema import CORRUPT_RECORD, SLICE
@@ -182,7 +182,9 @@ def _catalogue_findings(conflicts: dict, dropped: dict, bad_files: list[str]) ->
 
     names = ("track_name", "album_name", "artist_name")
     dup = dropped.get(checker.RULE_DUPLICATE_PID, {"count": 0, "examples": []})
+    mistyped = dropped.get(checker.RULE_FIELD_TYPE, {"count": 0, "examples": []})
     return {
+        checker.RULE_FIELD_TYPE: {"count": mistyped["count"], "examples": mistyped["examples"]},
         checker.RULE_JSON: {"count": len(bad_files), "examples": bad_files[:MAX_EXAMPLES]},
         checker.RULE_DUPLICATE_PID: {"count": dup["count"], "examples": [int(x) for x in dup["examples"]]},
         checker.RULE_URI_NAME: merged(lambda attr: attr in names),
@@ -269,8 +271,8 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             bad_files = list(summary.bad)
             if bad_files and not args.skip_bad_files:
                 raise BadInputError(
-                    f"{bad_files[0]}: not a valid MPD slice (the JSON does not parse with the MPD "
-                    f"schema){f'; also {len(bad_files) - 1} more bad files' if len(bad_files) > 1 else ''}; "
+                    f"{bad_files[0]}: not a valid MPD slice (not JSON, or not an object with an info "
+                    f"object and a playlists array){f'; also {len(bad_files) - 1} more bad files' if len(bad_files) > 1 else ''}; "
                     "fix or remove it, or pass --skip-bad-files"
                 )
             counts = {"input_files": len(files) - len(bad_files),
@@ -280,14 +282,16 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             records = records.where(good)
 
         with stages("validate"):
-            validation = validate.findings_dict(records.transform(validate.findings).first())
+            # A mistyped record leaves alone; its pid, when it has one, still counts in its file's sequence.
+            well_typed, drops_type = split_mistyped(records, entry_count(records))
+            validation = validate.findings_dict(well_typed.transform(validate.findings).first())
             validation.update(validate.findings_dict(records.transform(validate.file_findings).first()))
 
         with stages("dedup"):
-            n_entries = entry_count(records)
-            kept, drops_pid = split_missing_pid(records, n_entries)
+            n_entries = entry_count(well_typed)
+            kept, drops_pid = split_missing_pid(well_typed, n_entries)
             kept, drops_dup = split_duplicate_pids(kept, n_entries)
-            all_drops = [drops_pid, drops_dup]
+            all_drops = [drops_type, drops_pid, drops_dup]
             if args.top_playlists_by_followers:
                 kept, drops_top = split_top_followed(kept, args.top_playlists_by_followers, n_entries)
                 all_drops.append(drops_top)

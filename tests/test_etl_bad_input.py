@@ -31,7 +31,8 @@ def _write(dir_, name, playlists):
 
 @pytest.fixture(scope="module")
 def messy(tmp_path_factory):
-    """Two slices: a duplicate pid, a record without pid, entries without URIs, a broken count."""
+    """Two slices: a duplicate pid, a record without pid, entries without or with malformed URIs,
+    mistyped fields, a broken count."""
     d = tmp_path_factory.mktemp("messy") / "in"
     ps = [_playlist(pid) for pid in range(6)]
     no_pid = _playlist(99)
@@ -44,7 +45,9 @@ def messy(tmp_path_factory):
     ps[4]["tracks"][5]["album_uri"] = "https://open.spotify.com/album/abc"
     ps[5]["tracks"][1]["artist_uri"] = "not a uri"
     _write(d, "mpd.slice.0-5.json", ps[:4] + [no_pid])
-    _write(d, "mpd.slice.6-9.json", ps[4:] + [copy.deepcopy(ps[0]) | {"name": "again"}])
+    mistyped = [_playlist(7) | {"pid": "1000"}, _playlist(8) | {"num_followers": 1.5}]
+    mistyped[1]["tracks"][2]["pos"] = "2"
+    _write(d, "mpd.slice.6-9.json", ps[4:] + [copy.deepcopy(ps[0]) | {"name": "again"}] + mistyped)
     (d / "mpd.slice.10-19.json").write_text('{"info": {}, "playlists": [{"pid": 10, ')  # cut short
     return d
 
@@ -65,12 +68,18 @@ def test_drops_and_findings_are_counted_and_every_entry_accounted(spark, messy, 
         "malformed_album_uri": (1, ['4#5 "https://open.spotify.com/album/abc"']),
         "malformed_artist_uri": (1, ['5#1 "not a uri"'])}
     assert m["validation"]["uri_format"] == {"count": 2, "examples": [4, 5]}
+    # One wrongly typed value drops its record alone, named with the field; the file stays.
+    assert {k: dropped["field_type"][k] for k in ("count", "playlists", "entries")} == {
+        "count": 2, "playlists": 2, "entries": 24}
+    assert [e.rsplit("/", 1)[1] for e in dropped["field_type"]["examples"]] == [
+        "mpd.slice.6-9.json#3: pid", "mpd.slice.6-9.json#4 (pid 8): num_followers, tracks[2].pos"]
+    assert m["validation"]["field_type"] == {k: dropped["field_type"][k] for k in ("count", "examples")}
     for kind, bad in (("track", ""), ("album", "https://open.spotify.com/album/abc"), ("artist", "not a uri")):
         assert bad not in {r[f"{kind}_uri"] for r in read_table(tmp_path / "g", f"nodes/{kind}")}
     c = m["counts"]
-    assert c["input_playlists"] == 8 and c["nodes/playlist"] == 6
-    assert c["input_entries"] == 8 * 12 + 1
-    assert c["edges/playlist_track"] == c["input_entries"] - 12 - 12 - 1 - 1 - 1 - 3
+    assert c["input_playlists"] == 10 and c["nodes/playlist"] == 6
+    assert c["input_entries"] == 10 * 12 + 1
+    assert c["edges/playlist_track"] == c["input_entries"] - 12 - 12 - 1 - 1 - 1 - 3 - 24
     # pid 1 says 40 tracks, pid 3 has a 13th (duplicate) entry it does not count.
     assert m["validation"]["num_tracks"] == {"count": 2, "examples": [1, 3]}
     assert m["validation"]["duplicate_pid"]["count"] == 1

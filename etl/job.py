@@ -244,7 +244,10 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
     try:
         # Before any input is read: a path that cannot be created failed only at the first
         # write, after every Spark stage had run.
-        storage.make_dirs(spark, tmp)
+        try:
+            storage.make_dirs(spark, tmp)
+        except storage.OutputError as e:
+            raise storage.OutputError(f"output {output} cannot be created ({e}); choose another --output") from None
         with stages("list input"):
             files = storage.list_slices(spark, args.input)
             total_bytes = sum(size for _, size in files)

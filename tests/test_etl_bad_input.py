@@ -159,8 +159,8 @@ def test_top_playlists_by_followers_keeps_them_and_what_they_reach(spark, tmp_pa
 def test_an_output_that_cannot_be_created_fails_before_any_input_is_read(spark, messy, tmp_path):
     (tmp_path / "a_file").write_text("not a dir")
     # The input does not exist: had it been read first, the error would be about the input.
-    with pytest.raises(OutputError, match=rf"cannot create {tmp_path}/a_file/graph\.tmp-[0-9a-f]{{32}}: "
-                                          r"ParentNotDirectoryException"):
+    with pytest.raises(OutputError, match=rf"output {tmp_path}/a_file/graph cannot be created \(cannot create "
+                                          rf"{tmp_path}/a_file/graph\.tmp-[0-9a-f]{{32}}: ParentNotDirectoryException"):
         run_etl(spark, "--input", tmp_path / "nowhere", "--output", tmp_path / "a_file" / "graph")
     assert (tmp_path / "a_file").read_text() == "not a dir"
 

@@ -18,7 +18,8 @@ def test_missing_sampler_backend_is_named(monkeypatch):
     monkeypatch.setattr(pyg_typing, "WITH_TORCH_SPARSE", False)
     monkeypatch.setattr(pyg_typing, "WITH_PYG_LIB", False)
     with pytest.raises(train.SamplerMissing, match="needs torch-sparse.*make install"):
-        train.main(["--graph", "/nonexistent", "--out", "/nonexistent-run"])
+        # Only sampled propagation needs a sampler (the default for lightgcn is now full).
+        train.main(["--graph", "/nonexistent", "--out", "/nonexistent-run", "--propagation=sampled"])
 
 
 def _without_java_env(tmp_path):

@@ -31,7 +31,7 @@ def spark_core(spark, input_dir: str, output: str) -> dict[str, int]:
     """The job's own transformations, minus splits and features, written as the contract says."""
     from pyspark.sql import functions as F
 
-    from etl.dedup import dedup_entries, split_duplicate_pids, split_missing_pid, split_missing_uris
+    from etl.dedup import dedup_entries, split_duplicate_pids, split_missing_pid, split_bad_uris
     from etl.flatten import entry_count, playlist_records, track_entries
     from etl.graph import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
     from etl.schema import CORRUPT_RECORD, SLICE
@@ -44,7 +44,7 @@ def spark_core(spark, input_dir: str, output: str) -> dict[str, int]:
     records, _ = split_missing_pid(records, entry_count(records))
     records, _ = split_duplicate_pids(records, entry_count(records))
     records = records.persist()
-    entries, _ = split_missing_uris(records.transform(track_entries))
+    entries, _ = split_bad_uris(records.transform(track_entries))
     entries = entries.persist()
     unique, _ = dedup_entries(entries)
     playlists = playlist_nodes(records).persist()

@@ -89,7 +89,10 @@ MIN_MODIFIED_AT = 1_262_304_000  # 2010-01-01T00:00:00Z
 MAX_MODIFIED_AT = 1_509_494_400  # 2017-11-01T00:00:00Z, the last day in the MPD
 
 SLICE_FILE_RE = re.compile(r"^mpd\.slice\.(\d+)-(\d+)\.json$")
-_URI_RE = {kind: re.compile(rf"^spotify:{kind}:[0-9A-Za-z]{{22}}$") for kind in ("track", "album", "artist")}
+URI_KINDS = ("track", "album", "artist")
+# Also Spark's (Java) rlike pattern in etl/validate.py and etl/dedup.py.
+URI_REGEX = {kind: rf"^spotify:{kind}:[0-9A-Za-z]{{22}}$" for kind in URI_KINDS}
+_URI_RE = {kind: re.compile(pattern) for kind, pattern in URI_REGEX.items()}
 
 
 @dataclass(frozen=True)

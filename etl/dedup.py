@@ -6,7 +6,7 @@ schema ``reason, example, playlists, entries`` so the job can account for every 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from etl.checker import RULE_DUPLICATE_PID
+from etl.checker import RULE_DUPLICATE_PID, RULE_FIELD_TYPE, URI_KINDS, URI_REGEX
 
 DROP_COLUMNS = ("reason", "example", "playlists", "entries")
 
@@ -19,6 +19,29 @@ def drops(df: DataFrame, reason: str, example, playlists: int, entries) -> DataF
         F.lit(playlists).cast("long").alias("playlists"),
         entries.cast("long").alias("entries"),
     )
+
+
+MAX_FIELDS_SHOWN = 3
+
+
+def split_mistyped(records: DataFrame, entries) -> tuple[DataFrame, DataFrame]:
+    """Records with a field of the wrong JSON type (``mistyped``, from etl/flatten.py): drop each
+    with its entries as ``field_type``, named ``<file>#<index in file> (pid <pid>): <fields>``.
+
+    The rest of its file is kept; the record's other values cannot be trusted to mean what the
+    MPD says they mean, so none of it enters the graph.
+    """
+    bad = F.size("mistyped") > 0
+    n = F.size("mistyped")
+    fields = F.concat(
+        F.array_join(F.slice("mistyped", 1, MAX_FIELDS_SHOWN), ", "),
+        F.when(n > MAX_FIELDS_SHOWN, F.format_string(" and %d more", n - MAX_FIELDS_SHOWN)).otherwise(""))
+    example = F.concat(
+        F.col("input_file"), F.lit("#"), F.col("playlist_index").cast("string"),
+        F.when(F.col("pid").isNotNull(), F.format_string(" (pid %d)", F.col("pid"))).otherwise(""),
+        F.lit(": "), fields)
+    return (records.where(~bad).drop("mistyped"),
+            drops(records.where(bad), RULE_FIELD_TYPE, example, 1, entries))
 
 
 def split_missing_pid(records: DataFrame, entries) -> tuple[DataFrame, DataFrame]:
@@ -45,25 +68,33 @@ def split_duplicate_pids(records: DataFrame, entries) -> tuple[DataFrame, DataFr
     return kept, drops(dup, RULE_DUPLICATE_PID, F.col("pid"), 1, entries)
 
 
-def split_missing_uris(entries: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Entries lacking a track, album or artist URI cannot become edges: drop them.
+def split_bad_uris(entries: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Entries whose track, album or artist URI is missing, or is not ``spotify:<kind>:<22
+    base62>``, cannot become edges: drop them (an entity keyed by ``""`` or a web link would
+    enter the graph as a node of its own).
 
-    The first missing URI names the reason, so that each entry is counted once.
+    The first bad URI, in the order track, album, artist, names the reason, so that each entry is
+    counted once: ``missing_<kind>_uri`` (example ``pid#pos``) or ``malformed_<kind>_uri``
+    (example ``pid#pos "uri"``).
     """
-    reason = (
-        F.when(F.col("track_uri").isNull(), "missing_track_uri")
-        .when(F.col("album_uri").isNull(), "missing_album_uri")
-        .when(F.col("artist_uri").isNull(), "missing_artist_uri")
-    )
-    marked = entries.withColumn("_reason", reason)
-    bad = marked.where(F.col("_reason").isNotNull())
-    dropped = bad.select(
+    reason = example = None
+    where = F.concat_ws("#", F.col("pid").cast("string"), F.col("pos").cast("string"))
+    for kind in URI_KINDS:
+        uri = F.col(f"{kind}_uri")
+        for broken, name, shown in (
+            (uri.isNull(), f"missing_{kind}_uri", where),
+            (~uri.rlike(URI_REGEX[kind]), f"malformed_{kind}_uri", F.format_string('%s "%s"', where, uri)),
+        ):
+            reason = F.when(broken, name) if reason is None else reason.when(broken, name)
+            example = F.when(broken, shown) if example is None else example.when(broken, shown)
+    marked = entries.withColumn("_reason", reason).withColumn("_example", example)
+    dropped = marked.where(F.col("_reason").isNotNull()).select(
         F.col("_reason").alias("reason"),
-        F.concat_ws("#", F.col("pid").cast("string"), F.col("pos").cast("string")).alias("example"),
+        F.col("_example").alias("example"),
         F.lit(0).cast("long").alias("playlists"),
         F.lit(1).cast("long").alias("entries"),
     )
-    return marked.where(F.col("_reason").isNull()).drop("_reason"), dropped
+    return marked.where(F.col("_reason").isNull()).drop("_reason", "_example"), dropped
 
 
 def dedup_entries(entries: DataFrame) -> tuple[DataFrame, DataFrame]:

@@ -32,7 +32,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from etl import checker, contract, features, manifest, storage, validate
-from etl.dedup import dedup_entries, split_duplicate_pids, split_missing_pid, split_missing_uris
+from etl.dedup import dedup_entries, split_bad_uris, split_duplicate_pids, split_missing_pid, split_mistyped
 from etl.flatten import entry_count, playlist_records, track_entries
 from etl.graph import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
 from etl.schema import CORRUPT_RECORD, SLICE
@@ -46,6 +46,7 @@ AUTO_EXACT_MAX_BYTES = 256 * 2**20  # ~8 slices; the exact 2-hop join grows with
 BYTES_PER_SHUFFLE_PARTITION = 64 * 2**20
 MAX_EXAMPLES = 5
 BASE = "_base"  # scratch dir inside the temporary output, removed before the rename
+TEMP_SUFFIX = r"\.tmp-[0-9a-f]{32}"  # what f"{output}.tmp-{uuid4().hex}" appends
 
 
 class BadInputError(ValueError):
@@ -181,7 +182,9 @@ def _catalogue_findings(conflicts: dict, dropped: dict, bad_files: list[str]) ->
 
     names = ("track_name", "album_name", "artist_name")
     dup = dropped.get(checker.RULE_DUPLICATE_PID, {"count": 0, "examples": []})
+    mistyped = dropped.get(checker.RULE_FIELD_TYPE, {"count": 0, "examples": []})
     return {
+        checker.RULE_FIELD_TYPE: {"count": mistyped["count"], "examples": mistyped["examples"]},
         checker.RULE_JSON: {"count": len(bad_files), "examples": bad_files[:MAX_EXAMPLES]},
         checker.RULE_DUPLICATE_PID: {"count": dup["count"], "examples": [int(x) for x in dup["examples"]]},
         checker.RULE_URI_NAME: merged(lambda attr: attr in names),
@@ -206,6 +209,23 @@ def _arrow_dtypes(df: DataFrame) -> dict[str, str]:
     return {f.name: _ARROW_NAMES.get(repr(f.dataType), f.dataType.simpleString()) for f in df.schema}
 
 
+def check_output(spark: SparkSession, output: str, overwrite: bool) -> None:
+    """Refuse an existing output without ``overwrite``; name the temporary dirs that killed runs
+    of the same output left behind, and remove them (those alone) with ``overwrite``."""
+    stale = storage.temp_dirs(spark, output, TEMP_SUFFIX)
+    left = (f"{len(stale)} temporary dir(s) of {output} left by runs that did not finish: "
+            f"{', '.join(stale)}") if stale else ""
+    if storage.exists(spark, output) and not overwrite:
+        raise OutputExistsError(f"output {output} exists; pass --overwrite to replace it"
+                                + (f" (and to remove {left})" if stale else ""))
+    if stale and overwrite:
+        for path in stale:
+            storage.delete(spark, path)
+        log.warning("removed %s", left)
+    elif stale:
+        log.warning("%s; they are not used, and --overwrite removes them", left)
+
+
 def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
     """Run the job; return the manifest written with the graph dir."""
     spark = spark or spark_session(args)
@@ -219,20 +239,25 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
         persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
         return df
 
-    with stages("list input"):
-        files = storage.list_slices(spark, args.input)
-        total_bytes = sum(size for _, size in files)
-        log.info("%d slice files, %.1f MiB", len(files), total_bytes / 2**20)
-    if storage.exists(spark, output) and not args.overwrite:
-        raise OutputExistsError(f"output {output} exists; pass --overwrite to replace it")
-    partitions = args.shuffle_partitions or max(
-        spark.sparkContext.defaultParallelism, math.ceil(total_bytes / BYTES_PER_SHUFFLE_PARTITION)
-    )
-    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
-    hop2 = args.hop2 if args.hop2 != "auto" else ("exact" if total_bytes <= AUTO_EXACT_MAX_BYTES else "hll")
-
+    check_output(spark, output, args.overwrite)
     tmp = f"{output}.tmp-{uuid.uuid4().hex}"
     try:
+        # Before any input is read: a path that cannot be created failed only at the first
+        # write, after every Spark stage had run.
+        try:
+            storage.make_dirs(spark, tmp)
+        except storage.OutputError as e:
+            raise storage.OutputError(f"output {output} cannot be created ({e}); choose another --output") from None
+        with stages("list input"):
+            files = storage.list_slices(spark, args.input)
+            total_bytes = sum(size for _, size in files)
+            log.info("%d slice files, %.1f MiB", len(files), total_bytes / 2**20)
+        partitions = args.shuffle_partitions or max(
+            spark.sparkContext.defaultParallelism, math.ceil(total_bytes / BYTES_PER_SHUFFLE_PARTITION)
+        )
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+        hop2 = args.hop2 if args.hop2 != "auto" else ("exact" if total_bytes <= AUTO_EXACT_MAX_BYTES else "hll")
+
         with stages("parse"):
             slices = (
                 spark.read.schema(SLICE).option("multiLine", True).option("mode", "PERMISSIVE")
@@ -249,8 +274,8 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             bad_files = list(summary.bad)
             if bad_files and not args.skip_bad_files:
                 raise BadInputError(
-                    f"{bad_files[0]}: not a valid MPD slice (the JSON does not parse with the MPD "
-                    f"schema){f'; also {len(bad_files) - 1} more bad files' if len(bad_files) > 1 else ''}; "
+                    f"{bad_files[0]}: not a valid MPD slice (not JSON, or not an object with an info "
+                    f"object and a playlists array){f'; also {len(bad_files) - 1} more bad files' if len(bad_files) > 1 else ''}; "
                     "fix or remove it, or pass --skip-bad-files"
                 )
             counts = {"input_files": len(files) - len(bad_files),
@@ -260,18 +285,20 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             records = records.where(good)
 
         with stages("validate"):
-            validation = validate.findings_dict(records.transform(validate.findings).first())
+            # A mistyped record leaves alone; its pid, when it has one, still counts in its file's sequence.
+            well_typed, drops_type = split_mistyped(records, entry_count(records))
+            validation = validate.findings_dict(well_typed.transform(validate.findings).first())
             validation.update(validate.findings_dict(records.transform(validate.file_findings).first()))
 
         with stages("dedup"):
-            n_entries = entry_count(records)
-            kept, drops_pid = split_missing_pid(records, n_entries)
+            n_entries = entry_count(well_typed)
+            kept, drops_pid = split_missing_pid(well_typed, n_entries)
             kept, drops_dup = split_duplicate_pids(kept, n_entries)
-            all_drops = [drops_pid, drops_dup]
+            all_drops = [drops_type, drops_pid, drops_dup]
             if args.top_playlists_by_followers:
                 kept, drops_top = split_top_followed(kept, args.top_playlists_by_followers, n_entries)
                 all_drops.append(drops_top)
-            entries, drops_uri = split_missing_uris(kept.transform(track_entries))
+            entries, drops_uri = split_bad_uris(kept.transform(track_entries))
             entries = keep(entries)
             unique_entries, drops_entry = dedup_entries(entries)
             all_drops += [drops_uri, drops_entry]
@@ -394,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         if "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit already runs a JVM
             require_java()
         run(args)
-    except (BadInputError, OutputExistsError, storage.InputError, JavaMissing) as e:
+    except (BadInputError, OutputExistsError, storage.InputError, storage.OutputError, JavaMissing) as e:
         log.error("%s", e)
         return 2
     return 0

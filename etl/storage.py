@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import glob as _glob
+import re
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
 SLICE_PATTERN = "mpd.slice.*.json"
@@ -11,6 +13,10 @@ SLICE_PATTERN = "mpd.slice.*.json"
 
 class InputError(ValueError):
     """The input does not name any readable MPD slice."""
+
+
+class OutputError(ValueError):
+    """The output cannot be created where it was asked for."""
 
 
 def _fs(spark: SparkSession, path: str):
@@ -39,6 +45,28 @@ def list_slices(spark: SparkSession, path: str) -> list[tuple[str, int]]:
 def exists(spark: SparkSession, path: str) -> bool:
     fs, jpath = _fs(spark, path)
     return bool(fs.exists(jpath))
+
+
+def make_dirs(spark: SparkSession, path: str) -> None:
+    """Create ``path`` and its parents, or raise :class:`OutputError` saying why not."""
+    fs, jpath = _fs(spark, path)
+    try:
+        made = fs.mkdirs(jpath)
+    except Py4JJavaError as e:  # e.g. ParentNotDirectoryException, AccessControlException
+        java = e.java_exception
+        raise OutputError(f"cannot create {path}: {java.getClass().getSimpleName()}: {java.getMessage()}") from None
+    if not made:
+        raise OutputError(f"cannot create {path} (the file system refused; is a parent a file, or read-only?)")
+
+
+def temp_dirs(spark: SparkSession, output: str, pattern: str) -> list[str]:
+    """Siblings of ``output`` whose name is ``output``'s followed by the regex ``pattern``."""
+    fs, jpath = _fs(spark, output)
+    parent = jpath.getParent()
+    if parent is None or not fs.exists(parent):
+        return []
+    name = re.compile(re.escape(jpath.getName()) + pattern + "$")
+    return sorted(str(s.getPath()) for s in fs.listStatus(parent) if name.match(s.getPath().getName()))
 
 
 def delete(spark: SparkSession, path: str) -> None:

@@ -2,13 +2,13 @@
 
 Same rule names as the checker; nothing is collected to the driver but the counts and a few
 examples. A record that breaks a rule is kept as its track list says and reported; only
-records that cannot be keyed (no pid, no URI) are dropped, in etl/dedup.py. Per record:
+records that cannot be keyed (no pid, no well-formed URI) are dropped, in etl/dedup.py. Per record:
 :func:`findings`; per slice file (its info block, its name, its pid sequence):
 :func:`file_findings`. Reported by the job from other stages: ``json`` (a file that does not
-parse fails the job or is skipped), duplicate pids (dropped by dedup) and catalogue consistency
-(``uri_name``, ``track_metadata``: from the entity tables). Not evaluated: ``unknown_field``
-(the explicit schema reads only the MPD's fields) and ``field_type`` (a wrongly typed value
-makes its file unparseable under the schema: ``json``).
+parse fails the job or is skipped), ``field_type`` (records with a value of the wrong JSON type,
+dropped one by one; a string field takes any value's text), duplicate pids (dropped by dedup) and
+catalogue consistency (``uri_name``, ``track_metadata``: from the entity tables). Not evaluated:
+``unknown_field`` (the explicit schema reads only the MPD's fields).
 """
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -42,7 +42,7 @@ def violations() -> dict[str, Column]:
     missing.append(F.exists(_tracks(), lambda t: F.exists(
         F.array(*[t[f].isNull() for f in TRACK_FIELDS]), lambda x: x)))
     uri_bad = F.exists(_tracks(), lambda t: F.exists(
-        F.array(*[~t[f"{k}_uri"].rlike(rf"^spotify:{k}:[0-9A-Za-z]{{22}}$") for k in ("track", "album", "artist")]),
+        F.array(*[~t[f"{k}_uri"].rlike(checker.URI_REGEX[k]) for k in checker.URI_KINDS]),
         lambda x: x))
     rules = {
         checker.RULE_REQUIRED_FIELD: F.exists(F.array(*missing), lambda x: x),

@@ -26,13 +26,20 @@ EXECUTOR_MEMORY=${EXECUTOR_MEMORY:-4g}
 EXECUTOR_CORES=${EXECUTOR_CORES:-2}
 NUM_EXECUTORS=${NUM_EXECUTORS:-2}
 SPARK_CONF=${SPARK_CONF:-}
-PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || command -v python3 )}
+# Executors start Python in their own work dir, not here: a relative path fails there
+# (Cannot run program ".venv/bin/python": error=2). Absolute, but not resolved: the venv's
+# python is a symlink whose target would lose the venv.
+case "$PY" in /*) ;; */*) PY="$PWD/$PY" ;; esac
 SPARK_SUBMIT=${SPARK_SUBMIT:-$(command -v spark-submit || echo "$(dirname "$PY")/spark-submit")}
 [ -x "$SPARK_SUBMIT" ] || { echo "error: spark-submit not found (set SPARK_SUBMIT, or run make install)" >&2; exit 2; }
 
-# Executors need the etl package: ship it as a zip with --py-files.
+# Executors need the etl package: ship it as a zip with --py-files. spark-submit runs as a child
+# (not exec'd) so that this trap still runs and removes the zip's temporary dir.
 pkg=$(mktemp -d)/etl.zip
 trap 'rm -rf "$(dirname "$pkg")"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 "$PY" - "$pkg" <<'PYZIP'
 import pathlib, sys, zipfile
 with zipfile.ZipFile(sys.argv[1], "w") as z:
@@ -40,9 +47,11 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
         z.write(f)
 PYZIP
 
+# A PYSPARK_PYTHON of the user's is left as given: ./env/bin/python is how one names the python
+# of an --archives env on YARN.
 export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$PY}
 # shellcheck disable=SC2086  # SPARK_CONF is a list of options
-exec "$SPARK_SUBMIT" \
+"$SPARK_SUBMIT" \
     --master "$SPARK_MASTER" --deploy-mode "$DEPLOY_MODE" \
     --driver-memory "$DRIVER_MEMORY" --executor-memory "$EXECUTOR_MEMORY" \
     --executor-cores "$EXECUTOR_CORES" --num-executors "$NUM_EXECUTORS" \

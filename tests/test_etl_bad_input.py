@@ -6,7 +6,7 @@ import pytest
 
 from etl import checker, contract, validate
 from etl.job import BadInputError, OutputExistsError
-from etl.storage import InputError
+from etl.storage import InputError, OutputError
 from etl_oracle import read_table
 from etl_run import run_etl
 
@@ -31,7 +31,8 @@ def _write(dir_, name, playlists):
 
 @pytest.fixture(scope="module")
 def messy(tmp_path_factory):
-    """Two slices: a duplicate pid, a record without pid, entries without URIs, a broken count."""
+    """Two slices: a duplicate pid, a record without pid, entries without or with malformed URIs,
+    mistyped fields, a broken count."""
     d = tmp_path_factory.mktemp("messy") / "in"
     ps = [_playlist(pid) for pid in range(6)]
     no_pid = _playlist(99)
@@ -40,8 +41,13 @@ def messy(tmp_path_factory):
     ps[2]["tracks"][3]["track_uri"] = None
     del ps[2]["tracks"][4]["album_uri"]
     ps[3]["tracks"].append(copy.deepcopy(ps[3]["tracks"][0]) | {"pos": 12})  # duplicate entry
+    ps[4]["tracks"][2]["track_uri"] = ""                                     # malformed URIs
+    ps[4]["tracks"][5]["album_uri"] = "https://open.spotify.com/album/abc"
+    ps[5]["tracks"][1]["artist_uri"] = "not a uri"
     _write(d, "mpd.slice.0-5.json", ps[:4] + [no_pid])
-    _write(d, "mpd.slice.6-9.json", ps[4:] + [copy.deepcopy(ps[0]) | {"name": "again"}])
+    mistyped = [_playlist(7) | {"pid": "1000"}, _playlist(8) | {"num_followers": 1.5}]
+    mistyped[1]["tracks"][2]["pos"] = "2"
+    _write(d, "mpd.slice.6-9.json", ps[4:] + [copy.deepcopy(ps[0]) | {"name": "again"}] + mistyped)
     (d / "mpd.slice.10-19.json").write_text('{"info": {}, "playlists": [{"pid": 10, ')  # cut short
     return d
 
@@ -57,10 +63,23 @@ def test_drops_and_findings_are_counted_and_every_entry_accounted(spark, messy, 
     assert dropped["duplicate_pid"]["count"] == 1 and dropped["duplicate_pid"]["examples"] == ["0"]
     assert dropped["missing_track_uri"]["count"] == 1 and dropped["missing_album_uri"]["count"] == 1
     assert dropped["duplicate_entry"]["examples"] == [f"3#spotify:track:0003{0:018d}"]
+    assert {k: (v["count"], v["examples"]) for k, v in dropped.items() if k.startswith("malformed")} == {
+        "malformed_track_uri": (1, ['4#2 ""']),
+        "malformed_album_uri": (1, ['4#5 "https://open.spotify.com/album/abc"']),
+        "malformed_artist_uri": (1, ['5#1 "not a uri"'])}
+    assert m["validation"]["uri_format"] == {"count": 2, "examples": [4, 5]}
+    # One wrongly typed value drops its record alone, named with the field; the file stays.
+    assert {k: dropped["field_type"][k] for k in ("count", "playlists", "entries")} == {
+        "count": 2, "playlists": 2, "entries": 24}
+    assert [e.rsplit("/", 1)[1] for e in dropped["field_type"]["examples"]] == [
+        "mpd.slice.6-9.json#3: pid", "mpd.slice.6-9.json#4 (pid 8): num_followers, tracks[2].pos"]
+    assert m["validation"]["field_type"] == {k: dropped["field_type"][k] for k in ("count", "examples")}
+    for kind, bad in (("track", ""), ("album", "https://open.spotify.com/album/abc"), ("artist", "not a uri")):
+        assert bad not in {r[f"{kind}_uri"] for r in read_table(tmp_path / "g", f"nodes/{kind}")}
     c = m["counts"]
-    assert c["input_playlists"] == 8 and c["nodes/playlist"] == 6
-    assert c["input_entries"] == 8 * 12 + 1
-    assert c["edges/playlist_track"] == c["input_entries"] - 12 - 12 - 1 - 1 - 1
+    assert c["input_playlists"] == 10 and c["nodes/playlist"] == 6
+    assert c["input_entries"] == 10 * 12 + 1
+    assert c["edges/playlist_track"] == c["input_entries"] - 12 - 12 - 1 - 1 - 1 - 3 - 24
     # pid 1 says 40 tracks, pid 3 has a 13th (duplicate) entry it does not count.
     assert m["validation"]["num_tracks"] == {"count": 2, "examples": [1, 3]}
     assert m["validation"]["duplicate_pid"]["count"] == 1
@@ -135,3 +154,33 @@ def test_top_playlists_by_followers_keeps_them_and_what_they_reach(spark, tmp_pa
     assert tracks == {f"spotify:track:{p:04d}{i:018d}" for p in (0, 1, 4) for i in range(12)}
     assert m["dropped"]["outside_top_followed"]["count"] == 2
     contract.check_manifest(m)
+
+
+def test_an_output_that_cannot_be_created_fails_before_any_input_is_read(spark, messy, tmp_path):
+    (tmp_path / "a_file").write_text("not a dir")
+    # The input does not exist: had it been read first, the error would be about the input.
+    with pytest.raises(OutputError, match=rf"output {tmp_path}/a_file/graph cannot be created \(cannot create "
+                                          rf"{tmp_path}/a_file/graph\.tmp-[0-9a-f]{{32}}: ParentNotDirectoryException"):
+        run_etl(spark, "--input", tmp_path / "nowhere", "--output", tmp_path / "a_file" / "graph")
+    assert (tmp_path / "a_file").read_text() == "not a dir"
+
+
+def test_stale_temp_dirs_of_the_output_are_named_and_removed_with_overwrite_only(spark, tmp_path, caplog):
+    d = tmp_path / "in"
+    _write(d, "mpd.slice.0-9.json", [_playlist(p) for p in range(3)])
+    (tmp_path / "g").mkdir()
+    stale = tmp_path / f"g.tmp-{'0' * 31}f"  # what a killed run leaves
+    (stale / "edges").mkdir(parents=True)
+    keep = [tmp_path / "g.tmp-mine", tmp_path / f"g2.tmp-{'0' * 32}", tmp_path / f"g.tmp-{'0' * 32}.bak"]
+    for k in keep:
+        k.mkdir()
+    with pytest.raises(OutputExistsError, match=rf"output {tmp_path}/g exists; pass --overwrite to replace it "
+                                                rf"\(and to remove 1 temporary dir\(s\) of {tmp_path}/g left by "
+                                                rf"runs that did not finish: .*{stale.name}\)"):
+        run_etl(spark, "--input", d, "--output", tmp_path / "g")
+    assert stale.exists()
+    with caplog.at_level("WARNING", logger="etl"):
+        run_etl(spark, "--input", d, "--output", tmp_path / "g", "--hop2", "off", "--overwrite")
+    assert not stale.exists() and all(k.exists() for k in keep)
+    assert f"removed 1 temporary dir(s) of {tmp_path}/g left by runs that did not finish" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in", "g", *(k.name for k in keep)])

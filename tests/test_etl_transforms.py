@@ -2,7 +2,7 @@
 import pytest
 
 from etl import contract
-from etl.dedup import dedup_entries, entities, split_duplicate_pids, split_missing_pid, split_missing_uris
+from etl.dedup import dedup_entries, entities, split_duplicate_pids, split_missing_pid, split_bad_uris
 from etl.ids import uri_bucket, with_dense_ids
 from etl.splits import Holdout, choose_holdout, default_holdout, with_roles
 from etl.validate import findings, findings_dict
@@ -31,16 +31,26 @@ def test_playlist_dedup_keeps_first_record_and_drops_missing_pid(spark):
     assert [tuple(r) for r in dup.collect()] == [("duplicate_pid", "7", 1, 3)]
 
 
-def test_entries_dedup_keeps_first_pos_and_uri_drops_name_the_first_missing(spark):
-    rows = [(1, 0, "t:a", "al", "ar"), (1, 5, "t:a", "al", "ar"), (1, 2, "t:b", "al", "ar"),
-            (2, 0, None, None, "ar"), (2, 1, "t:c", None, "ar"), (2, 4, "t:a", "al", "ar")]
+def test_entries_dedup_keeps_first_pos_and_uri_drops_name_the_first_bad_uri(spark):
+    ta, tb, tc = (f"spotify:track:{c * 22}" for c in "abc")
+    al, ar = "spotify:album:" + "A" * 22, "spotify:artist:" + "0" * 22
+    rows = [(1, 0, ta, al, ar), (1, 5, ta, al, ar), (1, 2, tb, al, ar),
+            (2, 0, None, None, ar), (2, 1, tc, None, ar), (2, 4, ta, al, ar),
+            (3, 0, "", al, ar), (3, 1, "not a uri", None, ar), (3, 2, "https://open.spotify.com/track/abc", al, ar),
+            (3, 3, tb, "spotify:album:" + "A" * 21, ar), (3, 4, tc, al, "spotify:track:" + "0" * 22)]
     df = spark.createDataFrame(rows, "pid long, pos long, track_uri string, album_uri string, artist_uri string")
-    ok, missing = split_missing_uris(df)
-    assert sorted((r.reason, r.example) for r in missing.collect()) == [
+    ok, bad = split_bad_uris(df)
+    assert sorted((r.reason, r.example) for r in bad.collect()) == [
+        ("malformed_album_uri", f'3#3 "spotify:album:{"A" * 21}"'),
+        ("malformed_artist_uri", f'3#4 "spotify:track:{"0" * 22}"'),
+        ("malformed_track_uri", '3#0 ""'),
+        ("malformed_track_uri", '3#1 "not a uri"'),
+        ("malformed_track_uri", '3#2 "https://open.spotify.com/track/abc"'),
         ("missing_album_uri", "2#1"), ("missing_track_uri", "2#0")]
+    assert bad.where("playlists != 0 or entries != 1").count() == 0
     unique, dup = dedup_entries(ok)
-    assert sorted(tuple(r) for r in unique.collect()) == [(1, "t:a", 0), (1, "t:b", 2), (2, "t:a", 4)]
-    assert [tuple(r) for r in dup.collect()] == [("duplicate_entry", "1#t:a", 0, 1)]
+    assert sorted(tuple(r) for r in unique.collect()) == [(1, ta, 0), (1, tb, 2), (2, ta, 4)]
+    assert [tuple(r) for r in dup.collect()] == [("duplicate_entry", f"1#{ta}", 0, 1)]
 
 
 def test_entities_pick_smallest_value_and_flag_conflicts(spark):

@@ -263,6 +263,15 @@ def test_gnn_without_embeddings_is_a_clear_error(synth, tmp_path):
         evaluate(synth, str(tmp_path / "empty"), C.SPLIT_VAL, ["gnn"])
 
 
+def test_gnn_left_out_for_lack_of_embeddings_is_said(synth, tmp_path, capsys):
+    run = tmp_path / "run"
+    results = evaluate(synth, str(run), C.SPLIT_VAL, batch_size=512)
+    assert "gnn" not in results["methods"]
+    assert results["methods_left_out"]["gnn"].startswith(f"no embeddings in {run}/embeddings/")
+    assert json.loads((run / "eval_val.json").read_text())["methods_left_out"] == results["methods_left_out"]
+    assert f"note: gnn left out: no embeddings in {run}/embeddings/" in capsys.readouterr().out
+
+
 def test_unknown_method_is_named(synth, tmp_path):
     with pytest.raises(ValueError, match=r"unknown \['svd'\]"):
         evaluate(synth, str(tmp_path / "r"), C.SPLIT_VAL, ["svd"])

@@ -73,6 +73,31 @@ def test_recommend_from_a_title_alone(graph, run):
     assert len(rows) == 5 and {r["track_id"] for r in rows} <= titled
 
 
+def test_a_short_catalogue_and_an_unusable_title_are_said(graph, run, capsys):
+    cat = catalogue.load_catalogue(graph)
+    assert recommend.main(["--graph", graph, "--run", run, "--pid", str(cat.playlist_pid[0]),
+                           "-k", "100000", "--method", "popularity"]) == 0
+    out, err = capsys.readouterr()
+    shown = len(out.strip().splitlines())
+    seeds = cat.edges(C.VISIBLE_ROLES)[0].nnz
+    assert shown == cat.num_tracks - seeds
+    assert (f"note: only {shown} tracks to recommend, not the 100000 asked for (-k): the graph holds "
+            f"{cat.num_tracks} tracks, {seeds} of them seeds") in err
+    notes = []
+    rows = recommend.recommend(graph, run, title="!!! ...", k=3, method="itemknn", notes=notes)
+    assert len(rows) == 3 and notes == [
+        "the title '!!! ...' has no usable words (letters or digits) and there are no seed tracks:"
+        " these are the most popular tracks overall"]
+    notes = []
+    recommend.recommend(graph, run, title="Zzyzx Qwerty", k=3, method="itemknn", notes=notes)
+    assert notes == ["no training playlist is titled 'zzyzx qwerty' and there are no seed tracks:"
+                     " these are the most popular tracks overall"]
+    notes = []
+    title = next(t for t, s in zip(cat.playlist_title, cat.playlist_split) if s == C.SPLIT_TRAIN and t)
+    recommend.recommend(graph, run, title=title, k=3, method="itemknn", notes=notes)
+    assert notes == []
+
+
 def test_unknown_pid_and_uri_are_named(graph, run, capsys):
     assert recommend.main(["--graph", graph, "--run", run, "--pid", "987654"]) == 2
     assert "pid 987654 is not in graph" in capsys.readouterr().err

@@ -143,7 +143,7 @@ def test_a_fresh_run_removes_an_earlier_best_checkpoint(gdir, tmp_path):
     run = tmp_path / "run"
     main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=20", *SMALL])
     assert checkpoint.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
-    main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=0", *SMALL])
+    main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=0", "--overwrite", *SMALL])
     assert not checkpoint.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
 
 

@@ -10,7 +10,7 @@ import trainer.full_graph as full_graph_module
 import trainer.sampled as sampled_module
 from etl import contract as C
 from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, synthetic_graph_dir
-from trainer import checkpoint
+from trainer import checkpoint, existing_run
 from trainer.config import ConfigError, TrainConfig
 from trainer.losses import candidate_log_frequency, sampled_softmax
 from trainer.optim import Optimizer, RowWiseAdagrad
@@ -336,3 +336,53 @@ def test_optimizer_parts_follow_config(gdir, name, sparse, parts):
     embedding_lrs = [g["lr"] for o in opt.parts.values() for g in o.param_groups
                      if any(p is model.embedding["track"].weight for p in g["params"])]
     assert embedding_lrs == [0.3]
+
+
+def test_a_run_dir_holding_a_run_is_refused_unless_resume_or_overwrite(gdir, tmp_path):
+    """Training into a finished run's dir must not silently replace its checkpoint and metrics."""
+    args = ["--graph", gdir, "--max_steps_per_epoch=1", *SMALL]
+    run = tmp_path / "run"
+    main([*args, "--out", str(run), "--epochs=2"])
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    other = synthetic_graph_dir(str(tmp_path / "other"), 60, seed=9)
+    with pytest.raises(existing_run.RunExistsError,
+                       match=rf"run dir {run} already holds a run \(checkpoints/last.pt, metrics.jsonl\); "
+                             r"pass --resume to continue it, --overwrite to discard it"):
+        main(["--graph", other, *args[2:], "--out", str(run), "--epochs=1"])
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((run / "graph.json").read_text())["graph"] == gdir
+    with pytest.raises(existing_run.RunExistsError, match="--resume and --overwrite exclude each other"):
+        main([*args, "--out", str(run), "--epochs=2", "--resume", "--overwrite"])
+
+    (run / "eval_val.json").write_text("{}")  # the old run's evaluation goes with it
+    (run / "notes.txt").write_text("mine")    # a file the trainer did not write stays
+    main(["--graph", other, *args[2:], "--out", str(run), "--epochs=1", "--overwrite"])
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert json.loads((run / "graph.json").read_text())["graph"] == other
+    assert not (run / "eval_val.json").exists() and (run / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "pickled code"])
+def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdir, tmp_path, damage):
+    import pickle
+    import subprocess
+    import sys
+
+    args = ["--graph", gdir, "--max_steps_per_epoch=1", "--epochs=1", *SMALL]
+    run = tmp_path / "run"
+    main([*args, "--out", str(run)])
+    last = run / "checkpoints" / "last.pt"
+    data = last.read_bytes()
+    last.write_bytes({"truncated": data[:len(data) // 2], "garbage": b"not a checkpoint " * 20,
+                      "pickled code": pickle.dumps(platform.uname)}[damage])
+    with pytest.raises(checkpoint.DamagedCheckpoint,
+                       match=rf"checkpoint {last} is damaged .* restore it from a copy, or start afresh"):
+        main([*args, "--out", str(run), "--epochs=2", "--resume"])
+    if damage == "pickled code":  # and on the command line: one line, no advice to unpickle
+        proc = subprocess.run([sys.executable, "-m", "trainer.train", *args, "--out", str(run), "--epochs=2",
+                               "--resume"], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"error: checkpoint {last} is damaged" in proc.stderr
+        assert "weights_only=False" not in proc.stderr and "could run code" in proc.stderr

@@ -77,9 +77,39 @@ def save(path: str, payload: dict) -> None:
         torch.save(payload, f)
 
 
+class DamagedCheckpoint(ValueError):
+    """A checkpoint file exists but does not load as one."""
+
+
 def load(path: str, map_location="cpu") -> dict:
+    """The checkpoint at ``path``; :class:`DamagedCheckpoint` when it is truncated, garbage, or
+    holds more than tensors and plain values."""
     with fsspec.open(path, "rb") as f:
-        return torch.load(f, map_location=map_location, weights_only=True)
+        try:
+            state = torch.load(f, map_location=map_location, weights_only=True)
+        except OSError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged file fails in whichever way its bytes lead to
+            raise DamagedCheckpoint(_damaged(path, _reason(e))) from None
+    if not isinstance(state, dict):
+        raise DamagedCheckpoint(_damaged(path, f"it holds a {type(state).__name__}, not a dict"))
+    return state
+
+
+def _reason(e: Exception) -> str:
+    text = str(e)
+    # torch's own advice here is weights_only=False, which would run whatever code the file
+    # pickled: never pass it on.
+    if "weights_only" in text:
+        return "it holds pickled objects beyond tensors and plain values, refused since loading them could run code"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(e).__name__}{': ' + first[:120] if first else ''}"
+
+
+def _damaged(path: str, reason: str) -> str:
+    return (f"checkpoint {path} is damaged or not a checkpoint of this trainer ({reason}); "
+            "restore it from a copy, or start afresh: into another run dir (--out), or here with "
+            "--overwrite, which discards this run")
 
 
 def exists(path: str) -> bool:

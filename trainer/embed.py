@@ -219,5 +219,5 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, C.ContractError, FileNotFoundError) as e:  # a user's mistake: no traceback
+    except (ConfigError, C.ContractError, FileNotFoundError, checkpoint.DamagedCheckpoint) as e:  # a user's mistake: no traceback
         sys.exit(f"error: {e}")

@@ -214,8 +214,12 @@ def evaluate(
     rank_, world, device = env.rank, env.world_size, env.device
     run = Path(run_dir)
     graph = catalogue.load_catalogue(graph_dir)
+    left_out = {}
     if methods is None:
         methods = [m for m in METHODS if m != "gnn" or catalogue.has_embeddings(run)]
+        if "gnn" not in methods:  # said on the console and in the JSON: a missing row is no answer
+            left_out["gnn"] = (f"no embeddings in {run}/{catalogue.EMBEDDINGS}/ (track.parquet); export them "
+                               f"with python -m trainer.embed --graph {graph_dir} --run {run}")
     held = held_out(graph, split)
     if len(held) == 0:
         raise ValueError(
@@ -258,6 +262,7 @@ def evaluate(
         "title_only": "every method: popularity among training playlists with the same"
                       " normalised title, then global popularity",
         "methods": report(sums, counts, list(scorers), groups),
+        "methods_left_out": left_out,
     }
     run.mkdir(parents=True, exist_ok=True)
     out = run / f"eval_{split}.json"
@@ -265,6 +270,8 @@ def evaluate(
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(tmp, out)
     print(format_table(results))
+    for method, why in left_out.items():
+        print(f"note: {method} left out: {why}")
     print(f"wrote {out}")
     return results
 

@@ -49,11 +49,35 @@ def query_for_pid(cat: catalogue.Catalogue, pid: int) -> Queries:
                               [playlist])
 
 
+def title_note(raw_title: str | None, queries: Queries, fallback) -> str | None:
+    """What the title fallback did for a query without seeds, when it could not use the title."""
+    if queries.num_seeds()[0] > 0:
+        return None
+    title = queries.titles[0]
+    if not title:
+        return (f"the title {raw_title or ''!r} has no usable words (letters or digits) and there are "
+                "no seed tracks: these are the most popular tracks overall")
+    if title not in fallback.index:
+        return (f"no training playlist is titled {title!r} and there are no seed tracks: these are "
+                "the most popular tracks overall")
+    return None
+
+
+def shortfall_note(found: int, k: int, num_tracks: int, num_seeds: int) -> str | None:
+    """Says so when the catalogue ran out before ``k`` tracks."""
+    if found >= k:
+        return None
+    return (f"only {found} tracks to recommend, not the {k} asked for (-k): the graph holds "
+            f"{num_tracks} tracks, {num_seeds} of them seeds")
+
+
 def recommend(
     graph_dir: str, run_dir: str, *, pid: int | None = None, tracks: list[str] | None = None,
     title: str | None = None, k: int = 10, method: str | None = None, chunk_size: int = 1 << 17,
+    notes: list[str] | None = None,
 ) -> list[dict]:
-    """Top-``k`` tracks (id, uri, name, artist, rank) for one query."""
+    """Top-``k`` tracks (id, uri, name, artist, rank) for one query; what the user should know
+    about the answer (a title that could not be used, fewer than ``k`` tracks) goes to ``notes``."""
     if pid is not None and (tracks or title):
         raise ValueError("--pid goes alone: the playlist brings its own tracks and title")
     if pid is None and not tracks and not title:
@@ -72,6 +96,11 @@ def recommend(
     scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device)
     ids = rank(scorers[method], fallback, queries, cat.num_tracks, k, chunk_size, device)[0]
     ids = ids[ids >= 0]
+    if notes is not None:
+        raw_title = title if pid is None else cat.playlist_title[int(queries.playlist_ids[0])]
+        found = [title_note(raw_title, queries, fallback),
+                 shortfall_note(len(ids), k, cat.num_tracks, int(queries.num_seeds()[0]))]
+        notes.extend(n for n in found if n)
     details = catalogue.track_details(graph_dir, ids)
     return [{"rank": r, **d} for r, d in enumerate(details, start=1)]
 
@@ -87,14 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
     args = p.parse_args(argv)
     tracks = [u.strip() for u in args.tracks.split(",") if u.strip()] if args.tracks else None
+    notes: list[str] = []
     try:
         rows = recommend(args.graph, args.run, pid=args.pid, tracks=tracks, title=args.title,
-                         k=args.k, method=args.method)
+                         k=args.k, method=args.method, notes=notes)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for r in rows:
         print(f"{r['rank']:>4}  {r['track_name']}  —  {r['artist_name']}  ({r['track_uri']})")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 

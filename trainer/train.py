@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from etl import contract as C
-from trainer import checkpoint, dist
+from trainer import checkpoint, dist, existing_run
 from trainer.config import ConfigError, TrainConfig, parse_overrides, resolve
 from trainer.full_graph import FullGraphTraining
 from trainer.graph import load_graph
@@ -53,6 +53,7 @@ def parse_args(argv):
     parser.add_argument("--out", required=True, help="run dir for checkpoints, metrics, curves (path or fsspec URL)")
     parser.add_argument("--config", help="JSON file of config keys")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
+    parser.add_argument("--overwrite", action="store_true", help="discard the run RUN_DIR holds and start afresh")
     args, rest = parser.parse_known_args(argv)
     return args, parse_overrides(rest)
 
@@ -119,7 +120,7 @@ def main(argv=None) -> "TrainResult":
     cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
     env = dist.setup(config.device)
     try:
-        return train(args.graph, args.out, config, env, resume=args.resume)
+        return train(args.graph, args.out, config, env, resume=args.resume, overwrite=args.overwrite)
     finally:
         dist.cleanup(env)
 
@@ -131,9 +132,11 @@ class TrainResult:
     global_step: int
 
 
-def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool = False) -> TrainResult:
-    """Run (or resume) training in ``out``."""
+def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool = False,
+          overwrite: bool = False) -> TrainResult:
+    """Run (or resume) training in ``out``; a run already there needs ``resume`` or ``overwrite``."""
     log = tqdm.write if env.is_main else (lambda *_: None)
+    existing_run.refuse_or_clear(out, resume, overwrite, env.is_main)
     run = RunDir(out)
     graph = load_graph(graph_path)
     ckpt_path = checkpoint.checkpoint_path(run.path)
@@ -329,5 +332,6 @@ def _stop(selection: dict, config: TrainConfig) -> bool:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, C.ContractError, FileNotFoundError, SamplerMissing) as e:  # a user's mistake: no traceback
+    except (ConfigError, C.ContractError, FileNotFoundError, SamplerMissing, existing_run.RunExistsError,
+            checkpoint.DamagedCheckpoint) as e:  # a user's mistake: no traceback
         sys.exit(f"error: {e}")

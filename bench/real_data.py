@@ -63,7 +63,7 @@ def main(argv=None) -> None:
     out = {"split": args.split, "graph": args.graph, "runs": runs, "num_playlists": len(held), "table": {},
            "gnn_seeds": {}, "paired": {}}
     print(f"{args.split}: {len(held)} playlists; gnn = mean of {len(runs)} training seeds (spread: min..max)")
-    print(f"{'method':<11}{'group':<12}{'n':>5}" + "".join(f"{m:>22}" for m in METRICS))
+    print(f"{'method':<11}{'group':<12}{'n':>5}" + "".join(f"{m:>26}" for m in METRICS))
     for method in ("gnn", *BASELINES):
         for g in groups:
             mask = masks[g]
@@ -77,7 +77,7 @@ def main(argv=None) -> None:
                     out["gnn_seeds"].setdefault(g, {})[m] = per_seed
                 cells.append(cell)
                 out["table"].setdefault(method, {}).setdefault(g, {})[m] = float(mean)
-            print(f"{method:<11}{g:<12}{int(mask.sum()):>5}" + "".join(f"{c:>22}" for c in cells))
+            print(f"{method:<11}{g:<12}{int(mask.sum()):>5}" + "".join(f"{c:>26}" for c in cells))
     rng = np.random.default_rng(0)
     for base in ("itemknn", "als"):
         for m in METRICS:

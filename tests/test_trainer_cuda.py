@@ -31,6 +31,16 @@ def gdir(tmp_path_factory):
     return synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 300, seed=3)
 
 
+def _model_and_frequency(graph, config):
+    torch.manual_seed(1)
+    # Dense ID-embedding gradients on both sides, as the CUDA trainer uses.
+    model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()},
+                        graph.num_nodes, sparse_embeddings=False)
+    frequency = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], config.batch_size,
+                                        config.negatives, config.negative_power)
+    return model, frequency
+
+
 @pytest.mark.parametrize("loss", ["softmax", "bpr", "bce"])
 def test_batch_loss_and_gradients_on_cuda_equal_cpu(gdir, loss):
     config = TrainConfig(hidden=16, id_dim=8, fanout=(5, 5, 3), batch_size=64, loss=loss)
@@ -38,12 +48,7 @@ def test_batch_loss_and_gradients_on_cuda_equal_cpu(gdir, loss):
     cpu = dist.DistEnv(0, 0, 1, torch.device("cpu"), None)
     torch.manual_seed(0)
     batch = next(iter(epoch_loader(graph, config, cpu, epoch=0)))
-    torch.manual_seed(1)
-    # Dense ID-embedding gradients on both sides, as the CUDA trainer uses.
-    model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()},
-                        graph.num_nodes, sparse_embeddings=False)
-    frequency = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], config.batch_size,
-                                        config.negatives, config.negative_power)
+    model, frequency = _model_and_frequency(graph, config)
     results = {}
     for device in ("cpu", "cuda"):
         m = copy.deepcopy(model).to(device)
@@ -81,11 +86,7 @@ def test_trains_on_cuda_and_embeds_alike_on_cpu(gdir, tmp_path, amp):
 def test_full_graph_loss_and_gradients_on_cuda_equal_cpu(gdir):
     config = TrainConfig(hidden=16, id_dim=8, batch_size=128, loss_chunk=64)
     graph = load_graph(gdir)
-    torch.manual_seed(1)
-    model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()},
-                        graph.num_nodes, sparse_embeddings=False)
-    frequency = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], config.batch_size,
-                                        config.negatives, config.negative_power)
+    model, frequency = _model_and_frequency(graph, config)
     results = {}
     for device in ("cpu", "cuda"):
         m = copy.deepcopy(model).to(device)

@@ -13,6 +13,7 @@ resumed mid-epoch replays exactly what an uninterrupted one would have drawn.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,7 +31,9 @@ def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape) ->
     order = torch.argsort(rows * shape[1] + cols)
     crow = torch.zeros(shape[0] + 1, dtype=torch.long, device=rows.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=shape[0]), 0)
-    return torch.sparse_csr_tensor(crow, cols[order], values[order], shape, check_invariants=False)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": said once per relation, epoch and rank
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, cols[order], values[order], shape, check_invariants=False)
 
 
 class MeanAdjacency:

@@ -139,7 +139,7 @@ def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypat
     assert again.global_step == result.global_step
 
 
-def test_a_fresh_run_removes_an_earlier_best_checkpoint(gdir, tmp_path):
+def test_overwrite_removes_an_earlier_best_checkpoint(gdir, tmp_path):
     run = tmp_path / "run"
     main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=20", *SMALL])
     assert checkpoint.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))

@@ -117,11 +117,5 @@ def exists(path: str) -> bool:
     return fs.exists(target)
 
 
-def remove(path: str) -> None:
-    fs, target = fsspec.core.url_to_fs(path)
-    if fs.exists(target):
-        fs.rm(target)
-
-
 def checkpoint_path(run_dir: str, name: str = LAST) -> str:
     return posixpath.join(run_dir, "checkpoints", name)

@@ -170,8 +170,6 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
         log(f"resuming from {ckpt_path}: epoch {start_epoch}, step {skip_steps}")
     records = [r for r in run.read_metrics() if r["epoch"] < start_epoch] if ckpt is not None else []
     if env.is_main:
-        if ckpt is None:  # a best checkpoint of an earlier run here must not be exported as this one's
-            checkpoint.remove(best_path)
         run.write_json("config.json", config.to_dict())
         run.write_json("graph.json", graph_record(graph))
         run.write_metrics(records)

@@ -186,6 +186,11 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
         graph, config, env, log_frequency)
     val_edges = val_edges_for_rank(graph, config, env)
     ranking = ranking_set(graph, config.val_rank_playlists, config.seed) if config.val_rank_playlists else None
+    if ranking is not None and len(ranking) == 0:
+        # Zeros would pass for a metric and stop the run after `patience` epochs of them.
+        log("no seeded val playlist with hidden tracks: no ranking validation, no early stopping; "
+            "the last epoch is exported")
+        ranking = None
 
     def save(path: str, epoch: int, step: int, sums: list[float]) -> None:
         if env.is_main:
@@ -307,7 +312,7 @@ def _rank_metrics(model, strategy, ranking, env) -> dict:
         model.eval()
         ranked = rank_validation(strategy.embed(model), ranking, env.device)
         model.train()
-        values = [ranked[k] or 0.0 for k in keys]
+        values = [ranked[k] for k in keys]
     return dict(zip(keys, dist.all_reduce_sum(env, values)))
 
 

@@ -6,7 +6,7 @@ from graphdir_fixture import synthetic_graph_dir
 from trainer.config import TrainConfig
 from trainer.dist import DistEnv
 from trainer.graph import PLAYLIST_TRACK, load_graph
-from trainer.shards import rank_shard, supervision_mask
+from trainer.shards import epoch_split, rank_shard, supervision_mask
 from trainer.sampled import epoch_loader
 
 
@@ -28,6 +28,29 @@ def test_supervision_split_is_seeded_per_epoch_and_keeps_duplicates_together():
     assert not torch.equal(m0, supervision_mask(edges, 0.3, seed=1, epoch=0))
     assert 0.27 < m0.float().mean().item() < 0.33
     assert m0[0] == m0[1]
+
+
+@pytest.mark.parametrize("supervise_seeds", [False, True])
+def test_epoch_split_partitions_the_visible_edges(graph, supervise_seeds):
+    """Message passing and supervision split the visible edges with nothing shared or lost;
+    seed edges are supervised only when asked, at the same ratio; hidden val edges never appear
+    (but as seeds)."""
+    def pairs(e):
+        return sorted(map(tuple, e.t().tolist()))
+
+    mp, sup = epoch_split(graph.train_edges, graph.seed_edges, 0.4, seed=3, epoch=2,
+                          supervise_seeds=supervise_seeds)
+    assert pairs(torch.cat([mp, sup], dim=1)) == pairs(graph.visible_edges)
+    assert not set(pairs(mp)) & set(pairs(sup))
+    # A hidden pair can equal a seed pair (a track repeated in a playlist): the query holds it anyway.
+    assert not set(pairs(sup)) & (set(pairs(graph.val_edges)) - set(pairs(graph.visible_edges)))
+    seeds = set(pairs(graph.seed_edges))
+    supervised_seeds = set(pairs(sup)) & seeds
+    if supervise_seeds:  # 121 distinct seed pairs in this graph: 0.4 +- 3 standard deviations
+        assert 0.25 < len(supervised_seeds) / len(seeds) < 0.55, (len(supervised_seeds), len(seeds))
+    else:
+        assert not supervised_seeds
+        assert pairs(sup) == pairs(graph.train_edges[:, supervision_mask(graph.train_edges, 0.4, 3, 2)])
 
 
 @pytest.mark.parametrize("n, world", [(10, 3), (1001, 2), (7, 7), (5, 8)])

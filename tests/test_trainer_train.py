@@ -12,7 +12,7 @@ from etl import contract as C
 from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, synthetic_graph_dir
 from trainer import checkpoint, existing_run
 from trainer.config import ConfigError, TrainConfig
-from trainer.losses import candidate_log_frequency, sampled_softmax
+from trainer.losses import candidate_log_frequency, full_softmax, sampled_softmax
 from trainer.optim import Optimizer, RowWiseAdagrad
 from trainer.sampled import loader_workers
 from trainer.train import main
@@ -204,6 +204,38 @@ def test_sampled_softmax_ranks_each_positive_against_the_batch_tracks_but_its_pl
         logits = torch.stack([src[i] @ h_track[c] - log_frequency[c] for c in columns])
         expected.append(torch.logsumexp(logits, 0) - (src[i] @ h_track[positive[i]] - log_frequency[positive[i]]))
     assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-5)
+
+
+def test_full_softmax_ranks_each_positive_against_the_whole_catalogue_but_its_playlists_positives():
+    """An independent loop over every track; siblings (the playlist's other positives in the
+    batch) leave its row, the target stays; no frequency correction (every track is a candidate)."""
+    g = torch.Generator().manual_seed(1)
+    src_of = torch.randn(4, 8, generator=g)
+    h_track = torch.randn(25, 8, generator=g)
+    playlist = torch.tensor([0, 1, 0, 2, 3, 1, 0])
+    positive = torch.tensor([5, 7, 9, 7, 2, 11, 5])           # playlist 0 holds track 5 twice
+    src = src_of[playlist]
+    loss = full_softmax(src, h_track, playlist, positive)
+    expected = []
+    for i in range(len(positive)):
+        own = {int(positive[j]) for j in range(len(positive)) if playlist[j] == playlist[i]} - {int(positive[i])}
+        logits = torch.stack([src[i] @ h_track[c] for c in range(25) if c not in own])
+        expected.append(torch.logsumexp(logits, 0) - src[i] @ h_track[positive[i]])
+    assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-5)
+
+
+def test_full_softmax_needs_full_propagation():
+    with pytest.raises(ConfigError, match="full_softmax needs propagation=full"):
+        TrainConfig(loss="full_softmax", conv="sage")
+
+
+@pytest.mark.parametrize("extra", [[*SMALL, "--loss=full_softmax"], [*SMALL, "--supervise_seeds=true"],
+                                   [*SAMPLED, "--supervise_seeds=true"]],
+                         ids=["full_softmax", "full+seeds", "sampled+seeds"])
+def test_loss_options_train(gdir, tmp_path, extra):
+    main(["--graph", gdir, "--out", str(tmp_path / "run"), *extra, "--epochs=2"])
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["train_loss"] < records[0]["train_loss"], records
 
 
 @PROPAGATIONS

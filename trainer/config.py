@@ -39,8 +39,9 @@ class TrainConfig:
     loss_chunk: int = 1024                # propagation=full: positives per softmax, each chunk against its own candidates (a step scores batch_size positives)
     negatives: int = 10                   # sampled negatives per positive
     negative_power: float = 0.0           # negatives drawn with P(track) ~ (degree+1)^power; 0: uniform
-    loss: str = "softmax"                 # softmax (over the batch's tracks) | bpr | bce (on triplets: playlist, positive, negatives)
+    loss: str = "softmax"                 # softmax (over the batch's tracks) | full_softmax (over every track; propagation=full) | bpr | bce (on triplets: playlist, positive, negatives)
     supervision_ratio: float = 0.5        # fraction of train edges supervised (and hidden from message passing) each epoch
+    supervise_seeds: bool = False         # held-out playlists' seed edges are supervised too (as ALS folds seeds in); never their hidden tracks
     # optimisation
     lr: float = 1e-2
     embedding_optimizer: str = "rowwise_adagrad"  # ID embeddings: rowwise_adagrad (one float of state per row) | adam (SparseAdam on CPU)
@@ -96,7 +97,10 @@ class TrainConfig:
         need(self.loss_chunk > 0, f"loss_chunk must be > 0, got {self.loss_chunk}")
         need(self.negatives > 0, f"negatives must be > 0, got {self.negatives}")
         need(0 <= self.negative_power <= 1, f"negative_power must be in [0, 1], got {self.negative_power}")
-        need(self.loss in ("bce", "bpr", "softmax"), f"loss must be bce, bpr or softmax, got {self.loss!r}")
+        need(self.loss in ("bce", "bpr", "softmax", "full_softmax"),
+             f"loss must be bce, bpr, softmax or full_softmax, got {self.loss!r}")
+        need(not (self.loss == "full_softmax" and self.propagation != "full"),
+             "loss=full_softmax needs propagation=full (every track's readout each step); use loss=softmax")
         need(0 < self.supervision_ratio < 1,
              f"supervision_ratio must be in (0, 1), got {self.supervision_ratio}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")

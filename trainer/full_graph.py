@@ -24,7 +24,7 @@ from trainer.config import TrainConfig
 from trainer.graph import Graph
 from trainer.losses import batch_loss
 from trainer.model import score
-from trainer.shards import rank_shard, supervision_mask
+from trainer.shards import epoch_split, rank_shard
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
@@ -96,11 +96,10 @@ class FullGraphTraining:
     def start_epoch(self, epoch: int) -> int:
         """Build the epoch's graph and this rank's shard; returns the number of steps."""
         config, graph = self.config, self.graph
-        sup = supervision_mask(graph.train_edges, config.supervision_ratio, config.seed, epoch)
-        message_passing = torch.cat([graph.train_edges[:, ~sup], graph.seed_edges], dim=1)
+        message_passing, supervision = epoch_split(graph.train_edges, graph.seed_edges, config.supervision_ratio,
+                                                   config.seed, epoch, config.supervise_seeds)
         self.adjacency = None  # the previous epoch's graph goes before the next one is built
         self.adjacency = adjacency(graph, message_passing, self.device)
-        supervision = graph.train_edges[:, sup].long()
         shard = rank_shard(supervision.size(1), self.env.rank, self.env.world_size, config.seed, epoch)
         self.edges = supervision[:, shard].to(self.device)
         self.epoch = epoch

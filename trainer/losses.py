@@ -2,7 +2,8 @@
 training (``trainer/sampled.py``, ``trainer/full_graph.py``).
 
 ``loss=softmax`` ranks each positive against every track of its batch
-(:func:`sampled_softmax`); ``bpr`` and ``bce`` score each positive against its own
+(:func:`sampled_softmax`), ``full_softmax`` against every track of the catalogue (full-graph
+training only); ``bpr`` and ``bce`` score each positive against its own
 ``negatives`` (triplets: the positive's playlist with random tracks).
 """
 from __future__ import annotations
@@ -63,10 +64,27 @@ def sampled_softmax(src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Te
     return F.cross_entropy(logits.masked_fill(other_positive, float("-inf")), target)
 
 
+def full_softmax(src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tensor,
+                 positive: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each positive against the whole catalogue (every row of ``h_track``):
+    the exact form of :func:`sampled_softmax`, so no candidate-frequency correction; the
+    batch's other positives of the same playlist are masked out of its row as there. Costs
+    positives x catalogue x width: for full-graph training, where every track's readout is at hand."""
+    logits = src @ h_track.T
+    same = playlist.unsqueeze(1) == playlist.unsqueeze(0)
+    rows, others = same.nonzero(as_tuple=True)
+    other_positive = torch.zeros_like(logits, dtype=torch.bool)
+    other_positive[rows, positive[others]] = True
+    other_positive[torch.arange(len(positive), device=positive.device), positive] = False
+    return F.cross_entropy(logits.masked_fill(other_positive, float("-inf")), positive)
+
+
 def batch_loss(loss: str, src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tensor,
                positive: torch.Tensor, negative: torch.Tensor,
                log_frequency: torch.Tensor | None) -> tuple[torch.Tensor, int, int]:
     """(mean loss, loss terms, positives) of a batch, whichever ``loss`` the config names."""
+    if loss == "full_softmax":
+        return full_softmax(src, h_track, playlist, positive), src.size(0), src.size(0)
     if loss == "softmax":
         return (sampled_softmax(src, h_track, playlist, positive, negative, log_frequency),
                 src.size(0), src.size(0))

@@ -22,7 +22,7 @@ from trainer.graph import PLAYLIST_TRACK, Graph
 from trainer.losses import batch_loss
 from trainer.model import hop_counts, score
 from trainer.neighbor_sampler import DeviceNeighborSampler
-from trainer.shards import rank_shard, supervision_mask
+from trainer.shards import epoch_split, rank_shard
 
 
 def loader_workers(config: TrainConfig, device: torch.device) -> int:
@@ -52,14 +52,13 @@ def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: in
                  workers: int = 0) -> LinkNeighborLoader:
     """This rank's loader for ``epoch``: its shard of the epoch's supervision edges, sampled on
     the visible graph minus all of the epoch's supervision edges."""
-    sup = supervision_mask(graph.train_edges, config.supervision_ratio, config.seed, epoch)
-    message_passing = torch.cat([graph.train_edges[:, ~sup], graph.seed_edges], dim=1)
+    message_passing, supervision = epoch_split(graph.train_edges, graph.seed_edges, config.supervision_ratio,
+                                               config.seed, epoch, config.supervise_seeds)
     data = graph.hetero_data(message_passing, sort_by_destination=True)
     sampler = None  # PyG's NeighborSampler (torch-sparse)
     if config.sampler == "device":
         data = data.to(env.device)
         sampler = DeviceNeighborSampler(data, list(config.fanout))
-    supervision = graph.train_edges[:, sup].long()
     edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size,
                                                  config.seed, epoch)]
     weight = None

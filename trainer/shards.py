@@ -42,6 +42,17 @@ def supervision_mask(edges: torch.Tensor, ratio: float, seed: int, epoch: int) -
     return torch.from_numpy(edge_hash(edges, seed, epoch) < ratio)
 
 
+def epoch_split(train_edges: torch.Tensor, seed_edges: torch.Tensor, ratio: float, seed: int, epoch: int,
+                supervise_seeds: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(message-passing edges, supervision edges) of an epoch: the supervision edges are the
+    epoch's ``ratio`` of the supervisable ones (train edges, and held-out playlists' seed edges
+    when ``supervise_seeds``), and message passing sees every visible edge but those."""
+    pool = torch.cat([train_edges, seed_edges], dim=1) if supervise_seeds else train_edges
+    sup = supervision_mask(pool, ratio, seed, epoch)
+    message_passing = pool[:, ~sup] if supervise_seeds else torch.cat([pool[:, ~sup], seed_edges], dim=1)
+    return message_passing, pool[:, sup].long()
+
+
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     """A generator fixed by (seed, epoch, stream), independent of everything run before."""
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch) * 101 + stream)

@@ -180,7 +180,9 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
     amp = config.amp and env.device.type == "cuda"
     log_frequency = None
     if config.loss == "softmax":
-        log_frequency = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], config.batch_size,
+        supervisable = (torch.cat([graph.train_edges, graph.seed_edges], dim=1) if config.supervise_seeds
+                        else graph.train_edges)
+        log_frequency = candidate_log_frequency(supervisable, graph.num_nodes["track"], config.batch_size,
                                                 config.negatives, config.negative_power).to(env.device)
     strategy = (FullGraphTraining if config.propagation == "full" else SampledTraining)(
         graph, config, env, log_frequency)

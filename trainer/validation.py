@@ -73,7 +73,7 @@ def validate(model, training, edges: torch.Tensor, config, env) -> dict:
     n = edges.size(1)
     pos, neg = scores[:n], scores[n:]
     labels = torch.cat([torch.ones(n), torch.zeros(n)])
-    if config.loss in ("bpr", "softmax"):  # a softmax over {positive, negative} is BPR's term
+    if config.loss in ("bpr", "softmax", "full_softmax"):  # a softmax over {positive, negative} is BPR's term
         loss_sum = -F.logsigmoid(pos - neg).sum().item()
         count = n
     else:

@@ -40,7 +40,7 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"fanout": "10,10"}, r"fanout has 2 entries \[10, 10\] but layers=3"),
-    ({"loss": "mse"}, r"loss must be bce, bpr or softmax, got 'mse'"),
+    ({"loss": "mse"}, r"loss must be bce, bpr, softmax or full_softmax, got 'mse'"),
     ({"supervision_ratio": "1.5"}, r"supervision_ratio must be in \(0, 1\), got 1.5"),
     ({"epochs": "two"}, r"epochs='two' is not a valid int"),
     ({"amp": "maybe"}, r"amp='maybe' is not a valid bool"),

@@ -41,7 +41,7 @@ class TrainConfig:
     negative_power: float = 0.0           # negatives drawn with P(track) ~ (degree+1)^power; 0: uniform
     loss: str = "softmax"                 # softmax (over the batch's tracks) | full_softmax (over every track; propagation=full) | bpr | bce (on triplets: playlist, positive, negatives)
     supervision_ratio: float = 0.5        # fraction of train edges supervised (and hidden from message passing) each epoch
-    supervise_seeds: bool = False         # held-out playlists' seed edges are supervised too (as ALS folds seeds in); never their hidden tracks
+    supervise_seeds: bool = True          # held-out playlists' seed edges are supervised too (their seeds are the query, as ALS folds them in); never their hidden tracks
     # optimisation
     lr: float = 1e-2
     embedding_optimizer: str = "rowwise_adagrad"  # ID embeddings: rowwise_adagrad (one float of state per row) | adam (SparseAdam on CPU)

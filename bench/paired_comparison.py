@@ -2,6 +2,7 @@
 and its 95% bootstrap interval (resampling playlists), to tell a win from noise.
 
     python bench/paired_comparison.py --graph G --run RUN [--splits val,test] [--methods gnn,itemknn]
+    python bench/paired_comparison.py --graph G --run RUN --against OLD_RUN --methods gnn,gnn
 
 Ranks with ``trainer.evaluate``'s own scorers, fallback, catalogue and per-playlist metrics.
 """
@@ -35,16 +36,21 @@ def main(argv=None) -> None:
     p.add_argument("--run", required=True)
     p.add_argument("--splits", default="val,test")
     p.add_argument("--methods", default="gnn,itemknn", help="two methods: first minus second")
+    p.add_argument("--against", help="take the second method from this run (two runs' GNNs: --methods gnn,gnn)")
     p.add_argument("--resamples", type=int, default=2000)
     args = p.parse_args(argv)
     a, b = args.methods.split(",")
     graph = catalogue.load_catalogue(args.graph)
     allowed = graph.edges(contract.VISIBLE_ROLES).getnnz(axis=0) > 0
-    scorers, fallback = evaluate.build_scorers(graph, Path(args.run), [a, b], 1 << 17, torch.device("cpu"))
+    scorers, fallback = evaluate.build_scorers(graph, Path(args.run), [a], 1 << 17, torch.device("cpu"))
+    first = scorers[a]
+    second = evaluate.build_scorers(graph, Path(args.against or args.run), [b], 1 << 17, torch.device("cpu"))[0][b]
+    if args.against:
+        b = f"{b}@{Path(args.against).name}"
     rng = np.random.default_rng(0)
     for split in args.splits.split(","):
         held = evaluate.held_out(graph, split)
-        va, vb = (per_playlist(graph, held, scorers[m], fallback, allowed) for m in (a, b))
+        va, vb = (per_playlist(graph, held, scorer, fallback, allowed) for scorer in (first, second))
         for m in METRICS:
             d = va[m] - vb[m]
             boots = d[rng.integers(0, len(d), (args.resamples, len(d)))].mean(axis=1)

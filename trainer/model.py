@@ -1,10 +1,11 @@
 """Heterogeneous link predictor for (playlist, track): nothing distributed in here.
 
 Input projection per node type (``ModuleDict``): a Linear over the standardised features,
-concatenated with a learnable ID embedding for tracks, albums and artists. Playlists get no ID
-embedding on purpose: held-out (val/test) playlists never receive a gradient, so their ID rows
-would stay random; a playlist is represented by its features and, through message passing, by
-its visible tracks, which is what generalises to unseen playlists. Then ``layers`` layers, each
+concatenated with a learnable ID embedding for tracks, albums and artists, and for playlists with
+``playlist_ids``: zero-initialised, so a playlist's row holds only what its own edges taught it
+(a held-out playlist's: its seeds, through ``supervise_seeds`` and message passing), and a
+playlist from outside the graph, embedded from its seeds (``trainer.embed.seed_query``), is
+what a row never trained looks like. Then ``layers`` layers, each
 made heterogeneous with ``to_hetero`` (per-relation convolutions summed per destination type):
 ``conv="lightgcn"`` (the config default) is a parameter-free mean with no nonlinearity, so a
 playlist is literally the mean of its tracks' learned embeddings and a track is pulled towards
@@ -100,7 +101,7 @@ class LinkPredictor(nn.Module):
                 # Sparse gradients: a batch touches a few thousand of the table's rows.
                 self.embedding[t] = nn.Embedding(num_nodes[t], id_dim, sparse=sparse_embeddings)
                 if t == "playlist":
-                    # Zero: a playlist's row learns only from its visible tracks (the seeds of a
+                    # Zero: a playlist's row learns only from its own edges (the seeds of a
                     # held-out one), and a playlist from outside the graph has none (seed_query).
                     nn.init.zeros_(self.embedding[t].weight)
                 else:

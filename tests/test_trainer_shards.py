@@ -68,8 +68,10 @@ def test_rank_shards_equal_disjoint(n, world):
 def test_loader_never_shows_a_batch_its_supervision_edges(graph):
     config = TrainConfig(batch_size=64, fanout=(-1, 10, 5), supervision_ratio=0.3)
     epoch = 1
-    sup = supervision_mask(graph.train_edges, config.supervision_ratio, config.seed, epoch)
-    supervised = set(map(tuple, graph.train_edges[:, sup].t().tolist()))
+    _, sup = epoch_split(graph.train_edges, graph.seed_edges, config.supervision_ratio, config.seed, epoch,
+                         config.supervise_seeds)
+    supervised = set(map(tuple, sup.t().tolist()))
+    assert supervised & set(map(tuple, graph.seed_edges.t().tolist())), "seed edges are supervised too"
     batches = {}
     for rank in (0, 1):
         loader = epoch_loader(graph, config, _env(rank, 2), epoch)
@@ -94,8 +96,9 @@ def test_loader_never_shows_a_batch_its_supervision_edges(graph):
 def test_ranks_train_on_disjoint_equal_shards(graph):
     from collections import Counter
     config = TrainConfig(batch_size=10_000)
-    sup = supervision_mask(graph.train_edges, config.supervision_ratio, config.seed, 0)
-    supervised = Counter(map(tuple, graph.train_edges[:, sup].t().tolist()))
+    _, sup = epoch_split(graph.train_edges, graph.seed_edges, config.supervision_ratio, config.seed, 0,
+                         config.supervise_seeds)
+    supervised = Counter(map(tuple, sup.t().tolist()))
     shards = []
     for rank in range(3):
         loader = epoch_loader(graph, config, _env(rank, 3), 0)

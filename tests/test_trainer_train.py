@@ -174,6 +174,38 @@ def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     assert not np.allclose(v.numpy(), catalogue.load_track_embeddings(run, cat)[seeds].mean(0))
 
 
+def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
+    """fold_in_steps > 0: the seed-built query ranks its own seeds more likely than the average
+    playlist's projection does (the objective it descends), stays a readout of the model's
+    form (unit direction / sqrt(temperature), then the bias column), and 0 steps changes nothing."""
+    import numpy as np
+    import torch
+
+    from trainer import catalogue
+    from trainer.embed import main as embed_main
+    from trainer.scoring import EmbeddingScorer
+    run = str(tmp_path / "run")
+    main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL])
+    embed_main(["--graph", gdir, "--run", run])
+    cat = catalogue.load_catalogue(gdir)
+    query, tracks = catalogue.load_seed_query(run, cat), catalogue.load_track_embeddings(run, cat)
+    plain = EmbeddingScorer(tracks, None, "cpu", query)
+    folded = EmbeddingScorer(tracks, None, "cpu", query, fold_in_steps=30)
+    seeds = np.array([3, 17, 40, 41])
+    assert torch.equal(EmbeddingScorer(tracks, None, "cpu", query, fold_in_steps=0).from_seeds(seeds),
+                       plain.from_seeds(seeds))
+
+    def seed_likelihood(v):
+        return torch.log_softmax(torch.from_numpy(tracks) @ v, 0)[seeds].mean().item()
+
+    v = folded.from_seeds(seeds)
+    assert seed_likelihood(v) > seed_likelihood(plain.from_seeds(seeds)) + 0.1
+    assert v[-1].item() == 1.0  # the bias column
+    assert torch.allclose(v[:-1].norm(), torch.tensor(query["temperature"] ** -0.5), rtol=1e-5)
+    with pytest.raises(ValueError, match="fold-in steps must be >= 0"):
+        EmbeddingScorer(tracks, None, "cpu", query, fold_in_steps=-1)
+
+
 def test_sage_runs_have_no_seed_query(gdir, tmp_path):
     from trainer import catalogue
     from trainer.embed import main as embed_main

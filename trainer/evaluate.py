@@ -94,7 +94,7 @@ def held_out(graph: catalogue.Catalogue, split: str) -> HeldOut:
 def build_scorers(
     graph: catalogue.Catalogue, run: Path, methods: list[str], chunk_size: int,
     device: torch.device, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
-    als: ALSParams = ALSParams(),
+    als: ALSParams = ALSParams(), fold_in_steps: int = 0,
 ) -> tuple[dict[str, Scorer], Scorer]:
     """The requested methods' scorers and the title fallback they share."""
     if gnn_query not in ("playlist", "seeds"):
@@ -117,7 +117,7 @@ def build_scorers(
             scorers[m] = EmbeddingScorer(
                 catalogue.load_track_embeddings(run, graph),
                 catalogue.load_playlist_embeddings(run, graph) if gnn_query == "playlist" else None,
-                device, catalogue.load_seed_query(run, graph),
+                device, catalogue.load_seed_query(run, graph), fold_in_steps=fold_in_steps,
             )
         elif m == "popularity":
             scorers[m] = Popularity(popularity)
@@ -205,7 +205,7 @@ def evaluate(
     graph_dir: str | Path, run_dir: str | Path, split: str = contract.SPLIT_VAL,
     methods: list[str] | None = None, k: int = K, batch_size: int = 256,
     chunk_size: int = 1 << 17, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
-    catalogue_scope: str = "visible", als: ALSParams = ALSParams(),
+    catalogue_scope: str = "visible", als: ALSParams = ALSParams(), fold_in_steps: int = 0,
 ) -> dict | None:
     """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
     if not 1 <= k <= K:
@@ -227,7 +227,7 @@ def evaluate(
             f" (manifest split: {graph.manifest.get('split')})"
         )
     scorers, fallback = build_scorers(graph, run, methods, chunk_size, device, beta, gamma,
-                                      gnn_query, als)
+                                      gnn_query, als, fold_in_steps)
     if catalogue_scope not in ("visible", "all"):
         raise ValueError(f"--catalogue must be visible or all, got {catalogue_scope!r}")
     allowed = None
@@ -259,6 +259,7 @@ def evaluate(
         "itemknn": {"beta": beta, "gamma": gamma},
         "als": als.as_dict(),
         "gnn_query": gnn_query,
+        "fold_in_steps": fold_in_steps,
         "title_only": "every method: popularity among training playlists with the same"
                       " normalised title, then global popularity",
         "methods": report(sums, counts, list(scorers), groups),
@@ -306,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="gnn: score with the held-out playlist's own embedding, or with a query"
                    " built from its seed tracks only, as for playlists outside the graph (recommend"
                    " --tracks, submit)")
+    p.add_argument("--fold-in-steps", type=int, default=0,
+                   help="gnn, queries built from seeds: fit the playlist's input projection to its"
+                   " seeds for this many steps, as a graph playlist's ID row was (0: the average"
+                   " playlist's); costs steps x catalogue x width per playlist")
     p.add_argument("--catalogue", default="visible", choices=["visible", "all"],
                    help="rank tracks with a visible edge (default), or every track of the graph"
                    " (including those known only from hidden edges)")
@@ -316,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.als_iterations, args.als_seed, args.als_threads)
         evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
                  args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query,
-                 args.catalogue, als)
+                 args.catalogue, als, args.fold_in_steps)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -74,7 +74,7 @@ def shortfall_note(found: int, k: int, num_tracks: int, num_seeds: int) -> str |
 def recommend(
     graph_dir: str, run_dir: str, *, pid: int | None = None, tracks: list[str] | None = None,
     title: str | None = None, k: int = 10, method: str | None = None, chunk_size: int = 1 << 17,
-    notes: list[str] | None = None,
+    notes: list[str] | None = None, fold_in_steps: int = 100,
 ) -> list[dict]:
     """Top-``k`` tracks (id, uri, name, artist, rank) for one query; what the user should know
     about the answer (a title that could not be used, fewer than ``k`` tracks) goes to ``notes``."""
@@ -93,7 +93,7 @@ def recommend(
     if method is None:
         method = catalogue.default_method(run_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device)
+    scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device, fold_in_steps=fold_in_steps)
     ids = rank(scorers[method], fallback, queries, cat.num_tracks, k, chunk_size, device)[0]
     ids = ids[ids >= 0]
     if notes is not None:
@@ -114,12 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", help="playlist title (used when there are no seeds)")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
+    p.add_argument("--fold-in-steps", type=int, default=100,
+                   help="gnn with --tracks: fit the new playlist's input projection to its seeds for"
+                   " this many steps, as a graph playlist's ID row was (0: the average playlist's)")
     args = p.parse_args(argv)
     tracks = [u.strip() for u in args.tracks.split(",") if u.strip()] if args.tracks else None
     notes: list[str] = []
     try:
         rows = recommend(args.graph, args.run, pid=args.pid, tracks=tracks, title=args.title,
-                         k=args.k, method=args.method, notes=notes)
+                         k=args.k, method=args.method, notes=notes, fold_in_steps=args.fold_in_steps)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

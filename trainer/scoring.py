@@ -157,8 +157,8 @@ class EmbeddingScorer:
     to its seeds, as ALS folds a user in: a graph playlist's ID row was trained to complete it
     from its seeds (``supervise_seeds``), a new playlist's row would be zero. Adam on the seeds'
     mean log-softmax over the whole catalogue, starting from the average playlist's projection.
-    Costs ``steps`` x catalogue x width per playlist (real dev set, test: seed-built queries
-    0.1019 -> 0.1095 R-precision at 100 steps; bench/RESULTS.md).
+    Costs ``steps`` x catalogue x width per playlist (real dev set, test, 3 training seeds:
+    seed-built queries 0.1048 -> 0.1109 R-precision at 100 steps; bench/RESULTS.md).
     """
 
     def __init__(self, track_embeddings: np.ndarray, playlist_embeddings: np.ndarray | None,
@@ -205,16 +205,17 @@ class EmbeddingScorer:
         return v
 
     def _fold_in(self, idx: torch.Tensor, propagated: torch.Tensor) -> torch.Tensor:
-        tracks = self.tracks.cpu()
-        h0 = self.playlist_h0.clone().requires_grad_(True)
+        """The input projection fitted to the seeds ``idx``, on the scorer's device."""
+        h0 = self.playlist_h0.to(self.device).clone().requires_grad_(True)
+        propagated, idx = propagated.to(self.device), idx.to(self.device)
         opt = torch.optim.Adam([h0], lr=self.fold_in_lr)
         with torch.enable_grad():
             for _ in range(self.fold_in_steps):
-                loss = -torch.log_softmax(tracks @ self._readout(h0, propagated), 0)[idx].mean()
+                loss = -torch.log_softmax(self.tracks @ self._readout(h0, propagated), 0)[idx].mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-        return h0.detach()
+        return h0.detach().cpu()
 
     def query_vectors(self, queries: Queries) -> torch.Tensor:
         dim = self.tracks.shape[1]

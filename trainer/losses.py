@@ -57,11 +57,17 @@ def sampled_softmax(src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Te
     candidates = torch.unique(torch.cat([positive, negative.flatten()]))
     target = torch.searchsorted(candidates, positive)
     logits = src @ h_track[candidates].T - log_frequency[candidates]
+    return F.cross_entropy(_mask_siblings(logits, playlist, target), target)
+
+
+def _mask_siblings(logits: torch.Tensor, playlist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``logits`` with each row's siblings (its playlist's other positives in the batch: true
+    links, not negatives) at -inf; the row's own ``target`` column stays."""
     rows, others = (playlist.unsqueeze(1) == playlist.unsqueeze(0)).nonzero(as_tuple=True)
-    other_positive = torch.zeros_like(logits, dtype=torch.bool)
-    other_positive[rows, target[others]] = True
-    other_positive[torch.arange(len(target), device=target.device), target] = False
-    return F.cross_entropy(logits.masked_fill(other_positive, float("-inf")), target)
+    sibling = torch.zeros_like(logits, dtype=torch.bool)
+    sibling[rows, target[others]] = True
+    sibling[torch.arange(len(target), device=target.device), target] = False
+    return logits.masked_fill(sibling, float("-inf"))
 
 
 def full_softmax(src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tensor,
@@ -70,13 +76,7 @@ def full_softmax(src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tenso
     the exact form of :func:`sampled_softmax`, so no candidate-frequency correction; the
     batch's other positives of the same playlist are masked out of its row as there. Costs
     positives x catalogue x width: for full-graph training, where every track's readout is at hand."""
-    logits = src @ h_track.T
-    same = playlist.unsqueeze(1) == playlist.unsqueeze(0)
-    rows, others = same.nonzero(as_tuple=True)
-    other_positive = torch.zeros_like(logits, dtype=torch.bool)
-    other_positive[rows, positive[others]] = True
-    other_positive[torch.arange(len(positive), device=positive.device), positive] = False
-    return F.cross_entropy(logits.masked_fill(other_positive, float("-inf")), positive)
+    return F.cross_entropy(_mask_siblings(src @ h_track.T, playlist, positive), positive)
 
 
 def batch_loss(loss: str, src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tensor,

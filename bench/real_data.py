@@ -20,17 +20,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etl import contract  # noqa: E402
+from paired_comparison import METRICS, per_playlist  # noqa: E402  (bench/ is the script's dir)
 from trainer import catalogue, evaluate  # noqa: E402
-from trainer.metrics import K  # noqa: E402
 
-METRICS = ("r_precision", "ndcg", "clicks")
 BASELINES = ("popularity", "itemknn", "als")
-
-
-def per_playlist(graph, held, scorer, fallback, allowed) -> dict[str, np.ndarray]:
-    batches = list(evaluate.playlist_metrics(held, scorer, fallback, graph.track_artist, K, 256,
-                                             1 << 17, torch.device("cpu"), allowed))
-    return {m: np.concatenate([np.asarray(values[m]) for _, _, values in batches]) for m in METRICS}
 
 
 def interval(d: np.ndarray, rng, resamples: int = 2000) -> tuple[float, float]:

@@ -3,14 +3,26 @@ import json
 
 import pytest
 
-from trainer.config import ConfigError, TrainConfig, parse_overrides, resolve
+from trainer.config import LAYERS_LIGHTGCN, ConfigError, TrainConfig, parse_overrides, resolve
 from trainer.train import main
 
 
 def test_defaults_are_valid_and_round_trip():
     c = TrainConfig()
-    assert c.layers == 3 and len(c.fanout) == 3
+    assert c.layers == LAYERS_LIGHTGCN and len(c.fanout) == c.layers
     assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+@pytest.mark.parametrize("given, layers, fanout", [
+    ({}, LAYERS_LIGHTGCN, (30, 10, 5) + (5,) * (LAYERS_LIGHTGCN - 3)),
+    ({"conv": "sage"}, 3, (30, 10, 5)),              # the seed notebook's 3-layer SAGE
+    ({"fanout": (5, 5, 3)}, 3, (5, 5, 3)),           # one fan-out per layer: the fan-out sets the depth
+    ({"layers": 2}, 2, (30, 10)),
+    ({"layers": 4, "conv": "sage"}, 4, (30, 10, 5, 5)),
+])
+def test_auto_depth_and_fanout(given, layers, fanout):
+    c = TrainConfig(**given)
+    assert (c.layers, c.fanout) == (layers, fanout)
 
 
 def test_command_line_overrides_are_typed():
@@ -39,7 +51,8 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"fanout": "10,10"}, r"fanout has 2 entries \[10, 10\] but layers=3"),
+    ({"fanout": "10,10", "layers": "3"}, r"fanout has 2 entries \[10, 10\] but layers=3"),
+    ({"layers": "-1"}, r"layers must be > 0 \(or 0 for auto\), got -1"),
     ({"loss": "mse"}, r"loss must be bce, bpr, softmax or full_softmax, got 'mse'"),
     ({"supervision_ratio": "1.5"}, r"supervision_ratio must be in \(0, 1\), got 1.5"),
     ({"epochs": "two"}, r"epochs='two' is not a valid int"),

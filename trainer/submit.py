@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
     p.add_argument("--fold-in-steps", type=int, default=0,
                    help="gnn: fit each challenge playlist's input projection to its seeds for this"
-                   " many steps (it helped the 3-layer model, not the 6-layer default, on the real dev set); each step costs about what ranking the"
-                   " catalogue once does")
+                   " many steps (it helped the 3-layer model, not the 6-layer default, on the real"
+                   " dev set); each step costs about what ranking the catalogue once does")
     args = p.parse_args(argv)
     try:
         summary = submit(args.graph, args.run, args.challenge, args.out, args.team, args.email,

@@ -5,7 +5,7 @@
 
 Modes: ``sampled_torch_sparse`` (session 4's default: LinkNeighborLoader through torch-sparse,
 batch 256), ``sampled_device`` (the device-resident sampler, batch 256) and ``full`` (whole-graph
-propagation, batch 4,096). Reported per mode: supervision edges/s in the batch loop, the share
+propagation, batch 4,096; ``full_3_layers``: the same at the depth before session 7). Reported per mode: supervision edges/s in the batch loop, the share
 of the step spent waiting for data, the per-epoch set-up, and peak RSS.
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ from bench_train import train_run  # noqa: E402
 MODES = {
     "sampled_torch_sparse": ({"propagation": "sampled", "sampler": "torch_sparse", "batch_size": 256}, 40),
     "sampled_device": ({"propagation": "sampled", "sampler": "device", "batch_size": 256}, 40),
-    "full": ({"propagation": "full", "batch_size": 4096}, 6),
+    "full": ({"propagation": "full", "batch_size": 4096}, 6),  # the default depth (6 layers)
+    "full_3_layers": ({"propagation": "full", "batch_size": 4096, "layers": 3}, 6),  # the depth before session 7
 }
 
 

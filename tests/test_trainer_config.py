@@ -3,19 +3,20 @@ import json
 
 import pytest
 
-from trainer.config import LAYERS_LIGHTGCN, ConfigError, TrainConfig, parse_overrides, resolve
+from trainer.config import LAYERS_FULL, ConfigError, TrainConfig, parse_overrides, resolve
 from trainer.train import main
 
 
 def test_defaults_are_valid_and_round_trip():
     c = TrainConfig()
-    assert c.layers == LAYERS_LIGHTGCN and len(c.fanout) == c.layers
+    assert c.layers == LAYERS_FULL and len(c.fanout) == c.layers
     assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 
 @pytest.mark.parametrize("given, layers, fanout", [
-    ({}, LAYERS_LIGHTGCN, (30, 10, 5) + (5,) * (LAYERS_LIGHTGCN - 3)),
+    ({}, LAYERS_FULL, (30, 10, 5) + (5,) * (LAYERS_FULL - 3)),
     ({"conv": "sage"}, 3, (30, 10, 5)),              # the seed notebook's 3-layer SAGE
+    ({"propagation": "sampled"}, 3, (30, 10, 5)),    # sampled hops multiply the neighbourhood
     ({"fanout": (5, 5, 3)}, 3, (5, 5, 3)),           # one fan-out per layer: the fan-out sets the depth
     ({"layers": 2}, 2, (30, 10)),
     ({"layers": 4, "conv": "sage"}, 4, (30, 10, 5, 5)),

@@ -11,10 +11,10 @@ import fsspec
 
 
 BATCH_FULL = 4096  # full-graph training's default batch (bench/RESULTS.md, "Real data")
-# LightGCN's default depth: on real playlists each layer up to 6 ranked better (val R-precision,
-# mean of 3 seeds: 3 layers 0.1147, 4: 0.1173, 5: 0.1189, 6: 0.1212) and overfit later
-# (bench/RESULTS.md, "Real data: deeper propagation").
-LAYERS_LIGHTGCN = 6
+# Full-graph (LightGCN) training's default depth: on real playlists each layer up to 6 ranked
+# better (val R-precision, mean of 3 seeds: 3 layers 0.1147, 4: 0.1173, 5: 0.1189, 6: 0.1212)
+# and overfit later (bench/RESULTS.md, "Real data: deeper propagation").
+LAYERS_FULL = 6
 FANOUT = (30, 10, 5)  # sampled neighbours of the first hops; 5 for each further one
 
 
@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     # model
     hidden: int = 64                      # width of every layer
-    layers: int = 0                       # message-passing layers (to_hetero); 0: auto (len(fanout) if given, else LAYERS_LIGHTGCN for lightgcn, 3 for sage)
+    layers: int = 0                       # message-passing layers (to_hetero); 0: auto (len(fanout) if given, else LAYERS_FULL for propagation=full, 3 for sampled)
     conv: str = "lightgcn"                # sage (SAGEConv + ReLU) | lightgcn (parameter-free mean, linear)
     aggr: str = "mean"                    # SAGEConv neighbour aggregation (conv=sage only): mean | sum | max
     id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
@@ -73,18 +73,19 @@ class TrainConfig:
 
         need(self.hidden > 0, f"hidden must be > 0, got {self.hidden}")
         need(self.conv in ("sage", "lightgcn"), f"conv must be sage or lightgcn, got {self.conv!r}")
-        need(self.layers >= 0, f"layers must be > 0 (or 0 for auto), got {self.layers}")
-        if self.layers == 0:  # resolved here, so config.json says what ran
-            auto = LAYERS_LIGHTGCN if self.conv == "lightgcn" else 3
-            object.__setattr__(self, "layers", len(self.fanout) or auto)
-        if not self.fanout:
-            object.__setattr__(self, "fanout", (FANOUT + (5,) * self.layers)[:self.layers])
         need(self.propagation in ("auto", "full", "sampled"),
              f"propagation must be auto, full or sampled, got {self.propagation!r}")
         need(not (self.propagation == "full" and self.conv == "sage"),
              "propagation=full needs conv=lightgcn (parameter-free layers); use propagation=sampled with conv=sage")
         if self.propagation == "auto":  # resolved here, so config.json says what ran
             object.__setattr__(self, "propagation", "full" if self.conv == "lightgcn" else "sampled")
+        need(self.layers >= 0, f"layers must be > 0 (or 0 for auto), got {self.layers}")
+        if self.layers == 0:
+            # Sampled training stays at 3: every sampled hop multiplies a batch's neighbourhood.
+            auto = LAYERS_FULL if self.propagation == "full" else 3
+            object.__setattr__(self, "layers", len(self.fanout) or auto)
+        if not self.fanout:
+            object.__setattr__(self, "fanout", (FANOUT + (5,) * self.layers)[:self.layers])
         need(self.sampler in ("auto", "torch_sparse", "device"),
              f"sampler must be auto, torch_sparse or device, got {self.sampler!r}")
         if self.sampler == "auto":

@@ -4,9 +4,10 @@
     python bench/bench_propagation.py --graph G [--repeats 3] [--out results.jsonl]
 
 Modes: ``sampled_torch_sparse`` (session 4's default: LinkNeighborLoader through torch-sparse,
-batch 256), ``sampled_device`` (the device-resident sampler, batch 256) and ``full`` (whole-graph
-propagation, batch 4,096; ``full_3_layers``: the same at the depth before session 7). Reported per mode: supervision edges/s in the batch loop, the share
-of the step spent waiting for data, the per-epoch set-up, and peak RSS.
+batch 256), ``sampled_device`` (the device-resident sampler, batch 256), ``full`` (whole-graph
+propagation, batch 4,096) and ``full_3_layers`` (the same at the depth before session 7).
+Reported per mode: supervision edges/s in the batch loop, the share of the step spent waiting
+for data, the per-epoch set-up, and peak RSS.
 """
 from __future__ import annotations
 

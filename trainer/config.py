@@ -15,6 +15,7 @@ BATCH_FULL = 4096  # full-graph training's default batch (bench/RESULTS.md, "Rea
 # better (val R-precision, mean of 3 seeds: 3 layers 0.1147, 4: 0.1173, 5: 0.1189, 6: 0.1212)
 # and overfit later (bench/RESULTS.md, "Real data: deeper propagation").
 LAYERS_FULL = 6
+LAYERS_SAMPLED = 3  # the seed notebook's depth: every sampled hop multiplies a batch's neighbourhood
 FANOUT = (30, 10, 5)  # sampled neighbours of the first hops; 5 for each further one
 
 
@@ -26,7 +27,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     # model
     hidden: int = 64                      # width of every layer
-    layers: int = 0                       # message-passing layers (to_hetero); 0: auto (len(fanout) if given, else LAYERS_FULL for propagation=full, 3 for sampled)
+    layers: int = 0                       # message-passing layers (to_hetero); 0: auto (len(fanout) if given, else LAYERS_FULL for propagation=full, LAYERS_SAMPLED for sampled)
     conv: str = "lightgcn"                # sage (SAGEConv + ReLU) | lightgcn (parameter-free mean, linear)
     aggr: str = "mean"                    # SAGEConv neighbour aggregation (conv=sage only): mean | sum | max
     id_embeddings: bool = True            # learnable ID embeddings for tracks, albums, artists
@@ -81,8 +82,7 @@ class TrainConfig:
             object.__setattr__(self, "propagation", "full" if self.conv == "lightgcn" else "sampled")
         need(self.layers >= 0, f"layers must be > 0 (or 0 for auto), got {self.layers}")
         if self.layers == 0:
-            # Sampled training stays at 3: every sampled hop multiplies a batch's neighbourhood.
-            auto = LAYERS_FULL if self.propagation == "full" else 3
+            auto = LAYERS_FULL if self.propagation == "full" else LAYERS_SAMPLED
             object.__setattr__(self, "layers", len(self.fanout) or auto)
         if not self.fanout:
             object.__setattr__(self, "fanout", (FANOUT + (5,) * self.layers)[:self.layers])

@@ -31,7 +31,7 @@ def spark_core(spark, input_dir: str, output: str) -> dict[str, int]:
     """The job's own transformations, minus splits and features, written as the contract says."""
     from pyspark.sql import functions as F
 
-    from etl.dedup import dedup_entries, split_duplicate_pids, split_missing_pid, split_bad_uris
+    from etl.dedup import dedup_entries, split_bad_uris, split_duplicate_pids, split_missing_pid
     from etl.flatten import entry_count, playlist_records, track_entries
     from etl.graph import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
     from etl.schema import CORRUPT_RECORD, SLICE

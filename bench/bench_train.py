@@ -34,8 +34,8 @@ def sampler_throughput(graph_path: str, steps: int, num_workers: int, extra: dic
 
     from trainer.config import TrainConfig
     from trainer.dist import DistEnv
-    from trainer.graph import load_graph
-    from trainer.sampled import epoch_loader
+    from trainer.gnn.sampled import epoch_loader
+    from trainer.io.graph import load_graph
 
     graph = load_graph(graph_path)
     config = TrainConfig.from_dict({"num_workers": num_workers, **extra})

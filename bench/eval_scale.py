@@ -3,7 +3,7 @@
     .venv/bin/python bench/eval_scale.py [--tracks 2262292] [--dim 64] [--batch 256] [--chunk 131072]
 
 GNN path: random track embeddings for the whole MPD catalogue, a batch of query embeddings,
-``trainer.scoring.top_k`` with 100 seeds masked per query. Reports the median of a few batches
+``trainer.ranking.scoring.top_k`` with 100 seeds masked per query. Reports the median of a few batches
 and the process's peak RSS over the embedding matrix itself.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import torch
 
-from trainer.scoring import EmbeddingScorer, Queries, top_k
+from trainer.ranking.scoring import EmbeddingScorer, Queries, top_k
 
 
 def main() -> None:

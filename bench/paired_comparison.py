@@ -18,8 +18,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etl import contract  # noqa: E402
-from trainer import catalogue, evaluate  # noqa: E402
-from trainer.metrics import K  # noqa: E402
+from trainer import evaluate  # noqa: E402
+from trainer.io import catalogue  # noqa: E402
+from trainer.ranking.metrics import K  # noqa: E402
 
 METRICS = ("r_precision", "ndcg", "clicks")
 

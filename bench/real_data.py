@@ -19,9 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from etl import contract  # noqa: E402
 from paired_comparison import METRICS, per_playlist  # noqa: E402  (bench/ is the script's dir)
-from trainer import catalogue, evaluate  # noqa: E402
+
+from etl import contract  # noqa: E402
+from trainer import evaluate  # noqa: E402
+from trainer.io import catalogue  # noqa: E402
 
 BASELINES = ("popularity", "itemknn", "als")
 

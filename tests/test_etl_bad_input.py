@@ -3,12 +3,12 @@ import copy
 import json
 
 import pytest
+from etl_oracle import read_table
+from etl_run import run_etl
 
 from etl import checker, contract, validate
 from etl.job import BadInputError, OutputExistsError
 from etl.storage import InputError, OutputError
-from etl_oracle import read_table
-from etl_run import run_etl
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,9 @@ import math
 import random
 
 import pytest
+from etl_oracle import hop2
 
 from etl import features
-from etl_oracle import hop2
 
 pytestmark = pytest.mark.slow
 

@@ -3,10 +3,10 @@ import math
 
 import pyarrow.parquet as pq
 import pytest
-
-from etl import contract
 from etl_oracle import dedup, expected_seeds, hop2, load_playlists, read_graph, visible_graph
 from etl_run import run_etl
+
+from etl import contract
 
 pytestmark = pytest.mark.slow
 

@@ -2,10 +2,10 @@
 import json
 
 import pytest
-
-from etl import contract
 from etl_oracle import read_graph
 from etl_run import run_etl
+
+from etl import contract
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 import pytest
 
 from etl import contract
-from etl.dedup import dedup_entries, entities, split_duplicate_pids, split_missing_pid, split_bad_uris
+from etl.dedup import dedup_entries, entities, split_bad_uris, split_duplicate_pids, split_missing_pid
 from etl.ids import uri_bucket, with_dense_ids
 from etl.splits import Holdout, choose_holdout, default_holdout, with_roles
 from etl.validate import findings, findings_dict

@@ -12,14 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from graphdir_fixture import MPD_SAMPLE, REPO_ROOT, sample_graph_dir, synthetic_graph_dir
 
 from etl import contract as C
-from graphdir_fixture import MPD_SAMPLE, REPO_ROOT, sample_graph_dir, synthetic_graph_dir
-from trainer import catalogue
-from trainer.baselines import ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
 from trainer.evaluate import METRICS, evaluate, held_out, main, score_sums, shard
-from trainer.metrics import playlist_metrics
-from trainer.scoring import Queries, top_k
+from trainer.io import catalogue
+from trainer.ranking.baselines import ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
+from trainer.ranking.metrics import playlist_metrics
+from trainer.ranking.scoring import Queries, top_k
 
 needs_sample = pytest.mark.skipif(
     not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")

@@ -11,12 +11,12 @@ import shutil
 import subprocess
 
 import pytest
-
-from graphdir_fixture import REPO_ROOT
-from etl import contract
 from etl_oracle import read_table
 from etl_run import run_etl
+from graphdir_fixture import REPO_ROOT
 from test_etl_bad_input import _playlist, _write
+
+from etl import contract
 
 pytestmark = pytest.mark.slow
 

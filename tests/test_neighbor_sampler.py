@@ -1,4 +1,4 @@
-"""trainer/neighbor_sampler.py: sampled edges exist and run from a neighbour to the previous hop,
+"""trainer/gnn/neighbor_sampler.py: sampled edges exist and run from a neighbour to the previous hop,
 fan-outs hold, seeds come first; at full fan-out the subgraph is exactly the k-hop
 in-neighbourhood (a plain-Python BFS is the oracle) and the model's loss equals torch-sparse's;
 training with it learns. CUDA-only checks skip without a GPU."""
@@ -11,19 +11,19 @@ from collections import Counter
 import pytest
 import torch
 import torch_geometric.transforms as T
+from graphdir_fixture import synthetic_graph_dir
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import LinkNeighborLoader
 from torch_geometric.sampler import NegativeSampling
 
-import trainer.sampled as sampled_module
-from graphdir_fixture import synthetic_graph_dir
+import trainer.gnn.sampled as sampled_module
 from trainer import dist
 from trainer.config import ConfigError, TrainConfig
-from trainer.graph import PLAYLIST_TRACK, load_graph
-from trainer.losses import candidate_log_frequency
-from trainer.model import build_model, hop_counts
-from trainer.neighbor_sampler import DeviceNeighborSampler, choose_without_replacement
-from trainer.sampled import SampledTraining, epoch_loader, loader_workers
+from trainer.gnn.losses import candidate_log_frequency
+from trainer.gnn.model import build_model, hop_counts
+from trainer.gnn.neighbor_sampler import DeviceNeighborSampler, choose_without_replacement
+from trainer.gnn.sampled import SampledTraining, epoch_loader, loader_workers
+from trainer.io.graph import PLAYLIST_TRACK, load_graph
 from trainer.train import main
 
 CPU = dist.DistEnv(0, 0, 1, torch.device("cpu"), None)

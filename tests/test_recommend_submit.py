@@ -7,11 +7,12 @@ import os
 
 import numpy as np
 import pytest
-
-from etl import contract as C
 from graphdir_fixture import MPD_SAMPLE, load_mpd_sample, sample_graph_dir
 from test_evaluate import write_embeddings
-from trainer import catalogue, recommend, submit
+
+from etl import contract as C
+from trainer import recommend, submit
+from trainer.io import catalogue
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")

@@ -9,16 +9,16 @@ import json
 
 import pytest
 import torch
-
 from graphdir_fixture import synthetic_graph_dir
+
 from trainer import dist
 from trainer.config import TrainConfig
 from trainer.embed import encode_all, load_trained
-from trainer.graph import load_graph
-from trainer.model import build_model
-from trainer.full_graph import FullGraphTraining
-from trainer.losses import candidate_log_frequency
-from trainer.sampled import SampledTraining, epoch_loader
+from trainer.gnn.full_graph import FullGraphTraining
+from trainer.gnn.losses import candidate_log_frequency
+from trainer.gnn.model import build_model
+from trainer.gnn.sampled import SampledTraining, epoch_loader
+from trainer.io.graph import load_graph
 from trainer.train import main
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

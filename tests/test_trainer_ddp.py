@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 import torch
-
 from graphdir_fixture import REPO_ROOT, synthetic_graph_dir
-from trainer import checkpoint
+
+from trainer.io import checkpoint
 
 DRIVER = textwrap.dedent("""
     import json, os, sys

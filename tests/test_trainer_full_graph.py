@@ -5,16 +5,17 @@ import json
 
 import pytest
 import torch
-
 from graphdir_fixture import synthetic_graph_dir
-from trainer import checkpoint, dist
+
+from trainer import dist
 from trainer.config import ConfigError, TrainConfig
 from trainer.embed import encode_all, load_trained
-from trainer.full_graph import FullGraphTraining, MeanAdjacency, adjacency
-from trainer.graph import load_graph
-from trainer.model import LinkPredictor
+from trainer.gnn.full_graph import FullGraphTraining, MeanAdjacency, adjacency
+from trainer.gnn.model import LinkPredictor
+from trainer.gnn.validation import rank_validation, ranking_set
+from trainer.io import checkpoint
+from trainer.io.graph import load_graph
 from trainer.train import main
-from trainer.validation import rank_validation, ranking_set
 
 SMALL = ["--hidden=16", "--id_dim=8", "--batch_size=256", "--loss_chunk=64", "--device=cpu"]
 CPU = dist.DistEnv(0, 0, 1, torch.device("cpu"), None)

@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from graphdir_fixture import MPD_SAMPLE, synthetic_graph_dir
 
 from etl import contract as C
-from graphdir_fixture import MPD_SAMPLE, synthetic_graph_dir
-from trainer.graph import PLAYLIST_TRACK, load_graph
+from trainer.io.graph import PLAYLIST_TRACK, load_graph
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from graphdir_fixture import synthetic_graph_dir
 from torch_geometric.data import HeteroData
 
-from graphdir_fixture import synthetic_graph_dir
 from trainer.embed import encode_all, read_embeddings, write_embeddings
-from trainer.graph import load_graph
-from trainer.model import LinkPredictor, hop_counts, score
-from trainer.validation import roc_auc
+from trainer.gnn.model import LinkPredictor, hop_counts, score
+from trainer.gnn.validation import roc_auc
+from trainer.io.graph import load_graph
 
 
 def _hand_built():
@@ -84,7 +84,7 @@ def test_layerwise_inference_equals_full_graph_forward(graph, conv, layer_mean, 
 def test_hop_trimmed_forward_equals_untrimmed_at_the_seeds(graph, conv, layer_mean, bias):
     from trainer import dist
     from trainer.config import TrainConfig
-    from trainer.sampled import epoch_loader
+    from trainer.gnn.sampled import epoch_loader
 
     torch.manual_seed(0)
     config = TrainConfig(conv=conv, layer_mean=layer_mean, hidden=16, id_dim=8, batch_size=16,

@@ -1,13 +1,13 @@
 """Supervision edges: per-epoch split, equal disjoint shards, never visible to their own batch."""
 import pytest
 import torch
-
 from graphdir_fixture import synthetic_graph_dir
+
 from trainer.config import TrainConfig
 from trainer.dist import DistEnv
-from trainer.graph import PLAYLIST_TRACK, load_graph
-from trainer.shards import epoch_split, rank_shard, supervision_mask
-from trainer.sampled import epoch_loader
+from trainer.gnn.sampled import epoch_loader
+from trainer.gnn.shards import epoch_split, rank_shard, supervision_mask
+from trainer.io.graph import PLAYLIST_TRACK, load_graph
 
 
 @pytest.fixture(scope="module")

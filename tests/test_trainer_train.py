@@ -5,16 +5,16 @@ import platform
 
 import pytest
 import torch
-
-import trainer.full_graph as full_graph_module
-import trainer.sampled as sampled_module
-from etl import contract as C
 from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, synthetic_graph_dir
-from trainer import checkpoint, existing_run
+
+import trainer.gnn.full_graph as full_graph_module
+import trainer.gnn.sampled as sampled_module
+from etl import contract as C
 from trainer.config import ConfigError, TrainConfig
-from trainer.losses import candidate_log_frequency, full_softmax, sampled_softmax
-from trainer.optim import Optimizer, RowWiseAdagrad
-from trainer.sampled import loader_workers
+from trainer.gnn.losses import candidate_log_frequency, full_softmax, sampled_softmax
+from trainer.gnn.optim import Optimizer, RowWiseAdagrad
+from trainer.gnn.sampled import loader_workers
+from trainer.io import checkpoint, existing_run
 from trainer.train import main
 
 SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu",
@@ -114,7 +114,8 @@ def test_fsspec_urls_and_embedding_export(gdir, tmp_path):
     import numpy as np
     import pyarrow.parquet as pq
 
-    from trainer.embed import main as embed_main, read_embeddings
+    from trainer.embed import main as embed_main
+    from trainer.embed import read_embeddings
     run = "file://" + str(tmp_path / "run")
     main(["--graph", "file://" + gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
     embed_main(["--graph", gdir, "--run", run, "--batch-size", "50"])
@@ -144,10 +145,11 @@ def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     import numpy as np
     import torch
 
-    from trainer import catalogue
-    from trainer.embed import load_trained, main as embed_main
-    from trainer.graph import load_graph
-    from trainer.scoring import EmbeddingScorer
+    from trainer.embed import load_trained
+    from trainer.embed import main as embed_main
+    from trainer.io import catalogue
+    from trainer.io.graph import load_graph
+    from trainer.ranking.scoring import EmbeddingScorer
     run = str(tmp_path / "run")
     main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL, *extra])
     embed_main(["--graph", gdir, "--run", run])
@@ -181,9 +183,9 @@ def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
     import numpy as np
     import torch
 
-    from trainer import catalogue
     from trainer.embed import main as embed_main
-    from trainer.scoring import EmbeddingScorer
+    from trainer.io import catalogue
+    from trainer.ranking.scoring import EmbeddingScorer
     run = str(tmp_path / "run")
     main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL])
     embed_main(["--graph", gdir, "--run", run])
@@ -207,8 +209,8 @@ def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
 
 
 def test_sage_runs_have_no_seed_query(gdir, tmp_path):
-    from trainer import catalogue
     from trainer.embed import main as embed_main
+    from trainer.io import catalogue
     run = str(tmp_path / "run")
     main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SAMPLED, "--conv=sage"])
     embed_main(["--graph", gdir, "--run", run])
@@ -280,7 +282,7 @@ def test_softmax_loss_trains(gdir, tmp_path, mode):
 @pytest.mark.parametrize("power", [0.0, 0.5])
 def test_candidate_frequency_counts_a_batchs_positives_and_negatives(gdir, power):
     from trainer.config import TrainConfig
-    from trainer.graph import load_graph
+    from trainer.io.graph import load_graph
     graph = load_graph(gdir)
     config = TrainConfig(batch_size=64, negatives=5, negative_power=power)
     expected = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], config.batch_size,
@@ -388,8 +390,8 @@ def test_rowwise_adagrad_against_hand_computation_sparse_and_dense():
     ("rowwise_adagrad", True, {"rowwise", "dense"}), ("rowwise_adagrad", False, {"rowwise", "dense"}),
 ])
 def test_optimizer_parts_follow_config(gdir, name, sparse, parts):
-    from trainer.graph import load_graph
-    from trainer.model import build_model
+    from trainer.gnn.model import build_model
+    from trainer.io.graph import load_graph
 
     config = TrainConfig(hidden=16, id_dim=8, embedding_optimizer=name, embedding_lr=0.3)
     graph = load_graph(gdir)

@@ -9,7 +9,6 @@ from typing import Any
 
 import fsspec
 
-
 BATCH_FULL = 4096  # full-graph training's default batch (bench/RESULTS.md, "Real data")
 # Full-graph (LightGCN) training's default depth: on real playlists each layer up to 6 ranked
 # better (val R-precision, mean of 3 seeds: 3 layers 0.1147, 4: 0.1173, 5: 0.1189, 6: 0.1212)
@@ -40,7 +39,7 @@ class TrainConfig:
     # training graph and loss
     propagation: str = "auto"             # full (whole graph propagated on the device every step; lightgcn only) | sampled (LinkNeighborLoader) | auto (full for lightgcn, sampled for sage)
     fanout: tuple[int, ...] = ()          # propagation=sampled: neighbours per layer and relation, seed hop first; (): auto, FANOUT cut or extended by 5s to `layers`
-    sampler: str = "auto"                 # propagation=sampled: torch_sparse (PyG's NeighborSampler, on the CPU) | device (trainer/neighbor_sampler.py, on the graph's device) | auto (device)
+    sampler: str = "auto"                 # propagation=sampled: torch_sparse (PyG's NeighborSampler, on the CPU) | device (trainer/gnn/neighbor_sampler.py, on the graph's device) | auto (device)
     batch_size: int = 0                   # supervision edges per step and rank; 0: auto (sampled 256, full BATCH_FULL)
     loss_chunk: int = 1024                # propagation=full: positives per softmax, each chunk against its own candidates (a step scores batch_size positives)
     negatives: int = 10                   # sampled negatives per positive

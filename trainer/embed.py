@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from etl import contract as C
-from trainer import checkpoint
 from trainer.config import ConfigError, TrainConfig
-from trainer.graph import Graph, load_graph, read_keys
-from trainer.model import LinkPredictor, build_model
+from trainer.gnn.model import LinkPredictor, build_model
+from trainer.io import checkpoint
+from trainer.io.graph import Graph, load_graph, read_keys
 
 EMBEDDED_TYPES = ("track", "playlist")
 SEED_QUERY = "seed_query.json"

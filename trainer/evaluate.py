@@ -9,7 +9,7 @@ edge: a track that the graph holds only because of hidden edges is known only th
 ground truth (a model that learnt "never seen, yet in the catalogue" would be reading the
 answers), and the challenge likewise ranked the tracks of the training data.
 ``--catalogue all`` ranks every track of ``nodes/track``. Every method goes through the same
-``trainer.scoring.top_k``; playlists without seeds go to the title fallback for every method.
+``trainer.ranking.scoring.top_k``; playlists without seeds go to the title fallback for every method.
 
 Runs as ``python -m trainer.evaluate`` or under ``torchrun``: playlists are sharded across ranks
 in contiguous blocks and the per-metric sums and counts are all-reduced. Sums are kept in fixed
@@ -33,10 +33,11 @@ import torch
 from tqdm import tqdm
 
 from etl import contract
-from trainer import catalogue, dist
-from trainer.baselines import ALS, ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
-from trainer.metrics import K, METRICS, batch_metrics, summarise
-from trainer.scoring import EmbeddingScorer, Queries, Scorer, rank
+from trainer import dist
+from trainer.io import catalogue
+from trainer.ranking.baselines import ALS, ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
+from trainer.ranking.metrics import METRICS, K, batch_metrics, summarise
+from trainer.ranking.scoring import EmbeddingScorer, Queries, Scorer, rank
 
 METHODS = ("gnn", "popularity", "itemknn", "als")
 FIXED_POINT = float(2**32)

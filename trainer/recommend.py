@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from etl import contract
-from trainer import catalogue
 from trainer.evaluate import METHODS, build_scorers
-from trainer.scoring import Queries, rank
+from trainer.io import catalogue
+from trainer.ranking.scoring import Queries, rank
 
 
 def seeds_from_uris(cat: catalogue.Catalogue, uris: list[str]) -> np.ndarray:

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from trainer import catalogue
 from trainer.evaluate import METHODS, build_scorers
-from trainer.metrics import K
-from trainer.scoring import Queries, rank
+from trainer.io import catalogue
+from trainer.ranking.metrics import K
+from trainer.ranking.scoring import Queries, rank
 
 
 def read_challenge(path: str | Path) -> list[dict]:

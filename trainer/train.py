@@ -1,11 +1,11 @@
 """Train the link predictor: ``python -m trainer.train --graph DIR --out RUN_DIR [--config F.json]
 [--key=value ...] [--resume]``, or the same under ``torchrun`` (DDP: gloo on CPU, nccl on GPU).
 
-Per epoch: pick the epoch's supervision edges (``trainer/shards.py``), drop them from the
+Per epoch: pick the epoch's supervision edges (``trainer/gnn/shards.py``), drop them from the
 message-passing graph, give each rank an equal shard, train on it (``propagation=full``: the whole
-graph propagated on the device every step, ``trainer/full_graph.py``; ``sampled``:
-``LinkNeighborLoader``, ``trainer/sampled.py``), validate on the hidden edges of validation
-playlists (``trainer/validation.py``: sampled diagnostics, and full-catalogue R-precision / NDCG
+graph propagated on the device every step, ``trainer/gnn/full_graph.py``; ``sampled``:
+``LinkNeighborLoader``, ``trainer/gnn/sampled.py``), validate on the hidden edges of validation
+playlists (``trainer/gnn/validation.py``: sampled diagnostics, and full-catalogue R-precision / NDCG
 that selects ``checkpoints/best.pt`` and stops the run after ``patience`` epochs without a
 better one), and (rank 0) append to ``metrics.jsonl``, redraw ``curves.png`` and write
 ``checkpoints/last.pt``. Randomness is re-derived from ``(seed, epoch, rank)`` at every epoch
@@ -30,17 +30,18 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from etl import contract as C
-from trainer import checkpoint, dist, existing_run
+from trainer import dist
 from trainer.config import ConfigError, TrainConfig, parse_overrides, resolve
-from trainer.full_graph import FullGraphTraining
-from trainer.graph import load_graph
-from trainer.losses import candidate_log_frequency
-from trainer.model import build_model
-from trainer.optim import Optimizer
-from trainer.plots import learning_curves
-from trainer.run_dir import RunDir, check_resumable, graph_record
-from trainer.sampled import SampledTraining
-from trainer.validation import RANK_METRICS, rank_validation, ranking_set, val_edges_for_rank, validate
+from trainer.gnn.full_graph import FullGraphTraining
+from trainer.gnn.losses import candidate_log_frequency
+from trainer.gnn.model import build_model
+from trainer.gnn.optim import Optimizer
+from trainer.gnn.plots import learning_curves
+from trainer.gnn.sampled import SampledTraining
+from trainer.gnn.validation import RANK_METRICS, rank_validation, ranking_set, val_edges_for_rank, validate
+from trainer.io import checkpoint, existing_run
+from trainer.io.graph import load_graph
+from trainer.io.run_dir import RunDir, check_resumable, graph_record
 
 M_ARENA_MAX = -8  # glibc's <malloc.h>
 

@@ -11,7 +11,7 @@ import posixpath
 
 import fsspec
 
-from trainer import checkpoint
+from trainer.io import checkpoint
 
 METRICS = "metrics.jsonl"
 # Everything trainer.train, trainer.embed and trainer.evaluate write into a run dir.

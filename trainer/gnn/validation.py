@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 from etl import contract as C
 from trainer import dist
-from trainer.metrics import K, batch_metrics
-from trainer.scoring import EmbeddingScorer, Queries, top_k
-from trainer.shards import epoch_generator, rank_shard
+from trainer.gnn.shards import epoch_generator, rank_shard
+from trainer.ranking.metrics import K, batch_metrics
+from trainer.ranking.scoring import EmbeddingScorer, Queries, top_k
 
 _VAL_STREAM = 7
 RANK_METRICS = ("r_precision", "ndcg", "clicks")

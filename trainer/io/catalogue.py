@@ -18,8 +18,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from etl import contract
-from trainer.graph import read_manifest, read_table
-
+from trainer.io.graph import read_manifest, read_table
 
 _PUNCTUATION = re.compile(r"[.,/#!$%^*;:{}=_`~()@'\"\-\[\]?&+<>|\\]")
 

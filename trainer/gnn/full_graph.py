@@ -21,10 +21,10 @@ import torch
 
 from trainer import dist
 from trainer.config import TrainConfig
-from trainer.graph import Graph
-from trainer.losses import batch_loss
-from trainer.model import score
-from trainer.shards import epoch_split, rank_shard
+from trainer.gnn.losses import batch_loss
+from trainer.gnn.model import score
+from trainer.gnn.shards import epoch_split, rank_shard
+from trainer.io.graph import Graph
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Training losses over scored (playlist, track) pairs; the same for sampled and full-graph
-training (``trainer/sampled.py``, ``trainer/full_graph.py``).
+training (``trainer/gnn/sampled.py``, ``trainer/gnn/full_graph.py``).
 
 ``loss=softmax`` ranks each positive against every track of its batch
 (:func:`sampled_softmax`), ``full_softmax`` against every track of the catalogue (full-graph

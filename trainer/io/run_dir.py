@@ -7,9 +7,9 @@ import posixpath
 
 import fsspec
 
-from trainer import checkpoint
 from trainer.config import ConfigError, TrainConfig
-from trainer.graph import Graph
+from trainer.io import checkpoint
+from trainer.io.graph import Graph
 
 # Keys that may change between a run and its resumption; anything else would change the result.
 RESUMABLE_CHANGES = {"epochs", "patience", "num_workers", "checkpoint_every", "device", "malloc_arenas"}

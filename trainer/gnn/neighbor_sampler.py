@@ -17,7 +17,7 @@ Conventions are those of PyG's sampler with torch-sparse, ``subgraph_type="direc
   their type; a sampled edge points from the neighbour (``row``, local index of the source
   type) to the node expanded (``col``, local index of the destination type), ``edge`` its id;
 - nodes are listed hop by hop per type (seeds, then the new nodes of hop 1, ...), which
-  ``trainer.model.hop_counts`` needs; within a hop, new nodes come in increasing global id
+  ``trainer.gnn.model.hop_counts`` needs; within a hop, new nodes come in increasing global id
   (``torch.unique``'s order; torch-sparse's is first appearance);
 - the seeds of a batch of supervision edges are its distinct source nodes and its distinct
   destination nodes (positives, then triplet negatives) in increasing id, as PyG's

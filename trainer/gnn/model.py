@@ -44,7 +44,7 @@ class MeanConv(MessagePassing):
     ``propagate``'s gather-then-scatter: that materialises an (edges x width) message tensor per
     relation, forward and backward, whose churn of 20-80 MB blocks left the CPU allocator's heap
     fragmented (peak RSS 2.6 GB instead of 1.9 GB on a 100k-playlist graph). Full-graph training
-    passes that adjacency prebuilt (``trainer.full_graph.MeanAdjacency``) in place of the edge
+    passes that adjacency prebuilt (``trainer.gnn.full_graph.MeanAdjacency``) in place of the edge
     list: the graph is fixed for an epoch, so it is built once, not per step.
     """
 

@@ -1,4 +1,4 @@
-"""The baselines the GNN has to beat, as scorers for ``trainer.scoring.top_k``.
+"""The baselines the GNN has to beat, as scorers for ``trainer.ranking.scoring.top_k``.
 
 - ``Popularity``: how many playlists hold the track among VISIBLE edges (train + seed; never a
   hidden one).
@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from trainer.scoring import ChunkScores, Queries
+from trainer.ranking.scoring import ChunkScores, Queries
 
 
 def popularity_counts(visible: sp.csr_matrix) -> np.ndarray:

@@ -3,7 +3,7 @@ message-passing graph, each batch the sampled neighbourhoods of its supervision 
 negatives. Any ``conv``; the one mode for graphs larger than a device's memory.
 
 Neighbours are drawn by PyG's ``NeighborSampler`` through torch-sparse on the CPU
-(``sampler=torch_sparse``) or by ``trainer.neighbor_sampler`` on the graph's device
+(``sampler=torch_sparse``) or by ``trainer.gnn.neighbor_sampler`` on the graph's device
 (``sampler=device``: on CUDA the epoch's graph then lives on the GPU and batches are sampled and
 gathered there, in the training process)."""
 from __future__ import annotations
@@ -18,11 +18,11 @@ from torch_geometric.sampler import NegativeSampling
 from trainer import dist
 from trainer.config import ConfigError, TrainConfig
 from trainer.embed import encode_all
-from trainer.graph import PLAYLIST_TRACK, Graph
-from trainer.losses import batch_loss
-from trainer.model import hop_counts, score
-from trainer.neighbor_sampler import DeviceNeighborSampler
-from trainer.shards import epoch_split, rank_shard
+from trainer.gnn.losses import batch_loss
+from trainer.gnn.model import hop_counts, score
+from trainer.gnn.neighbor_sampler import DeviceNeighborSampler
+from trainer.gnn.shards import epoch_split, rank_shard
+from trainer.io.graph import PLAYLIST_TRACK, Graph
 
 
 def loader_workers(config: TrainConfig, device: torch.device) -> int:

@@ -6,7 +6,7 @@ merged into a running top K, which is exact: a track in the overall top K is in 
 Runs on whatever device the scores are moved to (a GPU when there is one).
 
 A scorer is anything with ``batch(queries) -> chunk_scores(start, stop) -> Tensor [B, stop-start]``;
-the GNN's (dot products of embeddings) lives here, the baselines in ``trainer.baselines``.
+the GNN's (dot products of embeddings) lives here, the baselines in ``trainer.ranking.baselines``.
 """
 from __future__ import annotations
 

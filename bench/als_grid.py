@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etl import contract  # noqa: E402
-from trainer import evaluate  # noqa: E402
-from trainer.io import catalogue  # noqa: E402
+from trainer.io.graph import load_catalogue
+from trainer.ranking import methods, protocol
 from trainer.ranking.baselines import ALS, ALSParams, popularity_counts  # noqa: E402
 from trainer.ranking.metrics import K  # noqa: E402
 
@@ -49,19 +49,19 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     device = torch.device("cpu")
-    graph = catalogue.load_catalogue(args.graph)
-    held = evaluate.held_out(graph, contract.SPLIT_VAL)
-    groups = evaluate.category_order(held.categories)
+    graph = load_catalogue(args.graph)
+    held = protocol.held_out(graph, contract.SPLIT_VAL)
+    groups = protocol.category_order(held.categories)
     allowed = graph.edges(contract.VISIBLE_ROLES).getnnz(axis=0) > 0
-    reference, fallback = evaluate.build_scorers(graph, Path("."), ["popularity", "itemknn"],
+    reference, fallback = methods.build_scorers(graph, Path("."), ["popularity", "itemknn"],
                                                  1 << 17, device)
     train = graph.edges((contract.ROLE_TRAIN,), splits=(contract.SPLIT_TRAIN,))
     popularity = popularity_counts(graph.edges(contract.VISIBLE_ROLES))
 
     def score(scorers: dict) -> dict:
-        sums, counts = evaluate.score_sums(held, scorers, fallback, groups, graph.track_artist,
+        sums, counts = protocol.score_sums(held, scorers, fallback, groups, graph.track_artist,
                                            K, 256, 1 << 17, device, allowed=allowed)
-        rep = evaluate.report(sums, counts, list(scorers), groups)
+        rep = protocol.report(sums, counts, list(scorers), groups)
         return {m: {k: rep[m]["overall"][k] for k in ("r_precision", "ndcg", "clicks")}
                 for m in rep}
 

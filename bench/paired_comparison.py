@@ -18,15 +18,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etl import contract  # noqa: E402
-from trainer import evaluate  # noqa: E402
-from trainer.io import catalogue  # noqa: E402
+from trainer.io.graph import load_catalogue
+from trainer.ranking import methods, protocol
 from trainer.ranking.metrics import K  # noqa: E402
 
 METRICS = ("r_precision", "ndcg", "clicks")
 
 
 def per_playlist(graph, held, scorer, fallback, allowed) -> dict[str, np.ndarray]:
-    batches = list(evaluate.playlist_metrics(held, scorer, fallback, graph.track_artist, K, 256,
+    batches = list(protocol.metrics_per_batch(held, scorer, fallback, graph.track_artist, K, 256,
                                              1 << 17, torch.device("cpu"), allowed))
     return {m: np.concatenate([np.asarray(values[m]) for _, _, values in batches]) for m in METRICS}
 
@@ -41,16 +41,16 @@ def main(argv=None) -> None:
     p.add_argument("--resamples", type=int, default=2000)
     args = p.parse_args(argv)
     a, b = args.methods.split(",")
-    graph = catalogue.load_catalogue(args.graph)
+    graph = load_catalogue(args.graph)
     allowed = graph.edges(contract.VISIBLE_ROLES).getnnz(axis=0) > 0
-    scorers, fallback = evaluate.build_scorers(graph, Path(args.run), [a], 1 << 17, torch.device("cpu"))
+    scorers, fallback = methods.build_scorers(graph, Path(args.run), [a], 1 << 17, torch.device("cpu"))
     first = scorers[a]
-    second = evaluate.build_scorers(graph, Path(args.against or args.run), [b], 1 << 17, torch.device("cpu"))[0][b]
+    second = methods.build_scorers(graph, Path(args.against or args.run), [b], 1 << 17, torch.device("cpu"))[0][b]
     if args.against:
         b = f"{b}@{Path(args.against).name}"
     rng = np.random.default_rng(0)
     for split in args.splits.split(","):
-        held = evaluate.held_out(graph, split)
+        held = protocol.held_out(graph, split)
         va, vb = (per_playlist(graph, held, scorer, fallback, allowed) for scorer in (first, second))
         for m in METRICS:
             d = va[m] - vb[m]

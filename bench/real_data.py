@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from paired_comparison import METRICS, per_playlist  # noqa: E402  (bench/ is the script's dir)
 
 from etl import contract  # noqa: E402
-from trainer import evaluate  # noqa: E402
-from trainer.io import catalogue  # noqa: E402
+from trainer.io.graph import load_catalogue
+from trainer.ranking import methods, protocol
 
 BASELINES = ("popularity", "itemknn", "als")
 
@@ -41,19 +41,19 @@ def main(argv=None) -> None:
     p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument("--json", help="write the numbers here too")
     args = p.parse_args(argv)
-    graph = catalogue.load_catalogue(args.graph)
+    graph = load_catalogue(args.graph)
     allowed = graph.edges(contract.VISIBLE_ROLES).getnnz(axis=0) > 0
-    held = evaluate.held_out(graph, args.split)
+    held = protocol.held_out(graph, args.split)
     runs = args.runs.split(",")
-    scorers, fallback = evaluate.build_scorers(graph, Path(runs[0]), list(BASELINES), 1 << 17, torch.device("cpu"))
+    scorers, fallback = methods.build_scorers(graph, Path(runs[0]), list(BASELINES), 1 << 17, torch.device("cpu"))
     values = {m: per_playlist(graph, held, s, fallback, allowed) for m, s in scorers.items()}
     seeds = []
     for run in runs:
-        gnn, _ = evaluate.build_scorers(graph, Path(run), ["gnn"], 1 << 17, torch.device("cpu"))
+        gnn, _ = methods.build_scorers(graph, Path(run), ["gnn"], 1 << 17, torch.device("cpu"))
         seeds.append(per_playlist(graph, held, gnn["gnn"], fallback, allowed))
     values["gnn"] = {m: np.mean([s[m] for s in seeds], axis=0) for m in METRICS}
 
-    groups = ["overall", *evaluate.category_order(held.categories)]
+    groups = ["overall", *protocol.category_order(held.categories)]
     masks = {g: np.ones(len(held), bool) if g == "overall" else held.categories == g for g in groups}
     out = {"split": args.split, "graph": args.graph, "runs": runs, "num_playlists": len(held), "table": {},
            "gnn_seeds": {}, "paired": {}}

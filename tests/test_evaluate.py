@@ -15,10 +15,12 @@ import torch
 from graphdir_fixture import MPD_SAMPLE, REPO_ROOT, sample_graph_dir, synthetic_graph_dir
 
 from etl import contract as C
-from trainer.evaluate import METRICS, evaluate, held_out, main, score_sums, shard
-from trainer.io import catalogue
+from trainer.evaluate import evaluate, main
+from trainer.io import run_dir
+from trainer.io.graph import load_catalogue
 from trainer.ranking.baselines import ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
-from trainer.ranking.metrics import playlist_metrics
+from trainer.ranking.metrics import METRICS, playlist_metrics
+from trainer.ranking.protocol import held_out, score_sums, shard
 from trainer.ranking.scoring import Queries, top_k
 
 needs_sample = pytest.mark.skipif(
@@ -27,8 +29,8 @@ needs_sample = pytest.mark.skipif(
 
 def write_embeddings(run: str, graph_dir: str, tracks: np.ndarray, playlists: np.ndarray) -> str:
     """A run dir as trainer.embed writes it: embeddings keyed by id and URI/pid, graph.json."""
-    cat = catalogue.load_catalogue(graph_dir)
-    out = os.path.join(run, catalogue.EMBEDDINGS)
+    cat = load_catalogue(graph_dir)
+    out = os.path.join(run, run_dir.EMBEDDINGS)
     os.makedirs(out, exist_ok=True)
     emb = lambda m: pa.array(list(m.astype(np.float32)), type=pa.list_(pa.float32()))  # noqa: E731
     pq.write_table(pa.table({
@@ -95,7 +97,7 @@ def test_popularity_counts_visible_edges_only(sample):
     for e in edges:
         if e["role"] != C.ROLE_HIDDEN:
             want[e["track_id"]].add(e["playlist_id"])
-    cat = catalogue.load_catalogue(sample)
+    cat = load_catalogue(sample)
     got = popularity_counts(cat.edges(C.VISIBLE_ROLES))
     assert got.tolist() == [len(want[t]) for t in range(cat.num_tracks)]
     only_hidden = {e["track_id"] for e in edges if e["role"] == C.ROLE_HIDDEN} - {
@@ -112,7 +114,7 @@ def test_itemknn_equals_plain_python_co_occurrence(sample, gamma):
         if split[e["playlist_id"]] == C.SPLIT_TRAIN:
             train[e["playlist_id"]].add(e["track_id"])
     df = Counter(t for tracks in train.values() for t in tracks)
-    cat = catalogue.load_catalogue(sample)
+    cat = load_catalogue(sample)
     held = held_out(cat, C.SPLIT_VAL)
     pop = popularity_counts(cat.edges(C.VISIBLE_ROLES))
     knn = ItemKNN(cat.edges((C.ROLE_TRAIN,), (C.SPLIT_TRAIN,)), pop, chunk_size=50, beta=0.5,
@@ -142,7 +144,7 @@ def test_itemknn_equals_plain_python_co_occurrence(sample, gamma):
 
 
 def test_title_only_ranks_title_matches_first(synth):
-    cat = catalogue.load_catalogue(synth)
+    cat = load_catalogue(synth)
     held = held_out(cat, C.SPLIT_VAL)
     titled = [b for b in range(len(held)) if held.queries.num_seeds()[b] == 0]
     assert titled, "the fixture should hold title-only playlists"
@@ -170,7 +172,7 @@ def test_title_only_ranks_title_matches_first(synth):
 def test_planted_embeddings_score_perfectly(sample, tmp_path):
     """Track embeddings one-hot, playlist embedding = its hidden tracks: every hidden track
     outranks every other, so R-precision, NDCG and recall@500 are 1 and clicks 0."""
-    cat = catalogue.load_catalogue(sample)
+    cat = load_catalogue(sample)
     hidden = cat.edges((C.ROLE_HIDDEN,))
     run = write_embeddings(str(tmp_path / "run"), sample, np.eye(cat.num_tracks),
                            hidden.toarray())
@@ -186,7 +188,7 @@ def test_planted_embeddings_score_perfectly(sample, tmp_path):
 @needs_sample
 @pytest.mark.parametrize("gnn_query,scope", [("playlist", "all"), ("seeds", "visible")])
 def test_evaluation_equals_independent_ranking(sample, tmp_path, gnn_query, scope):
-    cat = catalogue.load_catalogue(sample)
+    cat = load_catalogue(sample)
     rng = np.random.default_rng(3)
     tracks, playlists = rng.standard_normal((cat.num_tracks, 8)), rng.standard_normal((cat.num_playlists, 8))
     run = write_embeddings(str(tmp_path / "run"), sample, tracks, playlists)
@@ -219,7 +221,7 @@ def test_evaluation_equals_independent_ranking(sample, tmp_path, gnn_query, scop
 
 
 def test_shards_add_up_to_the_whole_exactly(synth):
-    cat = catalogue.load_catalogue(synth)
+    cat = load_catalogue(synth)
     held = held_out(cat, C.SPLIT_VAL)
     pop = popularity_counts(cat.edges(C.VISIBLE_ROLES))
     train = cat.edges((C.ROLE_TRAIN,), (C.SPLIT_TRAIN,))
@@ -279,13 +281,13 @@ def test_unknown_method_is_named(synth, tmp_path):
 
 def test_run_trained_on_another_graph_is_refused(synth, tmp_path):
     other = synthetic_graph_dir(str(tmp_path / "other"), 300, seed=5, tracks_per_genre=200)
-    cat = catalogue.load_catalogue(other)
+    cat = load_catalogue(other)
     run = write_embeddings(str(tmp_path / "run"), other, np.zeros((cat.num_tracks, 4)),
                            np.zeros((cat.num_playlists, 4)))
-    with pytest.raises(catalogue.RunMismatchError, match="trained on another graph dir"):
+    with pytest.raises(run_dir.RunMismatchError, match="was trained on graph .* not on"):
         evaluate(synth, run, C.SPLIT_VAL, ["gnn"])
     os.remove(os.path.join(run, "graph.json"))  # the embeddings themselves still give it away
-    with pytest.raises(catalogue.RunMismatchError, match="embeddings of another graph"):
+    with pytest.raises(run_dir.RunMismatchError, match="embeddings of another graph"):
         evaluate(synth, run, C.SPLIT_VAL, ["gnn"])
 
 
@@ -298,7 +300,7 @@ def test_mistyped_edge_table_is_named(synth, tmp_path):
         t = pq.read_table(os.path.join(d, f))
         pq.write_table(t.set_column(1, "track_id", t["track_id"].cast(pa.int32())), os.path.join(d, f))
     with pytest.raises(C.ContractError, match="column track_id is int32, contract says int64"):
-        catalogue.load_catalogue(bad)
+        load_catalogue(bad)
 
 
 def test_als_end_to_end_from_the_command_line(synth, tmp_path):

@@ -12,7 +12,8 @@ from test_evaluate import write_embeddings
 
 from etl import contract as C
 from trainer import recommend, submit
-from trainer.io import catalogue
+from trainer.io import embeddings
+from trainer.io.graph import load_catalogue
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
@@ -25,7 +26,7 @@ def graph(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(graph, tmp_path_factory):
-    cat = catalogue.load_catalogue(graph)
+    cat = load_catalogue(graph)
     rng = np.random.default_rng(7)
     return write_embeddings(str(tmp_path_factory.mktemp("run")), graph,
                             rng.standard_normal((cat.num_tracks, 16)),
@@ -40,7 +41,7 @@ def uri_names():
 
 @pytest.mark.parametrize("method", ["itemknn", "popularity", "gnn", "als"])
 def test_recommend_for_a_pid_excludes_its_tracks(graph, run, uri_names, method):
-    cat = catalogue.load_catalogue(graph)
+    cat = load_catalogue(graph)
     pid = int(cat.playlist_pid[np.flatnonzero(cat.playlist_split == C.SPLIT_TRAIN)[0]])
     playlist = next(p for p in load_mpd_sample() if p["pid"] == pid)
     rows = recommend.recommend(graph, run, pid=pid, k=25, method=method)
@@ -53,8 +54,8 @@ def test_recommend_for_a_pid_excludes_its_tracks(graph, run, uri_names, method):
 
 
 def test_recommend_from_tracks_with_gnn_ranks_by_mean_seed_embedding(graph, run):
-    cat = catalogue.load_catalogue(graph)
-    emb = catalogue.load_track_embeddings(run, cat)
+    cat = load_catalogue(graph)
+    emb = embeddings.track_embeddings(run, cat)
     seeds = [cat.track_uri[i] for i in (3, 50, 400)]
     rows = recommend.recommend(graph, run, tracks=seeds, k=10, method="gnn")
     scores = emb @ emb[[3, 50, 400]].mean(axis=0)
@@ -64,7 +65,7 @@ def test_recommend_from_tracks_with_gnn_ranks_by_mean_seed_embedding(graph, run)
 
 
 def test_recommend_from_a_title_alone(graph, run):
-    cat = catalogue.load_catalogue(graph)
+    cat = load_catalogue(graph)
     title = next(t for t, s in zip(cat.playlist_title, cat.playlist_split) if s == C.SPLIT_TRAIN and t)
     rows = recommend.recommend(graph, run, title=title, k=5, method="gnn")
     train_ids = np.flatnonzero([t == title and s == C.SPLIT_TRAIN
@@ -75,7 +76,7 @@ def test_recommend_from_a_title_alone(graph, run):
 
 
 def test_a_short_catalogue_and_an_unusable_title_are_said(graph, run, capsys):
-    cat = catalogue.load_catalogue(graph)
+    cat = load_catalogue(graph)
     assert recommend.main(["--graph", graph, "--run", run, "--pid", str(cat.playlist_pid[0]),
                            "-k", "100000", "--method", "popularity"]) == 0
     out, err = capsys.readouterr()
@@ -111,7 +112,7 @@ def test_unknown_pid_and_uri_are_named(graph, run, capsys):
 
 
 def test_recommend_cli_prints_names(graph, run, capsys):
-    cat = catalogue.load_catalogue(graph)
+    cat = load_catalogue(graph)
     assert recommend.main(["--graph", graph, "--run", run, "--pid", str(cat.playlist_pid[0]),
                            "-k", "3", "--method", "itemknn"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -153,7 +154,7 @@ def test_submission_end_to_end(graph, run, tmp_path, method):
     head, rows = read_submission(out)
     assert head == "team_info,graph team,a@b.org"
     assert [int(r[0]) for r in rows] == [p["pid"] for p in playlists]
-    known = set(catalogue.load_catalogue(graph).track_uri)
+    known = set(load_catalogue(graph).track_uri)
     for row, p in zip(rows, playlists):
         uris = row[1:]
         assert len(uris) == 500 and len(set(uris)) == 500
@@ -176,12 +177,12 @@ def test_submit_cli_and_errors(graph, run, tmp_path, capsys):
 
 def test_validate_rejects_bad_rows():
     good = [f"u{i}" for i in range(500)]
-    submit.validate([(1, good)], [1], [set()])
+    submit.check_submission([(1, good)], [1], [set()])
     with pytest.raises(ValueError, match="pid 1: 499 tracks"):
-        submit.validate([(1, good[:499])], [1], [set()])
+        submit.check_submission([(1, good[:499])], [1], [set()])
     with pytest.raises(ValueError, match="pid 1: duplicate tracks"):
-        submit.validate([(1, good[:499] + ["u0"])], [1], [set()])
+        submit.check_submission([(1, good[:499] + ["u0"])], [1], [set()])
     with pytest.raises(ValueError, match="pid 1: recommends its own seed tracks"):
-        submit.validate([(1, good)], [1], [{"u7"}])
+        submit.check_submission([(1, good)], [1], [{"u7"}])
     with pytest.raises(ValueError, match="do not follow the challenge pids"):
-        submit.validate([(2, good)], [1], [set()])
+        submit.check_submission([(2, good)], [1], [set()])

@@ -13,8 +13,8 @@ from graphdir_fixture import synthetic_graph_dir
 
 from trainer import dist
 from trainer.config import TrainConfig
-from trainer.embed import encode_all, load_trained
 from trainer.gnn.full_graph import FullGraphTraining
+from trainer.gnn.inference import encode_all, load_trained
 from trainer.gnn.losses import candidate_log_frequency
 from trainer.gnn.model import build_model
 from trainer.gnn.sampled import SampledTraining, epoch_loader

@@ -9,11 +9,11 @@ from graphdir_fixture import synthetic_graph_dir
 
 from trainer import dist
 from trainer.config import ConfigError, TrainConfig
-from trainer.embed import encode_all, load_trained
 from trainer.gnn.full_graph import FullGraphTraining, MeanAdjacency, adjacency
+from trainer.gnn.inference import encode_all, load_trained
 from trainer.gnn.model import LinkPredictor
 from trainer.gnn.validation import rank_validation, ranking_set
-from trainer.io import checkpoint
+from trainer.io import checkpoint, storage
 from trainer.io.graph import load_graph
 from trainer.train import main
 
@@ -112,7 +112,7 @@ def test_rank_validation_equals_trainer_evaluate(gdir, graph, tmp_path):
         expected = sum(v[m] * v["num_playlists"] for v in seeded.values()) / len(ranking)
         assert ours[f"val_{m}"] == pytest.approx(expected, abs=1e-6), m
     sampled = ranking_set(graph, 7, seed=0)
-    assert len(sampled) == 7 and set(sampled.queries.playlist_ids) <= set(ranking.queries.playlist_ids)
+    assert len(sampled) == 7 and set(sampled.held.playlist_ids) <= set(ranking.held.playlist_ids)
 
 
 def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypatch):
@@ -143,9 +143,9 @@ def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypat
 def test_overwrite_removes_an_earlier_best_checkpoint(gdir, tmp_path):
     run = tmp_path / "run"
     main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=20", *SMALL])
-    assert checkpoint.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
+    assert storage.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
     main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=0", "--overwrite", *SMALL])
-    assert not checkpoint.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
+    assert not storage.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
 
 
 def test_config_resolves_propagation_and_batch_size_and_refuses_full_sage():

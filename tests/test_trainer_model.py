@@ -8,9 +8,10 @@ import torch
 from graphdir_fixture import synthetic_graph_dir
 from torch_geometric.data import HeteroData
 
-from trainer.embed import encode_all, read_embeddings, write_embeddings
+from trainer.gnn.inference import encode_all
 from trainer.gnn.model import LinkPredictor, hop_counts, score
 from trainer.gnn.validation import roc_auc
+from trainer.io import embeddings
 from trainer.io.graph import load_graph
 
 
@@ -192,14 +193,14 @@ def test_roc_auc_matches_pairwise_count():
 def test_embeddings_format_round_trip(tmp_path):
     ids = np.array([2, 0, 1])
     emb = np.arange(6, dtype=np.float32).reshape(3, 2)
-    write_embeddings(str(tmp_path / "embeddings" / "track.parquet"), "track", ids, ["c", "a", "b"], emb)
+    embeddings.write(str(tmp_path), "track", ids, ["c", "a", "b"], emb)
     schema = pq.read_schema(tmp_path / "embeddings" / "track.parquet")
     assert [(f.name, str(f.type)) for f in schema] == [
         ("track_id", "int64"), ("track_uri", "string"), ("embedding", "list<element: float>")]
-    got_ids, keys, matrix = read_embeddings(str(tmp_path), "track")
-    assert got_ids.tolist() == [0, 1, 2] and keys == ["a", "b", "c"]
-    np.testing.assert_array_equal(matrix, emb[[1, 2, 0]])
-    write_embeddings(str(tmp_path / "embeddings" / "playlist.parquet"), "playlist", ids, [20, 0, 10], emb)
+    table = embeddings.read(str(tmp_path), "track")
+    assert table["track_id"].to_pylist() == [0, 1, 2] and table["track_uri"].to_pylist() == ["a", "b", "c"]
+    np.testing.assert_array_equal(embeddings.matrix(table["embedding"]), emb[[1, 2, 0]])
+    embeddings.write(str(tmp_path), "playlist", ids, [20, 0, 10], emb)
     assert str(pq.read_schema(tmp_path / "embeddings" / "playlist.parquet").field("pid").type) == "int64"
 
 

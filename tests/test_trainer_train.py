@@ -14,7 +14,8 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.gnn.losses import candidate_log_frequency, full_softmax, sampled_softmax
 from trainer.gnn.optim import Optimizer, RowWiseAdagrad
 from trainer.gnn.sampled import loader_workers
-from trainer.io import checkpoint, existing_run
+from trainer.io import checkpoint, embeddings, run_dir
+from trainer.io.graph import load_catalogue
 from trainer.train import main
 
 SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu",
@@ -115,12 +116,12 @@ def test_fsspec_urls_and_embedding_export(gdir, tmp_path):
     import pyarrow.parquet as pq
 
     from trainer.embed import main as embed_main
-    from trainer.embed import read_embeddings
     run = "file://" + str(tmp_path / "run")
     main(["--graph", "file://" + gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
     embed_main(["--graph", gdir, "--run", run, "--batch-size", "50"])
     for t, key in (("track", "track_uri"), ("playlist", "pid")):
-        ids, keys, emb = read_embeddings(run, t)
+        table = embeddings.read(run, t)
+        ids, keys, emb = table[f"{t}_id"].to_numpy(), table[key].to_pylist(), embeddings.matrix(table["embedding"])
         nodes = pq.read_table(f"{gdir}/nodes/{t}").to_pandas().sort_values(f"{t}_id")
         assert ids.tolist() == list(range(len(nodes)))
         assert keys == nodes[key].tolist()
@@ -132,7 +133,7 @@ def test_embedding_refuses_another_graph(gdir, tmp_path):
     from trainer.embed import main as embed_main
     main(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
     other = synthetic_graph_dir(str(tmp_path / "other"), 60, seed=9)
-    with pytest.raises(ConfigError, match=r"was trained on graph .* not on .*other"):
+    with pytest.raises(run_dir.RunMismatchError, match=r"was trained on graph .* not on .*other"):
         embed_main(["--graph", other, "--run", str(tmp_path / "run")])
 
 
@@ -145,19 +146,18 @@ def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     import numpy as np
     import torch
 
-    from trainer.embed import load_trained
     from trainer.embed import main as embed_main
-    from trainer.io import catalogue
+    from trainer.gnn.inference import load_trained
     from trainer.io.graph import load_graph
     from trainer.ranking.scoring import EmbeddingScorer
     run = str(tmp_path / "run")
     main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL, *extra])
     embed_main(["--graph", gdir, "--run", run])
-    cat = catalogue.load_catalogue(gdir)
-    query = catalogue.load_seed_query(run, cat)
+    cat = load_catalogue(gdir)
+    query = embeddings.seed_query(run, cat)
     assert query is not None and query["track_seed"].shape[0] == cat.num_tracks
-    scorer = EmbeddingScorer(catalogue.load_track_embeddings(run, cat), None, "cpu", query)
-    playlists = catalogue.load_playlist_embeddings(run, cat)
+    scorer = EmbeddingScorer(embeddings.track_embeddings(run, cat), None, "cpu", query)
+    playlists = embeddings.playlist_embeddings(run, cat)
     graph = load_graph(gdir)
     model, _ = load_trained(run, graph)
     visible = graph.visible_edges
@@ -173,7 +173,7 @@ def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     # an outside playlist (no h0 given) is still a proper query: finite, and not the plain mean
     v = scorer.from_seeds(seeds)
     assert torch.isfinite(v).all()
-    assert not np.allclose(v.numpy(), catalogue.load_track_embeddings(run, cat)[seeds].mean(0))
+    assert not np.allclose(v.numpy(), embeddings.track_embeddings(run, cat)[seeds].mean(0))
 
 
 def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
@@ -184,13 +184,12 @@ def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
     import torch
 
     from trainer.embed import main as embed_main
-    from trainer.io import catalogue
     from trainer.ranking.scoring import EmbeddingScorer
     run = str(tmp_path / "run")
     main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL])
     embed_main(["--graph", gdir, "--run", run])
-    cat = catalogue.load_catalogue(gdir)
-    query, tracks = catalogue.load_seed_query(run, cat), catalogue.load_track_embeddings(run, cat)
+    cat = load_catalogue(gdir)
+    query, tracks = embeddings.seed_query(run, cat), embeddings.track_embeddings(run, cat)
     plain = EmbeddingScorer(tracks, None, "cpu", query)
     folded = EmbeddingScorer(tracks, None, "cpu", query, fold_in_steps=30)
     seeds = np.array([3, 17, 40, 41])
@@ -210,11 +209,10 @@ def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
 
 def test_sage_runs_have_no_seed_query(gdir, tmp_path):
     from trainer.embed import main as embed_main
-    from trainer.io import catalogue
     run = str(tmp_path / "run")
     main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SAMPLED, "--conv=sage"])
     embed_main(["--graph", gdir, "--run", run])
-    assert catalogue.load_seed_query(run, catalogue.load_catalogue(gdir)) is None
+    assert embeddings.seed_query(run, load_catalogue(gdir)) is None
 
 
 def test_sampled_softmax_ranks_each_positive_against_the_batch_tracks_but_its_playlists_positives():
@@ -411,14 +409,14 @@ def test_a_run_dir_holding_a_run_is_refused_unless_resume_or_overwrite(gdir, tmp
     main([*args, "--out", str(run), "--epochs=2"])
     before = (run / "checkpoints" / "last.pt").read_bytes()
     other = synthetic_graph_dir(str(tmp_path / "other"), 60, seed=9)
-    with pytest.raises(existing_run.RunExistsError,
+    with pytest.raises(run_dir.RunExistsError,
                        match=rf"run dir {run} already holds a run \(checkpoints/last.pt, metrics.jsonl\); "
                              r"pass --resume to continue it, --overwrite to discard it"):
         main(["--graph", other, *args[2:], "--out", str(run), "--epochs=1"])
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert json.loads((run / "graph.json").read_text())["graph"] == gdir
-    with pytest.raises(existing_run.RunExistsError, match="--resume and --overwrite exclude each other"):
+    with pytest.raises(run_dir.RunExistsError, match="--resume and --overwrite exclude each other"):
         main([*args, "--out", str(run), "--epochs=2", "--resume", "--overwrite"])
 
     (run / "eval_val.json").write_text("{}")  # the old run's evaluation goes with it

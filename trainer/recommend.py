@@ -7,7 +7,7 @@
 Seeds are never recommended. ``--pid``: the playlist's visible tracks are the seeds; with gnn
 the query is the playlist's own embedding. ``--tracks``: a list of URIs is not a node of the
 graph, so with gnn the query is built from the seed tracks as the model embeds a playlist node
-(``trainer.embed.seed_query``; the mean of their embeddings for ``conv=sage``). ``--title``
+(``trainer.gnn.inference.seed_query``; the mean of their embeddings for ``conv=sage``). ``--title``
 alone: the title fallback every method shares (popular tracks of training playlists with that
 title).
 """
@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from etl import contract
-from trainer.evaluate import METHODS, build_scorers
-from trainer.io import catalogue
+from trainer.io.graph import Catalogue, load_catalogue, normalise_title, track_details
+from trainer.ranking.methods import METHODS, build_scorers, default_method
 from trainer.ranking.scoring import Queries, rank
 
 
-def seeds_from_uris(cat: catalogue.Catalogue, uris: list[str]) -> np.ndarray:
+def seeds_from_uris(cat: Catalogue, uris: list[str]) -> np.ndarray:
     """Track ids of ``uris``; raises ValueError naming every URI the graph does not hold."""
     index = cat.track_index()
     unknown = [u for u in uris if u not in index]
@@ -35,7 +35,7 @@ def seeds_from_uris(cat: catalogue.Catalogue, uris: list[str]) -> np.ndarray:
     return np.unique(np.array([index[u] for u in uris], dtype=np.int64))
 
 
-def query_for_pid(cat: catalogue.Catalogue, pid: int) -> Queries:
+def query_for_pid(cat: Catalogue, pid: int) -> Queries:
     """A graph playlist as a query: its visible tracks as seeds, its title, its id."""
     found = np.flatnonzero(cat.playlist_pid == pid)
     if not len(found):
@@ -84,14 +84,14 @@ def recommend(
         raise ValueError("give one of --pid, --tracks or --title (--title may go with --tracks)")
     if k < 1:
         raise ValueError(f"-k must be >= 1, got {k}")
-    cat = catalogue.load_catalogue(graph_dir)
+    cat = load_catalogue(graph_dir)
     if pid is not None:
         queries = query_for_pid(cat, pid)
     else:
         seeds = seeds_from_uris(cat, tracks) if tracks else np.zeros(0, np.int64)
-        queries = Queries.from_lists([seeds], [catalogue.normalise_title(title)])
+        queries = Queries.from_lists([seeds], [normalise_title(title)])
     if method is None:
-        method = catalogue.default_method(run_dir)
+        method = default_method(run_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device, fold_in_steps=fold_in_steps)
     ids = rank(scorers[method], fallback, queries, cat.num_tracks, k, chunk_size, device)[0]
@@ -101,7 +101,7 @@ def recommend(
         found = [title_note(raw_title, queries, fallback),
                  shortfall_note(len(ids), k, cat.num_tracks, int(queries.num_seeds()[0]))]
         notes.extend(n for n in found if n)
-    details = catalogue.track_details(graph_dir, ids)
+    details = track_details(graph_dir, ids)
     return [{"rank": r, **d} for r, d in enumerate(details, start=1)]
 
 

@@ -7,7 +7,7 @@ Format (as the challenge's sample submission): a ``team_info,NAME,EMAIL`` line, 
 per challenge playlist: ``pid, uri_1, …, uri_500`` — exactly 500 distinct track URIs, none of
 them a seed of that playlist. Challenge playlists are not nodes of the graph: their seed URIs
 are looked up in the catalogue (unknown ones are ignored and counted); with gnn the query is
-built from the seed tracks as the model embeds a playlist node (``trainer.embed.seed_query``;
+built from the seed tracks as the model embeds a playlist node (``trainer.gnn.inference.seed_query``;
 the mean of their embeddings for ``conv=sage``); a playlist left without seeds gets the title
 fallback.
 The file is validated in memory, then written atomically (temporary file, then rename).
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from trainer.evaluate import METHODS, build_scorers
-from trainer.io import catalogue
+from trainer.io.graph import Catalogue, load_catalogue, normalise_title
+from trainer.ranking.methods import METHODS, build_scorers, default_method
 from trainer.ranking.metrics import K
 from trainer.ranking.scoring import Queries, rank
 
@@ -50,7 +50,7 @@ def read_challenge(path: str | Path) -> list[dict]:
     return playlists
 
 
-def challenge_queries(cat: catalogue.Catalogue, playlists: list[dict]) -> tuple[Queries, list[set[str]], int]:
+def challenge_queries(cat: Catalogue, playlists: list[dict]) -> tuple[Queries, list[set[str]], int]:
     """Queries from challenge playlists; also every playlist's seed URIs and the unknown count."""
     index = cat.track_index()
     seeds, titles, seed_uris, unknown = [], [], [], 0
@@ -59,12 +59,12 @@ def challenge_queries(cat: catalogue.Catalogue, playlists: list[dict]) -> tuple[
         known = [index[u] for u in uris if u in index]
         unknown += len(uris) - len(known)
         seeds.append(np.unique(np.array(known, dtype=np.int64)))
-        titles.append(catalogue.normalise_title(p.get("name")))
+        titles.append(normalise_title(p.get("name")))
         seed_uris.append(set(uris))
     return Queries.from_lists(seeds, titles), seed_uris, unknown
 
 
-def validate(rows: list[tuple[int, list[str]]], pids: list[int], seed_uris: list[set[str]]) -> None:
+def check_submission(rows: list[tuple[int, list[str]]], pids: list[int], seed_uris: list[set[str]]) -> None:
     """Raise ValueError unless every challenge pid has exactly one row of 500 distinct non-seed URIs."""
     if [pid for pid, _ in rows] != pids:
         raise ValueError("submission rows do not follow the challenge pids one to one")
@@ -99,9 +99,9 @@ def submit(
 ) -> dict:
     """Rank 500 tracks for every challenge playlist, validate, write; returns a summary."""
     playlists = read_challenge(challenge)
-    cat = catalogue.load_catalogue(graph_dir)
+    cat = load_catalogue(graph_dir)
     if method is None:
-        method = catalogue.default_method(run_dir)
+        method = default_method(run_dir)
     queries, seed_uris, unknown = challenge_queries(cat, playlists)
     if cat.num_tracks < K + int(queries.num_seeds().max(initial=0)):
         raise ValueError(
@@ -116,7 +116,7 @@ def submit(
         ids = rank(scorers[method], fallback, part, cat.num_tracks, K, chunk_size, device)
         for b, row in enumerate(ids):
             rows.append((playlists[lo + b]["pid"], cat.track_uri[row[row >= 0]].tolist()))
-    validate(rows, [p["pid"] for p in playlists], seed_uris)
+    check_submission(rows, [p["pid"] for p in playlists], seed_uris)
     write_submission(out, team, email, rows)
     return {
         "playlists": len(rows),

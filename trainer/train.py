@@ -38,8 +38,8 @@ from trainer.gnn.model import build_model
 from trainer.gnn.optim import Optimizer
 from trainer.gnn.plots import learning_curves
 from trainer.gnn.sampled import SampledTraining
-from trainer.gnn.validation import RANK_METRICS, rank_validation, ranking_set, val_edges_for_rank, validate
-from trainer.io import checkpoint, existing_run
+from trainer.gnn.validation import RANK_METRICS, diagnostics, rank_validation, ranking_set, val_edges_for_rank
+from trainer.io import checkpoint, run_dir, storage
 from trainer.io.graph import load_graph
 from trainer.io.run_dir import RunDir, check_resumable, graph_record
 
@@ -137,15 +137,16 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
           overwrite: bool = False) -> TrainResult:
     """Run (or resume) training in ``out``; a run already there needs ``resume`` or ``overwrite``."""
     log = tqdm.write if env.is_main else (lambda *_: None)
-    existing_run.refuse_or_clear(out, resume, overwrite, env.is_main)
+    run_dir.refuse_or_clear(out, resume, overwrite, env.is_main)
     run = RunDir(out)
     graph = load_graph(graph_path)
+    record_of_graph = graph_record(graph_path, graph.manifest)
     ckpt_path = checkpoint.checkpoint_path(run.path)
     best_path = checkpoint.checkpoint_path(run.path, checkpoint.BEST)
     ckpt = None
-    if resume and checkpoint.exists(ckpt_path):
+    if resume and storage.exists(ckpt_path):
         ckpt = checkpoint.load(ckpt_path)
-        check_resumable(ckpt["config"], config, run, graph)
+        check_resumable(ckpt["config"], config, run, graph_path, graph.manifest)
     elif resume:
         log(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
 
@@ -172,7 +173,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
     records = [r for r in run.read_metrics() if r["epoch"] < start_epoch] if ckpt is not None else []
     if env.is_main:
         run.write_json("config.json", config.to_dict())
-        run.write_json("graph.json", graph_record(graph))
+        run.write_json(run_dir.GRAPH_FILE, record_of_graph)
         run.write_metrics(records)
 
     # 3. Parallelism applied to the unchanged model; the training strategy; validation sets.
@@ -200,7 +201,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             checkpoint.save(path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "step": step, "global_step": global_step, "epoch_sums": [float(s) for s in sums],
-                "rng": checkpoint.rng_state(), "config": config.to_dict(), "graph": graph_record(graph),
+                "rng": checkpoint.rng_state(), "config": config.to_dict(), "graph": record_of_graph,
                 "selection": selection})
 
     log(f"training on {env.world_size} process(es), device {env.device}, propagation {config.propagation}, "
@@ -256,7 +257,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
 
         # 6. Validate: sampled diagnostics on the epoch's graph; full-catalogue ranking (rank 0,
         # its numbers shared so every rank takes the same stopping decision).
-        metrics = validate(model, strategy, val_edges, config, env)
+        metrics = diagnostics(model, strategy, val_edges, config, env)
         t_rank = time.perf_counter()
         ranked = _rank_metrics(model, strategy, ranking, env)
         rank_s = time.perf_counter() - t_rank
@@ -290,7 +291,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
         # 7. Record (rank 0): metrics, curves, checkpoints.
         if env.is_main:
             run.write_metrics(records)
-            checkpoint.atomic_write_bytes(run.join("curves.png"), learning_curves(records))
+            storage.atomic_write_bytes(run.join(run_dir.CURVES_FILE), learning_curves(records))
             log(json.dumps(record))
         save(ckpt_path, epoch + 1, 0, [0.0, 0.0, 0.0])
         if improved:
@@ -338,6 +339,6 @@ def _stop(selection: dict, config: TrainConfig) -> bool:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, C.ContractError, FileNotFoundError, SamplerMissing, existing_run.RunExistsError,
+    except (ConfigError, C.ContractError, FileNotFoundError, SamplerMissing, run_dir.RunExistsError, run_dir.RunMismatchError,
             checkpoint.DamagedCheckpoint) as e:  # a user's mistake: no traceback
         sys.exit(f"error: {e}")

@@ -4,7 +4,7 @@ Input projection per node type (``ModuleDict``): a Linear over the standardised 
 concatenated with a learnable ID embedding for tracks, albums and artists, and for playlists with
 ``playlist_ids``: zero-initialised, so a playlist's row holds only what its own edges taught it
 (a held-out playlist's: its seeds, through ``supervise_seeds`` and message passing), and a
-playlist from outside the graph, embedded from its seeds (``trainer.embed.seed_query``), is
+playlist from outside the graph, embedded from its seeds (``trainer.gnn.inference.seed_query``), is
 what a row never trained looks like. Then ``layers`` layers, each
 made heterogeneous with ``to_hetero`` (per-relation convolutions summed per destination type):
 ``conv="lightgcn"`` (the config default) is a parameter-free mean with no nonlinearity, so a

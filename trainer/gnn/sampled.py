@@ -17,7 +17,7 @@ from torch_geometric.sampler import NegativeSampling
 
 from trainer import dist
 from trainer.config import ConfigError, TrainConfig
-from trainer.embed import encode_all
+from trainer.gnn.inference import encode_all
 from trainer.gnn.losses import batch_loss
 from trainer.gnn.model import hop_counts, score
 from trainer.gnn.neighbor_sampler import DeviceNeighborSampler

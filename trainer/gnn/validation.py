@@ -1,6 +1,6 @@
 """Validation during training, on the hidden edges of ``split=val`` playlists.
 
-- :func:`validate`: diagnostics: the configured loss (BCE; BPR, which is also the softmax's term
+- :func:`diagnostics`: the configured loss (BCE; BPR, which is also the softmax's term
   with one negative) and ROC AUC of held-out edges against sampled negatives, scored on the
   epoch's graph (the visible edges minus the epoch's supervision edges, which belong to
   training playlists: a validation playlist keeps all its seeds). Sampled metrics are
@@ -16,14 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from etl import contract as C
 from trainer import dist
 from trainer.gnn.shards import epoch_generator, rank_shard
-from trainer.ranking.metrics import K, batch_metrics
-from trainer.ranking.scoring import EmbeddingScorer, Queries, top_k
+from trainer.ranking.metrics import K
+from trainer.ranking.protocol import HeldOut, build_held_out, metrics_per_batch, visible_tracks
+from trainer.ranking.scoring import EmbeddingScorer
 
 _VAL_STREAM = 7
 RANK_METRICS = ("r_precision", "ndcg", "clicks")
@@ -55,7 +57,7 @@ def val_edges_for_rank(graph, config, env) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model, training, edges: torch.Tensor, config, env) -> dict:
+def diagnostics(model, training, edges: torch.Tensor, config, env) -> dict:
     """``val_loss`` (the configured loss, one negative per positive) and ``val_auc`` over all
     ranks (None when there are no validation edges); ``training``: the epoch's
     ``SampledTraining`` or ``FullGraphTraining``, which scores pairs on the epoch's graph."""
@@ -86,72 +88,52 @@ def validate(model, training, edges: torch.Tensor, config, env) -> dict:
 
 @dataclass
 class RankingSet:
-    """Seeded validation playlists, their seeds and ground truth (hidden tracks that are not
-    seeds), the catalogue ranked and each track's artist."""
+    """Seeded validation playlists (the protocol's :class:`HeldOut`), the tracks that may be
+    ranked and each track's artist."""
 
-    queries: Queries
-    truth_indptr: np.ndarray
-    truth_tracks: np.ndarray
+    held: HeldOut
     allowed: np.ndarray       # bool per track: has a visible edge
     track_artist: np.ndarray  # artist id per track
 
     def __len__(self) -> int:
-        return len(self.queries)
+        return len(self.held)
 
 
 def ranking_set(graph, max_playlists: int, seed: int) -> RankingSet:
     """A fixed sample of at most ``max_playlists`` (0: all) seeded validation playlists with
-    ground truth."""
-    num_tracks = graph.num_nodes["track"]
-    is_val = torch.from_numpy(graph.playlist_split == C.SPLIT_VAL)
-    seeds = graph.seed_edges.long()
-    seeds = seeds[:, is_val[seeds[0]]]
-    truth = graph.val_edges.long()
-    # A track both seed and hidden (a playlist repeating it) is masked from the ranking, so it
-    # is not ground truth (as trainer.evaluate.held_out).
-    seed_keys = torch.unique(seeds[0] * num_tracks + seeds[1])
-    truth_keys = torch.unique(truth[0] * num_tracks + truth[1])
-    truth_keys = truth_keys[~torch.isin(truth_keys, seed_keys)]
-    candidates = np.intersect1d(torch.unique(seeds[0]).numpy(), torch.unique(truth_keys // num_tracks).numpy())
-    if max_playlists and len(candidates) > max_playlists:
-        pick = torch.randperm(len(candidates), generator=epoch_generator(seed, 0, _VAL_STREAM + 2))
-        candidates = np.sort(candidates[pick[:max_playlists].numpy()])
-    chosen = torch.from_numpy(candidates)
-
-    def csr(keys: torch.Tensor):
-        keys = keys[torch.isin(keys // num_tracks, chosen)].sort().values
-        rows = torch.searchsorted(chosen, keys // num_tracks)
-        indptr = np.zeros(len(chosen) + 1, dtype=np.int64)
-        indptr[1:] = np.cumsum(np.bincount(rows.numpy(), minlength=len(chosen)))
-        return indptr, (keys % num_tracks).numpy().astype(np.int64)
-
-    seed_indptr, seed_tracks = csr(seed_keys)
-    truth_indptr, truth_tracks = csr(truth_keys)
+    ground truth, built by the evaluation's own protocol from the training graph."""
+    shape = (graph.num_nodes["playlist"], graph.num_nodes["track"])
+    seeds, hidden = _binary(graph.seed_edges, shape), _binary(graph.val_edges, shape)
+    held = build_held_out(np.flatnonzero(graph.playlist_split == C.SPLIT_VAL), seeds, hidden)
+    seeded = np.flatnonzero(held.queries.num_seeds() > 0)
+    if max_playlists and len(seeded) > max_playlists:
+        pick = torch.randperm(len(seeded), generator=epoch_generator(seed, 0, _VAL_STREAM + 2))
+        seeded = np.sort(seeded[pick[:max_playlists].numpy()])
     artist = next(ei for (s, _, d), ei in graph.other_edges.items() if (s, d) == ("track", "artist")).long()
-    track_artist = np.zeros(num_tracks, dtype=np.int64)
+    track_artist = np.zeros(shape[1], dtype=np.int64)
     track_artist[artist[0].numpy()] = artist[1].numpy()
-    allowed = torch.bincount(graph.visible_edges[1].long(), minlength=num_tracks).numpy() > 0
-    queries = Queries(seed_indptr, seed_tracks, [""] * len(chosen), candidates.astype(np.int64))
-    return RankingSet(queries, truth_indptr, truth_tracks, allowed, track_artist)
+    return RankingSet(held.take(seeded), visible_tracks(graph.visible_edges[1].numpy(), shape[1]), track_artist)
+
+
+def _binary(edges: torch.Tensor, shape: tuple[int, int]) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(edges.size(1), dtype=np.float32), (edges[0].numpy(), edges[1].numpy())), shape=shape)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
 
 
 @torch.no_grad()
 def rank_validation(embeddings: dict[str, torch.Tensor], ranking: RankingSet, device,
                     batch_size: int = 256, chunk_size: int = 1 << 17) -> dict:
     """Mean ``val_r_precision``, ``val_ndcg`` and ``val_clicks`` of the ranking set, ranked by
-    ``embeddings`` (every playlist's and track's readout)."""
+    ``embeddings`` (every playlist's and track's readout) as ``trainer.evaluate`` ranks."""
     if len(ranking) == 0:
         return {f"val_{m}": None for m in RANK_METRICS}
     scorer = EmbeddingScorer(embeddings["track"].cpu().numpy(), embeddings["playlist"].cpu().numpy(), device)
-    num_tracks = len(ranking.allowed)
     sums = dict.fromkeys(RANK_METRICS, 0.0)
-    for lo in range(0, len(ranking), batch_size):
-        rows = np.arange(lo, min(lo + batch_size, len(ranking)))
-        part = ranking.queries.take(rows)
-        ranked, _ = top_k(scorer.batch(part), part, num_tracks, K, chunk_size, device, ranking.allowed)
-        indptr = ranking.truth_indptr[lo:rows[-1] + 2]
-        values = batch_metrics(ranked, indptr - indptr[0], ranking.truth_tracks[indptr[0]:indptr[-1]],
-                               ranking.track_artist)
+    # Every playlist here has seeds: no title fallback is needed.
+    for _, _, values in metrics_per_batch(ranking.held, scorer, None, ranking.track_artist, K, batch_size,
+                                          chunk_size, device, ranking.allowed):
         for m in RANK_METRICS:
             sums[m] += float(values[m].sum())
     return {f"val_{m}": sums[m] / len(ranking) for m in RANK_METRICS}

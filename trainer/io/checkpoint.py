@@ -6,15 +6,13 @@ epoch, global step, the epoch's running loss sums), the RNG states of torch, num
 """
 from __future__ import annotations
 
-import os
-import posixpath
 import random
-from contextlib import contextmanager
 
 import fsspec
 import numpy as np
 import torch
-from fsspec.implementations.local import LocalFileSystem
+
+from trainer.io import storage
 
 LAST = "last.pt"
 BEST = "best.pt"  # the epoch with the best val R-precision (trainer.embed exports it)
@@ -45,35 +43,10 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-@contextmanager
-def atomic_open(path: str):
-    """A binary file to write ``path`` through: a temporary file renamed into place on success, so
-    readers never see half a file (and a failed write leaves the previous one)."""
-    fs, target = fsspec.core.url_to_fs(path)
-    fs.makedirs(posixpath.dirname(target), exist_ok=True)
-    tmp = f"{target}.tmp.{os.getpid()}"
-    try:
-        with fs.open(tmp, "wb") as f:
-            yield f
-    except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise
-    if isinstance(fs, LocalFileSystem):
-        os.replace(tmp, target)
-    else:  # object stores: copy-then-delete, the best the store offers
-        fs.mv(tmp, target)
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    with atomic_open(path) as f:
-        f.write(data)
-
-
 def save(path: str, payload: dict) -> None:
     # Streamed to the file: serialising into memory first held the checkpoint (model, Adam
     # state: ~350 MB at 100k playlists) up to three times over, the run's peak memory.
-    with atomic_open(path) as f:
+    with storage.atomic_open(path) as f:
         torch.save(payload, f)
 
 
@@ -112,10 +85,5 @@ def _damaged(path: str, reason: str) -> str:
             "--overwrite, which discards this run")
 
 
-def exists(path: str) -> bool:
-    fs, target = fsspec.core.url_to_fs(path)
-    return fs.exists(target)
-
-
 def checkpoint_path(run_dir: str, name: str = LAST) -> str:
-    return posixpath.join(run_dir, "checkpoints", name)
+    return storage.join(run_dir, "checkpoints", name)

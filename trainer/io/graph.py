@@ -1,24 +1,29 @@
-"""Load a graph dir (``etl/contract.py``) into tensors and PyG ``HeteroData``.
+"""The one reader of a graph dir (``etl/contract.py``), with two views of it: the training
+graph (:func:`load_graph`: features, edge tensors, PyG ``HeteroData``) and the ranking catalogue
+(:func:`load_catalogue`: URIs, artists, titles, splits and the playlist-track edges as numpy).
 
 Everything read is checked against the contract first: the manifest's schema version and keys,
-each table's Parquet dtypes, and that ids are dense ``0..N-1``. Node features are indexed by the
-id column, never by file order. Paths may be local or any fsspec URL.
+each table's Parquet dtypes, that ids are dense ``0..N-1``, and that roles and splits are the
+contract's. Rows are indexed by the id column, never by file order. Paths may be local or any
+fsspec URL.
 """
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import scipy.sparse as sp
 import torch
 import torch_geometric.transforms as T
 from torch_geometric.data import HeteroData
 
 from etl import contract as C
+from trainer.io import storage
 
 # The forward relation of each edge table; ``ToUndirected`` adds ``rev_<relation>``.
 RELATION = {
@@ -75,14 +80,9 @@ class Graph:
         return self.hetero_data(torch.empty(2, 0, dtype=torch.long)).metadata()
 
 
-def _filesystem(path: str):
-    fs, root = fsspec.core.url_to_fs(path)
-    return fs, root.rstrip("/")
-
-
 def read_manifest(path: str) -> dict:
     """The graph dir's manifest, checked against this code's schema version."""
-    fs, root = _filesystem(path)
+    fs, root = storage.filesystem(path)
     where = posixpath.join(path, C.MANIFEST)
     if not fs.exists(posixpath.join(root, C.MANIFEST)):
         raise C.ContractError(f"{where} not found: {path} is not a graph dir "
@@ -93,7 +93,7 @@ def read_manifest(path: str) -> dict:
 
 def read_table(path: str, table: str, columns: list[str] | None = None, filter=None) -> pa.Table:
     """One contract table, dtypes checked; ``columns`` defaults to the contract's."""
-    fs, root = _filesystem(path)
+    fs, root = storage.filesystem(path)
     location = posixpath.join(root, table)
     if not fs.exists(location):
         raise C.ContractError(f"{path}: table {table} not found (expected Parquet files under {location})")
@@ -118,6 +118,37 @@ def _dense_order(table: pa.Table, name: str, column: str) -> np.ndarray:
                               f"(min {ids.min() if len(ids) else None}, max {ids.max() if len(ids) else None}, "
                               f"{len(np.unique(ids))} distinct of {len(ids)} rows)")
     return order
+
+
+def _read_nodes(path: str, node_type: str, columns: list[str]) -> pa.Table:
+    """``nodes/<type>``'s id column and ``columns``, sorted by id, ids checked dense."""
+    name, id_col = f"nodes/{node_type}", C.ID_COLUMN[node_type]
+    table = read_table(path, name, [id_col, *columns])
+    return table.take(pa.array(_dense_order(table, name, id_col)))
+
+
+def _splits(playlists: pa.Table) -> np.ndarray:
+    """The playlists' split column as an object array, checked against the contract's splits."""
+    split = np.asarray(playlists.column("split").to_pylist(), dtype=object)
+    bad = set(split) - set(C.SPLITS)
+    if bad:
+        raise C.ContractError(f"nodes/playlist: split has values {sorted(map(str, bad))}, contract allows {C.SPLITS}")
+    return split
+
+
+def _playlist_track(path: str, num_nodes: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(playlist_id, track_id, role)`` of every playlist-track edge; role as int8 codes into
+    ``C.ROLES``, ids checked against the node counts."""
+    name = "edges/playlist_track"
+    table = read_table(path, name, ["playlist_id", "track_id", "role"])
+    role = table.column("role").combine_chunks().dictionary_encode()
+    unknown = [r for r in role.dictionary.to_pylist() if r not in C.ROLES]
+    if unknown or role.null_count:
+        raise C.ContractError(f"{name}: role has values {sorted(map(str, unknown + [None] * bool(role.null_count)))}, "
+                              f"contract allows {C.ROLES}")
+    codes = np.array([C.ROLES.index(r) for r in role.dictionary.to_pylist()], dtype=np.int8)
+    return (_ids(table, name, "playlist_id", num_nodes["playlist"]), _ids(table, name, "track_id", num_nodes["track"]),
+            codes[role.indices.to_numpy()])
 
 
 def node_features(table: pa.Table, node_type: str, stats: dict) -> torch.Tensor:
@@ -154,33 +185,18 @@ def load_graph(path: str) -> Graph:
     num_nodes, x = {}, {}
     playlist_split = None
     for t in C.NODE_TYPES:
-        name = f"nodes/{t}"
-        cols = [C.ID_COLUMN[t], *C.FEATURE_COLUMNS[t]] + (["split"] if t == "playlist" else [])
-        table = read_table(path, name, cols)
-        table = table.take(pa.array(_dense_order(table, name, C.ID_COLUMN[t])))
+        table = _read_nodes(path, t, [*C.FEATURE_COLUMNS[t]] + (["split"] if t == "playlist" else []))
         num_nodes[t] = table.num_rows
         x[t] = node_features(table, t, stats)
         if t == "playlist":
-            playlist_split = np.asarray(table.column("split").to_pylist(), dtype=object)
-            bad = set(playlist_split) - set(C.SPLITS)
-            if bad:
-                raise C.ContractError(f"{name}: split has values {sorted(map(str, bad))}, contract allows {C.SPLITS}")
-
-    pt_name = "edges/playlist_track"
-    pt = read_table(path, pt_name, ["playlist_id", "track_id", "role"])
-    src = _ids(pt, pt_name, "playlist_id", num_nodes["playlist"])
-    dst = _ids(pt, pt_name, "track_id", num_nodes["track"])
-    role = pt.column("role")
-    masks = {r: pc.equal(role, r).to_numpy(zero_copy_only=False) for r in C.ROLES}
-    unknown = ~(masks[C.ROLE_TRAIN] | masks[C.ROLE_SEED] | masks[C.ROLE_HIDDEN])
-    if unknown.any():
-        raise C.ContractError(f"{pt_name}: role has values {sorted(set(role.filter(pa.array(unknown)).to_pylist()), key=str)}, "
-                              f"contract allows {C.ROLES}")
+            playlist_split = _splits(table)
+    src, dst, roles = _playlist_track(path, num_nodes)
+    masks = {r: roles == i for i, r in enumerate(C.ROLES)}
     index = _index_dtype(num_nodes)
     edge = lambda m: torch.from_numpy(np.stack([src[m], dst[m]]).astype(index))  # noqa: E731
     val_mask = masks[C.ROLE_HIDDEN] & (playlist_split == C.SPLIT_VAL)[src]
     train_edges, seed_edges, val_edges = edge(masks[C.ROLE_TRAIN]), edge(masks[C.ROLE_SEED]), edge(val_mask)
-    del pt, role, src, dst, masks, val_mask
+    del src, dst, roles, masks, val_mask
 
     other = {}
     for name, rel in RELATION.items():
@@ -199,7 +215,85 @@ def load_graph(path: str) -> Graph:
 
 def read_keys(path: str, node_type: str) -> pa.Table:
     """``(id, key)`` of every node of a type, sorted by id (e.g. track_id, track_uri)."""
-    name = f"nodes/{node_type}"
-    id_col, key_col = C.ID_COLUMN[node_type], C.KEY_COLUMN[node_type]
-    table = read_table(path, name, [id_col, key_col])
-    return table.take(pa.array(_dense_order(table, name, id_col)))
+    return _read_nodes(path, node_type, [C.KEY_COLUMN[node_type]])
+
+
+# --- the ranking catalogue ----------------------------------------------------------------------
+_PUNCTUATION = re.compile(r"[.,/#!$%^*;:{}=_`~()@'\"\-\[\]?&+<>|\\]")
+
+
+def normalise_title(title: str | None) -> str:
+    """Lower-case, punctuation to spaces, whitespace collapsed (the challenge's normalize_name)."""
+    if not title:
+        return ""
+    return " ".join(_PUNCTUATION.sub(" ", title.lower()).split())
+
+
+@dataclass
+class Catalogue:
+    """The parts of a graph dir that ranking needs, as numpy arrays indexed by dense id."""
+
+    path: str
+    manifest: dict
+    track_uri: np.ndarray        # object [T]
+    track_artist: np.ndarray     # int64 [T]
+    playlist_pid: np.ndarray     # int64 [P]
+    playlist_split: np.ndarray   # object [P]
+    playlist_category: np.ndarray  # object [P]; None for training playlists
+    playlist_title: list[str]    # normalised titles [P]
+    edge_playlist: np.ndarray    # int64 [E]
+    edge_track: np.ndarray       # int64 [E]
+    edge_role: np.ndarray        # int8 [E]: index into contract.ROLES (train / seed / hidden)
+
+    @property
+    def num_tracks(self) -> int:
+        return len(self.track_uri)
+
+    @property
+    def num_playlists(self) -> int:
+        return len(self.playlist_pid)
+
+    def edges(self, roles: tuple[str, ...], splits: tuple[str, ...] | None = None) -> sp.csr_matrix:
+        """Binary playlist × track matrix of the edges with these roles (repeats counted once)."""
+        keep = np.isin(self.edge_role, [C.ROLES.index(r) for r in roles])
+        if splits is not None:
+            keep &= np.isin(self.playlist_split[self.edge_playlist], splits)
+        m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
+                           (self.edge_playlist[keep], self.edge_track[keep])),
+                          shape=(self.num_playlists, self.num_tracks))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return m
+
+    def track_index(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.track_uri)}
+
+
+def load_catalogue(path: str) -> Catalogue:
+    """Read and check the tables ranking needs from a graph dir."""
+    path = str(path)
+    manifest = read_manifest(path)
+    tracks = _read_nodes(path, "track", ["track_uri", "artist_id"])
+    playlists = _read_nodes(path, "playlist", ["pid", "name", "split", "seed_category"])
+    src, dst, roles = _playlist_track(path, {"playlist": playlists.num_rows, "track": tracks.num_rows})
+    return Catalogue(
+        path=path,
+        manifest=manifest,
+        track_uri=tracks["track_uri"].to_numpy(zero_copy_only=False).astype(object),
+        track_artist=tracks["artist_id"].to_numpy().astype(np.int64),
+        playlist_pid=playlists["pid"].to_numpy().astype(np.int64),
+        playlist_split=_splits(playlists),
+        playlist_category=playlists["seed_category"].to_numpy(zero_copy_only=False).astype(object),
+        playlist_title=[normalise_title(t) for t in playlists["name"].to_pylist()],
+        edge_playlist=src.astype(np.int64), edge_track=dst.astype(np.int64), edge_role=roles,
+    )
+
+
+def track_details(path: str, track_ids: np.ndarray) -> list[dict]:
+    """Name, artist and URI of some tracks (for printing recommendations)."""
+    tracks = read_table(path, "nodes/track", ["track_id", "track_uri", "track_name", "artist_id"])
+    artists = read_table(path, "nodes/artist", ["artist_id", "artist_name"])
+    want = pa.array(np.asarray(track_ids, dtype=np.int64))
+    by_id = {t["track_id"]: t for t in tracks.filter(pc.is_in(tracks["track_id"], want)).to_pylist()}
+    artist_name = dict(zip(artists["artist_id"].to_pylist(), artists["artist_name"].to_pylist()))
+    return [{**by_id[int(t)], "artist_name": artist_name.get(by_id[int(t)]["artist_id"])} for t in track_ids]

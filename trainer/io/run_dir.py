@@ -1,18 +1,40 @@
-"""The run dir: rank 0's writer for config, graph record and metrics, and the check that a
-``--resume`` continues the same run on the same graph."""
+"""The run dir: its layout, rank 0's writer for config, graph record and metrics, the refusal to
+train over a run without ``--resume`` or ``--overwrite``, and the one check that a run was
+trained on the graph dir it is used with.
+
+Training into a finished run's dir without ``--resume`` used to replace its checkpoint, metrics
+and graph record with no word; the ETL refuses an existing output without ``--overwrite`` and the
+trainer does the same. ``--overwrite`` removes the run's own outputs (``RUN_OUTPUTS``) and
+nothing else, so that a dir pointed at by mistake loses no file the trainer did not write.
+"""
 from __future__ import annotations
 
 import json
 import posixpath
 
-import fsspec
-
 from trainer.config import ConfigError, TrainConfig
-from trainer.io import checkpoint
-from trainer.io.graph import Graph
+from trainer.io import checkpoint, storage
 
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+GRAPH_FILE = "graph.json"
+CURVES_FILE = "curves.png"
+EMBEDDINGS = "embeddings"
+# Everything trainer.train, trainer.embed and trainer.evaluate write into a run dir.
+RUN_OUTPUTS = ("checkpoints", METRICS_FILE, CONFIG_FILE, GRAPH_FILE, CURVES_FILE, EMBEDDINGS)
+EVAL_GLOB = "eval_*.json"
+# What identifies a graph dir: a rebuilt graph has another created_at, a changed one other counts.
+GRAPH_IDENTITY = ("schema_version", "created_at", "counts", "split")
 # Keys that may change between a run and its resumption; anything else would change the result.
 RESUMABLE_CHANGES = {"epochs", "patience", "num_workers", "checkpoint_every", "device", "malloc_arenas"}
+
+
+class RunExistsError(FileExistsError):
+    """The run dir holds a run and neither --resume nor --overwrite was given."""
+
+
+class RunMismatchError(ValueError):
+    """A run (its checkpoint or embeddings) does not belong to the graph dir it is used with."""
 
 
 class RunDir:
@@ -20,40 +42,45 @@ class RunDir:
 
     def __init__(self, path: str):
         self.path = path.rstrip("/")
-        self.fs, self.root = fsspec.core.url_to_fs(self.path)
 
     def join(self, *parts) -> str:
-        return posixpath.join(self.path, *parts)
+        return storage.join(self.path, *parts)
 
     def write_json(self, name: str, obj) -> None:
-        checkpoint.atomic_write_bytes(self.join(name), (json.dumps(obj, indent=2) + "\n").encode())
+        storage.atomic_write_json(self.join(name), obj)
 
     def read_json(self, name: str):
-        p = posixpath.join(self.root, name)
-        if not self.fs.exists(p):
-            return None
-        with self.fs.open(p, "r") as f:
-            return json.load(f)
+        return storage.read_json(self.join(name))
 
     def read_metrics(self) -> list[dict]:
-        p = posixpath.join(self.root, "metrics.jsonl")
-        if not self.fs.exists(p):
+        if not storage.exists(self.join(METRICS_FILE)):
             return []
-        with self.fs.open(p, "r") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return [json.loads(line) for line in storage.read_text(self.join(METRICS_FILE)).splitlines() if line.strip()]
 
     def write_metrics(self, records: list[dict]) -> None:
         text = "".join(json.dumps(r) + "\n" for r in records)
-        checkpoint.atomic_write_bytes(self.join("metrics.jsonl"), text.encode())
+        storage.atomic_write_bytes(self.join(METRICS_FILE), text.encode())
 
 
-def graph_record(graph: Graph) -> dict:
-    m = graph.manifest
-    return {"graph": graph.path, "schema_version": m["schema_version"], "created_at": m["created_at"],
-            "counts": m["counts"]}
+def graph_record(graph_path: str, manifest: dict) -> dict:
+    """What a run records of the graph dir it was trained on (``graph.json``, checkpoints)."""
+    return {"graph": graph_path, **{k: manifest.get(k) for k in GRAPH_IDENTITY}}
 
 
-def check_resumable(saved: dict, config: TrainConfig, run: RunDir, graph: Graph) -> None:
+def check_trained_on(recorded: dict | None, graph_path: str, manifest: dict, what: str) -> None:
+    """Raise :class:`RunMismatchError` unless ``recorded`` (a :func:`graph_record`) names the graph
+    dir whose manifest is ``manifest``. Keys an older run did not record are not compared."""
+    if not recorded:
+        return
+    recorded = recorded.get("manifest", recorded)  # graph.json of runs that nested the manifest
+    differ = [k for k in GRAPH_IDENTITY if k in recorded and recorded[k] != manifest.get(k)]
+    if differ:
+        raise RunMismatchError(
+            f"{what} was trained on graph {recorded.get('graph', '?')} (created_at {recorded.get('created_at')}), "
+            f"not on {graph_path} (created_at {manifest.get('created_at')}): they differ in {differ}")
+
+
+def check_resumable(saved: dict, config: TrainConfig, run: RunDir, graph_path: str, manifest: dict) -> None:
     current = config.to_dict()
     differ = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if differ:
@@ -61,8 +88,45 @@ def check_resumable(saved: dict, config: TrainConfig, run: RunDir, graph: Graph)
             f"--resume: config differs from the checkpoint in {differ} "
             f"({', '.join(f'{k}: {saved.get(k)!r} -> {current[k]!r}' for k in differ)}); "
             f"only {sorted(RESUMABLE_CHANGES)} may change")
-    recorded = run.read_json("graph.json")
-    now = graph_record(graph)
-    if recorded and (recorded["created_at"], recorded["counts"]) != (now["created_at"], now["counts"]):
-        raise ConfigError(f"--resume: {run.path} was trained on graph {recorded['graph']} "
-                          f"(created_at {recorded['created_at']}), not {graph.path} (created_at {now['created_at']})")
+    check_trained_on(run.read_json(GRAPH_FILE), graph_path, manifest, f"--resume: {run.path}")
+
+
+def held_run(run_dir: str) -> list[str]:
+    """What in ``run_dir`` shows a run was trained there: its checkpoint and/or its metrics."""
+    run = RunDir(run_dir)
+    found = []
+    if storage.exists(checkpoint.checkpoint_path(run.path)):
+        found.append(f"checkpoints/{checkpoint.LAST}")
+    # An empty file is what a run killed before its first epoch leaves: nothing to lose.
+    if storage.size(run.join(METRICS_FILE)):
+        found.append(METRICS_FILE)
+    return found
+
+
+def refuse_or_clear(run_dir: str, resume: bool, overwrite: bool, is_main: bool = True) -> None:
+    """Raise :class:`RunExistsError` if ``run_dir`` holds a run and the user chose neither
+    ``resume`` nor ``overwrite``; with ``overwrite``, rank 0 (``is_main``) removes the old run."""
+    if resume and overwrite:
+        raise RunExistsError("--resume and --overwrite exclude each other: resume continues the run "
+                             f"in {run_dir}, overwrite discards it")
+    found = held_run(run_dir)
+    if not found or resume:
+        return
+    if not overwrite:
+        raise RunExistsError(
+            f"run dir {run_dir} already holds a run ({', '.join(found)}); pass --resume to continue "
+            "it, --overwrite to discard it and start afresh, or choose another --out")
+    if is_main:
+        clear(run_dir)
+
+
+def clear(run_dir: str) -> list[str]:
+    """Remove a run's outputs from ``run_dir`` (only the names a run writes); what was removed."""
+    fs, root = storage.filesystem(run_dir)
+    paths = [posixpath.join(root, name) for name in RUN_OUTPUTS] + fs.glob(posixpath.join(root, EVAL_GLOB))
+    removed = []
+    for path in paths:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+            removed.append(posixpath.relpath(path, root))
+    return removed

@@ -150,7 +150,7 @@ class EmbeddingScorer:
 
     The query is the playlist's own embedding when it is a graph playlist. Otherwise (challenge
     playlists, URI lists: not nodes of the graph) it is built from the seed tracks: with
-    ``seed_query`` (``trainer.embed.seed_query``, LightGCN-style models) exactly as the model
+    ``seed_query`` (``trainer.gnn.inference.seed_query``, LightGCN-style models) exactly as the model
     would embed a new playlist node with those tracks; else the mean of their embeddings.
 
     ``fold_in_steps`` > 0 (LightGCN-style models) then fits the new playlist's input projection

@@ -1,0 +1,128 @@
+"""The run's embeddings (``RUN_DIR/embeddings/``): one writer, one reader.
+
+``track.parquet`` (``track_id`` int64, ``track_uri`` string, ``embedding`` list<float32>),
+``playlist.parquet`` (``playlist_id``, ``pid``, ``embedding``), and for models whose playlist
+embedding is linear in its tracks ``track_seed.parquet`` and ``seed_query.json``: what embeds a
+playlist outside the graph from its seeds (``trainer.gnn.inference.seed_query``). Every table
+is sorted by id; readers check ids and keys against the graph they are used with.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from etl import contract as C
+from trainer.io import storage
+from trainer.io.graph import Catalogue
+from trainer.io.run_dir import EMBEDDINGS, RunMismatchError
+
+SEED_QUERY = "seed_query.json"
+# table name -> node type whose id and key columns it carries
+TABLES = {"track": "track", "playlist": "playlist", "track_seed": "track"}
+_KEY_DTYPE = {"track": pa.string(), "playlist": pa.int64()}
+
+
+def path(run: str, name: str) -> str:
+    return storage.join(run, EMBEDDINGS, name if name == SEED_QUERY else f"{name}.parquet")
+
+
+def exists(run: str) -> bool:
+    return storage.exists(path(run, "track"))
+
+
+def write(run: str, name: str, ids: np.ndarray, keys, embedding: np.ndarray) -> str:
+    """Write one embeddings table (``<type>_id``, key column, ``embedding`` list<float32>), sorted by id."""
+    node_type = TABLES[name]
+    order = np.argsort(ids, kind="stable")
+    emb = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32)[order])
+    offsets = pa.array(np.arange(0, emb.size + 1, emb.shape[1], dtype=np.int32))
+    table = pa.table({
+        C.ID_COLUMN[node_type]: pa.array(np.asarray(ids, dtype=np.int64)[order]),
+        C.KEY_COLUMN[node_type]: pa.array(keys, type=_KEY_DTYPE[node_type]).take(pa.array(order)),
+        "embedding": pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1))),
+    })
+    target = path(run, name)
+    with storage.atomic_open(target) as f:
+        pq.write_table(table, f)
+    return target
+
+
+def write_seed_query(run: str, query: dict | None) -> str | None:
+    """Write the seed-query terms, or remove a stale file of an earlier model that had them."""
+    target = path(run, SEED_QUERY)
+    if query is None:
+        storage.remove(target)
+        return None
+    storage.atomic_write_json(target, query, indent=None)
+    return target
+
+
+def read(run: str, name: str) -> pa.Table:
+    """One embeddings table, its columns checked, sorted by id."""
+    node_type = TABLES[name]
+    target = path(run, name)
+    if not storage.exists(target):
+        raise FileNotFoundError(f"{target} not found: export the run's embeddings first "
+                                f"(python -m trainer.embed --graph GRAPH --run {run})")
+    with storage.open_file(target) as f:
+        table = pq.read_table(f)
+    expected = {C.ID_COLUMN[node_type]: "int64", C.KEY_COLUMN[node_type]: str(_KEY_DTYPE[node_type]),
+                "embedding": "list<element: float>"}
+    actual = {f.name: str(f.type) for f in table.schema}
+    wrong = {k: actual.get(k) for k, v in expected.items() if actual.get(k) not in (v, v.replace("element", "item"))}
+    if wrong:
+        raise ValueError(f"{target}: columns {wrong} differ from {expected}")
+    return table.sort_by(C.ID_COLUMN[node_type])
+
+
+def matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """A list<float32> column as a float32 matrix [rows, dim]."""
+    rows = len(column)
+    if rows == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    lengths = pc.list_value_length(column)
+    extremes = pc.min_max(lengths)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    if low != high:
+        raise ValueError(f"embedding column: rows have lengths from {low} to {high}; need one")
+    return pc.list_flatten(column).to_numpy().astype(np.float32, copy=False).reshape(rows, high)
+
+
+def track_embeddings(run: str, graph: Catalogue, name: str = "track") -> np.ndarray:
+    """Track embeddings [T, d] in track_id order, checked against the graph's tracks."""
+    table = read(run, name)
+    where = path(run, name)
+    ids = table["track_id"].to_numpy()
+    if len(ids) != graph.num_tracks or not np.array_equal(ids, np.arange(graph.num_tracks)):
+        raise RunMismatchError(f"{where} has {len(ids)} tracks, graph {graph.path} has {graph.num_tracks} "
+                               f"(ids 0..{graph.num_tracks - 1}): embeddings of another graph?")
+    uris = table["track_uri"].to_numpy(zero_copy_only=False)
+    if not np.array_equal(uris, graph.track_uri):
+        first = int(np.flatnonzero(uris != graph.track_uri)[0])
+        raise RunMismatchError(f"{where}: track_id {first} is {uris[first]}, graph {graph.path} has "
+                               f"{graph.track_uri[first]}: embeddings of another graph")
+    return matrix(table["embedding"])
+
+
+def playlist_embeddings(run: str, graph: Catalogue) -> np.ndarray:
+    """Playlist embeddings [P, d] in playlist_id order, checked against the graph."""
+    table = read(run, "playlist")
+    ids, pids = table["playlist_id"].to_numpy(), table["pid"].to_numpy()
+    if not np.array_equal(ids, np.arange(graph.num_playlists)) or not np.array_equal(pids, graph.playlist_pid):
+        raise RunMismatchError(f"{path(run, 'playlist')}: {len(ids)} playlists whose ids/pids differ from graph "
+                               f"{graph.path} ({graph.num_playlists} playlists): embeddings of another graph")
+    return matrix(table["embedding"])
+
+
+def seed_query(run: str, graph: Catalogue) -> dict | None:
+    """The run's seed-query terms with ``track_seed`` [T, d] in track_id order, or None when the
+    model has none (``conv=sage``) or they were not exported."""
+    if not storage.exists(path(run, SEED_QUERY)) or not storage.exists(path(run, "track_seed")):
+        return None
+    query = json.loads(storage.read_text(path(run, SEED_QUERY)))
+    query["track_seed"] = track_embeddings(run, graph, "track_seed")
+    return query

@@ -1,0 +1,62 @@
+"""The ranking methods behind one interface (a :class:`~trainer.ranking.scoring.Scorer`): the
+GNN, read from the embeddings ``trainer.embed`` exported, and the baselines fitted on the graph
+dir's training playlists; plus the title fallback every method shares for playlists without
+seeds."""
+from __future__ import annotations
+
+import torch
+
+from etl import contract
+from trainer.io import embeddings, run_dir
+from trainer.io.graph import Catalogue
+from trainer.ranking.baselines import ALS, ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
+from trainer.ranking.scoring import EmbeddingScorer, Scorer
+
+METHODS = ("gnn", "popularity", "itemknn", "als")
+
+
+def default_method(run: str) -> str:
+    """What recommend and submit use when not told: the GNN once its embeddings exist."""
+    return "gnn" if embeddings.exists(run) else "itemknn"
+
+
+def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str = "playlist",
+               fold_in_steps: int = 0) -> EmbeddingScorer:
+    """The GNN's scorer from ``run``'s embeddings, refused when the run was trained on another graph."""
+    if not embeddings.exists(run):
+        raise FileNotFoundError(
+            f"--methods gnn: no embeddings in {run}/{run_dir.EMBEDDINGS}/ (track.parquet); export them with "
+            "python -m trainer.embed, or leave gnn out of --methods")
+    check_graph = run_dir.RunDir(run).read_json(run_dir.GRAPH_FILE)
+    run_dir.check_trained_on(check_graph, graph.path, graph.manifest, f"run {run}")
+    return EmbeddingScorer(
+        embeddings.track_embeddings(run, graph),
+        embeddings.playlist_embeddings(run, graph) if gnn_query == "playlist" else None,
+        device, embeddings.seed_query(run, graph), fold_in_steps=fold_in_steps)
+
+
+def build_scorers(
+    graph: Catalogue, run: str, methods: list[str], chunk_size: int,
+    device: torch.device, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
+    als: ALSParams = ALSParams(), fold_in_steps: int = 0,
+) -> tuple[dict[str, Scorer], Scorer]:
+    """The requested methods' scorers and the title fallback they share."""
+    if gnn_query not in ("playlist", "seeds"):
+        raise ValueError(f"--gnn-query must be playlist or seeds, got {gnn_query!r}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+    popularity = popularity_counts(graph.edges(contract.VISIBLE_ROLES))
+    train = graph.edges((contract.ROLE_TRAIN,), splits=(contract.SPLIT_TRAIN,))
+    scorers: dict[str, Scorer] = {}
+    for m in methods:
+        if m == "gnn":
+            scorers[m] = gnn_scorer(graph, run, device, gnn_query, fold_in_steps)
+        elif m == "popularity":
+            scorers[m] = Popularity(popularity)
+        elif m == "als":
+            scorers[m] = ALS(train, popularity, als)
+        else:
+            scorers[m] = ItemKNN(train, popularity, chunk_size, beta=beta, gamma=gamma)
+    return scorers, TitlePopularity(train, graph.playlist_title, popularity)
+

@@ -20,16 +20,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etl import contract  # noqa: E402
-from paired_comparison import METRICS, per_playlist  # noqa: E402  (bench/ is the script's dir)
+from paired_comparison import METRICS, interval, per_playlist  # noqa: E402  (bench/ is the script's dir)
 from trainer import catalogue, evaluate  # noqa: E402
 
 BASELINES = ("popularity", "itemknn", "als")
-
-
-def interval(d: np.ndarray, rng, resamples: int = 2000) -> tuple[float, float]:
-    boots = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 def main(argv=None) -> None:

@@ -25,6 +25,13 @@ from trainer.ranking.metrics import K  # noqa: E402
 METRICS = ("r_precision", "ndcg", "clicks")
 
 
+def interval(d: np.ndarray, rng, resamples: int = 2000) -> tuple[float, float]:
+    """95% bootstrap interval of the mean of paired per-playlist differences ``d``."""
+    boots = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def per_playlist(graph, held, scorer, fallback, allowed) -> dict[str, np.ndarray]:
     batches = list(protocol.metrics_per_batch(held, scorer, fallback, graph.track_artist, K, 256,
                                              1 << 17, torch.device("cpu"), allowed))
@@ -54,8 +61,7 @@ def main(argv=None) -> None:
         va, vb = (per_playlist(graph, held, scorer, fallback, allowed) for scorer in (first, second))
         for m in METRICS:
             d = va[m] - vb[m]
-            boots = d[rng.integers(0, len(d), (args.resamples, len(d)))].mean(axis=1)
-            lo, hi = np.percentile(boots, [2.5, 97.5])
+            lo, hi = interval(d, rng, args.resamples)
             print(f"{split} {m}: {a} {va[m].mean():.4f} {b} {vb[m].mean():.4f} "
                   f"diff {d.mean():+.4f} (95% interval {lo:+.4f} .. {hi:+.4f}), n={len(d)}")
 

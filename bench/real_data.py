@@ -19,19 +19,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paired_comparison import METRICS, per_playlist  # noqa: E402  (bench/ is the script's dir)
+from paired_comparison import METRICS, interval, per_playlist  # noqa: E402  (bench/ is the script's dir)
 
 from etl import contract  # noqa: E402
-from trainer.io.graph import load_catalogue
-from trainer.ranking import methods, protocol
+from trainer.io.graph import load_catalogue  # noqa: E402
+from trainer.ranking import methods, protocol  # noqa: E402
 
 BASELINES = ("popularity", "itemknn", "als")
-
-
-def interval(d: np.ndarray, rng, resamples: int = 2000) -> tuple[float, float]:
-    boots = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 def main(argv=None) -> None:

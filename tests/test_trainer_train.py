@@ -305,7 +305,7 @@ def heaps():
     libc.fclose(f)
     return buf.value.decode().count("<heap nr=")
 
-from trainer.train import cap_malloc_arenas
+from trainer.dist import cap_malloc_arenas
 before = heaps()
 capped = cap_malloc_arenas(int(sys.argv[1]))
 barrier = threading.Barrier(4)

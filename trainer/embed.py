@@ -12,6 +12,7 @@ import json
 import sys
 
 from etl import contract as C
+from trainer import dist
 from trainer.config import ConfigError
 from trainer.gnn.inference import EMBEDDED_TYPES, encode_all, load_trained, seed_query
 from trainer.io import checkpoint, embeddings
@@ -19,8 +20,9 @@ from trainer.io.graph import load_graph, read_keys
 from trainer.io.run_dir import RunMismatchError
 
 
-def export(graph_path: str, run_dir: str, batch_size: int = 4096, device: str = "cpu") -> dict[str, str]:
+def export(graph_path: str, run_dir: str, batch_size: int = 4096, device: str = "auto") -> dict[str, str]:
     """Embed every track and playlist of ``graph_path`` with ``run_dir``'s model; returns the paths."""
+    device = dist.pick_device(device)
     graph = load_graph(graph_path)
     model, _ = load_trained(run_dir, graph, device)
     h = encode_all(model, graph, batch_size, device, progress=True)
@@ -42,7 +44,7 @@ def main(argv=None) -> None:
     parser.add_argument("--graph", required=True, help="the graph dir the run was trained on")
     parser.add_argument("--run", required=True, help="run dir written by trainer.train")
     parser.add_argument("--batch-size", type=int, default=4096, help="destination nodes per inference batch")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.batch_size <= 0:
         parser.error(f"--batch-size must be > 0, got {args.batch_size}")
@@ -53,5 +55,5 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, C.ContractError, FileNotFoundError, checkpoint.DamagedCheckpoint, RunMismatchError) as e:  # a user's mistake: no traceback
+    except (ConfigError, C.ContractError, FileNotFoundError, checkpoint.DamagedCheckpoint, RunMismatchError, dist.DeviceError) as e:  # a user's mistake: no traceback
         sys.exit(f"error: {e}")

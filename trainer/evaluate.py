@@ -50,11 +50,12 @@ def evaluate(
     methods: list[str] | None = None, k: int = K, batch_size: int = 256,
     chunk_size: int = 1 << 17, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
     catalogue_scope: str = "visible", als: ALSParams = ALSParams(), fold_in_steps: int = 0,
+    device: str = "auto",
 ) -> dict | None:
     """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
     if not 1 <= k <= K:
         raise ValueError(f"--k must be in 1..{K}, got {k}")
-    env = dist.setup()
+    env = dist.setup(device)
     rank_, world, device = env.rank, env.world_size, env.device
     run = str(run)
     graph = load_catalogue(graph_dir)
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--catalogue", default="visible", choices=["visible", "all"],
                    help="rank tracks with a visible edge (default), or every track of the graph"
                    " (including those known only from hidden edges)")
+    p.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     try:
@@ -162,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                         args.als_iterations, args.als_seed, args.als_threads)
         evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
                  args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query,
-                 args.catalogue, als, args.fold_in_steps)
-    except (ValueError, FileNotFoundError) as e:
+                 args.catalogue, als, args.fold_in_steps, args.device)
+    except (ValueError, FileNotFoundError, dist.DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

@@ -17,9 +17,9 @@ import argparse
 import sys
 
 import numpy as np
-import torch
 
 from etl import contract
+from trainer import dist
 from trainer.io.graph import Catalogue, load_catalogue, normalise_title, track_details
 from trainer.ranking.methods import METHODS, build_scorers, default_method
 from trainer.ranking.scoring import Queries, rank
@@ -74,7 +74,7 @@ def shortfall_note(found: int, k: int, num_tracks: int, num_seeds: int) -> str |
 def recommend(
     graph_dir: str, run_dir: str, *, pid: int | None = None, tracks: list[str] | None = None,
     title: str | None = None, k: int = 10, method: str | None = None, chunk_size: int = 1 << 17,
-    notes: list[str] | None = None, fold_in_steps: int = 0,
+    notes: list[str] | None = None, fold_in_steps: int = 0, device: str = "auto",
 ) -> list[dict]:
     """Top-``k`` tracks (id, uri, name, artist, rank) for one query; what the user should know
     about the answer (a title that could not be used, fewer than ``k`` tracks) goes to ``notes``."""
@@ -92,7 +92,7 @@ def recommend(
         queries = Queries.from_lists([seeds], [normalise_title(title)])
     if method is None:
         method = default_method(run_dir)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = dist.pick_device(device)
     scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device, fold_in_steps=fold_in_steps)
     ids = rank(scorers[method], fallback, queries, cat.num_tracks, k, chunk_size, device)[0]
     ids = ids[ids >= 0]
@@ -118,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="gnn with --tracks: fit the new playlist's input projection to its seeds for"
                    " this many steps, as a graph playlist's ID row was (0: the average playlist's;"
                    " with the 6-layer default, fitting did not rank better on the real dev set)")
+    p.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
     args = p.parse_args(argv)
     tracks = [u.strip() for u in args.tracks.split(",") if u.strip()] if args.tracks else None
     notes: list[str] = []
     try:
         rows = recommend(args.graph, args.run, pid=args.pid, tracks=tracks, title=args.title,
-                         k=args.k, method=args.method, notes=notes, fold_in_steps=args.fold_in_steps)
-    except (ValueError, FileNotFoundError) as e:
+                         k=args.k, method=args.method, notes=notes, fold_in_steps=args.fold_in_steps, device=args.device)
+    except (ValueError, FileNotFoundError, dist.DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for r in rows:

@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
+from trainer import dist
 from trainer.io.graph import Catalogue, load_catalogue, normalise_title
 from trainer.ranking.methods import METHODS, build_scorers, default_method
 from trainer.ranking.metrics import K
@@ -96,6 +96,7 @@ def write_submission(out: str | Path, team: str, email: str, rows: list[tuple[in
 def submit(
     graph_dir: str, run_dir: str, challenge: str, out: str, team: str, email: str,
     method: str | None = None, batch_size: int = 256, chunk_size: int = 1 << 17, fold_in_steps: int = 0,
+    device: str = "auto",
 ) -> dict:
     """Rank 500 tracks for every challenge playlist, validate, write; returns a summary."""
     playlists = read_challenge(challenge)
@@ -108,7 +109,7 @@ def submit(
             f"graph {graph_dir} has {cat.num_tracks} tracks: too few to recommend {K} non-seed"
             " tracks per playlist"
         )
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = dist.pick_device(device)
     scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device, fold_in_steps=fold_in_steps)
     rows = []
     for lo in tqdm(range(0, len(queries), batch_size), desc="submit"):
@@ -140,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="gnn: fit each challenge playlist's input projection to its seeds for this"
                    " many steps (it helped the 3-layer model, not the 6-layer default, on the real"
                    " dev set); each step costs about what ranking the catalogue once does")
+    p.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
     args = p.parse_args(argv)
     try:
         summary = submit(args.graph, args.run, args.challenge, args.out, args.team, args.email,
-                         args.method, fold_in_steps=args.fold_in_steps)
-    except (ValueError, FileNotFoundError) as e:
+                         args.method, fold_in_steps=args.fold_in_steps, device=args.device)
+    except (ValueError, FileNotFoundError, dist.DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {summary['out']}: {summary['playlists']} playlists by {summary['method']};"

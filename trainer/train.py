@@ -14,12 +14,8 @@ start, so a resumed run replays exactly what an uninterrupted one would have don
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import json
-import os
 import random
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -38,12 +34,11 @@ from trainer.gnn.model import build_model
 from trainer.gnn.optim import Optimizer
 from trainer.gnn.plots import learning_curves
 from trainer.gnn.sampled import SampledTraining
+from trainer.gnn.shards import EPOCH, mix
 from trainer.gnn.validation import RANK_METRICS, diagnostics, rank_validation, ranking_set, val_edges_for_rank
 from trainer.io import checkpoint, run_dir, storage
 from trainer.io.graph import load_graph
 from trainer.io.run_dir import RunDir, check_resumable, graph_record
-
-M_ARENA_MAX = -8  # glibc's <malloc.h>
 
 
 def parse_args(argv):
@@ -63,36 +58,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
-
-
-def cap_malloc_arenas(arenas: int) -> bool:
-    """Cap glibc's heap arenas (``mallopt(M_ARENA_MAX)``); whether the cap was set.
-
-    glibc gives each allocating thread an arena of its own, up to 8 per core. The step's large
-    transient buffers (sampled batches, gloo's gathered sparse gradients) are then freed into
-    several heaps that each keep their high-water mark. At 100k playlists (bench/RESULTS.md)
-    this cap lowers the peak from 1,943-1,972 to 1,878-1,886 MiB for one process and from
-    2,220-2,260 to 2,063-2,083 MiB per rank for two. Set here, it is late for the heap that
-    imports already made; ``MALLOC_ARENA_MAX=1`` in the environment (launch/torchrun.sh sets
-    it) applies from the first malloc: 1,934-1,999 MiB per rank. An environment setting wins;
-    without glibc this does nothing.
-    """
-    if arenas <= 0 or "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_ARENA_MAX, arenas))
-
-
-def epoch_seed(config: TrainConfig, epoch: int, rank: int) -> int:
-    # Distinct per rank so ranks draw different negatives and neighbours.
-    return (config.seed * 1_000_003 + epoch * 7919 + rank) % 2**63
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 class SamplerMissing(RuntimeError):
@@ -118,7 +83,7 @@ def main(argv=None) -> "TrainResult":
     config = resolve(args.config, overrides)
     if config.propagation == "sampled":
         require_sampler(config)
-    cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
+    dist.cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
     env = dist.setup(config.device)
     try:
         return train(args.graph, args.out, config, env, resume=args.resume, overwrite=args.overwrite)
@@ -218,7 +183,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
         setup_s = time.perf_counter() - t_epoch
         steps = min(steps, config.max_steps_per_epoch or steps)
         steps = dist.all_reduce_min(env, steps)  # shards are equal; this guards the invariant
-        seed_everything(epoch_seed(config, epoch, env.rank))
+        seed_everything(mix(config.seed, EPOCH, epoch, env.rank))  # ranks draw different batches
         skip = skip_steps if epoch == start_epoch else 0
         # loss sum, loss terms, positives; carried over from a mid-epoch checkpoint
         sums = carried if skip else [0.0, 0.0, 0.0]
@@ -282,7 +247,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             "sampler": config.sampler if config.propagation == "sampled" else None,
             "steps": steps,
             "world_size": env.world_size,
-            "peak_rss_mb": round(dist.all_reduce_max(env, _peak_rss_mb()), 1),  # max over ranks
+            "peak_rss_mb": round(dist.all_reduce_max(env, dist.peak_rss_mb()), 1),  # max over ranks
         }
         if env.device.type == "cuda":
             record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(env.device) / 2**20, 1)
@@ -339,6 +304,6 @@ def _stop(selection: dict, config: TrainConfig) -> bool:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, C.ContractError, FileNotFoundError, SamplerMissing, run_dir.RunExistsError, run_dir.RunMismatchError,
+    except (ConfigError, C.ContractError, FileNotFoundError, SamplerMissing, run_dir.RunExistsError, run_dir.RunMismatchError, dist.DeviceError,
             checkpoint.DamagedCheckpoint) as e:  # a user's mistake: no traceback
         sys.exit(f"error: {e}")

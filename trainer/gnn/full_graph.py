@@ -23,7 +23,7 @@ from trainer import dist
 from trainer.config import TrainConfig
 from trainer.gnn.losses import batch_loss
 from trainer.gnn.model import score
-from trainer.gnn.shards import epoch_split, rank_shard
+from trainer.gnn.shards import NEGATIVES, epoch_split, generator, rank_shard
 from trainer.io.graph import Graph
 
 
@@ -117,8 +117,7 @@ class FullGraphTraining:
                 yield None
                 continue
             edges = self.edges[:, step * config.batch_size:(step + 1) * config.batch_size]
-            gen = torch.Generator(device=self.device).manual_seed(
-                (config.seed * 1_000_003 + self.epoch * 7919 + self.env.rank * 104_729 + step) % 2**63)
+            gen = generator(config.seed, NEGATIVES, self.epoch, self.env.rank, step, device=self.device)
             shape = (edges.size(1), config.negatives)
             if self.negative_weight is None:
                 negative = torch.randint(num_tracks, shape, generator=gen, device=self.device)

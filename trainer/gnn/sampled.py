@@ -21,7 +21,7 @@ from trainer.gnn.inference import encode_all
 from trainer.gnn.losses import batch_loss
 from trainer.gnn.model import hop_counts, score
 from trainer.gnn.neighbor_sampler import DeviceNeighborSampler
-from trainer.gnn.shards import epoch_split, rank_shard
+from trainer.gnn.shards import NEIGHBOURS, epoch_split, mix, rank_shard
 from trainer.io.graph import PLAYLIST_TRACK, Graph
 
 
@@ -124,7 +124,7 @@ class SampledTraining:
         """Scores of (playlist, track) columns of ``edges``, each from its sampled neighbourhood
         on the epoch's graph (which holds every validation playlist's seeds); diagnostics."""
         config, env = self.config, self.env
-        torch.manual_seed(config.seed * 1_000_003 + 999_983 + env.rank)  # neighbour sampling
+        torch.manual_seed(mix(config.seed, NEIGHBOURS, env.rank))  # neighbour sampling
         loader = LinkNeighborLoader(
             self.loader.data, num_neighbors=list(config.fanout), batch_size=config.batch_size,
             shuffle=False, is_sorted=True, edge_label_index=(PLAYLIST_TRACK, edges), num_workers=0,

@@ -23,6 +23,26 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+# Streams of randomness, each drawn from its own seed (:func:`mix`), so that adding a draw to one
+# never shifts another.
+SPLIT, SHARD, EPOCH, NEGATIVES, NEIGHBOURS, VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS = range(8)
+
+
+def mix(seed: int, *parts: int) -> int:
+    """A 63-bit seed fixed by ``(seed, *parts)``: the one way the trainer derives seeds (splitmix64
+    chained over the parts, so nearby tuples give unrelated streams)."""
+    with np.errstate(over="ignore"):
+        h = _splitmix64(np.array([int(seed) % 2**64], dtype=np.uint64))
+        for part in parts:
+            h = _splitmix64(h ^ np.uint64(int(part) % 2**64))
+    return int(h[0] >> np.uint64(1))
+
+
+def generator(seed: int, *parts: int, device=None) -> torch.Generator:
+    """A torch generator seeded by :func:`mix`, independent of everything run before."""
+    return torch.Generator(device=device).manual_seed(mix(seed, *parts))
+
+
 def edge_hash(edges: torch.Tensor, seed: int, epoch: int) -> np.ndarray:
     """Uniform [0, 1) value per (playlist_id, track_id) column of ``edges``, fixed by seed and epoch.
 
@@ -30,7 +50,7 @@ def edge_hash(edges: torch.Tensor, seed: int, epoch: int) -> np.ndarray:
     same side of the split.
     """
     with np.errstate(over="ignore"):
-        salt = _splitmix64(np.array([seed * 1_000_003 + epoch], dtype=np.uint64))
+        salt = np.uint64(mix(seed, SPLIT, epoch))
         pid = edges[0].numpy().astype(np.uint64)
         tid = edges[1].numpy().astype(np.uint64)
         h = _splitmix64(_splitmix64(pid ^ salt) ^ tid)
@@ -53,15 +73,10 @@ def epoch_split(train_edges: torch.Tensor, seed_edges: torch.Tensor, ratio: floa
     return message_passing, pool[:, sup].long()
 
 
-def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """A generator fixed by (seed, epoch, stream), independent of everything run before."""
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch) * 101 + stream)
-
-
 def rank_shard(num_edges: int, rank: int, world_size: int, seed: int, epoch: int) -> torch.Tensor:
     """Indices (into the epoch's supervision edges) this rank trains on: equal, disjoint shards."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world of size {world_size}")
     per_rank = num_edges // world_size
-    perm = torch.randperm(num_edges, generator=epoch_generator(seed, epoch))
+    perm = torch.randperm(num_edges, generator=generator(seed, SHARD, epoch))
     return perm[rank * per_rank:(rank + 1) * per_rank]

@@ -22,12 +22,11 @@ import torch.nn.functional as F
 
 from etl import contract as C
 from trainer import dist
-from trainer.gnn.shards import epoch_generator, rank_shard
+from trainer.gnn.shards import VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS, generator, rank_shard
 from trainer.ranking.metrics import K
 from trainer.ranking.protocol import HeldOut, build_held_out, metrics_per_batch, visible_tracks
 from trainer.ranking.scoring import EmbeddingScorer
 
-_VAL_STREAM = 7
 RANK_METRICS = ("r_precision", "ndcg", "clicks")
 
 
@@ -50,7 +49,7 @@ def val_edges_for_rank(graph, config, env) -> torch.Tensor:
     """This rank's share of the (capped, fixed across epochs) validation edges."""
     edges = graph.val_edges.long()
     if config.val_max_edges and edges.size(1) > config.val_max_edges:
-        keep = torch.randperm(edges.size(1), generator=epoch_generator(config.seed, 0, _VAL_STREAM))
+        keep = torch.randperm(edges.size(1), generator=generator(config.seed, VAL_EDGES))
         edges = edges[:, keep[: config.val_max_edges]]
     shard = rank_shard(edges.size(1), env.rank, env.world_size, config.seed, epoch=0)
     return edges[:, shard]
@@ -67,7 +66,7 @@ def diagnostics(model, training, edges: torch.Tensor, config, env) -> dict:
     model.eval()
     # One negative per positive: the same playlist with a random track, the same draw every
     # epoch so that the curve measures the model and not the draw.
-    gen = epoch_generator(config.seed, env.rank, _VAL_STREAM + 1)
+    gen = generator(config.seed, VAL_NEGATIVES, env.rank)
     negatives = torch.stack([edges[0], torch.randint(training.graph.num_nodes["track"], (edges.size(1),),
                                                      generator=gen)])
     scores = training.pair_scores(model, torch.cat([edges, negatives], dim=1))
@@ -107,7 +106,7 @@ def ranking_set(graph, max_playlists: int, seed: int) -> RankingSet:
     held = build_held_out(np.flatnonzero(graph.playlist_split == C.SPLIT_VAL), seeds, hidden)
     seeded = np.flatnonzero(held.queries.num_seeds() > 0)
     if max_playlists and len(seeded) > max_playlists:
-        pick = torch.randperm(len(seeded), generator=epoch_generator(seed, 0, _VAL_STREAM + 2))
+        pick = torch.randperm(len(seeded), generator=generator(seed, VAL_PLAYLISTS))
         seeded = np.sort(seeded[pick[:max_playlists].numpy()])
     artist = next(ei for (s, _, d), ei in graph.other_edges.items() if (s, d) == ("track", "artist")).long()
     track_artist = np.zeros(shape[1], dtype=np.int64)

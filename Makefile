@@ -13,7 +13,7 @@ TORCH_VERSION ?= 2.13.0
 DEMO_DIR ?= demo
 DEMO_PLAYLISTS ?= 3000
 
-.PHONY: install test demo clean-demo java
+.PHONY: install install-pyg-sparse test demo clean-demo java
 
 install: $(STAMP)
 
@@ -25,17 +25,21 @@ $(STAMP): pyproject.toml | java
 	@$(PY) -m pip --version >/dev/null
 	@# Keep a torch that is already there (e.g. a CUDA build); otherwise take the pinned CPU wheel.
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "torch==$(TORCH_VERSION)"
+	@# torch-scatter/torch-sparse (the pyg-sparse extra) serve only sampler=torch_sparse: taken from
+	@# prebuilt wheels when they are at hand (CI has them), left out otherwise (make install-pyg-sparse).
 	@$(PY) -c "import torch_sparse, torch_scatter" 2>/dev/null || { \
 	    if [ -d "$(WHEELS)" ]; then \
 	        echo "installing torch-scatter/torch-sparse from $(WHEELS)"; \
 	        $(PIP) install --quiet --find-links "$(WHEELS)" torch-scatter==2.1.2 torch-sparse==0.6.18; \
 	    else \
-	        echo "no prebuilt wheels at $(WHEELS): building torch-scatter and torch-sparse from source (15-25 minutes on 2 cores)"; \
-	        $(PIP) install --quiet setuptools wheel && \
-	        $(PIP) install --no-build-isolation torch-scatter==2.1.2 torch-sparse==0.6.18; \
+	        echo "no prebuilt wheels at $(WHEELS): torch-scatter/torch-sparse left out (only sampler=torch_sparse needs them; make install-pyg-sparse builds them, 15-25 minutes on 2 cores)"; \
 	    fi; }
 	$(PIP) install --quiet -e ".[dev]"
 	@touch $(STAMP)
+
+install-pyg-sparse: install
+	$(PIP) install --quiet setuptools wheel
+	$(PIP) install --no-build-isolation $(if $(wildcard $(WHEELS)),--find-links "$(WHEELS)") torch-scatter==2.1.2 torch-sparse==0.6.18
 
 test: install
 	$(PY) -m pytest -q

@@ -52,3 +52,17 @@ def sample_graph(spark, mpd_sample_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("etl") / "sample_graph"
     manifest = run_etl(spark, "--input", mpd_sample_dir, "--output", out, "--hop2", "exact")
     return out, manifest
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``pyg_sparse`` need torch-sparse (the ``pyg-sparse`` extra, which `make
+    install` takes from prebuilt wheels when they are at hand): skipped, with the reason, without it."""
+    import torch_geometric.typing as pyg_typing
+
+    if pyg_typing.WITH_TORCH_SPARSE:
+        return
+    skip = pytest.mark.skip(reason="torch-sparse is not installed (pip install -e '.[pyg-sparse]', "
+                                   "or `make install-pyg-sparse`)")
+    for item in items:
+        if "pyg_sparse" in item.keywords:
+            item.add_marker(skip)

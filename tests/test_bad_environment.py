@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from etl import contract as C
+from etl import contract
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +23,7 @@ def test_missing_sampler_backend_is_named(monkeypatch):
     with pytest.raises(train.SamplerMissing, match="needs torch-sparse.*make install.*--sampler=device"):
         train.main([*sampled, "--sampler=torch_sparse"])
     # the device sampler needs neither: the run gets as far as the (missing) graph
-    with pytest.raises(C.ContractError, match="/nonexistent is not a graph dir"):
+    with pytest.raises(contract.ContractError, match="/nonexistent is not a graph dir"):
         train.main([*sampled, "--sampler=device"])
 
 

@@ -15,7 +15,7 @@ import sys
 import pyarrow.dataset as ds
 import pytest
 
-from etl import contract as C
+from etl import contract
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = ("r_precision", "r_precision_track", "ndcg", "clicks",
@@ -57,11 +57,11 @@ def pipeline(tmp_path_factory):
 
 
 def test_manifest_counts_match_parquet(pipeline):
-    manifest = C.load_manifest(open(os.path.join(pipeline["graph"], C.MANIFEST)).read())
-    for table, columns in C.TABLES.items():
+    manifest = contract.load_manifest(open(os.path.join(pipeline["graph"], contract.MANIFEST)).read())
+    for table, columns in contract.TABLES.items():
         t = _table(pipeline["graph"], table)
         assert manifest["counts"][table] == t.num_rows, table
-        C.check_columns(table, {f.name: str(f.type) for f in t.schema})
+        contract.check_columns(table, {f.name: str(f.type) for f in t.schema})
     synth_entries = sum(len(p["tracks"]) for f in sorted(pipeline["mpd"].glob("mpd.slice.*.json"))
                         for p in json.load(open(f))["playlists"])
     edges = _table(pipeline["graph"], "edges/playlist_track").num_rows
@@ -86,11 +86,11 @@ def test_embeddings_cover_every_node(pipeline):
 def test_eval_report_has_every_method_and_metric(pipeline):
     report = json.load(open(os.path.join(pipeline["run"], "eval_val.json")))
     playlists = _table(pipeline["graph"], "nodes/playlist").to_pandas()
-    assert report["num_playlists"] == int((playlists["split"] == C.SPLIT_VAL).sum()) > 0
+    assert report["num_playlists"] == int((playlists["split"] == contract.SPLIT_VAL).sum()) > 0
     # The ranked catalogue: tracks with a visible edge (a track known only from hidden edges
     # would give the answer away).
     edges = _table(pipeline["graph"], "edges/playlist_track").to_pandas()
-    visible_tracks = edges.loc[edges["role"].isin(C.VISIBLE_ROLES), "track_id"].nunique()
+    visible_tracks = edges.loc[edges["role"].isin(contract.VISIBLE_ROLES), "track_id"].nunique()
     assert report["num_tracks_ranked"] == visible_tracks
     assert set(report["methods"]) == {"gnn", "popularity", "itemknn", "als"}
     for method, result in report["methods"].items():
@@ -103,9 +103,9 @@ def test_recommendation_excludes_seeds(pipeline):
     playlists = _table(pipeline["graph"], "nodes/playlist").to_pandas()
     edges = _table(pipeline["graph"], "edges/playlist_track").to_pandas()
     tracks = _table(pipeline["graph"], "nodes/track").to_pandas()
-    held = playlists[(playlists["split"] == C.SPLIT_VAL) & (playlists["seed_category"] == "first_5")]
+    held = playlists[(playlists["split"] == contract.SPLIT_VAL) & (playlists["seed_category"] == "first_5")]
     pid, playlist_id = int(held["pid"].iloc[0]), int(held["playlist_id"].iloc[0])
-    seeds = edges[(edges["playlist_id"] == playlist_id) & (edges["role"] == C.ROLE_SEED)]
+    seeds = edges[(edges["playlist_id"] == playlist_id) & (edges["role"] == contract.ROLE_SEED)]
     seed_uris = set(tracks.set_index("track_id").loc[seeds["track_id"], "track_uri"])
     assert len(seed_uris) == 5
     out = _run([sys.executable, "-m", "trainer.recommend", "--graph", pipeline["graph"],

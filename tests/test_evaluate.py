@@ -14,7 +14,7 @@ import pytest
 import torch
 from graphdir_fixture import MPD_SAMPLE, REPO_ROOT, sample_graph_dir, synthetic_graph_dir
 
-from etl import contract as C
+from etl import contract
 from trainer.evaluate import evaluate, main
 from trainer.io import run_dir
 from trainer.io.graph import load_catalogue
@@ -95,12 +95,12 @@ def test_popularity_counts_visible_edges_only(sample):
     edges, _ = _edges(sample)
     want = defaultdict(set)
     for e in edges:
-        if e["role"] != C.ROLE_HIDDEN:
+        if e["role"] != contract.ROLE_HIDDEN:
             want[e["track_id"]].add(e["playlist_id"])
     cat = load_catalogue(sample)
-    got = popularity_counts(cat.edges(C.VISIBLE_ROLES))
+    got = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
     assert got.tolist() == [len(want[t]) for t in range(cat.num_tracks)]
-    only_hidden = {e["track_id"] for e in edges if e["role"] == C.ROLE_HIDDEN} - {
+    only_hidden = {e["track_id"] for e in edges if e["role"] == contract.ROLE_HIDDEN} - {
         t for t, ps in want.items() if ps}
     assert only_hidden and all(got[t] == 0 for t in only_hidden)
 
@@ -111,13 +111,13 @@ def test_itemknn_equals_plain_python_co_occurrence(sample, gamma):
     edges, split = _edges(sample)
     train = defaultdict(set)
     for e in edges:
-        if split[e["playlist_id"]] == C.SPLIT_TRAIN:
+        if split[e["playlist_id"]] == contract.SPLIT_TRAIN:
             train[e["playlist_id"]].add(e["track_id"])
     df = Counter(t for tracks in train.values() for t in tracks)
     cat = load_catalogue(sample)
-    held = held_out(cat, C.SPLIT_VAL)
-    pop = popularity_counts(cat.edges(C.VISIBLE_ROLES))
-    knn = ItemKNN(cat.edges((C.ROLE_TRAIN,), (C.SPLIT_TRAIN,)), pop, chunk_size=50, beta=0.5,
+    held = held_out(cat, contract.SPLIT_VAL)
+    pop = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
+    knn = ItemKNN(cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,)), pop, chunk_size=50, beta=0.5,
                   gamma=gamma)
     chunk = knn.batch(held.queries)
     got = torch.cat([chunk(a, min(a + 50, cat.num_tracks)) for a in range(0, cat.num_tracks, 50)], 1)
@@ -145,18 +145,18 @@ def test_itemknn_equals_plain_python_co_occurrence(sample, gamma):
 
 def test_title_only_ranks_title_matches_first(synth):
     cat = load_catalogue(synth)
-    held = held_out(cat, C.SPLIT_VAL)
+    held = held_out(cat, contract.SPLIT_VAL)
     titled = [b for b in range(len(held)) if held.queries.num_seeds()[b] == 0]
     assert titled, "the fixture should hold title-only playlists"
-    train = cat.edges((C.ROLE_TRAIN,), (C.SPLIT_TRAIN,))
-    pop = popularity_counts(cat.edges(C.VISIBLE_ROLES))
+    train = cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,))
+    pop = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
     title = TitlePopularity(train, cat.playlist_title, pop)
     sub = held.queries.take(np.array(titled))
     ids, _ = top_k(title.batch(sub), sub, cat.num_tracks, 500, 64)
     for row, b in enumerate(titled):
         counts = Counter()
         for p in np.flatnonzero([t == held.queries.titles[b] for t in cat.playlist_title]):
-            if cat.playlist_split[p] == C.SPLIT_TRAIN:
+            if cat.playlist_split[p] == contract.SPLIT_TRAIN:
                 counts.update(train[p].indices.tolist())
         assert counts, "synthetic titles repeat, so a training playlist shares the title"
         n = min(len(counts), 500)
@@ -173,10 +173,10 @@ def test_planted_embeddings_score_perfectly(sample, tmp_path):
     """Track embeddings one-hot, playlist embedding = its hidden tracks: every hidden track
     outranks every other, so R-precision, NDCG and recall@500 are 1 and clicks 0."""
     cat = load_catalogue(sample)
-    hidden = cat.edges((C.ROLE_HIDDEN,))
+    hidden = cat.edges((contract.ROLE_HIDDEN,))
     run = write_embeddings(str(tmp_path / "run"), sample, np.eye(cat.num_tracks),
                            hidden.toarray())
-    out = evaluate(sample, run, C.SPLIT_VAL, ["gnn"], chunk_size=128, catalogue_scope="all")
+    out = evaluate(sample, run, contract.SPLIT_VAL, ["gnn"], chunk_size=128, catalogue_scope="all")
     seeded = [c for c in out["methods"]["gnn"]["by_category"] if c != "title_only"]
     assert seeded
     for c in seeded:
@@ -192,18 +192,18 @@ def test_evaluation_equals_independent_ranking(sample, tmp_path, gnn_query, scop
     rng = np.random.default_rng(3)
     tracks, playlists = rng.standard_normal((cat.num_tracks, 8)), rng.standard_normal((cat.num_playlists, 8))
     run = write_embeddings(str(tmp_path / "run"), sample, tracks, playlists)
-    out = evaluate(sample, run, C.SPLIT_TEST, ["gnn"], chunk_size=100, batch_size=3,
+    out = evaluate(sample, run, contract.SPLIT_TEST, ["gnn"], chunk_size=100, batch_size=3,
                    gnn_query=gnn_query, catalogue_scope=scope)
     edges, split = _edges(sample)
-    seen = {e["track_id"] for e in edges if e["role"] != C.ROLE_HIDDEN}
+    seen = {e["track_id"] for e in edges if e["role"] != contract.ROLE_HIDDEN}
     candidates = set(range(cat.num_tracks)) if scope == "all" else seen
     assert out["num_tracks_ranked"] == len(candidates) and out["catalogue"] == scope
     category = {r["playlist_id"]: r["seed_category"] for r in
                 pq.read_table(os.path.join(sample, "nodes/playlist")).to_pylist()}
     per_cat = defaultdict(list)
-    for p in sorted(p for p, s in split.items() if s == C.SPLIT_TEST):
-        seeds = {e["track_id"] for e in edges if e["playlist_id"] == p and e["role"] == C.ROLE_SEED}
-        truth = [e["track_id"] for e in edges if e["playlist_id"] == p and e["role"] == C.ROLE_HIDDEN
+    for p in sorted(p for p, s in split.items() if s == contract.SPLIT_TEST):
+        seeds = {e["track_id"] for e in edges if e["playlist_id"] == p and e["role"] == contract.ROLE_SEED}
+        truth = [e["track_id"] for e in edges if e["playlist_id"] == p and e["role"] == contract.ROLE_HIDDEN
                  and e["track_id"] not in seeds]  # a repeated seed cannot be recommended
         if not seeds:
             continue
@@ -222,9 +222,9 @@ def test_evaluation_equals_independent_ranking(sample, tmp_path, gnn_query, scop
 
 def test_shards_add_up_to_the_whole_exactly(synth):
     cat = load_catalogue(synth)
-    held = held_out(cat, C.SPLIT_VAL)
-    pop = popularity_counts(cat.edges(C.VISIBLE_ROLES))
-    train = cat.edges((C.ROLE_TRAIN,), (C.SPLIT_TRAIN,))
+    held = held_out(cat, contract.SPLIT_VAL)
+    pop = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
+    train = cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,))
     scorers = {"popularity": Popularity(pop), "itemknn": ItemKNN(train, pop, 256)}
     fallback = TitlePopularity(train, cat.playlist_title, pop)
     groups = sorted({c for c in held.categories})
@@ -262,12 +262,12 @@ def test_torchrun_two_processes_write_the_numbers_of_one(synth, tmp_path):
 # --- errors --------------------------------------------------------------------------------------
 def test_gnn_without_embeddings_is_a_clear_error(synth, tmp_path):
     with pytest.raises(FileNotFoundError, match="--methods gnn: no embeddings in"):
-        evaluate(synth, str(tmp_path / "empty"), C.SPLIT_VAL, ["gnn"])
+        evaluate(synth, str(tmp_path / "empty"), contract.SPLIT_VAL, ["gnn"])
 
 
 def test_gnn_left_out_for_lack_of_embeddings_is_said(synth, tmp_path, capsys):
     run = tmp_path / "run"
-    results = evaluate(synth, str(run), C.SPLIT_VAL, batch_size=512)
+    results = evaluate(synth, str(run), contract.SPLIT_VAL, batch_size=512)
     assert "gnn" not in results["methods"]
     assert results["methods_left_out"]["gnn"].startswith(f"no embeddings in {run}/embeddings/")
     assert json.loads((run / "eval_val.json").read_text())["methods_left_out"] == results["methods_left_out"]
@@ -276,7 +276,7 @@ def test_gnn_left_out_for_lack_of_embeddings_is_said(synth, tmp_path, capsys):
 
 def test_unknown_method_is_named(synth, tmp_path):
     with pytest.raises(ValueError, match=r"unknown \['svd'\]"):
-        evaluate(synth, str(tmp_path / "r"), C.SPLIT_VAL, ["svd"])
+        evaluate(synth, str(tmp_path / "r"), contract.SPLIT_VAL, ["svd"])
 
 
 def test_run_trained_on_another_graph_is_refused(synth, tmp_path):
@@ -285,10 +285,10 @@ def test_run_trained_on_another_graph_is_refused(synth, tmp_path):
     run = write_embeddings(str(tmp_path / "run"), other, np.zeros((cat.num_tracks, 4)),
                            np.zeros((cat.num_playlists, 4)))
     with pytest.raises(run_dir.RunMismatchError, match="was trained on graph .* not on"):
-        evaluate(synth, run, C.SPLIT_VAL, ["gnn"])
+        evaluate(synth, run, contract.SPLIT_VAL, ["gnn"])
     os.remove(os.path.join(run, "graph.json"))  # the embeddings themselves still give it away
     with pytest.raises(run_dir.RunMismatchError, match="embeddings of another graph"):
-        evaluate(synth, run, C.SPLIT_VAL, ["gnn"])
+        evaluate(synth, run, contract.SPLIT_VAL, ["gnn"])
 
 
 def test_mistyped_edge_table_is_named(synth, tmp_path):
@@ -299,7 +299,7 @@ def test_mistyped_edge_table_is_named(synth, tmp_path):
     for f in os.listdir(d):
         t = pq.read_table(os.path.join(d, f))
         pq.write_table(t.set_column(1, "track_id", t["track_id"].cast(pa.int32())), os.path.join(d, f))
-    with pytest.raises(C.ContractError, match="column track_id is int32, contract says int64"):
+    with pytest.raises(contract.ContractError, match="column track_id is int32, contract says int64"):
         load_catalogue(bad)
 
 

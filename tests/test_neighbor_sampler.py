@@ -189,6 +189,7 @@ def gdir(tmp_path_factory):
     return synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 150, seed=5)
 
 
+@pytest.mark.pyg_sparse
 def test_loss_at_full_fanout_equals_torch_sparse(gdir):
     """Same seeds, same negatives (drawn first, from the same generator), the same subgraph up
     to node order: the same model gives the same loss and the same outputs at the seeds."""

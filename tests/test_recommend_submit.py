@@ -10,7 +10,7 @@ import pytest
 from graphdir_fixture import MPD_SAMPLE, load_mpd_sample, sample_graph_dir
 from test_evaluate import write_embeddings
 
-from etl import contract as C
+from etl import contract
 from trainer import recommend, submit
 from trainer.io import embeddings
 from trainer.io.graph import load_catalogue
@@ -42,7 +42,7 @@ def uri_names():
 @pytest.mark.parametrize("method", ["itemknn", "popularity", "gnn", "als"])
 def test_recommend_for_a_pid_excludes_its_tracks(graph, run, uri_names, method):
     cat = load_catalogue(graph)
-    pid = int(cat.playlist_pid[np.flatnonzero(cat.playlist_split == C.SPLIT_TRAIN)[0]])
+    pid = int(cat.playlist_pid[np.flatnonzero(cat.playlist_split == contract.SPLIT_TRAIN)[0]])
     playlist = next(p for p in load_mpd_sample() if p["pid"] == pid)
     rows = recommend.recommend(graph, run, pid=pid, k=25, method=method)
     assert [r["rank"] for r in rows] == list(range(1, 26))
@@ -66,11 +66,11 @@ def test_recommend_from_tracks_with_gnn_ranks_by_mean_seed_embedding(graph, run)
 
 def test_recommend_from_a_title_alone(graph, run):
     cat = load_catalogue(graph)
-    title = next(t for t, s in zip(cat.playlist_title, cat.playlist_split) if s == C.SPLIT_TRAIN and t)
+    title = next(t for t, s in zip(cat.playlist_title, cat.playlist_split) if s == contract.SPLIT_TRAIN and t)
     rows = recommend.recommend(graph, run, title=title, k=5, method="gnn")
-    train_ids = np.flatnonzero([t == title and s == C.SPLIT_TRAIN
+    train_ids = np.flatnonzero([t == title and s == contract.SPLIT_TRAIN
                                 for t, s in zip(cat.playlist_title, cat.playlist_split)])
-    titled = set(cat.edges((C.ROLE_TRAIN,))[train_ids].indices.tolist())
+    titled = set(cat.edges((contract.ROLE_TRAIN,))[train_ids].indices.tolist())
     assert len(titled) >= 5  # every sample playlist has at least 5 tracks
     assert len(rows) == 5 and {r["track_id"] for r in rows} <= titled
 
@@ -81,7 +81,7 @@ def test_a_short_catalogue_and_an_unusable_title_are_said(graph, run, capsys):
                            "-k", "100000", "--method", "popularity"]) == 0
     out, err = capsys.readouterr()
     shown = len(out.strip().splitlines())
-    seeds = cat.edges(C.VISIBLE_ROLES)[0].nnz
+    seeds = cat.edges(contract.VISIBLE_ROLES)[0].nnz
     assert shown == cat.num_tracks - seeds
     assert (f"note: only {shown} tracks to recommend, not the 100000 asked for (-k): the graph holds "
             f"{cat.num_tracks} tracks, {seeds} of them seeds") in err
@@ -95,7 +95,7 @@ def test_a_short_catalogue_and_an_unusable_title_are_said(graph, run, capsys):
     assert notes == ["no training playlist is titled 'zzyzx qwerty' and there are no seed tracks:"
                      " these are the most popular tracks overall"]
     notes = []
-    title = next(t for t, s in zip(cat.playlist_title, cat.playlist_split) if s == C.SPLIT_TRAIN and t)
+    title = next(t for t, s in zip(cat.playlist_title, cat.playlist_split) if s == contract.SPLIT_TRAIN and t)
     recommend.recommend(graph, run, title=title, k=3, method="itemknn", notes=notes)
     assert notes == []
 

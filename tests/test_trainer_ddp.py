@@ -1,4 +1,5 @@
 """Two processes on CPU over gloo (torchrun): equal batch counts, identical parameters."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -54,6 +55,9 @@ def test_two_gloo_processes_stay_in_lockstep(tmp_path, propagation):
     saved = checkpoint.load(checkpoint.checkpoint_path(str(run)))  # rank 0 alone wrote it
     assert saved["global_step"] == 2 and all(torch.equal(saved["model"][k], p0[k]) for k in p0)
     # only rank 0 wrote outputs
-    assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "curves.png", "graph.json", "metrics.jsonl",
-                                       "rank0.json", "rank0.pt", "rank1.json", "rank1.pt"]
+    tensorboard = ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
+    assert sorted(os.listdir(run)) == sorted(["checkpoints", "config.json", "curves.png", "graph.json", "metrics.jsonl",
+                                              "rank0.json", "rank0.pt", "rank1.json", "rank1.pt", *tensorboard])
+    if tensorboard:  # the epoch's scalars, from rank 0 alone
+        assert len(os.listdir(run / "tensorboard")) == 1
     assert sorted(os.listdir(run / "checkpoints")) == ["best.pt", "last.pt"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from graphdir_fixture import MPD_SAMPLE, synthetic_graph_dir
 
-from etl import contract as C
+from etl import contract
 from trainer.io.graph import PLAYLIST_TRACK, load_graph
 
 
@@ -26,13 +26,13 @@ def test_features_follow_ids_not_file_order(gdir):
     stats = json.load(open(f"{gdir}/manifest.json"))["feature_stats"]
     tracks = _table(gdir, "nodes/track")
     assert list(tracks.track_id) != sorted(tracks.track_id)  # the fixture shuffles rows
-    col = C.FEATURE_COLUMNS["track"].index("deg_playlist")
+    col = contract.FEATURE_COLUMNS["track"].index("deg_playlist")
     s = stats["track"]["deg_playlist"]
     for row in tracks.sample(20, random_state=0).itertuples():
         expected = (np.log1p(row.deg_playlist) - s["mean"]) / s["std"]
         assert g.x["track"][row.track_id, col].item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
     # hop2 columns are null in this graph dir: 0 after standardising
-    assert torch.all(g.x["track"][:, C.FEATURE_COLUMNS["track"].index("hop2_walks")] == 0)
+    assert torch.all(g.x["track"][:, contract.FEATURE_COLUMNS["track"].index("hop2_walks")] == 0)
 
 
 def test_edges_by_role(gdir):
@@ -66,7 +66,7 @@ def test_wrong_schema_version_is_named(gdir, tmp_path):
     m = json.load(open(bad / "manifest.json"))
     m["schema_version"] = 999
     (bad / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(C.ContractError, match=r"schema_version is 999, this code reads 1"):
+    with pytest.raises(contract.ContractError, match=r"schema_version is 999, this code reads 1"):
         load_graph(str(bad))
 
 
@@ -78,12 +78,12 @@ def test_wrong_dtype_is_named(gdir, tmp_path):
         t = pq.read_table(f)
         t = t.set_column(t.schema.get_field_index("track_id"), "track_id", t.column("track_id").cast(pa.int32()))
         pq.write_table(t, f)
-    with pytest.raises(C.ContractError, match=r"edges/playlist_track: column track_id is int32, contract says int64"):
+    with pytest.raises(contract.ContractError, match=r"edges/playlist_track: column track_id is int32, contract says int64"):
         load_graph(str(bad))
 
 
 def test_missing_manifest_and_sparse_ids(gdir, tmp_path):
-    with pytest.raises(C.ContractError, match=r"manifest.json not found: .* is not a graph dir"):
+    with pytest.raises(contract.ContractError, match=r"manifest.json not found: .* is not a graph dir"):
         load_graph(str(tmp_path))
     import shutil
     bad = tmp_path / "bad"
@@ -92,7 +92,7 @@ def test_missing_manifest_and_sparse_ids(gdir, tmp_path):
         t = pq.read_table(f)
         t = t.set_column(0, "album_id", pa.compute.add(t.column("album_id"), 1000))
         pq.write_table(t, f)
-    with pytest.raises(C.ContractError, match=r"nodes/album: album_id is not dense"):
+    with pytest.raises(contract.ContractError, match=r"nodes/album: album_id is not dense"):
         load_graph(str(bad))
 
 

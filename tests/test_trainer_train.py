@@ -9,7 +9,7 @@ from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, synthetic_graph_dir
 
 import trainer.gnn.full_graph as full_graph_module
 import trainer.gnn.sampled as sampled_module
-from etl import contract as C
+from etl import contract
 from trainer.config import ConfigError, TrainConfig
 from trainer.gnn.losses import candidate_log_frequency, full_softmax, sampled_softmax
 from trainer.gnn.optim import Optimizer, RowWiseAdagrad
@@ -52,7 +52,7 @@ def test_outputs_and_checkpoint_loads_without_code(gdir, tmp_path, mode):
         assert 0 <= r["val_r_precision"] <= 1 and 0 <= r["val_ndcg"] <= 1 and 0 <= r["val_clicks"] <= 51
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((run / "config.json").read_text())["hidden"] == 16
-    manifest = json.loads(open(os.path.join(gdir, C.MANIFEST)).read())
+    manifest = json.loads(open(os.path.join(gdir, contract.MANIFEST)).read())
     recorded = json.loads((run / "graph.json").read_text())
     assert (recorded["graph"], recorded["created_at"], recorded["counts"]) == (gdir, manifest["created_at"], manifest["counts"])
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # no pickled code
@@ -447,6 +447,6 @@ def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdi
         proc = subprocess.run([sys.executable, "-m", "trainer.train", *args, "--out", str(run), "--epochs=2",
                                "--resume"], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert f"error: checkpoint {last} is damaged" in proc.stderr
         assert "weights_only=False" not in proc.stderr and "could run code" in proc.stderr

@@ -3,7 +3,9 @@ command line (``--key=value``). Unknown keys are errors that list the valid ones
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -48,13 +50,13 @@ class TrainConfig:
     supervision_ratio: float = 0.5        # fraction of train edges supervised (and hidden from message passing) each epoch
     supervise_seeds: bool = True          # held-out playlists' seed edges are supervised too (their seeds are the query, as ALS folds them in); never their hidden tracks
     # optimisation
-    lr: float = 1e-2
+    lr: float = 1e-2                      # Adam learning rate of the dense weights
     embedding_optimizer: str = "rowwise_adagrad"  # ID embeddings: rowwise_adagrad (one float of state per row) | adam (SparseAdam on CPU)
     embedding_lr: float = 0.1             # their learning rate (0: lr)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0             # L2 penalty of the dense weights (Adam)
     epochs: int = 40                      # at most; patience usually stops the run first
     max_steps_per_epoch: int = 0          # 0: the whole shard
-    seed: int = 0
+    seed: int = 0                         # every random draw of the run derives from it (trainer/gnn/shards.py: mix)
     # validation
     val_max_edges: int = 20000            # hidden val edges scored per epoch for val_loss/val_auc (0: all)
     val_rank_playlists: int = 1000        # seeded val playlists ranked over the full catalogue after each epoch (0: none); selects the best checkpoint
@@ -141,6 +143,22 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"{where}: unknown config key(s) {unknown}; valid keys are {sorted(types)}")
         return cls(**{k: _coerce(k, types[k], v, where) for k, v in values.items()})
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """``(key, default, description)`` of every config key, the description being the comment
+    beside the key in :class:`TrainConfig` (one place documents a key; ``--help`` shows it)."""
+    comments = dict(re.findall(r"^    (\w+): [^=]+= .*?#\s*(.*)$", inspect.getsource(TrainConfig), re.M))
+    def shown(v):  # as typed on the command line
+        return ",".join(map(str, v)) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else str(v)
+    return [(f.name, shown(f.default), comments.get(f.name, "")) for f in fields(TrainConfig)]
+
+
+def help_text() -> str:
+    """Every config key, its default and what it does, for ``--help``."""
+    width = max(len(f"--{k}={d}") for k, d, _ in describe())
+    return "config keys (--key=value, or a JSON file with --config):\n" + "\n".join(
+        f"  {f'--{k}={d}':<{width}}  {text}" for k, d, text in describe())
 
 
 def _coerce(key: str, type_name: str, value: Any, where: str) -> Any:

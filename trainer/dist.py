@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import resource
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -86,6 +88,12 @@ def cap_malloc_arenas(arenas: int) -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(M_ARENA_MAX, arenas))
+
+
+def configure_logging(is_main: bool = True) -> None:
+    """INFO on rank 0, warnings and errors only on the other ranks (they would repeat rank 0)."""
+    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def peak_rss_mb() -> float:

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from etl import contract as C
+from etl import contract
 from trainer import dist
 from trainer.config import ConfigError
 from trainer.gnn.inference import EMBEDDED_TYPES, encode_all, load_trained, seed_query
@@ -31,8 +31,8 @@ def export(graph_path: str, run_dir: str, batch_size: int = 4096, device: str = 
     outputs = [(t, t) for t in EMBEDDED_TYPES] + ([("track", "track_seed")] if query else [])
     for t, name in outputs:
         keys = read_keys(graph_path, t)
-        written[name] = embeddings.write(run_dir, name, keys.column(C.ID_COLUMN[t]).to_numpy(),
-                                         keys.column(C.KEY_COLUMN[t]), h[name].numpy())
+        written[name] = embeddings.write(run_dir, name, keys.column(contract.ID_COLUMN[t]).to_numpy(),
+                                         keys.column(contract.KEY_COLUMN[t]), h[name].numpy())
     # Without seed-query terms, a stale file of an earlier export of another model is removed.
     if embeddings.write_seed_query(run_dir, query):
         written["seed_query"] = embeddings.path(run_dir, embeddings.SEED_QUERY)
@@ -46,14 +46,23 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=4096, help="destination nodes per inference batch")
     parser.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    dist.configure_logging()
     if args.batch_size <= 0:
         parser.error(f"--batch-size must be > 0, got {args.batch_size}")
     written = export(args.graph, args.run, args.batch_size, args.device)
     print(json.dumps(written))
 
 
-if __name__ == "__main__":
+def cli(argv=None) -> int:
+    """``python -m trainer.embed`` and ``mpd-embed``: exit code 0, or 2 with the error named."""
     try:
-        main()
-    except (ConfigError, C.ContractError, FileNotFoundError, checkpoint.DamagedCheckpoint, RunMismatchError, dist.DeviceError) as e:  # a user's mistake: no traceback
-        sys.exit(f"error: {e}")
+        main(argv)
+    except (ConfigError, contract.ContractError, FileNotFoundError, checkpoint.DamagedCheckpoint, RunMismatchError,
+            dist.DeviceError) as e:  # a user's mistake: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -56,6 +56,7 @@ def evaluate(
     if not 1 <= k <= K:
         raise ValueError(f"--k must be in 1..{K}, got {k}")
     env = dist.setup(device)
+    dist.configure_logging(env.is_main)
     rank_, world, device = env.rank, env.world_size, env.device
     run = str(run)
     graph = load_catalogue(graph_dir)

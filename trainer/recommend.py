@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                    " with the 6-layer default, fitting did not rank better on the real dev set)")
     p.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
     args = p.parse_args(argv)
+    dist.configure_logging()
     tracks = [u.strip() for u in args.tracks.split(",") if u.strip()] if args.tracks else None
     notes: list[str] = []
     try:

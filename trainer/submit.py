@@ -10,31 +10,31 @@ are looked up in the catalogue (unknown ones are ignored and counted); with gnn 
 built from the seed tracks as the model embeds a playlist node (``trainer.gnn.inference.seed_query``;
 the mean of their embeddings for ``conv=sage``); a playlist left without seeds gets the title
 fallback.
-The file is validated in memory, then written atomically (temporary file, then rename).
+The file is validated in memory, then written atomically (temporary file, then rename); the
+challenge set and the output may be local paths or fsspec URLs.
 """
 from __future__ import annotations
 
 import argparse
 import gzip
 import json
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from trainer import dist
+from trainer.io import storage
 from trainer.io.graph import Catalogue, load_catalogue, normalise_title
 from trainer.ranking.methods import METHODS, build_scorers, default_method
 from trainer.ranking.metrics import K
 from trainer.ranking.scoring import Queries, rank
 
 
-def read_challenge(path: str | Path) -> list[dict]:
+def read_challenge(path: str) -> list[dict]:
     """The ``playlists`` of a challenge set, checked for what a submission needs."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(storage.read_text(path))
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"--challenge {path}: cannot read JSON ({e})") from None
     playlists = data.get("playlists") if isinstance(data, dict) else None
@@ -77,20 +77,18 @@ def check_submission(rows: list[tuple[int, list[str]]], pids: list[int], seed_ur
             raise ValueError(f"pid {pid}: recommends its own seed tracks {sorted(seeds & set(uris))[:3]}")
 
 
-def write_submission(out: str | Path, team: str, email: str, rows: list[tuple[int, list[str]]]) -> None:
+def write_submission(out: str, team: str, email: str, rows: list[tuple[int, list[str]]]) -> None:
     """Write the CSV (gzip when ``out`` ends in .gz) atomically."""
     for name, value in (("--team", team), ("--email", email)):
         if not value or "," in value or "\n" in value:
             raise ValueError(f"{name} must be non-empty without commas or newlines, got {value!r}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    opener = gzip.open if out.suffix == ".gz" else open
-    with opener(tmp, "wt", encoding="utf-8") as f:
-        f.write(f"team_info,{team},{email}\n")
+    with storage.atomic_open(out) as raw:
+        sink = gzip.GzipFile(fileobj=raw, mode="wb") if out.endswith(".gz") else raw
+        sink.write(f"team_info,{team},{email}\n".encode())
         for pid, uris in rows:
-            f.write(", ".join([str(pid), *uris]) + "\n")
-    os.replace(tmp, out)
+            sink.write((", ".join([str(pid), *uris]) + "\n").encode())
+        if sink is not raw:
+            sink.close()  # writes the gzip trailer; the file itself is closed by atomic_open
 
 
 def submit(
@@ -143,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                    " dev set); each step costs about what ranking the catalogue once does")
     p.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
     args = p.parse_args(argv)
+    dist.configure_logging()
     try:
         summary = submit(args.graph, args.run, args.challenge, args.out, args.team, args.email,
                          args.method, fold_in_steps=args.fold_in_steps, device=args.device)

@@ -14,7 +14,9 @@ start, so a resumed run replays exactly what an uninterrupted one would have don
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import logging
 import random
 import sys
 import time
@@ -24,10 +26,11 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from etl import contract as C
+from etl import contract
 from trainer import dist
-from trainer.config import ConfigError, TrainConfig, parse_overrides, resolve
+from trainer.config import ConfigError, TrainConfig, help_text, parse_overrides, resolve
 from trainer.gnn.full_graph import FullGraphTraining
 from trainer.gnn.losses import candidate_log_frequency
 from trainer.gnn.model import build_model
@@ -40,11 +43,40 @@ from trainer.io import checkpoint, run_dir, storage
 from trainer.io.graph import load_graph
 from trainer.io.run_dir import RunDir, check_resumable, graph_record
 
+log = logging.getLogger(__name__)
+
+
+class TensorBoard:
+    """Each epoch's numeric metrics as TensorBoard scalars under RUN_DIR/tensorboard, when the
+    ``tensorboard`` package is installed and the run dir is local; otherwise nothing."""
+
+    def __init__(self, out: str):
+        self.log_dir = None
+        self.writer = None
+        fs, root = storage.filesystem(out)
+        if storage.is_local(fs) and importlib.util.find_spec("tensorboard") is not None:
+            self.log_dir = storage.join(root, run_dir.TENSORBOARD)
+
+    def add(self, record: dict) -> None:
+        if self.log_dir is None:
+            return
+        if self.writer is None:  # opened at the first epoch's end: --overwrite has cleared the dir by then
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir=self.log_dir)
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+                self.writer.add_scalar(key, value, record["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m trainer.train", description=__doc__.split("\n\n")[0],
-        epilog=f"config keys (--key=value): {', '.join(f'{k}={v}' for k, v in TrainConfig().to_dict().items())}")
+        prog="python -m trainer.train", description=__doc__.split("\n\n")[0], epilog=help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--graph", required=True, help="graph dir written by etl.job (path or fsspec URL)")
     parser.add_argument("--out", required=True, help="run dir for checkpoints, metrics, curves (path or fsspec URL)")
     parser.add_argument("--config", help="JSON file of config keys")
@@ -74,7 +106,7 @@ def require_sampler(config: TrainConfig) -> None:
     if not (pyg_typing.WITH_TORCH_SPARSE or pyg_typing.WITH_PYG_LIB):
         raise SamplerMissing(
             "LinkNeighborLoader needs torch-sparse (or pyg-lib), and neither imports with torch "
-            f"{torch.__version__}; run `make install`, or take torch-sparse from PyG's wheel index "
+            f"{torch.__version__}; run `make install-pyg-sparse`, or take torch-sparse from PyG's wheel index "
             "for your torch+CUDA (https://data.pyg.org/whl/), or train with --sampler=device")
 
 
@@ -85,10 +117,27 @@ def main(argv=None) -> "TrainResult":
         require_sampler(config)
     dist.cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
     env = dist.setup(config.device)
+    dist.configure_logging(env.is_main)
     try:
-        return train(args.graph, args.out, config, env, resume=args.resume, overwrite=args.overwrite)
+        with logging_redirect_tqdm():
+            return train(args.graph, args.out, config, env, resume=args.resume, overwrite=args.overwrite)
     finally:
         dist.cleanup(env)
+
+
+# A user's mistake: one line naming it, no traceback.
+USER_ERRORS = (ConfigError, contract.ContractError, FileNotFoundError, SamplerMissing, run_dir.RunExistsError,
+               run_dir.RunMismatchError, dist.DeviceError, checkpoint.DamagedCheckpoint)
+
+
+def cli(argv=None) -> int:
+    """``python -m trainer.train`` and ``mpd-train``: exit code 0, or 2 with the error named."""
+    try:
+        main(argv)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 @dataclass
@@ -101,8 +150,8 @@ class TrainResult:
 def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool = False,
           overwrite: bool = False) -> TrainResult:
     """Run (or resume) training in ``out``; a run already there needs ``resume`` or ``overwrite``."""
-    log = tqdm.write if env.is_main else (lambda *_: None)
     run_dir.refuse_or_clear(out, resume, overwrite, env.is_main)
+    tensorboard = TensorBoard(out) if env.is_main else None
     run = RunDir(out)
     graph = load_graph(graph_path)
     record_of_graph = graph_record(graph_path, graph.manifest)
@@ -113,7 +162,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
         ckpt = checkpoint.load(ckpt_path)
         check_resumable(ckpt["config"], config, run, graph_path, graph.manifest)
     elif resume:
-        log(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
+        log.info(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
 
     # 1. Model and optimiser: identical initial parameters on every rank.
     seed_everything(config.seed)
@@ -134,7 +183,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
         start_epoch, skip_steps, global_step = ckpt["epoch"], ckpt["step"], ckpt["global_step"]
         carried = list(ckpt["epoch_sums"])
         selection = ckpt.get("selection", selection)
-        log(f"resuming from {ckpt_path}: epoch {start_epoch}, step {skip_steps}")
+        log.info(f"resuming from {ckpt_path}: epoch {start_epoch}, step {skip_steps}")
     records = [r for r in run.read_metrics() if r["epoch"] < start_epoch] if ckpt is not None else []
     if env.is_main:
         run.write_json("config.json", config.to_dict())
@@ -157,7 +206,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
     ranking = ranking_set(graph, config.val_rank_playlists, config.seed) if config.val_rank_playlists else None
     if ranking is not None and len(ranking) == 0:
         # Zeros would pass for a metric and stop the run after `patience` epochs of them.
-        log("no seeded val playlist with hidden tracks: no ranking validation, no early stopping; "
+        log.warning("no seeded val playlist with hidden tracks: no ranking validation, no early stopping; "
             "the last epoch is exported")
         ranking = None
 
@@ -169,7 +218,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
                 "rng": checkpoint.rng_state(), "config": config.to_dict(), "graph": record_of_graph,
                 "selection": selection})
 
-    log(f"training on {env.world_size} process(es), device {env.device}, propagation {config.propagation}, "
+    log.info(f"training on {env.world_size} process(es), device {env.device}, propagation {config.propagation}, "
         f"{graph.num_nodes} nodes, {graph.train_edges.size(1)} train edges, {graph.val_edges.size(1)} val edges")
     record = records[-1] if records else {}
     stopped = start_epoch > 0 and _stop(selection, config)
@@ -257,16 +306,20 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
         if env.is_main:
             run.write_metrics(records)
             storage.atomic_write_bytes(run.join(run_dir.CURVES_FILE), learning_curves(records))
-            log(json.dumps(record))
+            log.info(json.dumps(record))
+            if tensorboard:
+                tensorboard.add(record)
         save(ckpt_path, epoch + 1, 0, [0.0, 0.0, 0.0])
         if improved:
             save(best_path, epoch + 1, 0, [0.0, 0.0, 0.0])
         stopped = _stop(selection, config)
         if stopped:
-            log(f"early stop after epoch {epoch}: val R-precision has not improved for "
+            log.info(f"early stop after epoch {epoch}: val R-precision has not improved for "
                 f"{selection['bad_epochs']} epochs (best {selection['best']:.4f} at epoch {selection['best_epoch']})")
+    if tensorboard:
+        tensorboard.close()
     dist.barrier(env)
-    log(f"done: {len(records)} epochs, train_loss {record.get('train_loss')}, "
+    log.info(f"done: {len(records)} epochs, train_loss {record.get('train_loss')}, "
         f"val_r_precision {record.get('val_r_precision')}, best epoch {selection['best_epoch']}; run dir {run.path}")
     return TrainResult(record, model, global_step)
 
@@ -302,8 +355,4 @@ def _stop(selection: dict, config: TrainConfig) -> bool:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, C.ContractError, FileNotFoundError, SamplerMissing, run_dir.RunExistsError, run_dir.RunMismatchError, dist.DeviceError,
-            checkpoint.DamagedCheckpoint) as e:  # a user's mistake: no traceback
-        sys.exit(f"error: {e}")
+    sys.exit(cli())

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from etl import contract as C
+from etl import contract
 from trainer import dist
 from trainer.gnn.shards import VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS, generator, rank_shard
 from trainer.ranking.metrics import K
@@ -103,7 +103,7 @@ def ranking_set(graph, max_playlists: int, seed: int) -> RankingSet:
     ground truth, built by the evaluation's own protocol from the training graph."""
     shape = (graph.num_nodes["playlist"], graph.num_nodes["track"])
     seeds, hidden = _binary(graph.seed_edges, shape), _binary(graph.val_edges, shape)
-    held = build_held_out(np.flatnonzero(graph.playlist_split == C.SPLIT_VAL), seeds, hidden)
+    held = build_held_out(np.flatnonzero(graph.playlist_split == contract.SPLIT_VAL), seeds, hidden)
     seeded = np.flatnonzero(held.queries.num_seeds() > 0)
     if max_playlists and len(seeded) > max_playlists:
         pick = torch.randperm(len(seeded), generator=generator(seed, VAL_PLAYLISTS))

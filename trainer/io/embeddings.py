@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from etl import contract as C
+from etl import contract
 from trainer.io import storage
 from trainer.io.graph import Catalogue
 from trainer.io.run_dir import EMBEDDINGS, RunMismatchError
@@ -41,8 +41,8 @@ def write(run: str, name: str, ids: np.ndarray, keys, embedding: np.ndarray) -> 
     emb = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32)[order])
     offsets = pa.array(np.arange(0, emb.size + 1, emb.shape[1], dtype=np.int32))
     table = pa.table({
-        C.ID_COLUMN[node_type]: pa.array(np.asarray(ids, dtype=np.int64)[order]),
-        C.KEY_COLUMN[node_type]: pa.array(keys, type=_KEY_DTYPE[node_type]).take(pa.array(order)),
+        contract.ID_COLUMN[node_type]: pa.array(np.asarray(ids, dtype=np.int64)[order]),
+        contract.KEY_COLUMN[node_type]: pa.array(keys, type=_KEY_DTYPE[node_type]).take(pa.array(order)),
         "embedding": pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1))),
     })
     target = path(run, name)
@@ -70,13 +70,13 @@ def read(run: str, name: str) -> pa.Table:
                                 f"(python -m trainer.embed --graph GRAPH --run {run})")
     with storage.open_file(target) as f:
         table = pq.read_table(f)
-    expected = {C.ID_COLUMN[node_type]: "int64", C.KEY_COLUMN[node_type]: str(_KEY_DTYPE[node_type]),
+    expected = {contract.ID_COLUMN[node_type]: "int64", contract.KEY_COLUMN[node_type]: str(_KEY_DTYPE[node_type]),
                 "embedding": "list<element: float>"}
     actual = {f.name: str(f.type) for f in table.schema}
     wrong = {k: actual.get(k) for k, v in expected.items() if actual.get(k) not in (v, v.replace("element", "item"))}
     if wrong:
         raise ValueError(f"{target}: columns {wrong} differ from {expected}")
-    return table.sort_by(C.ID_COLUMN[node_type])
+    return table.sort_by(contract.ID_COLUMN[node_type])
 
 
 def matrix(column: pa.ChunkedArray) -> np.ndarray:

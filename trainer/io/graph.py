@@ -9,8 +9,10 @@ fsspec URL.
 """
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +24,10 @@ import torch
 import torch_geometric.transforms as T
 from torch_geometric.data import HeteroData
 
-from etl import contract as C
+from etl import contract
 from trainer.io import storage
+
+log = logging.getLogger(__name__)
 
 # The forward relation of each edge table; ``ToUndirected`` adds ``rev_<relation>``.
 RELATION = {
@@ -83,12 +87,12 @@ class Graph:
 def read_manifest(path: str) -> dict:
     """The graph dir's manifest, checked against this code's schema version."""
     fs, root = storage.filesystem(path)
-    where = posixpath.join(path, C.MANIFEST)
-    if not fs.exists(posixpath.join(root, C.MANIFEST)):
-        raise C.ContractError(f"{where} not found: {path} is not a graph dir "
+    where = posixpath.join(path, contract.MANIFEST)
+    if not fs.exists(posixpath.join(root, contract.MANIFEST)):
+        raise contract.ContractError(f"{where} not found: {path} is not a graph dir "
                               "(or an ETL run did not finish writing it)")
-    with fs.open(posixpath.join(root, C.MANIFEST), "r") as f:
-        return C.load_manifest(f.read(), where)
+    with fs.open(posixpath.join(root, contract.MANIFEST), "r") as f:
+        return contract.load_manifest(f.read(), where)
 
 
 def read_table(path: str, table: str, columns: list[str] | None = None, filter=None) -> pa.Table:
@@ -96,16 +100,21 @@ def read_table(path: str, table: str, columns: list[str] | None = None, filter=N
     fs, root = storage.filesystem(path)
     location = posixpath.join(root, table)
     if not fs.exists(location):
-        raise C.ContractError(f"{path}: table {table} not found (expected Parquet files under {location})")
+        raise contract.ContractError(f"{path}: table {table} not found (expected Parquet files under {location})")
+    start = time.perf_counter()
     dataset = ds.dataset(location, filesystem=fs, format="parquet")
-    C.check_columns(table, {f.name: str(f.type) for f in dataset.schema})
-    return dataset.to_table(columns=columns or list(C.TABLES[table]), filter=filter)
+    contract.check_columns(table, {f.name: str(f.type) for f in dataset.schema})
+    read = dataset.to_table(columns=columns or list(contract.TABLES[table]), filter=filter)
+    # At full MPD size a table takes seconds to minutes: say what is being read.
+    log.info("%s: read %s, %s rows, %d columns (%.1f s)", path, table, f"{read.num_rows:,}", read.num_columns,
+             time.perf_counter() - start)
+    return read
 
 
 def _ids(table: pa.Table, name: str, column: str, n: int | None = None) -> np.ndarray:
     ids = table.column(column).to_numpy()
     if ids.size and (ids.min() < 0 or (n is not None and ids.max() >= n)):
-        raise C.ContractError(f"{name}: {column} out of range [0, {n}): min {ids.min()}, max {ids.max()}")
+        raise contract.ContractError(f"{name}: {column} out of range [0, {n}): min {ids.min()}, max {ids.max()}")
     return ids
 
 
@@ -114,7 +123,7 @@ def _dense_order(table: pa.Table, name: str, column: str) -> np.ndarray:
     ids = table.column(column).to_numpy()
     order = np.argsort(ids, kind="stable")
     if not np.array_equal(ids[order], np.arange(len(ids))):
-        raise C.ContractError(f"{name}: {column} is not dense 0..{len(ids) - 1} "
+        raise contract.ContractError(f"{name}: {column} is not dense 0..{len(ids) - 1} "
                               f"(min {ids.min() if len(ids) else None}, max {ids.max() if len(ids) else None}, "
                               f"{len(np.unique(ids))} distinct of {len(ids)} rows)")
     return order
@@ -122,7 +131,7 @@ def _dense_order(table: pa.Table, name: str, column: str) -> np.ndarray:
 
 def _read_nodes(path: str, node_type: str, columns: list[str]) -> pa.Table:
     """``nodes/<type>``'s id column and ``columns``, sorted by id, ids checked dense."""
-    name, id_col = f"nodes/{node_type}", C.ID_COLUMN[node_type]
+    name, id_col = f"nodes/{node_type}", contract.ID_COLUMN[node_type]
     table = read_table(path, name, [id_col, *columns])
     return table.take(pa.array(_dense_order(table, name, id_col)))
 
@@ -130,23 +139,23 @@ def _read_nodes(path: str, node_type: str, columns: list[str]) -> pa.Table:
 def _splits(playlists: pa.Table) -> np.ndarray:
     """The playlists' split column as an object array, checked against the contract's splits."""
     split = np.asarray(playlists.column("split").to_pylist(), dtype=object)
-    bad = set(split) - set(C.SPLITS)
+    bad = set(split) - set(contract.SPLITS)
     if bad:
-        raise C.ContractError(f"nodes/playlist: split has values {sorted(map(str, bad))}, contract allows {C.SPLITS}")
+        raise contract.ContractError(f"nodes/playlist: split has values {sorted(map(str, bad))}, contract allows {contract.SPLITS}")
     return split
 
 
 def _playlist_track(path: str, num_nodes: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(playlist_id, track_id, role)`` of every playlist-track edge; role as int8 codes into
-    ``C.ROLES``, ids checked against the node counts."""
+    ``contract.ROLES``, ids checked against the node counts."""
     name = "edges/playlist_track"
     table = read_table(path, name, ["playlist_id", "track_id", "role"])
     role = table.column("role").combine_chunks().dictionary_encode()
-    unknown = [r for r in role.dictionary.to_pylist() if r not in C.ROLES]
+    unknown = [r for r in role.dictionary.to_pylist() if r not in contract.ROLES]
     if unknown or role.null_count:
-        raise C.ContractError(f"{name}: role has values {sorted(map(str, unknown + [None] * bool(role.null_count)))}, "
-                              f"contract allows {C.ROLES}")
-    codes = np.array([C.ROLES.index(r) for r in role.dictionary.to_pylist()], dtype=np.int8)
+        raise contract.ContractError(f"{name}: role has values {sorted(map(str, unknown + [None] * bool(role.null_count)))}, "
+                              f"contract allows {contract.ROLES}")
+    codes = np.array([contract.ROLES.index(r) for r in role.dictionary.to_pylist()], dtype=np.int8)
     return (_ids(table, name, "playlist_id", num_nodes["playlist"]), _ids(table, name, "track_id", num_nodes["track"]),
             codes[role.indices.to_numpy()])
 
@@ -154,16 +163,16 @@ def _playlist_track(path: str, num_nodes: dict[str, int]) -> tuple[np.ndarray, n
 def node_features(table: pa.Table, node_type: str, stats: dict) -> torch.Tensor:
     """log1p then standardise with the manifest's statistics; nulls become 0 afterwards."""
     columns = []
-    for col in C.FEATURE_COLUMNS[node_type]:
+    for col in contract.FEATURE_COLUMNS[node_type]:
         s = stats.get(node_type, {}).get(col)
         if s is None:
-            raise C.ContractError(f"manifest feature_stats has no entry for {node_type}.{col}")
+            raise contract.ContractError(f"manifest feature_stats has no entry for {node_type}.{col}")
         arr = table.column(col)
         if pa.types.is_boolean(arr.type):
             arr = pc.cast(arr, pa.int64())
         v = arr.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls -> nan
         if np.nanmin(v, initial=0.0) < 0:
-            raise C.ContractError(f"nodes/{node_type}: {col} has negative values (min {np.nanmin(v)}); "
+            raise contract.ContractError(f"nodes/{node_type}: {col} has negative values (min {np.nanmin(v)}); "
                                   "features are counts")
         if s.get("mean") is None:   # e.g. hop2 columns of a graph built with --hop2 off
             columns.append(np.zeros_like(v))
@@ -184,25 +193,25 @@ def load_graph(path: str) -> Graph:
     stats = manifest["feature_stats"]
     num_nodes, x = {}, {}
     playlist_split = None
-    for t in C.NODE_TYPES:
-        table = _read_nodes(path, t, [*C.FEATURE_COLUMNS[t]] + (["split"] if t == "playlist" else []))
+    for t in contract.NODE_TYPES:
+        table = _read_nodes(path, t, [*contract.FEATURE_COLUMNS[t]] + (["split"] if t == "playlist" else []))
         num_nodes[t] = table.num_rows
         x[t] = node_features(table, t, stats)
         if t == "playlist":
             playlist_split = _splits(table)
     src, dst, roles = _playlist_track(path, num_nodes)
-    masks = {r: roles == i for i, r in enumerate(C.ROLES)}
+    masks = {r: roles == i for i, r in enumerate(contract.ROLES)}
     index = _index_dtype(num_nodes)
-    edge = lambda m: torch.from_numpy(np.stack([src[m], dst[m]]).astype(index))  # noqa: E731
-    val_mask = masks[C.ROLE_HIDDEN] & (playlist_split == C.SPLIT_VAL)[src]
-    train_edges, seed_edges, val_edges = edge(masks[C.ROLE_TRAIN]), edge(masks[C.ROLE_SEED]), edge(val_mask)
+    val_mask = masks[contract.ROLE_HIDDEN] & (playlist_split == contract.SPLIT_VAL)[src]
+    train_edges, seed_edges, val_edges = (torch.from_numpy(np.stack([src[m], dst[m]]).astype(index))
+                                          for m in (masks[contract.ROLE_TRAIN], masks[contract.ROLE_SEED], val_mask))
     del src, dst, roles, masks, val_mask
 
     other = {}
     for name, rel in RELATION.items():
         if rel == PLAYLIST_TRACK:
             continue
-        s_col, d_col = C.ID_COLUMN[rel[0]], C.ID_COLUMN[rel[2]]
+        s_col, d_col = contract.ID_COLUMN[rel[0]], contract.ID_COLUMN[rel[2]]
         e = read_table(path, name, [s_col, d_col])
         other[rel] = torch.from_numpy(np.stack([_ids(e, name, s_col, num_nodes[rel[0]]),
                                                 _ids(e, name, d_col, num_nodes[rel[2]])]).astype(index))
@@ -215,7 +224,7 @@ def load_graph(path: str) -> Graph:
 
 def read_keys(path: str, node_type: str) -> pa.Table:
     """``(id, key)`` of every node of a type, sorted by id (e.g. track_id, track_uri)."""
-    return _read_nodes(path, node_type, [C.KEY_COLUMN[node_type]])
+    return _read_nodes(path, node_type, [contract.KEY_COLUMN[node_type]])
 
 
 # --- the ranking catalogue ----------------------------------------------------------------------
@@ -255,7 +264,7 @@ class Catalogue:
 
     def edges(self, roles: tuple[str, ...], splits: tuple[str, ...] | None = None) -> sp.csr_matrix:
         """Binary playlist × track matrix of the edges with these roles (repeats counted once)."""
-        keep = np.isin(self.edge_role, [C.ROLES.index(r) for r in roles])
+        keep = np.isin(self.edge_role, [contract.ROLES.index(r) for r in roles])
         if splits is not None:
             keep &= np.isin(self.playlist_split[self.edge_playlist], splits)
         m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),

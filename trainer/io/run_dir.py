@@ -20,8 +20,9 @@ CONFIG_FILE = "config.json"
 GRAPH_FILE = "graph.json"
 CURVES_FILE = "curves.png"
 EMBEDDINGS = "embeddings"
+TENSORBOARD = "tensorboard"
 # Everything trainer.train, trainer.embed and trainer.evaluate write into a run dir.
-RUN_OUTPUTS = ("checkpoints", METRICS_FILE, CONFIG_FILE, GRAPH_FILE, CURVES_FILE, EMBEDDINGS)
+RUN_OUTPUTS = ("checkpoints", METRICS_FILE, CONFIG_FILE, GRAPH_FILE, CURVES_FILE, EMBEDDINGS, TENSORBOARD)
 EVAL_GLOB = "eval_*.json"
 # What identifies a graph dir: a rebuilt graph has another created_at, a changed one other counts.
 GRAPH_IDENTITY = ("schema_version", "created_at", "counts", "split")

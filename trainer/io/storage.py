@@ -18,6 +18,10 @@ def filesystem(path: str):
     return fs, target.rstrip("/") or target
 
 
+def is_local(fs) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
 def join(path: str, *parts: str) -> str:
     """``path/part/...`` for a local path or a URL (never ``os.path``: ``s3://b`` must stay a URL)."""
     return posixpath.join(path.rstrip("/"), *parts)
@@ -71,7 +75,7 @@ def atomic_open(path: str):
         if fs.exists(tmp):
             fs.rm(tmp)
         raise
-    if isinstance(fs, LocalFileSystem):
+    if is_local(fs):
         os.replace(tmp, target)
     else:  # object stores: copy-then-delete, the best the store offers
         fs.mv(tmp, target)

@@ -22,6 +22,7 @@ follow by global popularity, so every method fills all K slots sensibly.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,6 +30,8 @@ import scipy.sparse as sp
 import torch
 
 from trainer.ranking.scoring import ChunkScores, Queries
+
+log = logging.getLogger(__name__)
 
 
 def popularity_counts(visible: sp.csr_matrix) -> np.ndarray:
@@ -173,7 +176,9 @@ def fit_als(train: sp.csr_matrix, params: ALSParams):
             iterations=params.iterations, random_state=params.random_state,
             num_threads=params.num_threads, calculate_training_loss=False,
         )
-        model.fit(confidence, show_progress=False)
+        log.info("fitting ALS: %s playlists x %s tracks, %d factors, %d iterations", f"{train.shape[0]:,}",
+                 f"{train.shape[1]:,}", params.factors, params.iterations)
+        model.fit(confidence, show_progress=log.isEnabledFor(logging.INFO))
     return model
 
 

@@ -20,9 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from etl import contract  # noqa: E402
 from trainer.io.graph import load_catalogue
 from trainer.ranking import methods, protocol
-from trainer.ranking.metrics import K  # noqa: E402
+from trainer.ranking.metrics import CHALLENGE_METRICS, K  # noqa: E402
 
-METRICS = ("r_precision", "ndcg", "clicks")
 
 
 def interval(d: np.ndarray, rng, resamples: int = 2000) -> tuple[float, float]:
@@ -35,7 +34,7 @@ def interval(d: np.ndarray, rng, resamples: int = 2000) -> tuple[float, float]:
 def per_playlist(graph, held, scorer, fallback, allowed) -> dict[str, np.ndarray]:
     batches = list(protocol.metrics_per_batch(held, scorer, fallback, graph.track_artist, K, 256,
                                              1 << 17, torch.device("cpu"), allowed))
-    return {m: np.concatenate([np.asarray(values[m]) for _, _, values in batches]) for m in METRICS}
+    return {m: np.concatenate([np.asarray(values[m]) for _, _, values in batches]) for m in CHALLENGE_METRICS}
 
 
 def main(argv=None) -> None:
@@ -59,7 +58,7 @@ def main(argv=None) -> None:
     for split in args.splits.split(","):
         held = protocol.held_out(graph, split)
         va, vb = (per_playlist(graph, held, scorer, fallback, allowed) for scorer in (first, second))
-        for m in METRICS:
+        for m in CHALLENGE_METRICS:
             d = va[m] - vb[m]
             lo, hi = interval(d, rng, args.resamples)
             print(f"{split} {m}: {a} {va[m].mean():.4f} {b} {vb[m].mean():.4f} "

@@ -19,11 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paired_comparison import METRICS, interval, per_playlist  # noqa: E402  (bench/ is the script's dir)
+from paired_comparison import interval, per_playlist  # noqa: E402  (bench/ is the script's dir)
 
 from etl import contract  # noqa: E402
 from trainer.io.graph import load_catalogue  # noqa: E402
 from trainer.ranking import methods, protocol  # noqa: E402
+from trainer.ranking.metrics import CHALLENGE_METRICS  # noqa: E402
 
 BASELINES = ("popularity", "itemknn", "als")
 
@@ -45,19 +46,19 @@ def main(argv=None) -> None:
     for run in runs:
         gnn, _ = methods.build_scorers(graph, Path(run), ["gnn"], 1 << 17, torch.device("cpu"))
         seeds.append(per_playlist(graph, held, gnn["gnn"], fallback, allowed))
-    values["gnn"] = {m: np.mean([s[m] for s in seeds], axis=0) for m in METRICS}
+    values["gnn"] = {m: np.mean([s[m] for s in seeds], axis=0) for m in CHALLENGE_METRICS}
 
     groups = ["overall", *protocol.category_order(held.categories)]
     masks = {g: np.ones(len(held), bool) if g == "overall" else held.categories == g for g in groups}
     out = {"split": args.split, "graph": args.graph, "runs": runs, "num_playlists": len(held), "table": {},
            "gnn_seeds": {}, "paired": {}}
     print(f"{args.split}: {len(held)} playlists; gnn = mean of {len(runs)} training seeds (spread: min..max)")
-    print(f"{'method':<11}{'group':<12}{'n':>5}" + "".join(f"{m:>26}" for m in METRICS))
+    print(f"{'method':<11}{'group':<12}{'n':>5}" + "".join(f"{m:>26}" for m in CHALLENGE_METRICS))
     for method in ("gnn", *BASELINES):
         for g in groups:
             mask = masks[g]
             cells = []
-            for m in METRICS:
+            for m in CHALLENGE_METRICS:
                 mean = values[method][m][mask].mean()
                 cell = f"{mean:.4f}"
                 if method == "gnn":
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
             print(f"{method:<11}{g:<12}{int(mask.sum()):>5}" + "".join(f"{c:>26}" for c in cells))
     rng = np.random.default_rng(0)
     for base in ("itemknn", "als"):
-        for m in METRICS:
+        for m in CHALLENGE_METRICS:
             d = values["gnn"][m] - values[base][m]
             lo, hi = interval(d, rng)
             ratio = values["gnn"][m].mean() / values[base][m].mean()

@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from etl import contract
 from trainer import dist
 from trainer.gnn.shards import VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS, generator, rank_shard
-from trainer.ranking.metrics import K
+from trainer.ranking.metrics import CHALLENGE_METRICS, K
 from trainer.ranking.protocol import HeldOut, build_held_out, metrics_per_batch, visible_tracks
 from trainer.ranking.scoring import EmbeddingScorer
 
-RANK_METRICS = ("r_precision", "ndcg", "clicks")
+RANK_METRICS = CHALLENGE_METRICS
 
 
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:

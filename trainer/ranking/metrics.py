@@ -35,6 +35,7 @@ ARTIST_CREDIT = 0.25
 METRICS = ("r_precision", "r_precision_track", "ndcg", "clicks") + tuple(
     f"recall@{k}" for k in RECALL_AT
 )
+CHALLENGE_METRICS = ("r_precision", "ndcg", "clicks")  # what the RecSys Challenge 2018 ranked teams by
 
 
 def playlist_metrics(

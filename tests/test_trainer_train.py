@@ -3,6 +3,7 @@ import json
 import os
 import platform
 
+import numpy as np
 import pytest
 import torch
 from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, synthetic_graph_dir
@@ -427,9 +428,9 @@ def test_a_run_dir_holding_a_run_is_refused_unless_resume_or_overwrite(gdir, tmp
     assert not (run / "eval_val.json").exists() and (run / "notes.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "pickled code"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "random bytes", "pickled code"])
 def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdir, tmp_path, damage):
-    import pickle
+    import io
     import subprocess
     import sys
 
@@ -438,10 +439,15 @@ def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdi
     main([*args, "--out", str(run)])
     last = run / "checkpoints" / "last.pt"
     data = last.read_bytes()
+    code = io.BytesIO()
+    torch.save({"model": platform.uname}, code)  # a real checkpoint archive that pickles a function
     last.write_bytes({"truncated": data[:len(data) // 2], "garbage": b"not a checkpoint " * 20,
-                      "pickled code": pickle.dumps(platform.uname)}[damage])
+                      "random bytes": np.random.default_rng(0).bytes(4096),
+                      "pickled code": code.getvalue()}[damage])
+    reason = {"truncated": "", "garbage": "not a zip archive", "random bytes": "not a zip archive",
+              "pickled code": "could run code"}[damage]
     with pytest.raises(checkpoint.DamagedCheckpoint,
-                       match=rf"checkpoint {last} is damaged .* restore it from a copy, or start afresh"):
+                       match=rf"checkpoint {last} is damaged .*{reason}.* restore it from a copy, or start afresh"):
         main([*args, "--out", str(run), "--epochs=2", "--resume"])
     if damage == "pickled code":  # and on the command line: one line, no advice to unpickle
         proc = subprocess.run([sys.executable, "-m", "trainer.train", *args, "--out", str(run), "--epochs=2",

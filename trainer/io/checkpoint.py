@@ -14,6 +14,7 @@ import torch
 
 from trainer.io import storage
 
+ZIP_MAGIC = b"PK\x03\x04"
 LAST = "last.pt"
 BEST = "best.pt"  # the epoch with the best val R-precision (trainer.embed exports it)
 
@@ -55,9 +56,12 @@ class DamagedCheckpoint(ValueError):
 
 
 def load(path: str, map_location="cpu") -> dict:
-    """The checkpoint at ``path``; :class:`DamagedCheckpoint` when it is truncated, garbage, or
-    holds more than tensors and plain values."""
+    """The checkpoint at ``path``; :class:`DamagedCheckpoint` when it is truncated, not a checkpoint,
+    or holds more than tensors and plain values."""
     with fsspec.open(path, "rb") as f:
+        if f.read(4) != ZIP_MAGIC:  # torch.save writes a zip archive
+            raise DamagedCheckpoint(_damaged(path, "not a zip archive, the format torch.save writes"))
+        f.seek(0)
         try:
             state = torch.load(f, map_location=map_location, weights_only=True)
         except OSError:
@@ -73,8 +77,10 @@ def _reason(e: Exception) -> str:
     text = str(e)
     # torch's own advice here is weights_only=False, which would run whatever code the file
     # pickled: never pass it on.
-    if "weights_only" in text:
+    if "Unsupported global" in text:
         return "it holds pickled objects beyond tensors and plain values, refused since loading them could run code"
+    if "weights_only" in text:
+        return "its contents do not unpickle as tensors and plain values: damaged, or not a checkpoint"
     first = text.strip().splitlines()[0] if text.strip() else ""
     return f"{type(e).__name__}{': ' + first[:120] if first else ''}"
 

@@ -96,15 +96,26 @@ def read_manifest(path: str) -> dict:
 
 
 def read_table(path: str, table: str, columns: list[str] | None = None, filter=None) -> pa.Table:
-    """One contract table, dtypes checked; ``columns`` defaults to the contract's."""
+    """One contract table, dtypes checked, its row count checked against the manifest (a lost
+    or extra Parquet part would silently change the graph); ``columns`` defaults to the contract's."""
     fs, root = storage.filesystem(path)
     location = posixpath.join(root, table)
     if not fs.exists(location):
         raise contract.ContractError(f"{path}: table {table} not found (expected Parquet files under {location})")
     start = time.perf_counter()
-    dataset = ds.dataset(location, filesystem=fs, format="parquet")
-    contract.check_columns(table, {f.name: str(f.type) for f in dataset.schema})
-    read = dataset.to_table(columns=columns or list(contract.TABLES[table]), filter=filter)
+    try:
+        dataset = ds.dataset(location, filesystem=fs, format="parquet")
+        contract.check_columns(table, {f.name: str(f.type) for f in dataset.schema})
+        expected = read_manifest(path)["counts"].get(table)
+        rows = dataset.count_rows()  # from the Parquet footers: no data read
+        if expected is not None and rows != expected:
+            raise contract.ContractError(
+                f"{path}: {table} holds {rows:,} rows in {len(dataset.files)} Parquet file(s), the manifest counts "
+                f"{expected:,}: a part is missing or was added; rebuild the graph dir (python -m etl.job --overwrite)")
+        read = dataset.to_table(columns=columns or list(contract.TABLES[table]), filter=filter)
+    except (pa.ArrowInvalid, OSError) as e:  # a truncated or overwritten part
+        raise contract.ContractError(f"{path}: {table} cannot be read ({str(e).splitlines()[0]}); "
+                                     "a Parquet part is damaged: rebuild the graph dir") from None
     # At full MPD size a table takes seconds to minutes: say what is being read.
     log.info("%s: read %s, %s rows, %d columns (%.1f s)", path, table, f"{read.num_rows:,}", read.num_columns,
              time.perf_counter() - start)

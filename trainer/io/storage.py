@@ -3,13 +3,38 @@
 so that a reader never sees half a file and a failed write leaves the previous one."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import posixpath
+import shutil
+import uuid
 from contextlib import contextmanager
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+
+class OutputError(OSError):
+    """An output cannot be written: names the place and the reason in one line."""
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` or what caused it is "no space left on device" (torch.save reports a
+    full disk as ``RuntimeError: [enforce fail ...] unexpected pos``, the OSError as its context)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _why(error: BaseException) -> str:
+    if _disk_full(error):
+        return "no space left on device"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
 def filesystem(path: str):
@@ -62,18 +87,40 @@ def read_json(path: str):
     return json.loads(read_text(path)) if exists(path) else None
 
 
+def check_writable(path: str, what: str, folder: bool = False) -> None:
+    """Fail now, before any work, when ``path`` (a folder, or a file's folder) cannot be written:
+    :class:`OutputError` naming ``what`` (e.g. ``--out``), the place and the reason."""
+    fs, target = filesystem(path)
+    where = target if folder else posixpath.dirname(target)
+    probe = posixpath.join(where, f".write-check-{uuid.uuid4().hex}")
+    try:
+        if fs.exists(target) and fs.isdir(target) != folder:
+            raise NotADirectoryError(errno.ENOTDIR, "a file is in the way" if folder else "it is a folder")
+        fs.makedirs(where, exist_ok=True)
+        with fs.open(probe, "wb") as f:
+            f.write(b"\0")
+        fs.rm(probe)
+    except OSError as e:
+        raise OutputError(f"{what} {path} cannot be written ({_why(e)}); choose another place") from None
+
+
 @contextmanager
 def atomic_open(path: str):
-    """A binary file to write ``path`` through: a temporary file renamed into place on success."""
+    """A binary file to write ``path`` through: a temporary file renamed into place on success.
+    A full disk is said as such (:class:`OutputError`), whatever the writer made of it."""
     fs, target = filesystem(path)
     fs.makedirs(posixpath.dirname(target), exist_ok=True)
     tmp = f"{target}.tmp.{os.getpid()}"
     try:
         with fs.open(tmp, "wb") as f:
             yield f
-    except BaseException:
+    except BaseException as e:
+        full = _disk_full(e) or (is_local(fs) and shutil.disk_usage(posixpath.dirname(target)).free < 1 << 20)
         if fs.exists(tmp):
             fs.rm(tmp)
+        if full and isinstance(e, Exception):
+            raise OutputError(f"writing {path}: no space left on device; free some space and run again "
+                              "(nothing was replaced)") from e
         raise
     if is_local(fs):
         os.replace(tmp, target)

@@ -83,3 +83,10 @@ def test_command_line_errors_are_one_line_not_a_traceback(tmp_path):
     assert proc.returncode != 0
     assert "error: command line: unknown config key(s) ['lrr']; valid keys are" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("key, value", [("lr", "inf"), ("lr", "nan"), ("lr", "-inf"), ("embedding_lr", "inf"),
+                                        ("temperature", "nan"), ("supervision_ratio", "inf")])
+def test_non_finite_numbers_are_refused_by_name(key, value):
+    with pytest.raises(ConfigError, match=rf"{key} must be a finite number, got -?{value.lstrip('-')}"):
+        TrainConfig.from_dict({key: value})

@@ -17,7 +17,7 @@ from trainer.gnn.optim import Optimizer, RowWiseAdagrad
 from trainer.gnn.sampled import loader_workers
 from trainer.io import checkpoint, embeddings, run_dir
 from trainer.io.graph import load_catalogue
-from trainer.train import main
+from trainer.train import TrainingDiverged, main
 
 SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu",
          "--val_rank_playlists=20"]
@@ -456,3 +456,20 @@ def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdi
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert f"error: checkpoint {last} is damaged" in proc.stderr
         assert "weights_only=False" not in proc.stderr and "could run code" in proc.stderr
+
+
+def test_divergence_stops_the_run_by_name_and_saves_nothing_diverged(gdir, tmp_path):
+    """lr=1e30 overflows within the first epoch: the run stops with a named error (exit 2 on the
+    command line), no diverged epoch is selected, checkpointed or exported."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    args = ["--graph", gdir, "--out", str(run), "--epochs=3", "--max_steps_per_epoch=3", "--lr=1e30",
+            "--embedding_lr=1e30", *SMALL]
+    with pytest.raises(TrainingDiverged, match=r"not finite .* training diverged; lower the learning rates"):
+        main(args)
+    assert not (run / "checkpoints" / "best.pt").exists() and not (run / "checkpoints" / "last.pt").exists()
+    proc = subprocess.run([sys.executable, "-m", "trainer.train", *args, "--overwrite"], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "training diverged" in proc.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 import re
 from dataclasses import dataclass, fields
 from typing import Any
@@ -73,6 +74,9 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(msg)
 
+        for f in fields(self):  # inf passes every "> 0" below, and nan fails them without saying why
+            value = getattr(self, f.name)
+            need(not isinstance(value, float) or math.isfinite(value), f"{f.name} must be a finite number, got {value}")
         need(self.hidden > 0, f"hidden must be > 0, got {self.hidden}")
         need(self.conv in ("sage", "lightgcn"), f"conv must be sage or lightgcn, got {self.conv!r}")
         need(self.propagation in ("auto", "full", "sampled"),

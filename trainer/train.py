@@ -17,6 +17,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import math
 import random
 import sys
 import time
@@ -92,6 +93,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss, the parameters or the validation scores stopped being finite numbers."""
+
+    @classmethod
+    def at(cls, what: str, config: TrainConfig, run: "RunDir") -> "TrainingDiverged":
+        return cls(f"{what} (lr={config.lr}, embedding_lr={config.embedding_lr}): training diverged; lower the "
+                   f"learning rates. {run.path} keeps the last finite checkpoint, if any; start afresh "
+                   "(--overwrite, or another --out)")
+
+
 class SamplerMissing(RuntimeError):
     """Neither neighbour-sampling backend of PyG is installed."""
 
@@ -126,7 +137,7 @@ def main(argv=None) -> "TrainResult":
 
 
 # A user's mistake: one line naming it, no traceback.
-USER_ERRORS = (ConfigError, contract.ContractError, FileNotFoundError, SamplerMissing, run_dir.RunExistsError,
+USER_ERRORS = (TrainingDiverged, ConfigError, contract.ContractError, FileNotFoundError, SamplerMissing, run_dir.RunExistsError,
                run_dir.RunMismatchError, dist.DeviceError, checkpoint.DamagedCheckpoint)
 
 
@@ -249,8 +260,14 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             loss, terms, positives = strategy.loss(ddp, batch, amp)
             optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
             loss_value = loss.item()  # also synchronises the device, so the timing is honest
+            # Checked before the step, on every rank at once (one rank's NaN reaches all through
+            # the gradients): a diverged model is never stepped, selected, saved or exported.
+            if dist.all_reduce_max(env, 0.0 if math.isfinite(loss_value) else 1.0):
+                raise TrainingDiverged.at(f"epoch {epoch}, step {step}: the loss is "
+                                          f"{loss_value if not math.isfinite(loss_value) else 'not finite on another rank'}",
+                                          config, run)
+            optimizer.step()
             t2 = time.perf_counter()
             data_s += t1 - t0
             compute_s += t2 - t1
@@ -261,6 +278,7 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
             if config.checkpoint_every and global_step % config.checkpoint_every == 0 and step + 1 < steps:
+                _check_finite(model, epoch, step, config, run)
                 save(ckpt_path, epoch, step + 1, sums)
             t0 = time.perf_counter()
         bar.close()
@@ -269,12 +287,18 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
             env, [*sums, data_s, compute_s])
         trained = steps - skip
 
+        _check_finite(model, epoch, steps - 1, config, run)  # a huge step can overflow with a finite loss
+
         # 6. Validate: sampled diagnostics on the epoch's graph; full-catalogue ranking (rank 0,
         # its numbers shared so every rank takes the same stopping decision).
         metrics = diagnostics(model, strategy, val_edges, config, env)
         t_rank = time.perf_counter()
         ranked = _rank_metrics(model, strategy, ranking, env)
         rank_s = time.perf_counter() - t_rank
+        diverged = [k for k in ("val_loss", *ranked) if {**metrics, **ranked}.get(k) is not None
+                    and not math.isfinite({**metrics, **ranked}[k])]
+        if diverged:  # finite parameters can still overflow in the forward pass
+            raise TrainingDiverged.at(f"epoch {epoch}: the model's validation {diverged} are not finite", config, run)
         improved = _update_selection(selection, ranked, epoch)
         record = {
             "epoch": epoch,
@@ -332,10 +356,22 @@ def _rank_metrics(model, strategy, ranking, env) -> dict:
     values = [0.0] * len(keys)
     if env.is_main:
         model.eval()
-        ranked = rank_validation(strategy.embed(model), ranking, env.device)
+        embeddings = strategy.embed(model)
         model.train()
-        values = [ranked[k] for k in keys]
+        if all(bool(torch.isfinite(e).all()) for e in embeddings.values()):
+            ranked = rank_validation(embeddings, ranking, env.device)
+            values = [ranked[k] for k in keys]
+        else:  # a ranking of NaN scores is an arbitrary order: say NaN, on every rank
+            values = [math.nan] * len(keys)
     return dict(zip(keys, dist.all_reduce_sum(env, values)))
+
+
+def _check_finite(model, epoch: int, step: int, config: TrainConfig, run: RunDir) -> None:
+    """Raise :class:`TrainingDiverged` when a parameter is no longer a finite number."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise TrainingDiverged.at(f"epoch {epoch}, step {step}: parameters {bad[:3]}"
+                                  f"{' ...' if len(bad) > 3 else ''} are no longer finite", config, run)
 
 
 def _update_selection(selection: dict, ranked: dict, epoch: int) -> bool:
@@ -343,6 +379,9 @@ def _update_selection(selection: dict, ranked: dict, epoch: int) -> bool:
     if not ranked:
         return False
     value = (ranked["val_r_precision"], ranked["val_ndcg"])
+    if not all(v is not None and math.isfinite(v) for v in value):  # never select what cannot be ranked
+        selection["bad_epochs"] += 1
+        return False
     if selection["best"] is None or value > tuple(selection["best_value"]):
         selection.update(best=value[0], best_value=list(value), best_epoch=epoch, bad_epochs=0)
         return True

@@ -3,7 +3,9 @@
 #
 # Usage: launch/torchrun.sh MODULE [module arguments...]
 # Knobs: NPROC_PER_NODE (default: GPUs present, else 1), NNODES (1), NODE_RANK (0), MALLOC_ARENA_MAX (1),
-#        RDZV_ENDPOINT (host:port of node 0; required when NNODES > 1), RDZV_ID, LOG_DIR, TORCHRUN.
+#        RDZV_ENDPOINT (host:port of node 0; required when NNODES > 1), RDZV_ID, LOG_DIR, TORCHRUN,
+#        MAX_RESTARTS (3: a failed worker group is restarted that often; trainer.train then resumes
+#        from the run's last checkpoint by itself).
 # Console shows local rank 0 only; every rank's output is kept under $LOG_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,7 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 RDZV_ENDPOINT=${RDZV_ENDPOINT:-}
 RDZV_ID=${RDZV_ID:-mpd}
+MAX_RESTARTS=${MAX_RESTARTS:-3}
 LOG_DIR=${LOG_DIR:-${TMPDIR:-/tmp}/mpd-torchrun-logs}
 TORCHRUN=${TORCHRUN:-$( [ -x .venv/bin/torchrun ] && echo .venv/bin/torchrun || echo torchrun )}
 
@@ -30,6 +33,6 @@ mkdir -p "$LOG_DIR"
 # per rank, against 2,063-2,083 with the trainer's in-process cap alone and 2,220-2,260 with
 # neither; bench/RESULTS.md).
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-1}
-exec "$TORCHRUN" "${rdzv[@]}" --nproc-per-node "$NPROC_PER_NODE" \
+exec "$TORCHRUN" "${rdzv[@]}" --nproc-per-node "$NPROC_PER_NODE" --max-restarts "$MAX_RESTARTS" \
     --log-dir "$LOG_DIR" --tee 3 --local-ranks-filter 0 \
     -m -- "$module" "$@"

@@ -61,3 +61,39 @@ def test_two_gloo_processes_stay_in_lockstep(tmp_path, propagation):
     if tensorboard:  # the epoch's scalars, from rank 0 alone
         assert len(os.listdir(run / "tensorboard")) == 1
     assert sorted(os.listdir(run / "checkpoints")) == ["best.pt", "last.pt"]
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    import trainer.gnn.full_graph as full_graph
+    from trainer.train import cli
+    if os.environ["TORCHELASTIC_RESTART_COUNT"] == "0" and os.environ["RANK"] == "1":
+        real, calls = full_graph.batch_loss, []
+        def dying(*a, **k):  # rank 1 is killed at epoch 1's first step, the first time round
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*a, **k)
+        full_graph.batch_loss = dying
+    sys.exit(cli(sys.argv[1:]))
+""")
+
+
+@pytest.mark.slow
+def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_to_the_end(tmp_path):
+    gdir = synthetic_graph_dir(str(tmp_path / "graph"), 150, seed=6)
+    driver = tmp_path / "driver.py"
+    driver.write_text(KILLER)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO_ROOT}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--max-restarts", "1",
+           str(driver), "--graph", gdir, "--out", str(run), "--epochs=2", "--max_steps_per_epoch=2", "--patience=0",
+           "--hidden=16", "--id_dim=8", "--batch_size=64", "--device=cpu", "--val_max_edges=200",
+           "--val_rank_playlists=10"]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "torchrun restart 1: resuming from the run's last checkpoint" in proc.stderr
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1]
+    assert checkpoint.load(checkpoint.checkpoint_path(str(run)))["epoch"] == 2
+    assert not (run / ".lock").exists()  # the killed attempt's lock was taken over, then released

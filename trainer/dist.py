@@ -65,7 +65,7 @@ def setup(device: str = "auto") -> DistEnv:
     if world_size > 1:
         backend = "nccl" if use_cuda else "gloo"
         if not dist.is_initialized():
-            dist.init_process_group(backend, device_id=dev if use_cuda else None)
+            dist.init_process_group(backend, device_id=dev if use_cuda else None, **_attempt_store(rank, world_size))
     return DistEnv(rank, local_rank, world_size, dev, backend)
 
 
@@ -99,6 +99,20 @@ def configure_logging(is_main: bool = True) -> None:
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _attempt_store(rank: int, world_size: int) -> dict:
+    """Under torchrun, the agent's store with a prefix of this restart attempt's own.
+
+    After a restart (``--max-restarts``) with env:// rendezvous, gloo read peer addresses that the
+    killed attempt had published (the restarted ranks refused each other's connections: "Gloo
+    connectFullMesh failed ... Connection refused"); keys of their own make every attempt start clean.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False)
+    return {"store": dist.PrefixStore(f"/mpd/attempt_{attempt}", store), "rank": rank, "world_size": world_size}
 
 
 def cleanup(env: DistEnv) -> None:

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -129,18 +131,24 @@ def main(argv=None) -> "TrainResult":
     dist.cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
     env = dist.setup(config.device)
     dist.configure_logging(env.is_main)
+    resume, overwrite = args.resume, args.overwrite
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if restart:  # torchrun restarted the workers: continue the run, never discard it
+        log.warning("torchrun restart %d: resuming from the run's last checkpoint", restart)
+        resume, overwrite = True, False
     try:
         with logging_redirect_tqdm():
-            return train(args.graph, args.out, config, env, resume=args.resume, overwrite=args.overwrite)
+            return train(args.graph, args.out, config, env, resume=resume, overwrite=overwrite)
     finally:
         dist.cleanup(env)
 
 
 # A user's mistake: one line naming it, no traceback.
-USER_ERRORS = (TrainingDiverged, ConfigError, contract.ContractError, FileNotFoundError, SamplerMissing, run_dir.RunExistsError,
+USER_ERRORS = (storage.OutputError, storage.Locked, TrainingDiverged, ConfigError, contract.ContractError, FileNotFoundError, SamplerMissing, run_dir.RunExistsError,
                run_dir.RunMismatchError, dist.DeviceError, checkpoint.DamagedCheckpoint)
 
 
+@record  # under torchrun, the failing rank's error reaches the launcher's summary
 def cli(argv=None) -> int:
     """``python -m trainer.train`` and ``mpd-train``: exit code 0, or 2 with the error named."""
     try:
@@ -160,6 +168,16 @@ class TrainResult:
 
 def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool = False,
           overwrite: bool = False) -> TrainResult:
+    """Run (or resume) training in ``out``, holding its lock (rank 0): one trainer per run dir."""
+    if not env.is_main:
+        return _train(graph_path, out, config, env, resume, overwrite)
+    storage.check_writable(out, "--out", folder=True)
+    with storage.exclusive(out, "run dir", f"trainer.train --out {out}"):
+        return _train(graph_path, out, config, env, resume, overwrite)
+
+
+def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool,
+           overwrite: bool) -> TrainResult:
     """Run (or resume) training in ``out``; a run already there needs ``resume`` or ``overwrite``."""
     run_dir.refuse_or_clear(out, resume, overwrite, env.is_main)
     tensorboard = TensorBoard(out) if env.is_main else None

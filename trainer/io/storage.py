@@ -8,6 +8,8 @@ import json
 import os
 import posixpath
 import shutil
+import socket
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -135,3 +137,59 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 def atomic_write_json(path: str, obj, indent: int | None = 2) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
+
+
+class Locked(RuntimeError):
+    """Another live process holds the lock of an output."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def exclusive(path: str, what: str, command: str):
+    """Hold ``path/.lock`` while the block runs: one writer per output. A lock whose process is
+    gone (same host, pid not running: a killed run, a torchrun restart) is taken over; a live
+    one raises :class:`Locked` naming its holder. On object stores, which have no exclusive
+    create, the check and the write are two steps: a guard against mistakes, not a mutex."""
+    fs, root = filesystem(path)
+    fs.makedirs(root, exist_ok=True)
+    lock = posixpath.join(root, ".lock")
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+          "command": command}
+    while True:
+        try:
+            if is_local(fs):
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                with os.fdopen(fd, "w") as f:
+                    json.dump(me, f)
+            elif fs.exists(lock):
+                raise FileExistsError(lock)
+            else:
+                with fs.open(lock, "w") as f:
+                    json.dump(me, f)
+            break
+        except FileExistsError:
+            try:
+                with fs.open(lock, "r") as f:
+                    holder = json.load(f)
+            except (OSError, ValueError):  # half written by a process killed at that instant
+                holder = {}
+            if holder.get("host") == me["host"] and holder.get("pid") and not _alive(int(holder["pid"])):
+                fs.rm(lock)  # its process is gone: nobody writes here any more
+                continue
+            raise Locked(f"{what} {path} is in use: {holder.get('command', 'a process')} (pid {holder.get('pid', '?')} "
+                         f"on {holder.get('host', '?')}, since {holder.get('since', '?')}) writes there; wait for it to "
+                         f"end, or remove {lock} if that process is gone") from None
+    try:
+        yield
+    finally:
+        if fs.exists(lock):
+            fs.rm(lock)

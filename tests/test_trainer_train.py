@@ -473,3 +473,30 @@ def test_divergence_stops_the_run_by_name_and_saves_nothing_diverged(gdir, tmp_p
     proc = subprocess.run([sys.executable, "-m", "trainer.train", *args, "--overwrite"], capture_output=True, text=True,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "training diverged" in proc.stderr
+
+
+def test_a_run_dir_in_use_is_refused_and_a_dead_holders_lock_is_taken_over(gdir, tmp_path):
+    import socket
+
+    from trainer.io import storage
+
+    run = tmp_path / "run"
+    args = ["--graph", gdir, "--out", str(run), "--epochs=1", "--max_steps_per_epoch=1", *SMALL]
+    with storage.exclusive(str(run), "run dir", "trainer.train --out elsewhere"):  # a live trainer
+        with pytest.raises(storage.Locked, match=rf"run dir {run} is in use: trainer.train --out elsewhere "
+                                                 rf"\(pid {os.getpid()} on .*\) writes there"):
+            main(args)
+    assert not (run / "checkpoints").exists()  # the refused trainer wrote nothing
+    dead = {"pid": 2**22 + 1, "host": socket.gethostname(), "since": "then", "command": "killed"}
+    (run / ".lock").write_text(json.dumps(dead))
+    main(args)
+    assert (run / "checkpoints" / "last.pt").exists() and not (run / ".lock").exists()
+
+
+def test_an_out_under_a_file_is_named_before_any_work(gdir, tmp_path):
+    from trainer.io import storage
+
+    (tmp_path / "f").write_text("x")
+    out = tmp_path / "f" / "run"
+    with pytest.raises(storage.OutputError, match=rf"--out {out} cannot be written \(.*\); choose another place"):
+        main(["--graph", gdir, "--out", str(out), "--epochs=1", *SMALL])

@@ -16,7 +16,7 @@ from graphdir_fixture import MPD_SAMPLE, REPO_ROOT, sample_graph_dir, synthetic_
 
 from etl import contract
 from trainer.evaluate import evaluate, main
-from trainer.io import run_dir
+from trainer.io import embeddings, run_dir
 from trainer.io.graph import load_catalogue
 from trainer.ranking.baselines import ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
 from trainer.ranking.metrics import METRICS, playlist_metrics
@@ -28,21 +28,11 @@ needs_sample = pytest.mark.skipif(
 
 
 def write_embeddings(run: str, graph_dir: str, tracks: np.ndarray, playlists: np.ndarray) -> str:
-    """A run dir as trainer.embed writes it: embeddings keyed by id and URI/pid, graph.json."""
+    """A run dir holding embeddings alone (no checkpoint), published as trainer.embed publishes them."""
     cat = load_catalogue(graph_dir)
-    out = os.path.join(run, run_dir.EMBEDDINGS)
-    os.makedirs(out, exist_ok=True)
-    emb = lambda m: pa.array(list(m.astype(np.float32)), type=pa.list_(pa.float32()))  # noqa: E731
-    pq.write_table(pa.table({
-        "track_id": pa.array(np.arange(cat.num_tracks), pa.int64()),
-        "track_uri": pa.array(list(cat.track_uri), pa.string()),
-        "embedding": emb(tracks)}), os.path.join(out, "track.parquet"))
-    pq.write_table(pa.table({
-        "playlist_id": pa.array(np.arange(cat.num_playlists), pa.int64()),
-        "pid": pa.array(cat.playlist_pid, pa.int64()),
-        "embedding": emb(playlists)}), os.path.join(out, "playlist.parquet"))
-    with open(os.path.join(run, "graph.json"), "w") as f:
-        json.dump({"graph": graph_dir, "manifest": cat.manifest}, f)
+    embeddings.publish(run, {"track": (np.arange(cat.num_tracks), list(cat.track_uri), tracks),
+                             "playlist": (np.arange(cat.num_playlists), cat.playlist_pid, playlists)}, None,
+                       {"checkpoint": None, "checkpoint_id": None, **run_dir.graph_record(graph_dir, cat.manifest)})
     return run
 
 
@@ -286,7 +276,9 @@ def test_run_trained_on_another_graph_is_refused(synth, tmp_path):
                            np.zeros((cat.num_playlists, 4)))
     with pytest.raises(run_dir.RunMismatchError, match="was trained on graph .* not on"):
         evaluate(synth, run, contract.SPLIT_VAL, ["gnn"])
-    os.remove(os.path.join(run, "graph.json"))  # the embeddings themselves still give it away
+    identity = os.path.join(run, "embeddings", "identity.json")  # without the graph record,
+    with open(identity, "w") as f:                                # the embeddings themselves give it away
+        json.dump({"checkpoint": None, "checkpoint_id": None}, f)
     with pytest.raises(run_dir.RunMismatchError, match="embeddings of another graph"):
         evaluate(synth, run, contract.SPLIT_VAL, ["gnn"])
 

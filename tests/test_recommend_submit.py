@@ -160,7 +160,11 @@ def test_submission_end_to_end(graph, run, tmp_path, method):
         assert len(uris) == 500 and len(set(uris)) == 500
         assert not set(uris) & {t["track_uri"] for t in p["tracks"]}
         assert set(uris) <= known
-    assert os.listdir(out.parent) == ["submission.csv.gz"]  # no temporary left behind
+    # no temporary left behind; beside the CSV, what made it
+    assert sorted(os.listdir(out.parent)) == ["submission.csv.gz", "submission.csv.gz.json"]
+    made_by = json.loads((out.parent / "submission.csv.gz.json").read_text())
+    assert made_by["method"] == method and made_by["playlists"] == len(playlists)
+    assert (made_by["gnn_checkpoint"] is not None) == (method == "gnn")
 
 
 def test_submit_cli_and_errors(graph, run, tmp_path, capsys):
@@ -173,6 +177,14 @@ def test_submit_cli_and_errors(graph, run, tmp_path, capsys):
     assert submit.main(["--graph", graph, "--run", run, "--challenge", str(tmp_path / "bad.json"),
                         "--out", out, "--team", "t", "--email", "e@x"]) == 2
     assert "duplicate pids [1]" in capsys.readouterr().err
+    (tmp_path / "empty.json").write_text(json.dumps({"playlists": []}))
+    assert submit.main(["--graph", graph, "--run", run, "--challenge", str(tmp_path / "empty.json"),
+                        "--out", out, "--team", "t", "--email", "e@x"]) == 2
+    assert "its 'playlists' list is empty: nothing to submit" in capsys.readouterr().err
+    (tmp_path / "blank.json").write_text(json.dumps({"playlists": [{"pid": 7, "name": "!!!", "tracks": []}]}))
+    assert submit.main(["--graph", graph, "--run", run, "--challenge", str(tmp_path / "blank.json"),
+                        "--out", out, "--team", "t", "--email", "e@x", "--method", "popularity"]) == 0
+    assert "1 of them (no known seed, no usable title) by global popularity" in capsys.readouterr().out
 
 
 def test_validate_rejects_bad_rows():

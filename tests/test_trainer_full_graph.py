@@ -103,7 +103,7 @@ def test_rank_validation_equals_trainer_evaluate(gdir, graph, tmp_path):
     main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=0", *SMALL])
     embed_main(["--graph", gdir, "--run", str(run)])
     result = evaluate(gdir, run, "val", ["gnn"])["methods"]["gnn"]
-    model, _ = load_trained(str(run), graph)
+    model, _, _ = load_trained(str(run), graph)
     ranking = ranking_set(graph, 0, seed=0)
     ours = rank_validation(FullGraphTraining(graph, TrainConfig(), CPU, None).embed(model), ranking, "cpu")
     seeded = {c: v for c, v in result["by_category"].items() if c != "title_only"}
@@ -131,7 +131,7 @@ def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypat
     last = checkpoint.load(checkpoint.checkpoint_path(str(run)))
     assert best["epoch"] == 2 and last["epoch"] == 4 and result.record["epoch"] == 3
     graph = load_graph(gdir)
-    exported, _ = load_trained(str(run), graph)
+    exported, _, _ = load_trained(str(run), graph)
     for k, v in best["model"].items():
         assert torch.equal(exported.state_dict()[k], v)
     assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])

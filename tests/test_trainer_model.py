@@ -193,14 +193,14 @@ def test_roc_auc_matches_pairwise_count():
 def test_embeddings_format_round_trip(tmp_path):
     ids = np.array([2, 0, 1])
     emb = np.arange(6, dtype=np.float32).reshape(3, 2)
-    embeddings.write(str(tmp_path), "track", ids, ["c", "a", "b"], emb)
+    embeddings.publish(str(tmp_path), {"track": (ids, ["c", "a", "b"], emb)}, None, {"checkpoint_id": None})
     schema = pq.read_schema(tmp_path / "embeddings" / "track.parquet")
     assert [(f.name, str(f.type)) for f in schema] == [
         ("track_id", "int64"), ("track_uri", "string"), ("embedding", "list<element: float>")]
     table = embeddings.read(str(tmp_path), "track")
     assert table["track_id"].to_pylist() == [0, 1, 2] and table["track_uri"].to_pylist() == ["a", "b", "c"]
     np.testing.assert_array_equal(embeddings.matrix(table["embedding"]), emb[[1, 2, 0]])
-    embeddings.write(str(tmp_path), "playlist", ids, [20, 0, 10], emb)
+    embeddings.publish(str(tmp_path), {"playlist": (ids, [20, 0, 10], emb)}, None, {"checkpoint_id": None})
     assert str(pq.read_schema(tmp_path / "embeddings" / "playlist.parquet").field("pid").type) == "int64"
 
 

@@ -160,7 +160,7 @@ def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     scorer = EmbeddingScorer(embeddings.track_embeddings(run, cat), None, "cpu", query)
     playlists = embeddings.playlist_embeddings(run, cat)
     graph = load_graph(gdir)
-    model, _ = load_trained(run, graph)
+    model, _, _ = load_trained(run, graph)
     visible = graph.visible_edges
     checked = 0
     for p in torch.unique(visible[0])[:25].tolist():
@@ -500,3 +500,61 @@ def test_an_out_under_a_file_is_named_before_any_work(gdir, tmp_path):
     out = tmp_path / "f" / "run"
     with pytest.raises(storage.OutputError, match=rf"--out {out} cannot be written \(.*\); choose another place"):
         main(["--graph", gdir, "--out", str(out), "--epochs=1", *SMALL])
+
+
+def test_embeddings_name_their_checkpoint_and_stale_or_partial_sets_are_refused(gdir, tmp_path, monkeypatch):
+    """Embeddings carry the id of the checkpoint they came from: a run trained further makes them
+    stale (refused by name until exported again), a set without its identity is incomplete, and
+    an export that fails half way leaves the published set as it was."""
+    from trainer.embed import main as embed_main
+    from trainer.evaluate import evaluate
+
+    run = str(tmp_path / "run")
+    args = ["--graph", gdir, "--out", run, "--max_steps_per_epoch=2", "--val_rank_playlists=0", *SMALL]
+    main([*args, "--epochs=1"])
+    embed_main(["--graph", gdir, "--run", run])
+    first = evaluate(gdir, run, "val", ["gnn"])
+    assert first["gnn_checkpoint"]["checkpoint_id"] == checkpoint.identity(checkpoint.final(run))
+
+    main([*args, "--epochs=2", "--resume"])  # last.pt, the final checkpoint here, moves on
+    with pytest.raises(run_dir.RunMismatchError, match=r"came from checkpoint \w+ .* is now \w+ .*export again"):
+        evaluate(gdir, run, "val", ["gnn"])
+
+    real, calls = embeddings._write_table, []
+
+    def killed_after_one_table(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a kill between two tables
+        return real(*a, **k)
+
+    monkeypatch.setattr(embeddings, "_write_table", killed_after_one_table)
+    with pytest.raises(KeyboardInterrupt):
+        embed_main(["--graph", gdir, "--run", run])
+    assert not [n for n in os.listdir(run) if n.startswith("embeddings.")]  # no half set beside the old one
+    with pytest.raises(run_dir.RunMismatchError, match="is now"):  # the old set, still stale, still refused
+        evaluate(gdir, run, "val", ["gnn"])
+    monkeypatch.undo()
+
+    embed_main(["--graph", gdir, "--run", run])
+    second = evaluate(gdir, run, "val", ["gnn"])
+    assert second["gnn_checkpoint"]["checkpoint_id"] != first["gnn_checkpoint"]["checkpoint_id"]
+    os.remove(os.path.join(run, "embeddings", "identity.json"))
+    with pytest.raises(run_dir.RunMismatchError, match="identity.json not found: .* is incomplete"):
+        evaluate(gdir, run, "val", ["gnn"])
+
+
+def test_a_batch_above_the_epochs_edges_is_cut_and_said(gdir, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="trainer.train"):
+        result = main(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", *SMALL, "--batch_size=1000000"])
+    assert "batch_size=1000000 is above the" in caplog.text and "training with batches of at most" in caplog.text
+    assert result.record["steps"] == 1
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["batch_size"] == 1000000  # as asked
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_is_one_line(gdir, tmp_path, capsys):
+    from trainer.train import cli
+
+    assert cli(["--graph", gdir, "--out", str(tmp_path / "run"), "--device=cuda"]) == 2
+    assert "error: device=cuda but torch.cuda.is_available() is False" in capsys.readouterr().err

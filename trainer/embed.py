@@ -11,32 +11,36 @@ import argparse
 import json
 import sys
 
+import torch
+
 from etl import contract
 from trainer import dist
 from trainer.config import ConfigError
 from trainer.gnn.inference import EMBEDDED_TYPES, encode_all, load_trained, seed_query
-from trainer.io import checkpoint, embeddings
+from trainer.io import checkpoint, embeddings, storage
 from trainer.io.graph import load_graph, read_keys
-from trainer.io.run_dir import RunMismatchError
+from trainer.io.run_dir import RunMismatchError, graph_record
 
 
 def export(graph_path: str, run_dir: str, batch_size: int = 4096, device: str = "auto") -> dict[str, str]:
-    """Embed every track and playlist of ``graph_path`` with ``run_dir``'s model; returns the paths."""
+    """Embed every track and playlist of ``graph_path`` with ``run_dir``'s model and publish the
+    set; returns the paths written."""
     device = dist.pick_device(device)
+    storage.check_writable(run_dir, "--run", folder=True)
     graph = load_graph(graph_path)
-    model, _ = load_trained(run_dir, graph, device)
+    model, _, source = load_trained(run_dir, graph, device)
     h = encode_all(model, graph, batch_size, device, progress=True)
-    written = {}
     query = seed_query(model)
-    outputs = [(t, t) for t in EMBEDDED_TYPES] + ([("track", "track_seed")] if query else [])
-    for t, name in outputs:
+    tables = {}
+    for t, name in [(t, t) for t in EMBEDDED_TYPES] + ([("track", "track_seed")] if query else []):
+        if not bool(torch.isfinite(h[name]).all()):
+            raise RunMismatchError(f"{source['checkpoint']} embeds some {t}s as non-finite numbers: "
+                                   "that model diverged; nothing was exported")
         keys = read_keys(graph_path, t)
-        written[name] = embeddings.write(run_dir, name, keys.column(contract.ID_COLUMN[t]).to_numpy(),
-                                         keys.column(contract.KEY_COLUMN[t]), h[name].numpy())
-    # Without seed-query terms, a stale file of an earlier export of another model is removed.
-    if embeddings.write_seed_query(run_dir, query):
-        written["seed_query"] = embeddings.path(run_dir, embeddings.SEED_QUERY)
-    return written
+        tables[name] = (keys.column(contract.ID_COLUMN[t]).to_numpy(), keys.column(contract.KEY_COLUMN[t]),
+                        h[name].numpy())
+    with storage.exclusive(run_dir, "run dir", f"trainer.embed --run {run_dir}"):
+        return embeddings.publish(run_dir, tables, query, {**source, **graph_record(graph_path, graph.manifest)})
 
 
 def main(argv=None) -> None:
@@ -58,7 +62,7 @@ def cli(argv=None) -> int:
     try:
         main(argv)
     except (ConfigError, contract.ContractError, FileNotFoundError, checkpoint.DamagedCheckpoint, RunMismatchError,
-            dist.DeviceError) as e:  # a user's mistake: one line, no traceback
+            dist.DeviceError, storage.OutputError, storage.Locked) as e:  # a user's mistake: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

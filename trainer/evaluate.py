@@ -32,7 +32,7 @@ from trainer import dist
 from trainer.io import embeddings, run_dir, storage
 from trainer.io.graph import load_catalogue
 from trainer.ranking.baselines import ALSParams
-from trainer.ranking.methods import METHODS, build_scorers
+from trainer.ranking.methods import METHODS, build_scorers, source_of
 from trainer.ranking.metrics import K
 from trainer.ranking.protocol import (
     category_order,
@@ -110,6 +110,7 @@ def evaluate(
                       " normalised title, then global popularity",
         "methods": report(sums, counts, list(scorers), groups),
         "methods_left_out": left_out,
+        "gnn_checkpoint": source_of(scorers),  # the model the gnn rows belong to
     }
     out = storage.join(run, f"eval_{split}.json")
     storage.atomic_write_json(out, results)

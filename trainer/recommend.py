@@ -21,7 +21,7 @@ import numpy as np
 from etl import contract
 from trainer import dist
 from trainer.io.graph import Catalogue, load_catalogue, normalise_title, track_details
-from trainer.ranking.methods import METHODS, build_scorers, default_method
+from trainer.ranking.methods import METHODS, build_scorers, default_method, source_of
 from trainer.ranking.scoring import Queries, rank
 
 
@@ -101,6 +101,9 @@ def recommend(
         found = [title_note(raw_title, queries, fallback),
                  shortfall_note(len(ids), k, cat.num_tracks, int(queries.num_seeds()[0]))]
         notes.extend(n for n in found if n)
+        if method == "gnn":
+            source = source_of(scorers)
+            notes.append(f"ranked by the gnn of checkpoint {source['checkpoint_id']} ({source['checkpoint']})")
     details = track_details(graph_dir, ids)
     return [{"rank": r, **d} for r, d in enumerate(details, start=1)]
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from trainer import dist
 from trainer.io import storage
 from trainer.io.graph import Catalogue, load_catalogue, normalise_title
-from trainer.ranking.methods import METHODS, build_scorers, default_method
+from trainer.ranking.methods import METHODS, build_scorers, default_method, source_of
 from trainer.ranking.metrics import K
 from trainer.ranking.scoring import Queries, rank
 
@@ -38,7 +38,9 @@ def read_challenge(path: str) -> list[dict]:
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"--challenge {path}: cannot read JSON ({e})") from None
     playlists = data.get("playlists") if isinstance(data, dict) else None
-    if not isinstance(playlists, list) or not playlists:
+    if isinstance(playlists, list) and not playlists:
+        raise ValueError(f"--challenge {path}: its 'playlists' list is empty: nothing to submit")
+    if not isinstance(playlists, list):
         raise ValueError(f"--challenge {path}: no 'playlists' list (keys: {sorted(data) if isinstance(data, dict) else type(data).__name__})")
     pids = [p.get("pid") for p in playlists]
     bad = [i for i, p in enumerate(playlists) if not isinstance(p.get("pid"), int) or not isinstance(p.get("tracks", []), list)]
@@ -116,14 +118,21 @@ def submit(
         for b, row in enumerate(ids):
             rows.append((playlists[lo + b]["pid"], cat.track_uri[row[row >= 0]].tolist()))
     check_submission(rows, [p["pid"] for p in playlists], seed_uris)
-    write_submission(out, team, email, rows)
-    return {
+    summary = {
         "playlists": len(rows),
         "method": method,
+        "gnn_checkpoint": source_of(scorers),
+        "graph": graph_dir,
         "unknown_seed_uris": unknown,
         "title_fallback": int((queries.num_seeds() == 0).sum()),
+        # neither a known seed nor a title with words: these get the most popular tracks overall
+        "popularity_fallback": int(((queries.num_seeds() == 0) & np.array([not t for t in queries.titles])).sum()),
         "out": str(out),
     }
+    write_submission(out, team, email, rows)
+    # The CSV's format is the challenge's: what made it goes beside it.
+    storage.atomic_write_json(f"{out}.json", summary)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {summary['out']}: {summary['playlists']} playlists by {summary['method']};"
           f" {summary['unknown_seed_uris']} seed URIs not in the graph ignored;"
-          f" {summary['title_fallback']} playlists ranked from their title alone")
+          f" {summary['title_fallback']} playlists ranked from their title alone, {summary['popularity_fallback']} of"
+          " them (no known seed, no usable title) by global popularity")
     return 0
 
 

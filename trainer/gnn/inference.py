@@ -13,28 +13,28 @@ from tqdm import tqdm
 
 from trainer.config import TrainConfig
 from trainer.gnn.model import LinkPredictor, build_model
-from trainer.io import checkpoint, storage
+from trainer.io import checkpoint
 from trainer.io.graph import Graph
 from trainer.io.run_dir import check_trained_on
 
 EMBEDDED_TYPES = ("track", "playlist")
 
 
-def load_trained(run_dir: str, graph: Graph, device="cpu") -> tuple[LinkPredictor, TrainConfig]:
-    """The model of ``run_dir``'s best checkpoint (by val R-precision, when training ranked the
-    validation playlists), else its last, checked against the graph it was trained on."""
-    path = checkpoint.checkpoint_path(run_dir, checkpoint.BEST)
-    if not storage.exists(path):
-        path = checkpoint.checkpoint_path(run_dir)
-    if not storage.exists(path):
-        raise FileNotFoundError(f"{path} not found: train first (python -m trainer.train --out {run_dir})")
+def load_trained(run_dir: str, graph: Graph, device="cpu") -> tuple[LinkPredictor, TrainConfig, dict]:
+    """The model of ``run_dir``'s final checkpoint (``checkpoint.final``), checked against the
+    graph it was trained on, its config, and its identity (file and id)."""
+    path = checkpoint.final(run_dir)
+    if path is None:
+        raise FileNotFoundError(f"{checkpoint.checkpoint_path(run_dir)} not found: train first "
+                                f"(python -m trainer.train --out {run_dir})")
     state = checkpoint.load(path)
     check_trained_on(state["graph"], graph.path, graph.manifest, run_dir)
     # Runs from before ``track_bias`` and ``playlist_ids`` existed were trained without them.
     config = TrainConfig.from_dict({"track_bias": False, "playlist_ids": False, **state["config"]}, where=path)
     model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes)
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), config
+    source = {"checkpoint": path, "checkpoint_id": state.get("checkpoint_id") or checkpoint.identity(path)}
+    return model.to(device).eval(), config, source
 
 
 def _by_destination(edge_index: torch.Tensor, num_dst: int):

@@ -6,7 +6,9 @@ epoch, global step, the epoch's running loss sums), the RNG states of torch, num
 """
 from __future__ import annotations
 
+import hashlib
 import random
+import uuid
 
 import fsspec
 import numpy as np
@@ -44,11 +46,41 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: str, payload: dict) -> None:
+def final(run_dir: str) -> str | None:
+    """The checkpoint a run exports: ``best.pt`` (the best val R-precision) when training ranked
+    validation playlists, else ``last.pt``; None before the first epoch ends."""
+    for name in (BEST, LAST):
+        if storage.exists(checkpoint_path(run_dir, name)):
+            return checkpoint_path(run_dir, name)
+    return None
+
+
+def identity(path: str) -> str:
+    """The id a checkpoint was saved with (what embeddings and results derived from it carry),
+    read without loading the tensors where the file is local; a digest for checkpoints that
+    predate ids."""
+    fs, target = storage.filesystem(path)
+    if storage.is_local(fs):
+        state = torch.load(target, mmap=True, weights_only=True, map_location="cpu")
+    else:
+        state = load(path)
+    if "checkpoint_id" in state:
+        return state["checkpoint_id"]
+    digest = hashlib.sha256()
+    with fsspec.open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def save(path: str, payload: dict) -> str:
+    """Write a checkpoint atomically under a new id (returned)."""
+    payload = {**payload, "checkpoint_id": uuid.uuid4().hex}
     # Streamed to the file: serialising into memory first held the checkpoint (model, Adam
     # state: ~350 MB at 100k playlists) up to three times over, the run's peak memory.
     with storage.atomic_open(path) as f:
         torch.save(payload, f)
+    return payload["checkpoint_id"]
 
 
 class DamagedCheckpoint(ValueError):

@@ -1,5 +1,10 @@
 """The run's embeddings (``RUN_DIR/embeddings/``): one writer, one reader.
 
+The set is published as a whole: written into a temporary folder beside it, ``identity.json``
+last (the checkpoint it came from, its id, the graph), then swapped in. A reader refuses, by
+name, a set without ``identity.json`` (incomplete, or older than identities) and a set whose
+checkpoint is no longer the run's final one (a ``--resume`` wrote a better ``best.pt``).
+
 ``track.parquet`` (``track_id`` int64, ``track_uri`` string, ``embedding`` list<float32>),
 ``playlist.parquet`` (``playlist_id``, ``pid``, ``embedding``), and for models whose playlist
 embedding is linear in its tracks ``track_seed.parquet`` and ``seed_query.json``: what embeds a
@@ -9,6 +14,8 @@ is sorted by id; readers check ids and keys against the graph they are used with
 from __future__ import annotations
 
 import json
+import posixpath
+import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -16,26 +23,27 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl import contract
-from trainer.io import storage
+from trainer.io import checkpoint, storage
 from trainer.io.graph import Catalogue
 from trainer.io.run_dir import EMBEDDINGS, RunMismatchError
 
 SEED_QUERY = "seed_query.json"
+IDENTITY = "identity.json"
 # table name -> node type whose id and key columns it carries
 TABLES = {"track": "track", "playlist": "playlist", "track_seed": "track"}
 _KEY_DTYPE = {"track": pa.string(), "playlist": pa.int64()}
 
 
 def path(run: str, name: str) -> str:
-    return storage.join(run, EMBEDDINGS, name if name == SEED_QUERY else f"{name}.parquet")
+    return storage.join(run, EMBEDDINGS, name if name.endswith(".json") else f"{name}.parquet")
 
 
 def exists(run: str) -> bool:
     return storage.exists(path(run, "track"))
 
 
-def write(run: str, name: str, ids: np.ndarray, keys, embedding: np.ndarray) -> str:
-    """Write one embeddings table (``<type>_id``, key column, ``embedding`` list<float32>), sorted by id."""
+def _write_table(folder: str, name: str, ids: np.ndarray, keys, embedding: np.ndarray) -> None:
+    """One embeddings table (``<type>_id``, key column, ``embedding`` list<float32>), sorted by id."""
     node_type = TABLES[name]
     order = np.argsort(ids, kind="stable")
     emb = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32)[order])
@@ -45,20 +53,52 @@ def write(run: str, name: str, ids: np.ndarray, keys, embedding: np.ndarray) -> 
         contract.KEY_COLUMN[node_type]: pa.array(keys, type=_KEY_DTYPE[node_type]).take(pa.array(order)),
         "embedding": pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1))),
     })
-    target = path(run, name)
-    with storage.atomic_open(target) as f:
+    with storage.atomic_open(storage.join(folder, f"{name}.parquet")) as f:
         pq.write_table(table, f)
-    return target
 
 
-def write_seed_query(run: str, query: dict | None) -> str | None:
-    """Write the seed-query terms, or remove a stale file of an earlier model that had them."""
-    target = path(run, SEED_QUERY)
-    if query is None:
-        storage.remove(target)
-        return None
-    storage.atomic_write_json(target, query, indent=None)
-    return target
+def publish(run: str, tables: dict[str, tuple], seed_query: dict | None, identity: dict) -> dict[str, str]:
+    """Write the whole set (``tables``: name -> ``(ids, keys, embedding)``), then swap it in for
+    the old one; returns the published paths. ``identity``: the checkpoint and id it came from."""
+    fs, root = storage.filesystem(run)
+    tag = uuid.uuid4().hex[:12]
+    staging, old = (storage.join(run, f"{EMBEDDINGS}.{kind}-{tag}") for kind in ("tmp", "old"))
+    try:
+        for name, (ids, keys, embedding) in tables.items():
+            _write_table(staging, name, ids, keys, embedding)
+        if seed_query is not None:
+            storage.atomic_write_json(storage.join(staging, SEED_QUERY), seed_query, indent=None)
+        storage.atomic_write_json(storage.join(staging, IDENTITY), {**identity, "tables": sorted(tables)})
+    except BaseException:
+        storage.remove(staging)  # the published set is untouched
+        raise
+    final = posixpath.join(root, EMBEDDINGS)
+    # Local renames are atomic; readers see the old set or the new one (or, for an instant, none).
+    if fs.exists(final):
+        fs.mv(final, storage.filesystem(old)[1], recursive=True)
+    fs.mv(storage.filesystem(staging)[1], final, recursive=True)
+    storage.remove(old)
+    names = [*tables, *([SEED_QUERY] if seed_query is not None else []), IDENTITY]
+    return {n.removesuffix(".json"): path(run, n) for n in names}
+
+
+def identity(run: str) -> dict:
+    """What the run's embeddings came from, checked: the set is complete and its checkpoint is
+    still the run's final one. :class:`RunMismatchError` otherwise."""
+    recorded = storage.read_json(path(run, IDENTITY))
+    if recorded is None:
+        raise RunMismatchError(
+            f"{path(run, IDENTITY)} not found: {run}/{EMBEDDINGS} is incomplete or was written before embeddings "
+            f"named their checkpoint; export again (python -m trainer.embed --graph GRAPH --run {run})")
+    final = checkpoint.final(run)
+    if final is not None and recorded.get("checkpoint_id") is not None:
+        now = checkpoint.identity(final)
+        if now != recorded["checkpoint_id"]:
+            raise RunMismatchError(
+                f"{run}/{EMBEDDINGS} came from checkpoint {recorded['checkpoint_id']} ({recorded.get('checkpoint')}), "
+                f"but the run's final checkpoint {final} is now {now} (trained further?); export again "
+                f"(python -m trainer.embed --graph GRAPH --run {run})")
+    return recorded
 
 
 def read(run: str, name: str) -> pa.Table:

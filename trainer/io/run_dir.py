@@ -23,7 +23,8 @@ EMBEDDINGS = "embeddings"
 TENSORBOARD = "tensorboard"
 # Everything trainer.train, trainer.embed and trainer.evaluate write into a run dir.
 RUN_OUTPUTS = ("checkpoints", METRICS_FILE, CONFIG_FILE, GRAPH_FILE, CURVES_FILE, EMBEDDINGS, TENSORBOARD)
-EVAL_GLOB = "eval_*.json"
+# eval reports, and what an embed killed while publishing leaves beside embeddings/
+LEFTOVER_GLOBS = ("eval_*.json", f"{EMBEDDINGS}.tmp-*", f"{EMBEDDINGS}.old-*")
 # What identifies a graph dir: a rebuilt graph has another created_at, a changed one other counts.
 GRAPH_IDENTITY = ("schema_version", "created_at", "counts", "split")
 # Keys that may change between a run and its resumption; anything else would change the result.
@@ -124,7 +125,8 @@ def refuse_or_clear(run_dir: str, resume: bool, overwrite: bool, is_main: bool =
 def clear(run_dir: str) -> list[str]:
     """Remove a run's outputs from ``run_dir`` (only the names a run writes); what was removed."""
     fs, root = storage.filesystem(run_dir)
-    paths = [posixpath.join(root, name) for name in RUN_OUTPUTS] + fs.glob(posixpath.join(root, EVAL_GLOB))
+    paths = [posixpath.join(root, name) for name in RUN_OUTPUTS]
+    paths += [p for pattern in LEFTOVER_GLOBS for p in fs.glob(posixpath.join(root, pattern))]
     removed = []
     for path in paths:
         if fs.exists(path):

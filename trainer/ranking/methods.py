@@ -22,17 +22,20 @@ def default_method(run: str) -> str:
 
 def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str = "playlist",
                fold_in_steps: int = 0) -> EmbeddingScorer:
-    """The GNN's scorer from ``run``'s embeddings, refused when the run was trained on another graph."""
+    """The GNN's scorer from ``run``'s embeddings, refused when they are incomplete, older than the
+    run's final checkpoint, or of another graph; ``scorer.source`` names the checkpoint."""
     if not embeddings.exists(run):
         raise FileNotFoundError(
             f"--methods gnn: no embeddings in {run}/{run_dir.EMBEDDINGS}/ (track.parquet); export them with "
             "python -m trainer.embed, or leave gnn out of --methods")
-    check_graph = run_dir.RunDir(run).read_json(run_dir.GRAPH_FILE)
-    run_dir.check_trained_on(check_graph, graph.path, graph.manifest, f"run {run}")
-    return EmbeddingScorer(
+    source = embeddings.identity(run)
+    run_dir.check_trained_on(source, graph.path, graph.manifest, f"the embeddings in {run}")
+    scorer = EmbeddingScorer(
         embeddings.track_embeddings(run, graph),
         embeddings.playlist_embeddings(run, graph) if gnn_query == "playlist" else None,
         device, embeddings.seed_query(run, graph), fold_in_steps=fold_in_steps)
+    scorer.source = source  # what every result ranked by it names
+    return scorer
 
 
 def build_scorers(
@@ -60,3 +63,9 @@ def build_scorers(
             scorers[m] = ItemKNN(train, popularity, chunk_size, beta=beta, gamma=gamma)
     return scorers, TitlePopularity(train, graph.playlist_title, popularity)
 
+
+
+def source_of(scorers: dict[str, Scorer]) -> dict | None:
+    """The checkpoint behind the GNN among ``scorers`` (what its results must name), else None."""
+    gnn = scorers.get("gnn")
+    return None if gnn is None else {k: gnn.source.get(k) for k in ("checkpoint", "checkpoint_id")}

@@ -264,6 +264,12 @@ def test_gnn_left_out_for_lack_of_embeddings_is_said(synth, tmp_path, capsys):
     assert f"note: gnn left out: no embeddings in {run}/embeddings/" in capsys.readouterr().out
 
 
+def test_an_unwritable_run_dir_is_named_before_ranking(synth, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    assert main(["--graph", synth, "--run", str(tmp_path / "a_file"), "--methods", "popularity"]) == 2
+    assert f"--run {tmp_path / 'a_file'}/eval_val.json cannot be written" in capsys.readouterr().err
+
+
 def test_unknown_method_is_named(synth, tmp_path):
     with pytest.raises(ValueError, match=r"unknown \['svd'\]"):
         evaluate(synth, str(tmp_path / "r"), contract.SPLIT_VAL, ["svd"])

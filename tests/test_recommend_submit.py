@@ -181,6 +181,10 @@ def test_submit_cli_and_errors(graph, run, tmp_path, capsys):
     assert submit.main(["--graph", graph, "--run", run, "--challenge", str(tmp_path / "empty.json"),
                         "--out", out, "--team", "t", "--email", "e@x"]) == 2
     assert "its 'playlists' list is empty: nothing to submit" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("x")
+    assert submit.main(["--graph", graph, "--run", run, "--challenge", challenge, "--out",
+                        str(tmp_path / "a_file" / "s.csv"), "--team", "t", "--email", "e@x"]) == 2
+    assert f"--out {tmp_path / 'a_file' / 's.csv'} cannot be written" in capsys.readouterr().err
     (tmp_path / "blank.json").write_text(json.dumps({"playlists": [{"pid": 7, "name": "!!!", "tracks": []}]}))
     assert submit.main(["--graph", graph, "--run", run, "--challenge", str(tmp_path / "blank.json"),
                         "--out", out, "--team", "t", "--email", "e@x", "--method", "popularity"]) == 0

@@ -59,6 +59,8 @@ def evaluate(
     dist.configure_logging(env.is_main)
     rank_, world, device = env.rank, env.world_size, env.device
     run = str(run)
+    if rank_ == 0:  # before hours of ranking, not after
+        storage.check_writable(storage.join(run, f"eval_{split}.json"), "--run")
     graph = load_catalogue(graph_dir)
     left_out = {}
     if methods is None:
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
                  args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query,
                  args.catalogue, als, args.fold_in_steps, args.device)
-    except (ValueError, FileNotFoundError, dist.DeviceError) as e:
+    except (ValueError, FileNotFoundError, dist.DeviceError, storage.OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

@@ -99,6 +99,7 @@ def submit(
     device: str = "auto",
 ) -> dict:
     """Rank 500 tracks for every challenge playlist, validate, write; returns a summary."""
+    storage.check_writable(out, "--out")  # before ranking every playlist, not after
     playlists = read_challenge(challenge)
     cat = load_catalogue(graph_dir)
     if method is None:
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = submit(args.graph, args.run, args.challenge, args.out, args.team, args.email,
                          args.method, fold_in_steps=args.fold_in_steps, device=args.device)
-    except (ValueError, FileNotFoundError, dist.DeviceError) as e:
+    except (ValueError, FileNotFoundError, dist.DeviceError, storage.OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {summary['out']}: {summary['playlists']} playlists by {summary['method']};"

@@ -558,3 +558,25 @@ def test_device_cuda_without_cuda_is_one_line(gdir, tmp_path, capsys):
 
     assert cli(["--graph", gdir, "--out", str(tmp_path / "run"), "--device=cuda"]) == 2
     assert "error: device=cuda but torch.cuda.is_available() is False" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_checkpointing_is_said_and_resume_recovers(gdir, tmp_path, monkeypatch):
+    import errno
+
+    from trainer.io import storage
+
+    def full_disk(obj, f):  # what torch.save raises when the file's write hits ENOSPC
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    run = tmp_path / "run"
+    args = ["--graph", gdir, "--out", str(run), "--epochs=1", "--max_steps_per_epoch=1", *SMALL]
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(storage.OutputError, match=r"writing .*checkpoints/last.pt: no space left on device"):
+        main(args)
+    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())  # no temporary left
+    monkeypatch.undo()
+    main([*args, "--resume"])
+    assert (run / "checkpoints" / "last.pt").exists()

@@ -12,7 +12,8 @@
 #        DEMO_PLAYLISTS (3000), EPOCHS (default: the trainer's, which stops when the validation
 #        R-precision stops improving), TRAIN_ARGS (extra trainer --key=value options),
 #        PY (.venv/bin/python).
-# The synthetic input and the graph dir are reused when present; training reruns each time.
+# The synthetic input and the graph dir are reused when present (a real input's by its path, file
+# names and sizes); training reruns each time, replacing the previous demo run (said on the console).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -24,7 +25,10 @@ if [ -n "${MPD_DIR:-}" ]; then
     [ -d "$MPD_DIR" ] || { echo "error: MPD_DIR=$MPD_DIR is not a directory; it should be the data/ folder of the unzipped MPD (1,000 mpd.slice.*.json files)" >&2; exit 2; }
     ls "$MPD_DIR"/mpd.slice.*.json >/dev/null 2>&1 || { echo "error: MPD_DIR=$MPD_DIR holds no mpd.slice.*.json files" >&2; exit 2; }
     input=$MPD_DIR
-    work=$DEMO_DIR/real-$(basename "$(cd "$MPD_DIR" && pwd)")
+    # Reused work is keyed on the input itself (its resolved path, file names and sizes), not on
+    # its folder's name: the MPD's own folder is called data, like many others.
+    key=$( { cd "$MPD_DIR" && pwd && ls -l mpd.slice.*.json; } | sha1sum | cut -c1-12)
+    work=$DEMO_DIR/real-$(basename "$(cd "$MPD_DIR" && pwd)")-$key
     # A CPU demo on the full MPD (1,000 slices): bound the run rather than train for days.
     if [ "$(ls "$MPD_DIR"/mpd.slice.*.json | wc -l)" -gt 20 ]; then
         TRAIN_ARGS=${TRAIN_ARGS:---max_steps_per_epoch=200 --epochs=2}
@@ -50,7 +54,10 @@ else
 fi
 
 echo "== 3/6 training (${EPOCHS:-until val R-precision stops improving} epochs, CPU): $run"
-rm -rf "$run"
+if [ -e "$run" ]; then
+    echo "   removing the previous demo run $run (the demo retrains each time)"
+    rm -rf "$run"
+fi
 # shellcheck disable=SC2086  # TRAIN_ARGS is a list of options
 "$PY" -m trainer.train --graph "$graph" --out "$run" ${EPOCHS:+--epochs="$EPOCHS"} ${TRAIN_ARGS:-}
 

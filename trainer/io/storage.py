@@ -91,17 +91,25 @@ def read_json(path: str):
 
 def check_writable(path: str, what: str, folder: bool = False) -> None:
     """Fail now, before any work, when ``path`` (a folder, or a file's folder) cannot be written:
-    :class:`OutputError` naming ``what`` (e.g. ``--out``), the place and the reason."""
+    :class:`OutputError` naming ``what`` (e.g. ``--out``), the place and the reason. Creates nothing
+    on a local disk: the nearest existing folder above must be a writable folder."""
     fs, target = filesystem(path)
-    where = target if folder else posixpath.dirname(target)
-    probe = posixpath.join(where, f".write-check-{uuid.uuid4().hex}")
     try:
         if fs.exists(target) and fs.isdir(target) != folder:
             raise NotADirectoryError(errno.ENOTDIR, "a file is in the way" if folder else "it is a folder")
-        fs.makedirs(where, exist_ok=True)
-        with fs.open(probe, "wb") as f:
-            f.write(b"\0")
-        fs.rm(probe)
+        where = target if folder else posixpath.dirname(target)
+        if is_local(fs):
+            while not os.path.exists(where):
+                where = os.path.dirname(where)
+            if not os.path.isdir(where):
+                raise NotADirectoryError(errno.ENOTDIR, f"{where} is a file, not a folder")
+            if not os.access(where, os.W_OK):  # EROFS too: access(2) reports a read-only mount
+                raise PermissionError(errno.EACCES, f"{where} is read-only or not writable by this user")
+        else:  # an object store: try it
+            probe = posixpath.join(where, f".write-check-{uuid.uuid4().hex}")
+            with fs.open(probe, "wb") as f:
+                f.write(b"\0")
+            fs.rm(probe)
     except OSError as e:
         raise OutputError(f"{what} {path} cannot be written ({_why(e)}); choose another place") from None
 

@@ -3,9 +3,8 @@
 
     python bench/bench_propagation.py --graph G [--repeats 3] [--out results.jsonl]
 
-Modes: ``sampled_torch_sparse`` (session 4's default: LinkNeighborLoader through torch-sparse,
-batch 256), ``sampled_device`` (the device-resident sampler, batch 256), ``full`` (whole-graph
-propagation, batch 4,096) and ``full_3_layers`` (the same at the depth before session 7).
+Modes: ``sampled_torch_sparse`` (LinkNeighborLoader through torch-sparse, batch 256), ``sampled_device`` (the device-resident sampler, batch 256), ``full`` (whole-graph
+propagation, batch 4,096) and ``full_3_layers`` (the same at the earlier depth of 3).
 Reported per mode: supervision edges/s in the batch loop, the share of the step spent waiting
 for data, the per-epoch set-up, and peak RSS.
 """
@@ -25,7 +24,7 @@ MODES = {
     "sampled_torch_sparse": ({"propagation": "sampled", "sampler": "torch_sparse", "batch_size": 256}, 40),
     "sampled_device": ({"propagation": "sampled", "sampler": "device", "batch_size": 256}, 40),
     "full": ({"propagation": "full", "batch_size": 4096}, 6),  # the default depth (6 layers)
-    "full_3_layers": ({"propagation": "full", "batch_size": 4096, "layers": 3}, 6),  # the depth before session 7
+    "full_3_layers": ({"propagation": "full", "batch_size": 4096, "layers": 3}, 6),  # the earlier depth
 }
 
 

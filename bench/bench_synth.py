@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_synth.py [--scales 10000 100000] [--repeats 3] [--out bench/out/results_synth.md]
 
-Throughput: wall time of ``etl.synth.generate`` for 10k playlists (files written to a temporary
+Throughput: wall time of ``etl.command.generate`` for 10k playlists (files written to a temporary
 dir), workers 1 and 2, median of ``--repeats``. Calibration: statistics of the generated
 playlists at each scale (computed from the generator's arrays, which the tests check against the
 written JSON) next to the real MPD's (``shared/data/mpd_stats.txt``; per-playlist statistics are
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from etl import synth  # noqa: E402
+from etl.synth import calibration, catalogue, command, playlists, slices  # noqa: E402
 
 # Real MPD (mpd_stats.txt; 1M playlists, 66,346,428 entries).
 REAL_TRACKS_100K, REAL_TRACKS_1M = 681_805, 2_262_292
@@ -35,7 +35,7 @@ REAL = {
     "share with 1 follower": 754_219 / 1e6,
     "share with 2 followers": 149_600 / 1e6,
     "share with num_edits = 2": 92_252 / 1e6,
-    "share modified in the top-20 days (2017-10-11..30)": sum(synth._MODIFIED_TOP20) / 1e6,
+    "share modified in the top-20 days (2017-10-11..30)": sum(calibration._MODIFIED_TOP20) / 1e6,
     "share of length 20 (the mode)": 15_057 / 1e6,
     "share with description": 18_760 / 1e6,
     "share titled 'country'": 10_000 / 1e6,
@@ -91,9 +91,9 @@ def generated_stats(n: int, seed: int = 0) -> dict:
     hidden_tracks, hidden_artist_in_seeds = [], []
     artists_ratio, albums_ratio = [], []
     same_artist = same_album = pairs = 0
-    for i in range(-(-n // synth.PLAYLISTS_PER_SLICE)):
-        first, last = synth.slice_bounds(n, i)
-        b = synth.generate_batch(seed, synth._STREAM_SLICE, i, first, last - first + 1)
+    for i in range(-(-n // slices.PLAYLISTS_PER_SLICE)):
+        first, last = slices.slice_bounds(n, i)
+        b = playlists.generate_batch(seed, playlists.STREAM_SLICE, i, first, last - first + 1)
         ln = np.diff(b.offsets)
         playlist = np.repeat(np.arange(ln.size), ln)
         lengths.append(ln)
@@ -102,28 +102,28 @@ def generated_stats(n: int, seed: int = 0) -> dict:
         modified.append(b.modified_at)
         titled_country += sum(t.strip().lower() == "country" for t in b.names)
         described += sum(d is not None for d in b.descriptions)
-        rep = synth._repeats(playlist, b.tracks)
-        artists_ratio.append(synth._distinct_per_playlist(playlist, synth.artist_of(b.tracks), ln.size) / ln)
-        albums_ratio.append(synth._distinct_per_playlist(playlist, synth.album_of(b.tracks), ln.size) / ln)
+        rep = playlists._repeats(playlist, b.tracks)
+        artists_ratio.append(playlists.distinct_per_playlist(playlist, catalogue.artist_of(b.tracks), ln.size) / ln)
+        albums_ratio.append(playlists.distinct_per_playlist(playlist, catalogue.album_of(b.tracks), ln.size) / ln)
         repeats += int(rep.sum())
         per_playlist_tracks.append(b.tracks[~rep])
         entries.append(b.tracks)
         nxt = np.ones(b.tracks.size, dtype=bool)
         nxt[b.offsets[1:] - 1] = False  # last entry of each playlist has no successor
         a, c = b.tracks[:-1][nxt[:-1]], b.tracks[1:][nxt[:-1]]
-        same_artist += int((synth.artist_of(a) == synth.artist_of(c)).sum())
-        same_album += int((synth.album_of(a) == synth.album_of(c)).sum())
+        same_artist += int((catalogue.artist_of(a) == catalogue.artist_of(c)).sum())
+        same_album += int((catalogue.album_of(a) == catalogue.album_of(c)).sum())
         pairs += a.size
         # A first-10 hold-out on playlists of >= 20 tracks: which hidden tracks could a method
         # find? Those seen in other playlists (co-occurrence can score them), and those whose
         # artist is among the seeds (the track-artist/album structure can).
         pos = np.arange(b.tracks.size) - b.offsets[playlist]
         held = (ln >= 20)[playlist]
-        seed_artist = (playlist[held & (pos < 10)].astype(np.uint64) << np.uint64(synth._KEY_BITS)) | \
-            synth.artist_of(b.tracks[held & (pos < 10)])
+        seed_artist = (playlist[held & (pos < 10)].astype(np.uint64) << np.uint64(calibration.KEY_BITS)) | \
+            catalogue.artist_of(b.tracks[held & (pos < 10)])
         hidden = held & (pos >= 10) & ~rep
-        hidden_artist = (playlist[hidden].astype(np.uint64) << np.uint64(synth._KEY_BITS)) | \
-            synth.artist_of(b.tracks[hidden])
+        hidden_artist = (playlist[hidden].astype(np.uint64) << np.uint64(calibration.KEY_BITS)) | \
+            catalogue.artist_of(b.tracks[hidden])
         hidden_tracks.append(b.tracks[hidden])
         hidden_artist_in_seeds.append(np.isin(hidden_artist, seed_artist))
     lengths, followers, edits = map(np.concatenate, (lengths, followers, edits))
@@ -135,8 +135,8 @@ def generated_stats(n: int, seed: int = 0) -> dict:
     hidden = np.concatenate(hidden_tracks)
     warm = playlist_counts[np.searchsorted(in_playlists, hidden)] >= 2  # in some other playlist
     linked = np.concatenate(hidden_artist_in_seeds)
-    _, artist_counts = np.unique(synth.artist_of(all_entries), return_counts=True)
-    top20_days = (modified >= synth._LAST_DAY - 19 * 86_400) & (modified <= synth._LAST_DAY)
+    _, artist_counts = np.unique(catalogue.artist_of(all_entries), return_counts=True)
+    top20_days = (modified >= calibration.LAST_DAY - 19 * 86_400) & (modified <= calibration.LAST_DAY)
     return {
         "mean playlist length": lengths.mean(),
         "share with 1 follower": (followers == 1).mean(),
@@ -150,8 +150,8 @@ def generated_stats(n: int, seed: int = 0) -> dict:
         "top artist: share of entries": artist_counts.max() / all_entries.size,
         "entries repeating a track of the same playlist": repeats / all_entries.size,
         "distinct tracks": tracks.size,
-        "distinct albums": np.unique(synth.album_of(tracks)).size,
-        "distinct artists": np.unique(synth.artist_of(tracks)).size,
+        "distinct albums": np.unique(catalogue.album_of(tracks)).size,
+        "distinct artists": np.unique(catalogue.artist_of(tracks)).size,
         "share of tracks that appear once": (entry_counts == 1).mean(),
         "mean num_artists / num_tracks": float(np.mean(artists_ratio)),
         "mean num_albums / num_tracks": float(np.mean(albums_ratio)),
@@ -173,21 +173,21 @@ def expected_distinct(n: int) -> dict:
     """Expected distinct artists/albums/tracks in ``n`` playlists under synth's model (Poisson
     approximation), the calculation its constants were fitted with. Runs copy the anchor's
     artist (and album), so only fresh draws can reach a new artist or album."""
-    entries = n * float((synth.LENGTH_PMF * np.arange(synth.LENGTH_PMF.size)).sum())
-    k_artist = 1 - synth.CONTINUE_RUN
-    k_album = 1 - synth.CONTINUE_RUN * synth.SAME_ALBUM_SHARE
+    entries = n * float((calibration.LENGTH_PMF * np.arange(calibration.LENGTH_PMF.size)).sum())
+    k_artist = 1 - calibration.CONTINUE_RUN
+    k_album = 1 - calibration.CONTINUE_RUN * calibration.SAME_ALBUM_SHARE
     # Artist ranks: exact for the head, log-binned (probability per artist, artists per bin) beyond.
     head = 20_000
     edges = np.unique(np.logspace(np.log10(head), 9, 400).astype(np.int64)).astype(np.float64)
-    s = (1 + edges / synth.ARTIST_OFFSET) ** (-(synth.ARTIST_EXPONENT - 1))
-    p_artist = np.concatenate([_law(synth.ARTIST_EXPONENT, synth.ARTIST_OFFSET, np.arange(head, dtype=np.float64)),
+    s = (1 + edges / calibration.ARTIST_OFFSET) ** (-(calibration.ARTIST_EXPONENT - 1))
+    p_artist = np.concatenate([_law(calibration.ARTIST_EXPONENT, calibration.ARTIST_OFFSET, np.arange(head, dtype=np.float64)),
                                (s[:-1] - s[1:]) / np.diff(edges)])
     n_artist = np.concatenate([np.ones(head), np.diff(edges)])
     # Per artist drawn lambda times: expected distinct albums f_album(lambda), tracks f_track(lambda).
     lam = np.logspace(-10, 9, 300)
     f_album, f_track = np.zeros_like(lam), np.zeros_like(lam)
-    p_album = _law(synth.ALBUM_EXPONENT, synth.ALBUM_OFFSET, np.arange(1500, dtype=np.float64))
-    e = 1 - synth.TRACK_EXPONENT
+    p_album = _law(calibration.ALBUM_EXPONENT, calibration.ALBUM_OFFSET, np.arange(1500, dtype=np.float64))
+    e = 1 - calibration.TRACK_EXPONENT
 
     def p_track(length: int) -> np.ndarray:
         t = np.arange(length, dtype=np.float64)
@@ -196,12 +196,12 @@ def expected_distinct(n: int) -> dict:
     full = [(length, 1 / 11) for length in range(10, 21)]
     for b, pb in enumerate(p_album):
         f_album += 1 - np.exp(-k_album / k_artist * lam * pb)
-        lengths = full if b < 3 else [(ln, w * (1 - synth.SINGLE_SHARE)) for ln, w in full] + \
-            [(ln, synth.SINGLE_SHARE / 3) for ln in (1, 2, 3)]
+        lengths = full if b < 3 else [(ln, w * (1 - calibration.SINGLE_SHARE)) for ln, w in full] + \
+            [(ln, calibration.SINGLE_SHARE / 3) for ln in (1, 2, 3)]
         for length, w in lengths:
             f_track += w * (1 - np.exp(-np.outer(lam * pb / k_artist, p_track(length)))).sum(1)
     out = {"artists": 0.0, "albums": 0.0, "tracks": 0.0}
-    for pg in synth._GENRE_P:
+    for pg in calibration.GENRE_P:
         lam_artist = k_artist * entries * pg * p_artist  # fresh draws reaching each artist
         out["artists"] += float((n_artist * (1 - np.exp(-lam_artist))).sum())
         out["albums"] += float((n_artist * np.interp(np.log(lam_artist), np.log(lam), f_album)).sum())
@@ -214,7 +214,7 @@ def throughput(n: int, workers: int, repeats: int) -> float:
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
-            synth.generate(n, os.path.join(d, "mpd"), seed=0, workers=workers)
+            command.generate(n, os.path.join(d, "mpd"), seed=0, workers=workers)
             times.append(time.perf_counter() - t0)
     return n / statistics.median(times)
 

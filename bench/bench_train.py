@@ -4,8 +4,8 @@
     python bench/bench_train.py --synthetic 10000 --workdir /tmp/bench_train ...
     python bench/bench_train.py --synthetic 10000 --samplers torch_sparse,device --workers 0 --procs ""
 
-``--graph`` takes a graph dir written by ``etl.job``; ``--synthetic N`` builds one with the test
-fixture's generator (``tests/graphdir_fixture.py``) when the ETL is not at hand. Every training
+``--graph`` takes a graph dir written by ``etl.job``; ``--synthetic N`` writes one of the calibrated
+generator's first N playlists (``etl.synth.graphdir``, no 2-hop features) when the ETL is not at hand. Every training
 measurement is a real ``trainer.train`` run (``python -m`` for 1 process, ``torchrun`` for N)
 limited to ``--steps`` steps, read back from its ``metrics.jsonl``: supervision edges/s over all
 ranks, the step time split into data loading and compute, and peak RSS (max over ranks).
@@ -25,7 +25,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
+sys.path.insert(0, REPO)
 
 
 def sampler_throughput(graph_path: str, steps: int, num_workers: int, extra: dict) -> dict:
@@ -106,7 +106,7 @@ def main() -> None:
     os.makedirs(args.workdir, exist_ok=True)
     graph = args.graph
     if args.synthetic:
-        from graphdir_fixture import synthetic_graph_dir
+        from etl.synth.graphdir import synthetic_graph_dir
         graph = os.path.join(args.workdir, f"synthetic{args.synthetic}")
         if not os.path.exists(os.path.join(graph, "manifest.json")):
             t0 = time.perf_counter()

@@ -27,7 +27,7 @@ SDISTS=${SDISTS:-.gpu}
 PHASES=${*:-tests full epoch short}
 LOGS=$WORK/logs
 mkdir -p "$OUT" "$LOGS"
-export PYTHONPATH=$PWD:$PWD/tests${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 JSONL=$OUT/gpu_check.jsonl
 note() { echo "[$(date +%T) +${SECONDS}s] $*"; }
 save_logs() { tar czf "$OUT/logs.tgz" -C "$WORK" logs; }
@@ -74,7 +74,7 @@ fi
 
 if [ ! -f "$GRAPH/manifest.json" ]; then
     note "writing a $PLAYLISTS-playlist synthetic graph to $GRAPH"
-    "$PY" -c "from graphdir_fixture import synthetic_graph_dir; synthetic_graph_dir('$GRAPH', $PLAYLISTS)" || exit 1
+    "$PY" -m etl.synth --playlists "$PLAYLISTS" --graph-dir --out "$GRAPH" --quiet || exit 1
 fi
 
 # run NAME ARGS...: one training run in $WORK/NAME; its last metrics line, named, goes to the JSONL.

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from etl import checker, synth
+from etl import checker
+from etl.synth import challenge, command, playlists, slices
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "mpd_sample" / "mpd.slice.0-999.json"
@@ -36,7 +37,7 @@ def _dumps(obj) -> str:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "mpd"
-    synth.generate(SMALL, str(out), seed=SEED, workers=1, challenge=60)
+    command.generate(SMALL, str(out), seed=SEED, workers=1, challenge=60)
     return out
 
 
@@ -44,7 +45,7 @@ def small(tmp_path_factory) -> Path:
 def calib(tmp_path_factory) -> list[dict]:
     """10,000 generated playlists, parsed back from the files."""
     out = tmp_path_factory.mktemp("calib") / "mpd"
-    synth.generate(10_000, str(out), seed=0, workers=2)
+    command.generate(10_000, str(out), seed=0, workers=2)
     playlists = []
     for f in _slices(out):
         playlists.extend(json.loads(f.read_bytes())["playlists"])
@@ -95,14 +96,14 @@ def test_layout_matches_the_real_sample(small):
 def test_same_seed_same_bytes_any_workers(small, tmp_path):
     again1 = tmp_path / "w1"
     again2 = tmp_path / "w2"
-    synth.generate(SMALL, str(again1), seed=SEED, workers=1, challenge=60)
-    synth.generate(SMALL, str(again2), seed=SEED, workers=2, challenge=60)
+    command.generate(SMALL, str(again1), seed=SEED, workers=1, challenge=60)
+    command.generate(SMALL, str(again2), seed=SEED, workers=2, challenge=60)
     for d in (again1, again2):
         assert sorted(os.listdir(d)) == sorted(os.listdir(small))
         for name in os.listdir(small):
             assert (d / name).read_bytes() == (small / name).read_bytes(), (d, name)
     other = tmp_path / "seed8"
-    synth.generate(1_000, str(other), seed=SEED + 1)
+    command.generate(1_000, str(other), seed=SEED + 1)
     assert (other / "mpd.slice.0-999.json").read_bytes() != (small / "mpd.slice.0-999.json").read_bytes()
 
 
@@ -110,7 +111,7 @@ def test_a_slice_depends_only_on_seed_and_index(small, tmp_path):
     # A 1,200-playlist dataset shares its first (full) slice with the 2,500-playlist one, and
     # tracks keep their URIs and names across both (the catalogue is a function of the seed).
     out = tmp_path / "mpd"
-    synth.generate(1_200, str(out), seed=SEED)
+    command.generate(1_200, str(out), seed=SEED)
     assert (out / "mpd.slice.0-999.json").read_bytes() == (small / "mpd.slice.0-999.json").read_bytes()
     cc = checker.CatalogueConsistency()
     for d in (small, out):
@@ -123,8 +124,8 @@ def test_a_slice_depends_only_on_seed_and_index(small, tmp_path):
 
 
 def test_challenge_set(small):
-    cs = json.loads((small / synth.CHALLENGE_FILE).read_bytes())
-    truth = {p["pid"]: p["holdouts"] for p in json.loads((small / synth.CHALLENGE_HOLDOUTS_FILE).read_bytes())["playlists"]}
+    cs = json.loads((small / challenge.CHALLENGE_FILE).read_bytes())
+    truth = {p["pid"]: p["holdouts"] for p in json.loads((small / challenge.CHALLENGE_HOLDOUTS_FILE).read_bytes())["playlists"]}
     assert set(cs) == {"date", "version", "playlists"}
     assert [p["pid"] for p in cs["playlists"]] == list(range(SMALL, SMALL + 60))
     seen_categories = set()
@@ -139,7 +140,7 @@ def test_challenge_set(small):
         assert all(tuple(t) == checker.TRACK_FIELDS for t in p["tracks"])
         is_first = positions == list(range(len(positions)))
         seen_categories.add((p["num_samples"], "name" in p, is_first))
-        cc.add_playlist({"pid": p["pid"], "tracks": p["tracks"]}, synth.CHALLENGE_FILE)
+        cc.add_playlist({"pid": p["pid"], "tracks": p["tracks"]}, challenge.CHALLENGE_FILE)
     assert cc.findings == []  # seed tracks use the slices' catalogue
     assert len(seen_categories) >= 8  # the 10 RecSys categories, less those a random draw hits first
 
@@ -205,7 +206,7 @@ def test_planted_structure(calib):
 
 
 def _main(args: list[str], capsys) -> tuple[int, str]:
-    rc = synth.main(args + ["--quiet"])
+    rc = command.main(args + ["--quiet"])
     return rc, capsys.readouterr().err
 
 
@@ -252,10 +253,10 @@ def test_cli_one_line_errors():
 
 def test_selection_rules_hold_for_a_degenerate_catalogue(monkeypatch):
     # Nearly every draw hits the top artist: the redraws cannot fix that, the last resort must.
-    monkeypatch.setattr(synth, "ARTIST_OFFSET", 0.001)
-    monkeypatch.setattr(synth, "ALBUM_OFFSET", 0.001)
-    batch = synth.generate_batch(SEED, 0, 0, 0, 200)
-    obj = json.loads(synth.render_slice(batch, SEED, "0-199"))
+    monkeypatch.setattr(playlists, "ARTIST_OFFSET", 0.001)
+    monkeypatch.setattr(playlists, "ALBUM_OFFSET", 0.001)
+    batch = playlists.generate_batch(SEED, 0, 0, 0, 200)
+    obj = json.loads(slices.render_slice(batch, SEED, "0-199"))
     assert checker.check_slice(obj, "mpd.slice.0-199.json") == []
     artists = [len({t["artist_uri"] for t in p["tracks"]}) for p in obj["playlists"]]
     assert min(artists) == 3  # exactly the forced minimum somewhere: the last resort ran

@@ -1,0 +1,5 @@
+import sys
+
+from etl.synth.command import main
+
+sys.exit(main())

@@ -1,0 +1,205 @@
+"""``python -m etl.synth``: write the slices (and a challenge set) to a folder, in parallel."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+
+from etl import synth
+from etl.contract import MANIFEST
+from etl.synth.challenge import CHALLENGE_FILE, CHALLENGE_HOLDOUTS_FILE, challenge_set
+from etl.synth.graphdir import synthetic_graph_dir
+from etl.synth.slices import PLAYLISTS_PER_SLICE, write_slice
+
+OUTPUT_PREFIXES = ("mpd.slice.", "challenge_set")
+
+
+def _write_slice_task(args: tuple) -> tuple[str, int, int]:
+    return write_slice(*args)
+
+
+class SynthError(Exception):
+    """Bad input or an unusable output path; the message names what is wrong."""
+
+
+def _is_output(name: str) -> bool:
+    return name.startswith(OUTPUT_PREFIXES)
+
+
+def _prepare(out: str, overwrite: bool) -> str:
+    """Check the output dir and make a temporary dir next to it; returns the temporary dir."""
+    out = os.path.abspath(out)
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            raise SynthError(f"--out {out} exists and is not a directory")
+        others = sorted(os.listdir(out))
+        if others and not overwrite:
+            raise SynthError(f"--out {out} is not empty ({len(others)} entries, e.g. {others[0]!r}); "
+                             f"pass --overwrite to replace the synthetic MPD files in it")
+    parent = os.path.dirname(out)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(out)}.synth-{os.getpid()}")
+        os.makedirs(tmp)
+    except OSError as e:
+        raise SynthError(f"cannot write next to --out {out}: {e.strerror or e}") from None
+    return tmp
+
+
+def _publish(tmp: str, out: str) -> None:
+    """Move the finished files into place: a rename of the whole dir when ``out`` is new; else
+    replace the generator's files in ``out`` (stale slices removed, other files kept)."""
+    out = os.path.abspath(out)
+    if os.path.isdir(out) and not os.listdir(out):
+        os.rmdir(out)
+    if not os.path.exists(out):
+        os.rename(tmp, out)
+        return
+    new = set(os.listdir(tmp))
+    for name in os.listdir(out):
+        if _is_output(name) and name not in new:
+            os.remove(os.path.join(out, name))
+    for name in sorted(new):
+        os.replace(os.path.join(tmp, name), os.path.join(out, name))
+    os.rmdir(tmp)
+
+
+def _dump(obj, path: str) -> None:
+    with open(path, "w", encoding="ascii") as f:
+        f.write(json.dumps(obj, indent=4, separators=(", ", ": ")) + "\n")
+
+
+def generate(n_playlists: int, out: str, seed: int = 0, workers: int = 1, overwrite: bool = False,
+             challenge: int = 0, progress=None) -> list[str]:
+    """Write a synthetic MPD of ``n_playlists`` playlists to ``out``; returns the slice file names.
+
+    ``progress`` (a file, e.g. ``sys.stderr``) receives a line every ~5% of the slices.
+    """
+    if not isinstance(n_playlists, int) or n_playlists <= 0:
+        raise SynthError(f"--playlists must be a positive integer, got {n_playlists!r}")
+    if workers < 1:
+        raise SynthError(f"--workers must be >= 1, got {workers}")
+    if challenge < 0:
+        raise SynthError(f"--challenge-set must be >= 0, got {challenge}")
+    if not 0 <= seed < 1 << 63:
+        raise SynthError(f"--seed must be in 0..2^63-1, got {seed}")
+    n_files = -(-n_playlists // PLAYLISTS_PER_SLICE)
+    tmp = _prepare(out, overwrite)
+    try:
+        tasks = [(tmp, seed, n_playlists, i) for i in range(n_files)]
+        names = []
+        t0 = time.perf_counter()
+        done_playlists = 0
+        every = max(1, n_files // 20)
+
+        def report(name: str, count: int) -> None:
+            nonlocal done_playlists
+            names.append(name)
+            done_playlists += count
+            if progress is not None and (len(names) % every == 0 or len(names) == n_files):
+                rate = done_playlists / max(time.perf_counter() - t0, 1e-9)
+                print(f"synth: {len(names)}/{n_files} slices, {done_playlists} playlists, "
+                      f"{rate:,.0f} playlists/s", file=progress, flush=True)
+
+        if workers == 1 or n_files == 1:
+            for task in tasks:
+                name, count, _ = write_slice(*task)
+                report(name, count)
+        else:
+            # forkserver, not fork: the caller may hold threads (a Spark driver, a trainer).
+            # ProcessPoolExecutor, not Pool: a worker that dies raises instead of hanging.
+            ctx = get_context("forkserver" if os.name == "posix" else "spawn")
+            try:
+                with ProcessPoolExecutor(min(workers, n_files), mp_context=ctx) as pool:
+                    for name, count, _ in pool.map(_write_slice_task, tasks):
+                        report(name, count)
+            except BrokenProcessPool as e:
+                raise SynthError(f"a worker process died ({e}); run with --workers 1 to see why") from None
+        if challenge:
+            cs, truth = challenge_set(seed, n_playlists, challenge)
+            _dump(cs, os.path.join(tmp, CHALLENGE_FILE))
+            _dump(truth, os.path.join(tmp, CHALLENGE_HOLDOUTS_FILE))
+        _publish(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SynthError(f"writing {out} failed: {e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return names
+
+
+def write_graph(n_playlists: int, out: str, seed: int = 0, overwrite: bool = False,
+                num_holdout: int | None = None, progress=None) -> None:
+    """Write the generator's first ``n_playlists`` playlists to ``out`` as a contract graph dir.
+
+    The dir appears whole or not at all (written next to ``out``, then renamed); ``--overwrite``
+    replaces an earlier graph dir (one with a manifest), never a folder of something else.
+    """
+    if not isinstance(n_playlists, int) or n_playlists <= 0:
+        raise SynthError(f"--playlists must be a positive integer, got {n_playlists!r}")
+    if num_holdout is not None and not 0 <= 2 * num_holdout < n_playlists:
+        raise SynthError(f"--holdout {num_holdout} per split leaves no training playlists of {n_playlists}")
+    out = os.path.abspath(out)
+    if overwrite and os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, MANIFEST)):
+        raise SynthError(f"--out {out} holds files but no {MANIFEST}: not a graph dir, not replaced")
+    tmp = _prepare(out, overwrite)
+    log = None if progress is None else (lambda msg: print(f"synth: {msg}", file=progress, flush=True))
+    try:
+        synthetic_graph_dir(tmp, n_playlists, seed, num_holdout, log)
+        old = f"{tmp}.old"
+        if os.path.exists(out):
+            os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SynthError(f"writing {out} failed: {e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2, as for every other bad input
+        self.exit(2, f"synth: error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _Parser(prog="python -m etl.synth", description=synth.__doc__.split("\n\n")[0])
+    ap.add_argument("--playlists", type=int, required=True, help="number of playlists (pids 0..N-1)")
+    ap.add_argument("--out", required=True, help="output directory (created; must be empty unless --overwrite)")
+    ap.add_argument("--seed", type=int, default=0, help="catalogue and playlist seed (default 0)")
+    ap.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)),
+                    help="processes writing slices in parallel (output does not depend on it)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the synthetic MPD files already in --out (other files are kept)")
+    ap.add_argument("--challenge-set", type=int, default=0, metavar="K",
+                    help=f"also write {CHALLENGE_FILE} from K more playlists (pids N..N+K-1)")
+    ap.add_argument("--graph-dir", action="store_true",
+                    help="write a contract graph dir (Parquet tables, no 2-hop features) instead of "
+                         "JSON slices: the same playlists, minutes at 1M, no Spark")
+    ap.add_argument("--holdout", type=int, default=None, metavar="K",
+                    help="with --graph-dir: K validation and K test playlists (default: the ETL's)")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    a = ap.parse_args(argv)
+    try:
+        t0 = time.perf_counter()
+        if a.graph_dir:
+            write_graph(a.playlists, a.out, a.seed, a.overwrite, a.holdout, None if a.quiet else sys.stderr)
+            return 0
+        names = generate(a.playlists, a.out, a.seed, a.workers, a.overwrite, a.challenge_set,
+                         None if a.quiet else sys.stderr)
+    except SynthError as e:
+        print(f"synth: error: {e}", file=sys.stderr)
+        return 2
+    if not a.quiet:
+        print(f"synth: wrote {len(names)} slices ({a.playlists} playlists) to {a.out} "
+              f"in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return 0

@@ -33,9 +33,9 @@ def spark_core(spark, input_dir: str, output: str) -> dict[str, int]:
 
     from etl.dedup import dedup_entries, split_bad_uris, split_duplicate_pids, split_missing_pid
     from etl.flatten import entry_count, playlist_records, track_entries
-    from etl.graph import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
     from etl.schema import CORRUPT_RECORD, SLICE
     from etl.storage import list_slices
+    from etl.tables import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
 
     files = [f for f, _ in list_slices(spark, input_dir)]
     slices = (spark.read.schema(SLICE).option("multiLine", True)
@@ -104,12 +104,11 @@ def worker(engine: str, input_dir: str, output: str, full: bool, hop2: str) -> d
         result["counts"] = run(input_dir, output)
         result["core_s"] = time.perf_counter() - t
     else:
-
-        from etl import job
+        from etl import job, session
 
         t = time.perf_counter()
         # The job's own session settings (broadcast limits for hll, adaptive execution).
-        spark = job.spark_session(job.parse_args(
+        spark = session.spark_session(job.parse_args(
             ["--input", input_dir, "--output", output, "--master", "local[*]",
              "--driver-memory", os.environ.get("BENCH_DRIVER_MEMORY", "6g")]))
         spark.sparkContext.setLogLevel("ERROR")

@@ -12,7 +12,6 @@ import argparse
 import logging
 import math
 import os
-import shutil
 import sys
 import uuid
 
@@ -27,24 +26,24 @@ if __package__ in (None, ""):
     except ImportError:
         sys.path.insert(0, os.path.dirname(_here))
 
-from pyspark import SparkConf, StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from etl import checker, contract, features, manifest, storage, validate
+from etl import contract, features, manifest, storage, validate
 from etl.dedup import dedup_entries, split_bad_uris, split_duplicate_pids, split_missing_pid, split_mistyped
 from etl.flatten import entry_count, playlist_records, track_entries
-from etl.graph import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
 from etl.schema import CORRUPT_RECORD, SLICE
+from etl.session import RuntimeMissing, spark_session
 from etl.splits import default_holdout, holdout_table, with_roles, with_split
 from etl.stages import Stages
 from etl.subgraph import split_top_followed
+from etl.tables import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
 
 log = logging.getLogger("etl")
 
 AUTO_EXACT_MAX_BYTES = 256 * 2**20  # ~8 slices; the exact 2-hop join grows with sum(deg^2)
 BYTES_PER_SHUFFLE_PARTITION = 64 * 2**20
-MAX_EXAMPLES = 5
 BASE = "_base"  # scratch dir inside the temporary output, removed before the rename
 TEMP_SUFFIX = r"\.tmp-[0-9a-f]{32}"  # what f"{output}.tmp-{uuid4().hex}" appends
 
@@ -90,108 +89,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class JavaMissing(RuntimeError):
-    """No Java runtime to start Spark's driver with."""
-
-
-def require_java() -> None:
-    """Spark's driver is a JVM: without Java, pyspark only says its gateway exited."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and os.access(os.path.join(java_home, "bin", "java"), os.X_OK):
-        return
-    if shutil.which("java"):
-        return
-    raise JavaMissing(
-        "Java not found (no java on PATH, JAVA_HOME unset or without bin/java): Spark needs "
-        "Java 17; install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
-
-
-def spark_session(args: argparse.Namespace) -> SparkSession:
-    """The active session, or a new one: spark-submit's master wins unless --master is given."""
-    # Under spark-submit the JVM, with its --master and memory settings, started this Python
-    # process and left its gateway port in the environment.
-    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
-    builder = SparkSession.builder.appName("mpd-graph-etl")
-    if args.master:
-        builder = builder.master(args.master)
-    elif not under_spark_submit:
-        builder = builder.master("local[*]")
-    if not under_spark_submit:
-        builder = builder.config("spark.driver.memory", args.driver_memory)
-    # The hll features broadcast one sketch per playlist, track, album and artist (about 0.5 GB
-    # at full MPD scale), built by an aggregation that counts against the broadcast timeout.
-    # Defaults only: a value given to spark-submit (--conf) wins.
-    given = SparkConf() if under_spark_submit else None
-    for key, value in (("spark.driver.maxResultSize", "2g"), ("spark.sql.broadcastTimeout", "3600")):
-        if given is None or not given.contains(key):
-            builder = builder.config(key, value)
-    return (
-        builder.config("spark.sql.adaptive.enabled", "true")
-        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-
-
-def _drop_summary(drops: DataFrame) -> dict:
-    """{reason: {"count", "playlists", "entries", "examples"}} from the union of drop rows."""
-    totals = drops.groupBy("reason").agg(
-        F.sum("playlists").alias("playlists"), F.sum("entries").alias("entries"),
-        F.count(F.lit(1)).alias("rows"),
-    ).collect()
-    first = drops.select(
-        "reason", "example",
-        F.row_number().over(
-            Window.partitionBy("reason").orderBy("example")
-        ).alias("_n"),
-    ).where(F.col("_n") <= MAX_EXAMPLES).collect()
-    out = {}
-    for r in sorted(totals, key=lambda r: r.reason):
-        # A dropped record counts as one; a dropped entry as one; count = input rows lost.
-        out[r.reason] = {
-            "count": int(r.playlists if r.playlists else r.entries),
-            "playlists": int(r.playlists), "entries": int(r.entries),
-            "examples": sorted(x.example for x in first if x.reason == r.reason),
-        }
-    return out
-
-
-def _conflicts(nodes: dict[str, DataFrame]) -> dict:
-    """{node type: {attribute: {"count", "examples"}}} of URIs seen with several values."""
-    union = None
-    for kind, df in nodes.items():
-        part = df.where(F.col("conflict").isNotNull()).select(
-            F.lit(kind).alias("kind"), "conflict", F.col(f"{kind}_uri").alias("uri"))
-        union = part if union is None else union.unionByName(part)
-    rows = union.groupBy("kind", "conflict").agg(
-        F.count(F.lit(1)).alias("n"),
-        F.slice(F.array_sort(F.collect_list("uri")), 1, MAX_EXAMPLES).alias("examples"),
-    ).collect()
-    out: dict = {kind: {} for kind in nodes}
-    for r in rows:
-        out[r.kind][r.conflict] = {"count": int(r.n), "examples": list(r.examples)}
-    return out
-
-
-def _catalogue_findings(conflicts: dict, dropped: dict, bad_files: list[str]) -> dict:
-    """The checker's file, pid and catalogue rules, from what the other stages found."""
-    def merged(pick):
-        found = [(k, v) for kind in conflicts.values() for k, v in kind.items() if pick(k)]
-        return {"count": sum(v["count"] for _, v in found),
-                "examples": sorted(x for _, v in found for x in v["examples"])[:MAX_EXAMPLES]}
-
-    names = ("track_name", "album_name", "artist_name")
-    dup = dropped.get(checker.RULE_DUPLICATE_PID, {"count": 0, "examples": []})
-    mistyped = dropped.get(checker.RULE_FIELD_TYPE, {"count": 0, "examples": []})
-    return {
-        checker.RULE_FIELD_TYPE: {"count": mistyped["count"], "examples": mistyped["examples"]},
-        checker.RULE_JSON: {"count": len(bad_files), "examples": bad_files[:MAX_EXAMPLES]},
-        checker.RULE_DUPLICATE_PID: {"count": dup["count"], "examples": [int(x) for x in dup["examples"]]},
-        checker.RULE_URI_NAME: merged(lambda attr: attr in names),
-        checker.RULE_TRACK_METADATA: merged(lambda attr: attr not in names),
-    }
-
-
 def _contract_frame(df: DataFrame, table: str) -> DataFrame:
     """The contract's columns, in its order and dtypes, rows sorted by key within each file."""
     cols = [F.col(c).cast({"int64": "long", "string": "string", "bool": "boolean",
@@ -209,10 +106,11 @@ def _arrow_dtypes(df: DataFrame) -> dict[str, str]:
     return {f.name: _ARROW_NAMES.get(repr(f.dataType), f.dataType.simpleString()) for f in df.schema}
 
 
-def check_output(spark: SparkSession, output: str, overwrite: bool) -> None:
+def check_output(spark: SparkSession, output: str, overwrite: bool, own_temp: str) -> None:
     """Refuse an existing output without ``overwrite``; name the temporary dirs that killed runs
-    of the same output left behind, and remove them (those alone) with ``overwrite``."""
-    stale = storage.temp_dirs(spark, output, TEMP_SUFFIX)
+    of the same output left behind, and remove them (those alone) with ``overwrite``. Called
+    under the output's lock: no live job but this one (``own_temp``) has a temporary dir."""
+    stale = [d for d in storage.temp_dirs(spark, output, TEMP_SUFFIX) if not d.endswith(own_temp.rsplit("/", 1)[-1])]
     left = (f"{len(stale)} temporary dir(s) of {output} left by runs that did not finish: "
             f"{', '.join(stale)}") if stale else ""
     if storage.exists(spark, output) and not overwrite:
@@ -239,8 +137,8 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
         persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
         return df
 
-    check_output(spark, output, args.overwrite)
     tmp = f"{output}.tmp-{uuid.uuid4().hex}"
+    output_lock = None
     try:
         # Before any input is read: a path that cannot be created failed only at the first
         # write, after every Spark stage had run.
@@ -248,6 +146,8 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             storage.make_dirs(spark, tmp)
         except storage.OutputError as e:
             raise storage.OutputError(f"output {output} cannot be created ({e}); choose another --output") from None
+        output_lock = storage.lock(spark, output, f"etl.job --input {args.input}")  # one writer per output
+        check_output(spark, output, args.overwrite, tmp)
         with stages("list input"):
             files = storage.list_slices(spark, args.input)
             total_bytes = sum(size for _, size in files)
@@ -305,7 +205,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             union = all_drops[0]
             for d in all_drops[1:]:
                 union = union.unionByName(d)
-            dropped = _drop_summary(union)
+            dropped = validate.drop_summary(union)
 
         with stages("ids"):
             playlists = keep(playlist_nodes(kept))
@@ -313,7 +213,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             artists = keep(artist_nodes(entries))
             tracks = keep(track_nodes(entries, albums, artists))
             edges = playlist_track_edges(unique_entries, playlists, tracks)
-            conflicts = _conflicts({"track": tracks, "album": albums, "artist": artists})
+            conflicts = validate.conflicts({"track": tracks, "album": albums, "artist": artists})
 
         with stages("split"):
             n_playlists = counts["input_playlists"] - sum(d["playlists"] for d in dropped.values())
@@ -363,7 +263,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
                      for t, cols in contract.FEATURE_COLUMNS.items()}
             manifest.check_accounting(counts, dropped)
 
-        validation.update(_catalogue_findings(conflicts, dropped, bad_files))
+        validation.update(validate.catalogue_findings(conflicts, dropped, bad_files))
         by_category = {c.name: {"val": 0, "test": 0} for c in categories}
         for r in held:
             by_category[r.seed_category][r.split] = int(r["count"])
@@ -397,6 +297,9 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
         )
         storage.write_text(spark, f"{tmp}/{contract.MANIFEST}", manifest.dumps(result))
         if storage.exists(spark, output):
+            if not args.overwrite:  # written meanwhile by something that ignores the lock
+                raise OutputExistsError(f"output {output} appeared while this job ran; it is not replaced "
+                                        "without --overwrite")
             old = f"{output}.old-{uuid.uuid4().hex}"
             storage.rename(spark, output, old)
             storage.rename(spark, tmp, output)
@@ -411,6 +314,8 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
         for df in persisted:
             df.unpersist()
         spark.conf.set("spark.sql.shuffle.partitions", previous_partitions)
+        if output_lock:
+            storage.delete(spark, output_lock)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,10 +323,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
     try:
-        if "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit already runs a JVM
-            require_java()
-        run(args)
-    except (BadInputError, OutputExistsError, storage.InputError, storage.OutputError, JavaMissing) as e:
+        run(args, spark_session(args))
+    except (BadInputError, OutputExistsError, storage.InputError, storage.OutputError,
+            storage.Locked, RuntimeMissing) as e:
         log.error("%s", e)
         return 2
     return 0

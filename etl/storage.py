@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import glob as _glob
+import json
+import os
 import re
+import socket
+import time
 
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
@@ -17,6 +21,10 @@ class InputError(ValueError):
 
 class OutputError(ValueError):
     """The output cannot be created where it was asked for."""
+
+
+class Locked(RuntimeError):
+    """Another live job writes the same output."""
 
 
 def _fs(spark: SparkSession, path: str):
@@ -89,3 +97,58 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
         out.write(bytearray(text.encode("utf-8")))
     finally:
         out.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock(spark: SparkSession, output: str, command: str) -> str:
+    """Create ``<output>.lock`` naming this job, or raise :class:`Locked` naming the live job that
+    holds it; returns the lock's path. A lock whose process is gone (same host, pid not running:
+    a killed job) is taken over. The create is exclusive on HDFS and local disks; object stores
+    have no exclusive create, so there it guards against mistakes rather than races."""
+    path = f"{output}.lock"
+    fs, jpath = _fs(spark, path)
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}
+    while True:
+        try:
+            out = fs.create(jpath, False)  # overwrite=False: FileAlreadyExistsException if held
+        except Py4JJavaError as e:
+            java = e.java_exception
+            if not fs.exists(jpath):  # not a held lock: the place itself is unusable
+                raise OutputError(f"cannot create {path}: {java.getClass().getSimpleName()}: "
+                                  f"{java.getMessage()}") from None
+            try:
+                holder = json.loads(read_text(spark, path))
+            except (Py4JJavaError, ValueError):  # being written this instant, or half written
+                holder = {}
+            if holder.get("host") == me["host"] and holder.get("pid") and not _alive(int(holder["pid"])):
+                fs.delete(jpath, False)  # its job is gone
+                continue
+            raise Locked(f"output {output} is being written by another job: {holder.get('command', '?')} "
+                         f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
+                         f"{holder.get('since', '?')}); wait for it to end, or remove {path} if that job "
+                         "is gone") from None
+        try:
+            out.write(bytearray(json.dumps(me).encode()))
+        finally:
+            out.close()
+        return path
+
+
+def read_text(spark: SparkSession, path: str) -> str:
+    fs, jpath = _fs(spark, path)
+    stream = fs.open(jpath)
+    try:
+        reader = spark._jvm.java.io.BufferedReader(spark._jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        return "\n".join(iter(reader.readLine, None))
+    finally:
+        stream.close()

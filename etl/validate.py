@@ -4,7 +4,8 @@ Same rule names as the checker; nothing is collected to the driver but the count
 examples. A record that breaks a rule is kept as its track list says and reported; only
 records that cannot be keyed (no pid, no well-formed URI) are dropped, in etl/dedup.py. Per record:
 :func:`findings`; per slice file (its info block, its name, its pid sequence):
-:func:`file_findings`. Reported by the job from other stages: ``json`` (a file that does not
+:func:`file_findings`; from what other stages found: :func:`drop_summary`, :func:`conflicts`,
+:func:`catalogue_findings`. Reported by the job from other stages: ``json`` (a file that does not
 parse fails the job or is skipped), ``field_type`` (records with a value of the wrong JSON type,
 dropped one by one; a string field takes any value's text), duplicate pids (dropped by dedup) and
 catalogue consistency (``uri_name``, ``track_metadata``: from the entity tables). Not evaluated:
@@ -17,6 +18,7 @@ from etl import checker
 from etl.flatten import PLAYLIST_FIELDS, TRACK_FIELDS
 
 MAX_EXAMPLES = 10
+MAX_DROP_EXAMPLES = 5  # per drop reason and per catalogue conflict, in the manifest
 REQUIRED_PLAYLIST_FIELDS = [f for f in checker.PLAYLIST_FIELDS if f != "tracks"]
 
 
@@ -122,3 +124,63 @@ def findings_dict(row) -> dict:
     row = row.asDict()
     return {r: {"count": int(row[f"{r}__count"] or 0), "examples": list(row[f"{r}__examples"] or [])}
             for r in (*violations(), *FILE_RULES) if f"{r}__count" in row}
+
+
+# --- what other stages found, as findings -------------------------------------------------------
+def drop_summary(drops: DataFrame) -> dict:
+    """{reason: {"count", "playlists", "entries", "examples"}} from the union of drop rows."""
+    totals = drops.groupBy("reason").agg(
+        F.sum("playlists").alias("playlists"), F.sum("entries").alias("entries"),
+        F.count(F.lit(1)).alias("rows"),
+    ).collect()
+    first = drops.select(
+        "reason", "example",
+        F.row_number().over(
+            Window.partitionBy("reason").orderBy("example")
+        ).alias("_n"),
+    ).where(F.col("_n") <= MAX_DROP_EXAMPLES).collect()
+    out = {}
+    for r in sorted(totals, key=lambda r: r.reason):
+        # A dropped record counts as one; a dropped entry as one; count = input rows lost.
+        out[r.reason] = {
+            "count": int(r.playlists if r.playlists else r.entries),
+            "playlists": int(r.playlists), "entries": int(r.entries),
+            "examples": sorted(x.example for x in first if x.reason == r.reason),
+        }
+    return out
+
+
+def conflicts(nodes: dict[str, DataFrame]) -> dict:
+    """{node type: {attribute: {"count", "examples"}}} of URIs seen with several values."""
+    union = None
+    for kind, df in nodes.items():
+        part = df.where(F.col("conflict").isNotNull()).select(
+            F.lit(kind).alias("kind"), "conflict", F.col(f"{kind}_uri").alias("uri"))
+        union = part if union is None else union.unionByName(part)
+    rows = union.groupBy("kind", "conflict").agg(
+        F.count(F.lit(1)).alias("n"),
+        F.slice(F.array_sort(F.collect_list("uri")), 1, MAX_DROP_EXAMPLES).alias("examples"),
+    ).collect()
+    out: dict = {kind: {} for kind in nodes}
+    for r in rows:
+        out[r.kind][r.conflict] = {"count": int(r.n), "examples": list(r.examples)}
+    return out
+
+
+def catalogue_findings(conflicts: dict, dropped: dict, bad_files: list[str]) -> dict:
+    """The checker's file, pid and catalogue rules, from what the other stages found."""
+    def merged(pick):
+        found = [(k, v) for kind in conflicts.values() for k, v in kind.items() if pick(k)]
+        return {"count": sum(v["count"] for _, v in found),
+                "examples": sorted(x for _, v in found for x in v["examples"])[:MAX_DROP_EXAMPLES]}
+
+    names = ("track_name", "album_name", "artist_name")
+    dup = dropped.get(checker.RULE_DUPLICATE_PID, {"count": 0, "examples": []})
+    mistyped = dropped.get(checker.RULE_FIELD_TYPE, {"count": 0, "examples": []})
+    return {
+        checker.RULE_FIELD_TYPE: {"count": mistyped["count"], "examples": mistyped["examples"]},
+        checker.RULE_JSON: {"count": len(bad_files), "examples": bad_files[:MAX_DROP_EXAMPLES]},
+        checker.RULE_DUPLICATE_PID: {"count": dup["count"], "examples": [int(x) for x in dup["examples"]]},
+        checker.RULE_URI_NAME: merged(lambda attr: attr in names),
+        checker.RULE_TRACK_METADATA: merged(lambda attr: attr not in names),
+    }

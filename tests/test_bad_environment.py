@@ -43,6 +43,21 @@ def test_etl_without_java_says_what_to_install(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
+def test_etl_checks_java_home_and_spark_home_as_spark_uses_them(tmp_path):
+    """java on PATH does not help when JAVA_HOME names a folder without it: Spark runs JAVA_HOME's."""
+    (tmp_path / "jdk").mkdir()
+    cmd = [sys.executable, "-m", "etl.job", "--input", str(tmp_path), "--output", str(tmp_path / "g")]
+    done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "JAVA_HOME": str(tmp_path / "jdk")},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"JAVA_HOME={tmp_path}/jdk has no bin/java" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "SPARK_HOME": str(tmp_path / "spark")},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"SPARK_HOME={tmp_path}/spark has no bin/spark-submit" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "g").exists()
+
+
 def test_demo_with_missing_mpd_dir(tmp_path):
     done = subprocess.run(["bash", "launch/demo.sh"], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "MPD_DIR": str(tmp_path / "nope"), "PY": sys.executable,

@@ -1,6 +1,9 @@
 """Bad input: clear errors naming what and where, drops counted, invariants reported."""
 import copy
 import json
+import os
+import socket
+import subprocess
 
 import pytest
 from etl_oracle import read_table
@@ -8,7 +11,7 @@ from etl_run import run_etl
 
 from etl import checker, contract, validate
 from etl.job import BadInputError, OutputExistsError
-from etl.storage import InputError, OutputError
+from etl.storage import InputError, Locked, OutputError
 
 pytestmark = pytest.mark.slow
 
@@ -184,3 +187,40 @@ def test_stale_temp_dirs_of_the_output_are_named_and_removed_with_overwrite_only
     assert not stale.exists() and all(k.exists() for k in keep)
     assert f"removed 1 temporary dir(s) of {tmp_path}/g left by runs that did not finish" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in", "g", *(k.name for k in keep)])
+
+
+def test_one_job_per_output_a_dead_holders_lock_taken_over(spark, tmp_path):
+    d = tmp_path / "in"
+    _write(d, "mpd.slice.0-9.json", [_playlist(p) for p in range(3)])
+    lock = tmp_path / "g.lock"
+    live = {"pid": os.getppid(), "host": socket.gethostname(), "since": "now", "command": "etl.job --input x"}
+    lock.write_text(json.dumps(live))
+    with pytest.raises(Locked, match=rf"output {tmp_path}/g is being written by another job: etl.job --input x "
+                                     rf"\(pid {os.getppid()} on "):
+        run_etl(spark, "--input", d, "--output", tmp_path / "g", "--hop2", "off")
+    assert json.loads(lock.read_text()) == live  # the holder's lock is left alone
+    assert not (tmp_path / "g").exists() and not list(tmp_path.glob("g.tmp-*"))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    lock.write_text(json.dumps(live | {"pid": gone.pid}))  # a killed job's lock
+    run_etl(spark, "--input", d, "--output", tmp_path / "g", "--hop2", "off")
+    assert (tmp_path / "g" / contract.MANIFEST).exists() and not lock.exists()
+
+
+def test_an_output_that_appears_while_the_job_runs_is_not_replaced(spark, tmp_path, monkeypatch):
+    from etl import manifest
+
+    d = tmp_path / "in"
+    _write(d, "mpd.slice.0-9.json", [_playlist(p) for p in range(3)])
+    build = manifest.build
+
+    def meanwhile(**kwargs):  # another writer, one that ignores the lock, finishes first
+        (tmp_path / "g").mkdir()
+        (tmp_path / "g" / "theirs.txt").write_text("theirs")
+        return build(**kwargs)
+
+    monkeypatch.setattr(manifest, "build", meanwhile)
+    with pytest.raises(OutputExistsError, match=rf"output {tmp_path}/g appeared while this job ran"):
+        run_etl(spark, "--input", d, "--output", tmp_path / "g", "--hop2", "off")
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "in"]

@@ -1,0 +1,66 @@
+"""The Spark session the job runs in, and the runtime it needs (Java, Spark) checked first."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+
+from pyspark import SparkConf
+from pyspark.sql import SparkSession
+
+
+class RuntimeMissing(RuntimeError):
+    """No Java, or no Spark, where Spark will look for them."""
+
+
+def require_spark_runtime() -> None:
+    """Spark's driver is a JVM started by ``$SPARK_HOME/bin/spark-submit`` (the pyspark package's
+    own Spark when SPARK_HOME is unset), which runs ``$JAVA_HOME/bin/java`` when JAVA_HOME is set
+    and ``java`` from PATH otherwise. Checked here the same way: otherwise pyspark only says its
+    gateway exited, or that a file was not found."""
+    spark_home = os.environ.get("SPARK_HOME")
+    if spark_home and not os.access(os.path.join(spark_home, "bin", "spark-submit"), os.X_OK):
+        raise RuntimeMissing(
+            f"SPARK_HOME={spark_home} has no bin/spark-submit: unset SPARK_HOME to use the pyspark "
+            "package's own Spark, or point it at a Spark installation")
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        if os.access(os.path.join(java_home, "bin", "java"), os.X_OK):
+            return
+        raise RuntimeMissing(
+            f"JAVA_HOME={java_home} has no bin/java, and Spark runs the java of JAVA_HOME before any on "
+            "PATH: point JAVA_HOME at a Java 17 installation, or unset it")
+    if shutil.which("java"):
+        return
+    raise RuntimeMissing(
+        "Java not found (no java on PATH, JAVA_HOME unset): Spark needs Java 17; install it "
+        "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+
+
+def spark_session(args: argparse.Namespace) -> SparkSession:
+    """The active session, or a new one: spark-submit's master wins unless --master is given."""
+    # Under spark-submit the JVM, with its --master and memory settings, started this Python
+    # process and left its gateway port in the environment.
+    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not under_spark_submit and SparkSession.getActiveSession() is None:
+        require_spark_runtime()
+    builder = SparkSession.builder.appName("mpd-graph-etl")
+    if args.master:
+        builder = builder.master(args.master)
+    elif not under_spark_submit:
+        builder = builder.master("local[*]")
+    if not under_spark_submit:
+        builder = builder.config("spark.driver.memory", args.driver_memory)
+    # The hll features broadcast one sketch per playlist, track, album and artist (about 0.5 GB
+    # at full MPD scale), built by an aggregation that counts against the broadcast timeout.
+    # Defaults only: a value given to spark-submit (--conf) wins.
+    given = SparkConf() if under_spark_submit else None
+    for key, value in (("spark.driver.maxResultSize", "2g"), ("spark.sql.broadcastTimeout", "3600")):
+        if given is None or not given.contains(key):
+            builder = builder.config(key, value)
+    return (
+        builder.config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )

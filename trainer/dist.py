@@ -8,12 +8,17 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import json
 import resource
 import sys
+import time
+import traceback
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+from torch.distributed.elastic.multiprocessing.errors import record as _record
 
 M_ARENA_MAX = -8  # glibc's <malloc.h>
 DEVICES = ("auto", "cpu", "cuda")
@@ -154,3 +159,26 @@ def all_gather_cat(env: DistEnv, tensor: torch.Tensor) -> torch.Tensor:
 def barrier(env: DistEnv) -> None:
     if env.distributed:
         dist.barrier()
+
+
+class _WholeErrorFile(ErrorHandler):
+    """torchrun's per-rank error file, written to a temporary name and renamed: the launcher reads
+    it when the rank exits, and a rank stopped mid-write (the launcher's SIGTERM after a peer
+    died) left it empty, which crashed the launcher with a JSONDecodeError instead of restarting."""
+
+    def record_exception(self, e: BaseException) -> None:
+        path = self._get_error_file_path()
+        if not path:
+            return
+        data = {"message": {"message": f"{type(e).__name__}: {e}",
+                            "extraInfo": {"py_callstack": traceback.format_exc(),
+                                          "timestamp": str(int(time.time()))}}}
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+
+
+def record(fn):
+    """torchrun's ``@record`` (the failing rank's error in the launcher's summary), written whole."""
+    return _record(fn, error_handler=_WholeErrorFile())

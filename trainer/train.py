@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import logging
 import math
@@ -27,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -42,39 +40,15 @@ from trainer.gnn.optim import Optimizer
 from trainer.gnn.plots import learning_curves
 from trainer.gnn.sampled import SampledTraining
 from trainer.gnn.shards import EPOCH, mix
-from trainer.gnn.validation import RANK_METRICS, diagnostics, rank_validation, ranking_set, val_edges_for_rank
+from trainer.gnn.validation import (
+    RANK_METRICS, diagnostics, rank_validation, ranking_set, should_stop, update_selection,
+    val_edges_for_rank,
+)
 from trainer.io import checkpoint, run_dir, storage
 from trainer.io.graph import load_graph
 from trainer.io.run_dir import RunDir, check_resumable, graph_record
 
 log = logging.getLogger(__name__)
-
-
-class TensorBoard:
-    """Each epoch's numeric metrics as TensorBoard scalars under RUN_DIR/tensorboard, when the
-    ``tensorboard`` package is installed and the run dir is local; otherwise nothing."""
-
-    def __init__(self, out: str):
-        self.log_dir = None
-        self.writer = None
-        fs, root = storage.filesystem(out)
-        if storage.is_local(fs) and importlib.util.find_spec("tensorboard") is not None:
-            self.log_dir = storage.join(root, run_dir.TENSORBOARD)
-
-    def add(self, record: dict) -> None:
-        if self.log_dir is None:
-            return
-        if self.writer is None:  # opened at the first epoch's end: --overwrite has cleared the dir by then
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(log_dir=self.log_dir)
-        for key, value in record.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
-                self.writer.add_scalar(key, value, record["epoch"])
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 def parse_args(argv):
@@ -100,7 +74,7 @@ class TrainingDiverged(RuntimeError):
     """The loss, the parameters or the validation scores stopped being finite numbers."""
 
     @classmethod
-    def at(cls, what: str, config: TrainConfig, run: "RunDir") -> "TrainingDiverged":
+    def at(cls, what: str, config: TrainConfig, run: RunDir) -> TrainingDiverged:
         return cls(f"{what} (lr={config.lr}, embedding_lr={config.embedding_lr}): training diverged; lower the "
                    f"learning rates. {run.path} keeps the last finite checkpoint, if any; start afresh "
                    "(--overwrite, or another --out)")
@@ -124,7 +98,7 @@ def require_sampler(config: TrainConfig) -> None:
             "for your torch+CUDA (https://data.pyg.org/whl/), or train with --sampler=device")
 
 
-def main(argv=None) -> "TrainResult":
+def main(argv=None) -> TrainResult:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     config = resolve(args.config, overrides)
     if config.propagation == "sampled":
@@ -149,7 +123,7 @@ USER_ERRORS = (storage.OutputError, storage.Locked, TrainingDiverged, ConfigErro
                run_dir.RunMismatchError, dist.DeviceError, checkpoint.DamagedCheckpoint)
 
 
-@record  # under torchrun, the failing rank's error reaches the launcher's summary
+@dist.record  # under torchrun, the failing rank's error reaches the launcher's summary
 def cli(argv=None) -> int:
     """``python -m trainer.train`` and ``mpd-train``: exit code 0, or 2 with the error named."""
     try:
@@ -181,7 +155,7 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
            overwrite: bool) -> TrainResult:
     """Run (or resume) training in ``out``; a run already there needs ``resume`` or ``overwrite``."""
     run_dir.refuse_or_clear(out, resume, overwrite, env.is_main)
-    tensorboard = TensorBoard(out) if env.is_main else None
+    tensorboard = run_dir.TensorBoard(out) if env.is_main else None
     run = RunDir(out)
     graph = load_graph(graph_path)
     record_of_graph = graph_record(graph_path, graph.manifest)
@@ -252,7 +226,7 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
     log.info(f"training on {env.world_size} process(es), device {env.device}, propagation {config.propagation}, "
         f"{graph.num_nodes} nodes, {graph.train_edges.size(1)} train edges, {graph.val_edges.size(1)} val edges")
     record = records[-1] if records else {}
-    stopped = start_epoch > 0 and _stop(selection, config)
+    stopped = start_epoch > 0 and should_stop(selection, config)
     for epoch in tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not env.is_main or stopped,
                       initial=start_epoch, total=config.epochs):
         if stopped:
@@ -319,7 +293,7 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
                     and not math.isfinite({**metrics, **ranked}[k])]
         if diverged:  # finite parameters can still overflow in the forward pass
             raise TrainingDiverged.at(f"epoch {epoch}: the model's validation {diverged} are not finite", config, run)
-        improved = _update_selection(selection, ranked, epoch)
+        improved = update_selection(selection, ranked, epoch)
         record = {
             "epoch": epoch,
             "train_loss": loss_sum / terms if terms else None,
@@ -356,7 +330,7 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
         save(ckpt_path, epoch + 1, 0, [0.0, 0.0, 0.0])
         if improved:
             save(best_path, epoch + 1, 0, [0.0, 0.0, 0.0])
-        stopped = _stop(selection, config)
+        stopped = should_stop(selection, config)
         if stopped:
             log.info(f"early stop after epoch {epoch}: val R-precision has not improved for "
                 f"{selection['bad_epochs']} epochs (best {selection['best']:.4f} at epoch {selection['best_epoch']})")
@@ -405,25 +379,6 @@ def _check_finite(model, epoch: int, step: int, config: TrainConfig, run: RunDir
     if bad:
         raise TrainingDiverged.at(f"epoch {epoch}, step {step}: parameters {bad[:3]}"
                                   f"{' ...' if len(bad) > 3 else ''} are no longer finite", config, run)
-
-
-def _update_selection(selection: dict, ranked: dict, epoch: int) -> bool:
-    """Whether ``epoch`` is the best so far by val R-precision (then NDCG); updates ``selection``."""
-    if not ranked:
-        return False
-    value = (ranked["val_r_precision"], ranked["val_ndcg"])
-    if not all(v is not None and math.isfinite(v) for v in value):  # never select what cannot be ranked
-        selection["bad_epochs"] += 1
-        return False
-    if selection["best"] is None or value > tuple(selection["best_value"]):
-        selection.update(best=value[0], best_value=list(value), best_epoch=epoch, bad_epochs=0)
-        return True
-    selection["bad_epochs"] += 1
-    return False
-
-
-def _stop(selection: dict, config: TrainConfig) -> bool:
-    return bool(config.patience) and selection["bad_epochs"] >= config.patience
 
 
 if __name__ == "__main__":

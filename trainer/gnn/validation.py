@@ -10,9 +10,11 @@
   of seeded validation playlists, ranking the full catalogue exactly as ``trainer.evaluate``
   does (seeds masked, tracks without a visible edge excluded, top 500), from embeddings of the
   whole visible graph. Playlists without seeds are left out: every method ranks them by title.
+- :func:`update_selection`, :func:`should_stop`: the best epoch by those metrics, and patience.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 
 from etl import contract
 from trainer import dist
+from trainer.config import TrainConfig
 from trainer.gnn.shards import VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS, generator, rank_shard
 from trainer.ranking.metrics import CHALLENGE_METRICS, K
 from trainer.ranking.protocol import HeldOut, build_held_out, metrics_per_batch, visible_tracks
@@ -136,3 +139,23 @@ def rank_validation(embeddings: dict[str, torch.Tensor], ranking: RankingSet, de
         for m in RANK_METRICS:
             sums[m] += float(values[m].sum())
     return {f"val_{m}": sums[m] / len(ranking) for m in RANK_METRICS}
+
+
+def update_selection(selection: dict, ranked: dict, epoch: int) -> bool:
+    """Whether ``epoch`` is the best so far by val R-precision (then NDCG); updates ``selection``."""
+    if not ranked:
+        return False
+    value = (ranked["val_r_precision"], ranked["val_ndcg"])
+    if not all(v is not None and math.isfinite(v) for v in value):  # never select what cannot be ranked
+        selection["bad_epochs"] += 1
+        return False
+    if selection["best"] is None or value > tuple(selection["best_value"]):
+        selection.update(best=value[0], best_value=list(value), best_epoch=epoch, bad_epochs=0)
+        return True
+    selection["bad_epochs"] += 1
+    return False
+
+
+def should_stop(selection: dict, config: TrainConfig) -> bool:
+    """Whether ``patience`` epochs in a row brought no better model."""
+    return bool(config.patience) and selection["bad_epochs"] >= config.patience

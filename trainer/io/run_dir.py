@@ -1,6 +1,6 @@
-"""The run dir: its layout, rank 0's writer for config, graph record and metrics, the refusal to
-train over a run without ``--resume`` or ``--overwrite``, and the one check that a run was
-trained on the graph dir it is used with.
+"""The run dir: its layout, rank 0's writer for config, graph record, metrics and TensorBoard
+scalars, the refusal to train over a run without ``--resume`` or ``--overwrite``, and the one
+check that a run was trained on the graph dir it is used with.
 
 Training into a finished run's dir without ``--resume`` used to replace its checkpoint, metrics
 and graph record with no word; the ETL refuses an existing output without ``--overwrite`` and the
@@ -9,6 +9,7 @@ nothing else, so that a dir pointed at by mistake loses no file the trainer did 
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import posixpath
 
@@ -133,3 +134,30 @@ def clear(run_dir: str) -> list[str]:
             fs.rm(path, recursive=True)
             removed.append(posixpath.relpath(path, root))
     return removed
+
+
+class TensorBoard:
+    """Each epoch's numeric metrics as TensorBoard scalars under RUN_DIR/tensorboard, when the
+    ``tensorboard`` package is installed and the run dir is local; otherwise nothing."""
+
+    def __init__(self, out: str):
+        self.log_dir = None
+        self.writer = None
+        fs, root = storage.filesystem(out)
+        if storage.is_local(fs) and importlib.util.find_spec("tensorboard") is not None:
+            self.log_dir = storage.join(root, TENSORBOARD)
+
+    def add(self, record: dict) -> None:
+        if self.log_dir is None:
+            return
+        if self.writer is None:  # opened at the first epoch's end: --overwrite has cleared the dir by then
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir=self.log_dir)
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+                self.writer.add_scalar(key, value, record["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

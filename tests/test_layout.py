@@ -124,3 +124,38 @@ def test_no_source_file_over_400_lines():
         if n > MAX_LINES:
             long[path] = n
     assert long == {}
+
+
+def _readme_layout() -> tuple[set[str], set[str]]:
+    """(files, summarised folders) of the README's Layout tree: two spaces per level, a folder
+    ends with ``/``, a folder listed without children stands for all its files."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    block = re.search(r"^## Layout\n+```\n(.*?)^```", text, re.S | re.M).group(1)
+    files, folders, stack = set(), set(), []
+    lines = block.splitlines()
+    for i, line in enumerate(lines):
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        stack = stack[:depth]
+        if depth == 0 and not line.split()[0].endswith("/"):
+            files |= set(line.split())  # the top level's files, on one line
+            continue
+        name = line.split()[0]
+        path = "".join(stack) + name
+        if name.endswith("/"):
+            nxt = lines[i + 1] if i + 1 < len(lines) else ""
+            if (len(nxt) - len(nxt.lstrip(" "))) // 2 <= depth:
+                folders.add(path)
+            stack.append(name)
+        else:
+            files.add(path)
+    return files, folders
+
+
+def test_readme_layout_lists_every_tracked_file():
+    files, folders = _readme_layout()
+    tracked = {p for p in _tracked() if not p.startswith(".") and not p.endswith("__init__.py")
+               and not any(p.startswith(f) for f in folders)}
+    assert sorted(tracked - files) == [], "tracked but missing from the README's Layout"
+    assert sorted(files - tracked) == [], "in the README's Layout but not tracked"
+    assert {"tests/", "bench/log/"} <= folders

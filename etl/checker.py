@@ -323,13 +323,38 @@ def slice_files(paths: Iterable[str]) -> list[str]:
     return sorted(files, key=lambda f: (slice_range(f) or (sys.maxsize, 0), f))
 
 
+def parse_slice(data: bytes):
+    """A slice file's JSON, or ValueError saying where it stops being UTF-8 JSON."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"byte 0x{data[e.start]:02x} at offset {e.start} (line {line}) is not UTF-8, "
+                         "which JSON requires") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+def why_not_a_slice(data: bytes) -> str:
+    """What makes ``data`` unreadable as an MPD slice, in a few words."""
+    try:
+        obj = parse_slice(data)
+    except ValueError as e:
+        return str(e)
+    if not isinstance(obj, dict) or not isinstance(obj.get("info"), dict) or not isinstance(obj.get("playlists"), list):
+        return "JSON, but not an object with an info object and a playlists array"
+    return "a record that cannot be parsed"
+
+
 def check_files(paths: Iterable[str]) -> Iterator[Finding]:
     """Every finding of the slices under ``paths`` (files or directories), cross-slice rules last."""
     consistency = CatalogueConsistency()
     for f in slice_files(paths):
         try:
             with open(f, "rb") as fh:
-                obj = json.load(fh)
+                obj = parse_slice(fh.read())
         except (OSError, ValueError) as e:
             yield Finding(RULE_JSON, f"cannot read as JSON: {e}", None, f)
             continue

@@ -30,7 +30,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from etl import contract, features, manifest, storage, validate
+from etl import checker, contract, features, manifest, storage, validate
 from etl.dedup import dedup_entries, split_bad_uris, split_duplicate_pids, split_missing_pid, split_mistyped
 from etl.flatten import entry_count, playlist_records, track_entries
 from etl.schema import CORRUPT_RECORD, SLICE
@@ -44,6 +44,7 @@ log = logging.getLogger("etl")
 
 AUTO_EXACT_MAX_BYTES = 256 * 2**20  # ~8 slices; the exact 2-hop join grows with sum(deg^2)
 BYTES_PER_SHUFFLE_PARTITION = 64 * 2**20
+MAX_DIAGNOSED = 20  # bad files read back on the driver to say what is wrong with them
 BASE = "_base"  # scratch dir inside the temporary output, removed before the rename
 TEMP_SUFFIX = r"\.tmp-[0-9a-f]{32}"  # what f"{output}.tmp-{uuid4().hex}" appends
 
@@ -170,14 +171,20 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
                 F.array_sort(F.collect_set(F.when(F.col("bad_file"), F.col("input_file")))).alias("bad"),
                 F.count(F.when(good, F.lit(1))).alias("playlists"),
                 F.sum(F.when(good, entry_count(records))).alias("entries"),
+                F.max(F.when(good, entry_count(records))).alias("longest"),
             ).first()
             bad_files = list(summary.bad)
+            # Spark only says a file is corrupt; the driver reads the first few to say where.
+            why = {f: checker.why_not_a_slice(storage.read_bytes(spark, f)) for f in bad_files[:MAX_DIAGNOSED]}
             if bad_files and not args.skip_bad_files:
                 raise BadInputError(
-                    f"{bad_files[0]}: not a valid MPD slice (not JSON, or not an object with an info "
-                    f"object and a playlists array){f'; also {len(bad_files) - 1} more bad files' if len(bad_files) > 1 else ''}; "
+                    f"{bad_files[0]}: not a valid MPD slice ({why[bad_files[0]]})"
+                    f"{f'; also {len(bad_files) - 1} more bad files' if len(bad_files) > 1 else ''}; "
                     "fix or remove it, or pass --skip-bad-files"
                 )
+            if hop2 == "exact" and (summary.longest or 0) > checker.MAX_TRACKS:
+                log.warning("a playlist of %d tracks (the MPD keeps at most %d): the exact 2-hop join grows with the "
+                            "square of a playlist's length; --hop2 hll bounds it", summary.longest, checker.MAX_TRACKS)
             counts = {"input_files": len(files) - len(bad_files),
                       "input_playlists": int(summary.playlists), "input_entries": int(summary.entries or 0)}
             if counts["input_playlists"] == 0:
@@ -267,22 +274,27 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
         by_category = {c.name: {"val": 0, "test": 0} for c in categories}
         for r in held:
             by_category[r.seed_category][r.split] = int(r["count"])
-        len_held = sum(v["val"] + v["test"] for v in by_category.values())
+        n_val = sum(v["val"] for v in by_category.values())
+        n_test = sum(v["test"] for v in by_category.values())
+        if n_val + n_test > counts["nodes/playlist"] // 4:
+            log.warning("%d of %d playlists are held out (val %d, test %d): few are left to train on; "
+                        "--num-val and --num-test set the sizes", n_val + n_test, counts["nodes/playlist"], n_val, n_test)
         sc = spark.sparkContext
         result = manifest.build(
             input={"path": args.input, "files": [{"path": f, "size": s} for f, s in files
                                                  if f not in bad_files],
-                   "skipped_files": [{"path": f, "reason": "does not parse as an MPD slice"}
+                   "skipped_files": [{"path": f, "reason": why.get(f, "does not parse as an MPD slice")}
                                      for f in bad_files]},
             counts=counts,
             dropped=dropped,
             validation=validation,
-            split={"seed": args.seed, "num_val": num_val, "num_test": num_test,
+            # num_val/num_test: what was held out; fewer than asked when too few playlists qualify.
+            split={"seed": args.seed, "num_val": n_val, "num_test": n_test,
+                   "requested": {"num_val": num_val, "num_test": num_test},
                    "categories": {k: v["val"] + v["test"] for k, v in by_category.items()},
                    "categories_by_split": by_category,
-                   "sizes": {contract.SPLIT_TRAIN: counts["nodes/playlist"] - len_held,
-                             contract.SPLIT_VAL: sum(v["val"] for v in by_category.values()),
-                             contract.SPLIT_TEST: sum(v["test"] for v in by_category.values())},
+                   "sizes": {contract.SPLIT_TRAIN: counts["nodes/playlist"] - n_val - n_test,
+                             contract.SPLIT_VAL: n_val, contract.SPLIT_TEST: n_test},
                    "hash": "xxhash64(seed, pid); random seeds: xxhash64(seed, pid, pos)"},
             hop2={"mode": hop2,
                   "relative_error": {"exact": 0.0, "hll": features.HLL_RELATIVE_ERROR, "off": None}[hop2],
@@ -327,6 +339,13 @@ def main(argv: list[str] | None = None) -> int:
     except (BadInputError, OutputExistsError, storage.InputError, storage.OutputError,
             storage.Locked, RuntimeMissing) as e:
         log.error("%s", e)
+        return 2
+    except Exception as e:
+        if not storage.no_space_left(e):
+            raise
+        # Otherwise buried in a Py4J trace of hundreds of lines; the temporary output is gone.
+        log.error("no space left on device while writing %s or Spark's scratch files (spark.local.dir, "
+                  "SPARK_LOCAL_DIRS): nothing was published; free space there, or choose other places", args.output)
         return 2
     return 0
 

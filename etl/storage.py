@@ -2,6 +2,7 @@
 (file://, hdfs://, s3a://, gs://, abfs://...) works the same, with the cluster's credentials."""
 from __future__ import annotations
 
+import errno
 import glob as _glob
 import json
 import os
@@ -99,6 +100,11 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
         out.close()
 
 
+def no_space_left(e: BaseException) -> bool:
+    """Whether ``e`` (a Py4J error carrying a Java trace, or an OSError) comes from a full disk."""
+    return getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -142,6 +148,15 @@ def lock(spark: SparkSession, output: str, command: str) -> str:
         finally:
             out.close()
         return path
+
+
+def read_bytes(spark: SparkSession, path: str) -> bytes:
+    fs, jpath = _fs(spark, path)
+    stream = fs.open(jpath)
+    try:
+        return bytes(stream.readAllBytes())
+    finally:
+        stream.close()
 
 
 def read_text(spark: SparkSession, path: str) -> str:

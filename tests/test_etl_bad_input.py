@@ -224,3 +224,50 @@ def test_an_output_that_appears_while_the_job_runs_is_not_replaced(spark, tmp_pa
         run_etl(spark, "--input", d, "--output", tmp_path / "g", "--hop2", "off")
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["theirs.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "in"]
+
+
+def test_a_byte_that_is_not_utf8_is_named_with_its_offset(spark, tmp_path):
+    d = tmp_path / "in"
+    _write(d, "mpd.slice.0-2.json", [_playlist(p) for p in range(3)])
+    data = (d / "mpd.slice.0-2.json").read_bytes().replace(b'"list 1"', b'"list \xff1"')
+    (d / "mpd.slice.0-2.json").write_bytes(data)
+    offset = data.index(b"\xff")
+    line = data.count(b"\n", 0, offset) + 1
+    with pytest.raises(BadInputError, match=rf"mpd\.slice\.0-2\.json: not a valid MPD slice \(byte 0xff at offset "
+                                            rf"{offset} \(line {line}\) is not UTF-8"):
+        run_etl(spark, "--input", d, "--output", tmp_path / "g")
+    assert [f.message for f in checker.check_files([str(d)])][0].startswith(f"cannot read as JSON: byte 0xff at offset {offset}")
+
+
+def test_few_playlists_a_long_one_and_the_hold_out_are_said(spark, tmp_path, caplog):
+    d = tmp_path / "in"
+    _write(d, "mpd.slice.0-11.json", [_playlist(p, n=300 if p == 5 else 12) for p in range(12)])
+    with caplog.at_level("WARNING", logger="etl"):
+        m = run_etl(spark, "--input", d, "--output", tmp_path / "g", "--hop2", "exact")
+    assert "a playlist of 300 tracks (the MPD keeps at most 250)" in caplog.text
+    playlists = read_table(tmp_path / "g", "nodes/playlist")
+    n_val = sum(p["split"] == contract.SPLIT_VAL for p in playlists)
+    n_test = sum(p["split"] == contract.SPLIT_TEST for p in playlists)
+    assert f"{n_val + n_test} of 12 playlists are held out (val {n_val}, test {n_test})" in caplog.text
+    assert (m["split"]["num_val"], m["split"]["num_test"]) == (n_val, n_test)
+    assert m["split"]["requested"] == {"num_val": 8, "num_test": 8}
+
+
+def test_a_full_disk_is_said_in_one_line_and_nothing_is_published(spark, mpd_sample_dir, tmp_path, caplog):
+    from etl import job
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs a small tmpfs (mount as root): {mounted.stderr.strip()}")
+    try:
+        with caplog.at_level("ERROR", logger="etl"):
+            rc = job.main(["--input", mpd_sample_dir, "--output", str(small / "g"), "--hop2", "off"])
+        assert rc == 2
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors == [f"no space left on device while writing {small}/g or Spark's scratch files (spark.local.dir, "
+                          "SPARK_LOCAL_DIRS): nothing was published; free space there, or choose other places"]
+        assert not [p.name for p in small.iterdir() if not p.name.startswith(".")]
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=True)  # lazily: Spark may keep a failed file open

@@ -136,8 +136,9 @@ def generate(n_playlists: int, out: str, seed: int = 0, workers: int = 1, overwr
 
 
 def write_graph(n_playlists: int, out: str, seed: int = 0, overwrite: bool = False,
-                num_holdout: int | None = None, progress=None) -> None:
-    """Write the generator's first ``n_playlists`` playlists to ``out`` as a contract graph dir.
+                num_holdout: int | None = None, progress=None, challenge: int = 0) -> None:
+    """Write the generator's first ``n_playlists`` playlists to ``out`` as a contract graph dir
+    (with ``challenge`` > 0, the challenge set and its hold-outs beside the tables).
 
     The dir appears whole or not at all (written next to ``out``, then renamed); ``--overwrite``
     replaces an earlier graph dir (one with a manifest), never a folder of something else.
@@ -153,6 +154,10 @@ def write_graph(n_playlists: int, out: str, seed: int = 0, overwrite: bool = Fal
     log = None if progress is None else (lambda msg: print(f"synth: {msg}", file=progress, flush=True))
     try:
         synthetic_graph_dir(tmp, n_playlists, seed, num_holdout, log)
+        if challenge:
+            cs, truth = challenge_set(seed, n_playlists, challenge)
+            _dump(cs, os.path.join(tmp, CHALLENGE_FILE))
+            _dump(truth, os.path.join(tmp, CHALLENGE_HOLDOUTS_FILE))
         old = f"{tmp}.old"
         if os.path.exists(out):
             os.rename(out, old)
@@ -181,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true",
                     help="replace the synthetic MPD files already in --out (other files are kept)")
     ap.add_argument("--challenge-set", type=int, default=0, metavar="K",
-                    help=f"also write {CHALLENGE_FILE} from K more playlists (pids N..N+K-1)")
+                    help=f"also write {CHALLENGE_FILE} from K more playlists (pids N..N+K-1; with "
+                         "--graph-dir, beside the tables)")
     ap.add_argument("--graph-dir", action="store_true",
                     help="write a contract graph dir (Parquet tables, no 2-hop features) instead of "
                          "JSON slices: the same playlists, minutes at 1M, no Spark")
@@ -192,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         if a.graph_dir:
-            write_graph(a.playlists, a.out, a.seed, a.overwrite, a.holdout, None if a.quiet else sys.stderr)
+            write_graph(a.playlists, a.out, a.seed, a.overwrite, a.holdout, None if a.quiet else sys.stderr,
+                        a.challenge_set)
             return 0
         names = generate(a.playlists, a.out, a.seed, a.workers, a.overwrite, a.challenge_set,
                          None if a.quiet else sys.stderr)

@@ -92,7 +92,8 @@ def commands(a: argparse.Namespace) -> dict[str, tuple[list[str], str]]:
                    f"--max_steps_per_epoch={a.steps}", *a.train_args], os.path.join(run, "checkpoints")),
         "embed": ([py, "-m", "trainer.embed", "--graph", graph, "--run", run], os.path.join(run, "embeddings")),
         "evaluate": ([py, "-m", "trainer.evaluate", "--graph", graph, "--run", run, "--split", "test",
-                      "--methods", a.methods], os.path.join(run, "eval_test.json")),
+                      "--methods", a.methods, "--max-playlists", str(a.eval_playlists)],
+                     os.path.join(run, "eval_test.json")),
         "submit": ([py, "-m", "trainer.submit", "--graph", graph, "--run", run, "--challenge", challenge,
                     "--out", os.path.join(a.work, "submission.csv.gz"), "--team", "full-scale",
                     "--email", "bench@example.com"], os.path.join(a.work, "submission.csv.gz")),
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3, help="training steps (one epoch, capped)")
     ap.add_argument("--challenge", type=int, default=10_000, help="challenge-set playlists")
     ap.add_argument("--methods", default="gnn,popularity,itemknn,als")
+    ap.add_argument("--eval-playlists", type=int, default=0,
+                    help="test playlists evaluated, evenly spaced (0: all); a subset is for extrapolating")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="synth processes")
     ap.add_argument("--train-arg", dest="train_args", action="append", default=[],
                     help="extra trainer.train argument, e.g. --train-arg=--val_rank_playlists=1000")

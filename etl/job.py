@@ -44,6 +44,10 @@ log = logging.getLogger("etl")
 
 AUTO_EXACT_MAX_BYTES = 256 * 2**20  # ~8 slices; the exact 2-hop join grows with sum(deg^2)
 BYTES_PER_SHUFFLE_PARTITION = 64 * 2**20
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+CACHE_BATCH_ROWS = "spark.sql.inMemoryColumnarStorage.batchSize"
+CACHE_BATCH_PLAYLISTS = 1000  # ~66k track entries, ~17 MB of column buffers per batch
+CACHE_LEVEL = StorageLevel.DISK_ONLY  # see run.keep
 MAX_DIAGNOSED = 20  # bad files read back on the driver to say what is wrong with them
 BASE = "_base"  # scratch dir inside the temporary output, removed before the rename
 TEMP_SUFFIX = r"\.tmp-[0-9a-f]{32}"  # what f"{output}.tmp-{uuid4().hex}" appends
@@ -131,11 +135,19 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
     stages = Stages()
     output = args.output.rstrip("/")
     categories = [contract.SEED_CATEGORY_BY_NAME[c] for c in args.categories.split(",")]
-    previous_partitions = spark.conf.get("spark.sql.shuffle.partitions")
+    previous = {k: spark.conf.get(k) for k in (SHUFFLE_PARTITIONS, CACHE_BATCH_ROWS)}
+    # The cache of parsed playlists builds each column batch on the heap, outside Spark's memory
+    # accounting: at the default 10,000 rows a batch of nested track lists outgrew a 4g driver at
+    # 1M playlists (and a 1g one at 100k). Smaller batches bound a task's memory by the batch,
+    # not the partition.
+    spark.conf.set(CACHE_BATCH_ROWS, str(CACHE_BATCH_PLAYLISTS))
     persisted: list[DataFrame] = []
 
     def keep(df: DataFrame) -> DataFrame:
-        persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
+        # On disk only: a cache held in memory crowds out what Spark does not account for (a
+        # slice's whole text as one row, tens of MB, copied while it is read), and filled the
+        # heap at 1M playlists; the OS keeps the cache files in its page cache while RAM allows.
+        persisted.append(df.persist(CACHE_LEVEL))
         return df
 
     tmp = f"{output}.tmp-{uuid.uuid4().hex}"
@@ -156,7 +168,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
         partitions = args.shuffle_partitions or max(
             spark.sparkContext.defaultParallelism, math.ceil(total_bytes / BYTES_PER_SHUFFLE_PARTITION)
         )
-        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+        spark.conf.set(SHUFFLE_PARTITIONS, str(partitions))
         hop2 = args.hop2 if args.hop2 != "auto" else ("exact" if total_bytes <= AUTO_EXACT_MAX_BYTES else "hll")
 
         with stages("parse"):
@@ -325,7 +337,8 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             storage.delete(spark, tmp)
         for df in persisted:
             df.unpersist()
-        spark.conf.set("spark.sql.shuffle.partitions", previous_partitions)
+        for key, value in previous.items():
+            spark.conf.set(key, value)
         if output_lock:
             storage.delete(spark, output_lock)
 

@@ -70,9 +70,13 @@ def test_layerwise_inference_equals_full_graph_forward(graph, conv, layer_mean, 
     data = graph.hetero_data()
     with torch.no_grad():
         full = model(data.x_dict, data.edge_index_dict, {t: torch.arange(n) for t, n in graph.num_nodes.items()})
-    batched = encode_all(model, graph, batch_size=37)
+    batched = encode_all(model, graph, batch_size=37, layer_wise=True)
     for t in ("playlist", "track"):
         torch.testing.assert_close(batched[t], full[t], rtol=1e-5, atol=1e-5)
+    if conv == "lightgcn":  # parameter-free layers: whole-graph products by default, track_seed too
+        whole = encode_all(model, graph)
+        for t in ("playlist", "track", "track_seed"):
+            torch.testing.assert_close(whole[t], batched[t], rtol=1e-5, atol=1e-5)
     # held-out playlists are embedded from their seed tracks: drop one seed edge, its playlist moves
     p = int(graph.seed_edges[0, 0])
     graph_without = type(graph)(**{**graph.__dict__, "seed_edges": graph.seed_edges[:, 1:]})

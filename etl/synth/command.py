@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -70,6 +71,26 @@ def _publish(tmp: str, out: str) -> None:
     os.rmdir(tmp)
 
 
+@contextmanager
+def _staged(out: str, overwrite: bool):
+    """A temporary dir next to ``out`` for the block to fill and publish; removed if it fails."""
+    tmp = _prepare(out, overwrite)
+    try:
+        yield tmp
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SynthError(f"writing {out} failed: {e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_challenge(folder: str, seed: int, n_playlists: int, count: int) -> None:
+    cs, truth = challenge_set(seed, n_playlists, count)
+    _dump(cs, os.path.join(folder, CHALLENGE_FILE))
+    _dump(truth, os.path.join(folder, CHALLENGE_HOLDOUTS_FILE))
+
+
 def _dump(obj, path: str) -> None:
     with open(path, "w", encoding="ascii") as f:
         f.write(json.dumps(obj, indent=4, separators=(", ", ": ")) + "\n")
@@ -90,8 +111,7 @@ def generate(n_playlists: int, out: str, seed: int = 0, workers: int = 1, overwr
     if not 0 <= seed < 1 << 63:
         raise SynthError(f"--seed must be in 0..2^63-1, got {seed}")
     n_files = -(-n_playlists // PLAYLISTS_PER_SLICE)
-    tmp = _prepare(out, overwrite)
-    try:
+    with _staged(out, overwrite) as tmp:
         tasks = [(tmp, seed, n_playlists, i) for i in range(n_files)]
         names = []
         t0 = time.perf_counter()
@@ -122,16 +142,8 @@ def generate(n_playlists: int, out: str, seed: int = 0, workers: int = 1, overwr
             except BrokenProcessPool as e:
                 raise SynthError(f"a worker process died ({e}); run with --workers 1 to see why") from None
         if challenge:
-            cs, truth = challenge_set(seed, n_playlists, challenge)
-            _dump(cs, os.path.join(tmp, CHALLENGE_FILE))
-            _dump(truth, os.path.join(tmp, CHALLENGE_HOLDOUTS_FILE))
+            _write_challenge(tmp, seed, n_playlists, challenge)
         _publish(tmp, out)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise SynthError(f"writing {out} failed: {e}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return names
 
 
@@ -145,30 +157,23 @@ def write_graph(n_playlists: int, out: str, seed: int = 0, overwrite: bool = Fal
     """
     if not isinstance(n_playlists, int) or n_playlists <= 0:
         raise SynthError(f"--playlists must be a positive integer, got {n_playlists!r}")
+    if challenge < 0:
+        raise SynthError(f"--challenge-set must be >= 0, got {challenge}")
     if num_holdout is not None and not 0 <= 2 * num_holdout < n_playlists:
         raise SynthError(f"--holdout {num_holdout} per split leaves no training playlists of {n_playlists}")
     out = os.path.abspath(out)
     if overwrite and os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, MANIFEST)):
         raise SynthError(f"--out {out} holds files but no {MANIFEST}: not a graph dir, not replaced")
-    tmp = _prepare(out, overwrite)
     log = None if progress is None else (lambda msg: print(f"synth: {msg}", file=progress, flush=True))
-    try:
+    with _staged(out, overwrite) as tmp:
         synthetic_graph_dir(tmp, n_playlists, seed, num_holdout, log)
         if challenge:
-            cs, truth = challenge_set(seed, n_playlists, challenge)
-            _dump(cs, os.path.join(tmp, CHALLENGE_FILE))
-            _dump(truth, os.path.join(tmp, CHALLENGE_HOLDOUTS_FILE))
+            _write_challenge(tmp, seed, n_playlists, challenge)
         old = f"{tmp}.old"
         if os.path.exists(out):
             os.rename(out, old)
         os.rename(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise SynthError(f"writing {out} failed: {e}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 class _Parser(argparse.ArgumentParser):

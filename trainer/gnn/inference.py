@@ -66,7 +66,6 @@ def seed_query(model: LinkPredictor) -> dict | None:
             "playlist_h0": model.project["playlist"].bias.detach().cpu().tolist()}
 
 
-@torch.no_grad()
 def _parameter_free(model: LinkPredictor) -> bool:
     return all(isinstance(conv, MeanConv) for layer in model.layers for conv in layer.conv.values())
 
@@ -94,6 +93,7 @@ def _encode_whole_graph(model: LinkPredictor, graph: Graph, device) -> dict[str,
     return out
 
 
+@torch.no_grad()
 def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, device="cpu",
                progress: bool = False, layer_wise: bool | None = None) -> dict[str, torch.Tensor]:
     """Final playlist and track representations of every node, on the full visible graph, and

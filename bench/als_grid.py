@@ -53,8 +53,7 @@ def main(argv=None) -> None:
     held = protocol.held_out(graph, contract.SPLIT_VAL)
     groups = protocol.category_order(held.categories)
     allowed = graph.edges(contract.VISIBLE_ROLES).getnnz(axis=0) > 0
-    reference, fallback = methods.build_scorers(graph, Path("."), ["popularity", "itemknn"],
-                                                 1 << 17, device)
+    reference, fallback = methods.build_scorers(graph, Path("."), ["popularity", "itemknn"], device)
     train = graph.edges((contract.ROLE_TRAIN,), splits=(contract.SPLIT_TRAIN,))
     popularity = popularity_counts(graph.edges(contract.VISIBLE_ROLES))
 

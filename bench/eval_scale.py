@@ -1,52 +1,70 @@
-"""Full-catalogue top-500 at MPD catalogue size: time per batch and peak memory.
+"""Ranking cost per method on a graph dir: seconds per playlist, build time, peak RSS.
 
-    .venv/bin/python bench/eval_scale.py [--tracks 2262292] [--dim 64] [--batch 256] [--chunk 131072]
+    .venv/bin/python bench/eval_scale.py --graph DIR [--run RUN] [--methods popularity,itemknn]
+        [--playlists 512] [--batch 256] [--split test]
 
-GNN path: random track embeddings for the whole MPD catalogue, a batch of query embeddings,
-``trainer.ranking.scoring.top_k`` with 100 seeds masked per query. Reports the median of a few batches
-and the process's peak RSS over the embedding matrix itself.
+Each method ranks the same evenly spaced held-out playlists through
+``trainer.ranking.protocol.metrics_per_batch`` (what ``trainer.evaluate`` runs: scoring, masking,
+top-500, metrics) over the visible catalogue; the median of its batches is reported (wall and CPU time), with the
+time to build the method (ALS: its fit) and the process's peak RSS so far. To compare two versions of the code, run it from both
+checkouts on the same graph dir, alternately.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
 import time
 
 import numpy as np
-import psutil
 import torch
 
-from trainer.ranking.scoring import EmbeddingScorer, Queries, top_k
+from etl import contract
+from trainer.io.graph import load_catalogue
+from trainer.ranking import methods as registry
+from trainer.ranking.metrics import K
+from trainer.ranking.protocol import held_out, metrics_per_batch, visible_catalogue
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--tracks", type=int, default=2_262_292)
-    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--graph", required=True)
+    p.add_argument("--run", default=".", help="run dir with embeddings (for gnn)")
+    p.add_argument("--methods", default="popularity,itemknn")
+    p.add_argument("--playlists", type=int, default=512)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--chunk", type=int, default=1 << 17)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--split", default=contract.SPLIT_TEST)
     args = p.parse_args()
-    rng = np.random.default_rng(0)
-    proc = psutil.Process()
-    tracks = rng.standard_normal((args.tracks, args.dim), dtype=np.float32)
-    scorer = EmbeddingScorer(tracks, None)
-    del tracks
-    base = proc.memory_info().rss
-    seeds = [rng.choice(args.tracks, 100, replace=False) for _ in range(args.batch)]
-    queries = Queries.from_lists(seeds, [""] * args.batch)
-    times = []
-    for _ in range(args.repeats):
+    t0 = time.perf_counter()
+    graph = load_catalogue(args.graph)
+    held = held_out(graph, args.split)
+    held = held.take(np.unique(np.linspace(0, len(held) - 1, args.playlists).round().astype(np.int64)))
+    allowed = visible_catalogue(graph)
+    load = time.perf_counter() - t0
+    device = torch.device("cpu")
+    for method in args.methods.split(","):
         t0 = time.perf_counter()
-        top_k(scorer.batch(queries), queries, args.tracks, 500, args.chunk)
-        times.append(time.perf_counter() - t0)
-    peak = proc.memory_info().rss
-    med = statistics.median(times)
-    print(f"tracks={args.tracks} dim={args.dim} batch={args.batch} chunk={args.chunk} "
-          f"threads={torch.get_num_threads()}: median {med:.2f} s/batch "
-          f"({args.batch / med:.0f} playlists/s), times {[round(t, 2) for t in times]}, "
-          f"RSS over embeddings {(peak - base) / 2**20:.0f} MiB "
-          f"(embeddings {args.tracks * args.dim * 4 / 2**20:.0f} MiB)")
+        scorers, fallback = registry.build_scorers(graph, args.run, [method], device)
+        build = time.perf_counter() - t0
+        times, cpu, t0, c0 = [], [], time.perf_counter(), time.process_time()
+        for lo, hi, _ in metrics_per_batch(held, scorers[method], fallback, graph.track_artist, K,
+                                           args.batch, args.chunk, device, allowed):
+            times.append((time.perf_counter() - t0) / (hi - lo))
+            cpu.append((time.process_time() - c0) / (hi - lo))
+            t0, c0 = time.perf_counter(), time.process_time()
+        print(json.dumps({
+            "method": method, "tracks": graph.num_tracks, "playlists": len(held), "batch": args.batch,
+            "load_s": round(load, 1), "build_s": round(build, 1),
+            "median_s_per_playlist": round(statistics.median(times), 4),
+            "s_per_playlist_by_batch": [round(t, 4) for t in times],
+            # CPU seconds (all threads): less moved than wall time by other jobs on the machine.
+            "median_cpu_s_per_playlist": round(statistics.median(cpu), 4),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+            "threads": torch.get_num_threads(),
+        }), flush=True)
+        del scorers, fallback
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ def main(argv=None) -> None:
     a, b = args.methods.split(",")
     graph = load_catalogue(args.graph)
     allowed = graph.edges(contract.VISIBLE_ROLES).getnnz(axis=0) > 0
-    scorers, fallback = methods.build_scorers(graph, Path(args.run), [a], 1 << 17, torch.device("cpu"))
+    scorers, fallback = methods.build_scorers(graph, Path(args.run), [a], torch.device("cpu"))
     first = scorers[a]
-    second = methods.build_scorers(graph, Path(args.against or args.run), [b], 1 << 17, torch.device("cpu"))[0][b]
+    second = methods.build_scorers(graph, Path(args.against or args.run), [b], torch.device("cpu"))[0][b]
     if args.against:
         b = f"{b}@{Path(args.against).name}"
     rng = np.random.default_rng(0)

@@ -40,11 +40,11 @@ def main(argv=None) -> None:
     allowed = graph.edges(contract.VISIBLE_ROLES).getnnz(axis=0) > 0
     held = protocol.held_out(graph, args.split)
     runs = args.runs.split(",")
-    scorers, fallback = methods.build_scorers(graph, Path(runs[0]), list(BASELINES), 1 << 17, torch.device("cpu"))
+    scorers, fallback = methods.build_scorers(graph, Path(runs[0]), list(BASELINES), torch.device("cpu"))
     values = {m: per_playlist(graph, held, s, fallback, allowed) for m, s in scorers.items()}
     seeds = []
     for run in runs:
-        gnn, _ = methods.build_scorers(graph, Path(run), ["gnn"], 1 << 17, torch.device("cpu"))
+        gnn, _ = methods.build_scorers(graph, Path(run), ["gnn"], torch.device("cpu"))
         seeds.append(per_playlist(graph, held, gnn["gnn"], fallback, allowed))
     values["gnn"] = {m: np.mean([s[m] for s in seeds], axis=0) for m in CHALLENGE_METRICS}
 

@@ -51,16 +51,21 @@ def synth(tmp_path_factory):
 
 # --- top-k ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("chunk_size", [1000, 97, 13])
-def test_top_k_equals_full_sort_with_seeds_masked(chunk_size):
+@pytest.mark.parametrize("with_allowed", [False, True])
+def test_top_k_equals_full_sort_with_seeds_masked(chunk_size, with_allowed):
     rng = np.random.default_rng(1)
     scores = rng.standard_normal((7, 1000)).astype(np.float32)
     seeds = [rng.choice(1000, n, replace=False) for n in (0, 1, 5, 30, 100, 3, 999)]
+    allowed = rng.random(1000) > 0.1 if with_allowed else None
     queries = Queries.from_lists(seeds, [""] * 7)
-    t = torch.from_numpy(scores)
-    ids, _ = top_k(lambda a, b: t[:, a:b], queries, 1000, 50, chunk_size)
+    t = torch.from_numpy(scores.copy())
+    ids, _ = top_k(lambda a, b: t[:, a:b], queries, 1000, 50, chunk_size, allowed=allowed)
+    assert np.array_equal(t.numpy(), scores)  # the scorer's own tensor is not written to
     for b in range(7):
         masked = scores[b].copy()
         masked[seeds[b]] = -np.inf
+        if allowed is not None:
+            masked[~allowed] = -np.inf
         want = np.argsort(-masked, kind="stable")[:50]
         want = np.where(np.isneginf(masked[want]), -1, want)  # row 6 has one track left
         np.testing.assert_array_equal(ids[b], want)
@@ -107,7 +112,7 @@ def test_itemknn_equals_plain_python_co_occurrence(sample, gamma):
     cat = load_catalogue(sample)
     held = held_out(cat, contract.SPLIT_VAL)
     pop = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
-    knn = ItemKNN(cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,)), pop, chunk_size=50, beta=0.5,
+    knn = ItemKNN(cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,)), pop, beta=0.5,
                   gamma=gamma)
     chunk = knn.batch(held.queries)
     got = torch.cat([chunk(a, min(a + 50, cat.num_tracks)) for a in range(0, cat.num_tracks, 50)], 1)
@@ -215,7 +220,7 @@ def test_shards_add_up_to_the_whole_exactly(synth):
     held = held_out(cat, contract.SPLIT_VAL)
     pop = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
     train = cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,))
-    scorers = {"popularity": Popularity(pop), "itemknn": ItemKNN(train, pop, 256)}
+    scorers = {"popularity": Popularity(pop), "itemknn": ItemKNN(train, pop)}
     fallback = TitlePopularity(train, cat.playlist_title, pop)
     groups = sorted({c for c in held.categories})
     args = (scorers, fallback, groups, cat.track_artist, 500, 7, 256, torch.device("cpu"))

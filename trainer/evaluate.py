@@ -77,7 +77,7 @@ def evaluate(
     total, without_hidden = len(held), held.without_hidden
     if 0 < max_playlists < total:  # evenly spaced over the split, so every category keeps its share
         held = held.take(np.unique(np.linspace(0, total - 1, max_playlists).round().astype(np.int64)))
-    scorers, fallback = build_scorers(graph, run, methods, chunk_size, device, beta, gamma,
+    scorers, fallback = build_scorers(graph, run, methods, device, beta, gamma,
                                       gnn_query, als, fold_in_steps)
     if catalogue_scope not in ("visible", "all"):
         raise ValueError(f"--catalogue must be visible or all, got {catalogue_scope!r}")

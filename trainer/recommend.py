@@ -93,7 +93,7 @@ def recommend(
     if method is None:
         method = default_method(run_dir)
     device = dist.pick_device(device)
-    scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device, fold_in_steps=fold_in_steps)
+    scorers, fallback = build_scorers(cat, run_dir, [method], device, fold_in_steps=fold_in_steps)
     ids = rank(scorers[method], fallback, queries, cat.num_tracks, k, chunk_size, device)[0]
     ids = ids[ids >= 0]
     if notes is not None:

@@ -111,7 +111,7 @@ def submit(
             " tracks per playlist"
         )
     device = dist.pick_device(device)
-    scorers, fallback = build_scorers(cat, run_dir, [method], chunk_size, device, fold_in_steps=fold_in_steps)
+    scorers, fallback = build_scorers(cat, run_dir, [method], device, fold_in_steps=fold_in_steps)
     rows = []
     for lo in tqdm(range(0, len(queries), batch_size), desc="submit"):
         part = queries.take(np.arange(lo, min(lo + batch_size, len(queries))))

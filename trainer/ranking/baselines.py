@@ -92,10 +92,16 @@ class TitlePopularity:
 
 
 class ItemKNN:
-    """IDF-weighted item co-occurrence with the seed tracks over training playlists."""
+    """IDF-weighted item co-occurrence with the seed tracks over training playlists.
 
-    def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, chunk_size: int,
-                 beta: float = 0.0, gamma: float = 1.0):
+    Per batch of queries, each training playlist's weight w(p)^gamma is one dense column per
+    query ([playlists, B]); a chunk of tracks is then the sparse track × playlist rows times those
+    columns. That costs the chunk's edges × B whatever the seeds, where a sparse × sparse product
+    costs Σ len(p) over every playlist sharing a seed: at 1M playlists a popular seed is in tens
+    of thousands of them, and the dense form is several times faster (bench/RESULTS.md).
+    """
+
+    def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, beta: float = 0.0, gamma: float = 1.0):
         if beta < 0 or gamma <= 0:
             raise ValueError(f"ItemKNN: need beta >= 0 and gamma > 0, got beta={beta}, gamma={gamma}")
         self.gamma = gamma
@@ -103,14 +109,10 @@ class ItemKNN:
         num_playlists = int((np.diff(train.indptr) > 0).sum())
         df = np.asarray(train.sum(axis=0)).ravel()
         self.idf = np.log1p(num_playlists / np.maximum(df, 1.0)).astype(np.float32)
-        self.target = np.where(df > 0, np.maximum(df, 1.0) ** -beta, 0.0).astype(np.float32)
+        self.target = torch.from_numpy(np.where(df > 0, np.maximum(df, 1.0) ** -beta, 0.0).astype(np.float32))
         self.by_track = train.T.tocsr()  # track × playlist
-        self.chunk_size = chunk_size
-        csc = train.tocsc()
         self.num_tracks = train.shape[1]
-        self.columns = [csc[:, a:min(a + chunk_size, self.num_tracks)].tocsr()
-                        for a in range(0, self.num_tracks, chunk_size)]
-        self.below = _below(popularity)
+        self.below = torch.from_numpy(_below(popularity))
 
     def batch(self, queries: Queries) -> ChunkScores:
         seeds = sp.csr_matrix(
@@ -120,15 +122,13 @@ class ItemKNN:
         neighbours = (seeds @ self.by_track).tocsr()  # query × training playlist
         if self.gamma != 1.0:
             neighbours.data **= self.gamma
+        weights = neighbours.T.toarray()  # [playlists, B], C order: what csr @ dense reads row by row
 
         def chunk(start: int, stop: int) -> torch.Tensor:
-            if start % self.chunk_size or stop != min(start + self.chunk_size, self.num_tracks):
-                raise ValueError(
-                    f"ItemKNN was built for chunks of {self.chunk_size} tracks; asked for"
-                    f" [{start}, {stop})"
-                )
-            co = (neighbours @ self.columns[start // self.chunk_size]).toarray()
-            return _with_fallback(co * self.target[start:stop], self.below[start:stop])
+            # Rows made contiguous once: top-k along a strided row is several times slower.
+            co = torch.from_numpy(self.by_track[start:stop] @ weights).T.contiguous()
+            co.mul_(self.target[start:stop])
+            return torch.where(co > 0, co, self.below[start:stop])
 
         return chunk
 

@@ -39,9 +39,8 @@ def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str 
 
 
 def build_scorers(
-    graph: Catalogue, run: str, methods: list[str], chunk_size: int,
-    device: torch.device, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
-    als: ALSParams = ALSParams(), fold_in_steps: int = 0,
+    graph: Catalogue, run: str, methods: list[str], device: torch.device, beta: float = 0.0,
+    gamma: float = 1.0, gnn_query: str = "playlist", als: ALSParams = ALSParams(), fold_in_steps: int = 0,
 ) -> tuple[dict[str, Scorer], Scorer]:
     """The requested methods' scorers and the title fallback they share."""
     if gnn_query not in ("playlist", "seeds"):
@@ -60,7 +59,7 @@ def build_scorers(
         elif m == "als":
             scorers[m] = ALS(train, popularity, als)
         else:
-            scorers[m] = ItemKNN(train, popularity, chunk_size, beta=beta, gamma=gamma)
+            scorers[m] = ItemKNN(train, popularity, beta=beta, gamma=gamma)
     return scorers, TitlePopularity(train, graph.playlist_title, popularity)
 
 

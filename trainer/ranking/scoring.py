@@ -86,7 +86,10 @@ def top_k(
     seed_row = torch.from_numpy(
         np.repeat(np.arange(num_rows, dtype=np.int64), queries.num_seeds())).to(device)
     seed_col = torch.from_numpy(queries.seed_tracks.astype(np.int64)).to(device)
-    allowed_t = None if allowed is None else torch.from_numpy(np.asarray(allowed, bool)).to(device)
+    # The tracks ``allowed`` excludes, as ids: few against the catalogue, so indexing them costs
+    # far less than a masking pass over every score.
+    blocked = torch.from_numpy(
+        np.zeros(0, np.int64) if allowed is None else np.flatnonzero(~np.asarray(allowed, bool))).to(device)
     best_v = torch.full((num_rows, 0), -torch.inf, device=device)
     best_i = torch.zeros((num_rows, 0), dtype=torch.int64, device=device)
     for start in range(0, num_tracks, chunk_size):
@@ -97,13 +100,13 @@ def top_k(
                 f"top_k: scorer returned {tuple(scores.shape)} for tracks [{start}, {stop}),"
                 f" expected {(num_rows, stop - start)}"
             )
-        if allowed_t is not None and not bool(allowed_t[start:stop].all()):
-            scores = scores.masked_fill(~allowed_t[start:stop], -torch.inf)
         here = (seed_col >= start) & (seed_col < stop)
-        if bool(here.any()):
-            # Out of place: a scorer may hand out a view of its own state.
-            scores = scores.index_put(
-                (seed_row[here], seed_col[here] - start), torch.tensor(-torch.inf, device=device))
+        cut = blocked[(blocked >= start) & (blocked < stop)] - start
+        if bool(here.any()) or len(cut):
+            # One copy, then masked in place: a scorer may hand out a view of its own state.
+            scores = scores.clone()
+            scores[:, cut] = -torch.inf
+            scores.index_put_((seed_row[here], seed_col[here] - start), torch.tensor(-torch.inf, device=device))
         # Unsorted: the final sort orders the survivors once.
         v, i = scores.topk(min(k, stop - start), dim=1, sorted=False)
         best_v = torch.cat([best_v, v], dim=1)

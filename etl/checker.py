@@ -18,10 +18,12 @@ Usage::
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
 import sys
+import zlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -88,7 +90,7 @@ SECONDS_PER_DAY = 86_400
 MIN_MODIFIED_AT = 1_262_304_000  # 2010-01-01T00:00:00Z
 MAX_MODIFIED_AT = 1_509_494_400  # 2017-11-01T00:00:00Z, the last day in the MPD
 
-SLICE_FILE_RE = re.compile(r"^mpd\.slice\.(\d+)-(\d+)\.json$")
+SLICE_FILE_RE = re.compile(r"^mpd\.slice\.(\d+)-(\d+)\.json(?:\.gz)?$")  # gzip-compressed or not
 URI_KINDS = ("track", "album", "artist")
 # Also Spark's (Java) rlike pattern in etl/validate.py and etl/dedup.py.
 URI_REGEX = {kind: rf"^spotify:{kind}:[0-9A-Za-z]{{22}}$" for kind in URI_KINDS}
@@ -308,19 +310,30 @@ class CatalogueConsistency:
 
 
 def slice_files(paths: Iterable[str]) -> list[str]:
-    """Expand directories to their ``mpd.slice.*.json`` files, sorted by first pid."""
+    """Expand directories to their ``mpd.slice.*.json`` (or ``.json.gz``) files, sorted by first pid."""
     files: list[str] = []
     for path in paths:
         if os.path.isdir(path):
             found = [os.path.join(path, f) for f in os.listdir(path) if SLICE_FILE_RE.match(f)]
             if not found:
-                raise ValueError(f"{path}: no mpd.slice.A-B.json files in this directory")
+                raise ValueError(f"{path}: no mpd.slice.A-B.json or .json.gz files in this directory")
             files.extend(found)
         elif os.path.isfile(path):
             files.append(path)
         else:
             raise ValueError(f"{path}: no such file or directory")
     return sorted(files, key=lambda f: (slice_range(f) or (sys.maxsize, 0), f))
+
+
+def slice_bytes(data: bytes, path: str) -> bytes:
+    """A slice file's JSON bytes: ``data`` itself, or gunzipped when ``path`` ends in ``.gz``
+    (ValueError saying what is wrong with the compressed stream)."""
+    if not path.endswith(".gz"):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:  # not gzip, a bad block, or cut short
+        raise ValueError(f"not a readable gzip file ({e})") from None
 
 
 def parse_slice(data: bytes):
@@ -337,10 +350,10 @@ def parse_slice(data: bytes):
         raise ValueError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
 
 
-def why_not_a_slice(data: bytes) -> str:
-    """What makes ``data`` unreadable as an MPD slice, in a few words."""
+def why_not_a_slice(data: bytes, path: str = "") -> str:
+    """What makes ``data`` (the bytes of the file ``path``) unreadable as an MPD slice, in a few words."""
     try:
-        obj = parse_slice(data)
+        obj = parse_slice(slice_bytes(data, path))
     except ValueError as e:
         return str(e)
     if not isinstance(obj, dict) or not isinstance(obj.get("info"), dict) or not isinstance(obj.get("playlists"), list):
@@ -354,7 +367,7 @@ def check_files(paths: Iterable[str]) -> Iterator[Finding]:
     for f in slice_files(paths):
         try:
             with open(f, "rb") as fh:
-                obj = parse_slice(fh.read())
+                obj = parse_slice(slice_bytes(fh.read(), f))
         except (OSError, ValueError) as e:
             yield Finding(RULE_JSON, f"cannot read as JSON: {e}", None, f)
             continue

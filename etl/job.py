@@ -12,6 +12,7 @@ import argparse
 import logging
 import math
 import os
+import re
 import sys
 import uuid
 
@@ -26,6 +27,7 @@ if __package__ in (None, ""):
     except ImportError:
         sys.path.insert(0, os.path.dirname(_here))
 
+from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -49,6 +51,8 @@ CACHE_BATCH_ROWS = "spark.sql.inMemoryColumnarStorage.batchSize"
 CACHE_BATCH_PLAYLISTS = 1000  # ~66k track entries, ~17 MB of column buffers per batch
 CACHE_LEVEL = StorageLevel.DISK_ONLY  # see run.keep
 MAX_DIAGNOSED = 20  # bad files read back on the driver to say what is wrong with them
+# What Spark says of a file it cannot read at all (a damaged gzip stream), naming it.
+FAILED_READ = re.compile(r"Encountered error while reading file (\S+?)\.?\s+SQLSTATE")
 BASE = "_base"  # scratch dir inside the temporary output, removed before the rename
 TEMP_SUFFIX = r"\.tmp-[0-9a-f]{32}"  # what f"{output}.tmp-{uuid4().hex}" appends
 
@@ -163,8 +167,11 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
         check_output(spark, output, args.overwrite, tmp)
         with stages("list input"):
             files = storage.list_slices(spark, args.input)
-            total_bytes = sum(size for _, size in files)
-            log.info("%d slice files, %.1f MiB", len(files), total_bytes / 2**20)
+            total_bytes = storage.json_bytes(files)
+            log.info("%d slice files, %.1f MiB of JSON%s", len(files), total_bytes / 2**20,
+                     " (compressed files counted at their estimated JSON size)"
+                     if any(f.endswith(".gz") for f, _ in files) else "")
+            storage.check_free_disk(spark, output, total_bytes)
         partitions = args.shuffle_partitions or max(
             spark.sparkContext.defaultParallelism, math.ceil(total_bytes / BYTES_PER_SHUFFLE_PARTITION)
         )
@@ -179,15 +186,25 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             records = keep(slices.transform(playlist_records))
             # One pass over the records: bad files, input counts and the checker's rules.
             good = ~F.col("bad_file") & F.col("playlist_index").isNotNull()
-            summary = records.agg(
-                F.array_sort(F.collect_set(F.when(F.col("bad_file"), F.col("input_file")))).alias("bad"),
-                F.count(F.when(good, F.lit(1))).alias("playlists"),
-                F.sum(F.when(good, entry_count(records))).alias("entries"),
-                F.max(F.when(good, entry_count(records))).alias("longest"),
-            ).first()
+            try:
+                summary = records.agg(
+                    F.array_sort(F.collect_set(F.when(F.col("bad_file"), F.col("input_file")))).alias("bad"),
+                    F.count(F.when(good, F.lit(1))).alias("playlists"),
+                    F.sum(F.when(good, entry_count(records))).alias("entries"),
+                    F.max(F.when(good, entry_count(records))).alias("longest"),
+                ).first()
+            except Py4JJavaError as e:
+                unreadable = FAILED_READ.search(str(e.java_exception))
+                if unreadable is None:
+                    raise
+                # A damaged compressed file fails its task instead of becoming a corrupt record,
+                # so --skip-bad-files cannot pass over it.
+                f = unreadable.group(1)
+                raise BadInputError(f"{f}: not a valid MPD slice ({checker.why_not_a_slice(storage.read_bytes(spark, f), f)}); "
+                                    "Spark cannot read past it, even with --skip-bad-files: replace or remove it") from None
             bad_files = list(summary.bad)
             # Spark only says a file is corrupt; the driver reads the first few to say where.
-            why = {f: checker.why_not_a_slice(storage.read_bytes(spark, f)) for f in bad_files[:MAX_DIAGNOSED]}
+            why = {f: checker.why_not_a_slice(storage.read_bytes(spark, f), f) for f in bad_files[:MAX_DIAGNOSED]}
             if bad_files and not args.skip_bad_files:
                 raise BadInputError(
                     f"{bad_files[0]}: not a valid MPD slice ({why[bad_files[0]]})"

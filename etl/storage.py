@@ -7,13 +7,18 @@ import glob as _glob
 import json
 import os
 import re
+import shutil
 import socket
+import tempfile
 import time
 
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
-SLICE_PATTERN = "mpd.slice.*.json"
+SLICE_PATTERN = "mpd.slice.*.{json,json.gz}"  # a Hadoop glob: plain or gzip-compressed slices
+# JSON bytes per byte of a gzip-compressed slice (MPD slices, real and synthetic: 5.9-6.5), for
+# sizing the job by the JSON it will parse.
+GZIP_EXPANSION = 6
 
 
 class InputError(ValueError):
@@ -36,7 +41,8 @@ def _fs(spark: SparkSession, path: str):
 def list_slices(spark: SparkSession, path: str) -> list[tuple[str, int]]:
     """Sorted (file URL, size in bytes) of the slices a directory or glob names.
 
-    A directory means its ``mpd.slice.*.json`` files.
+    A directory means its ``mpd.slice.*.json`` and ``mpd.slice.*.json.gz`` files (Spark reads
+    gzip natively, so the MPD need not be unpacked).
     """
     fs, jpath = _fs(spark, path)
     if not _glob.has_magic(path) and fs.exists(jpath) and fs.getFileStatus(jpath).isDirectory():
@@ -49,6 +55,68 @@ def list_slices(spark: SparkSession, path: str) -> list[tuple[str, int]]:
             f"holding {SLICE_PATTERN} files, a glob, or a single slice file"
         )
     return files
+
+
+# Disk the job takes per byte of JSON it parses, measured at 1M playlists (bench/RESULTS.md): Spark's
+# scratch at its peak (shuffle files and the on-disk caches) and the graph dir it writes.
+SCRATCH_PER_JSON_BYTE = 1.1
+OUTPUT_PER_JSON_BYTE = 0.25
+
+
+class NotEnoughDisk(OutputError):
+    """Less free disk than the job is estimated to need."""
+
+
+def _local(path: str) -> str | None:
+    """The local file-system path of ``path``, or None for another file system."""
+    scheme, sep, rest = path.partition("://")
+    if not sep:
+        return path
+    return rest if scheme == "file" else None
+
+
+def scratch_dirs(spark: SparkSession) -> list[str]:
+    """Where a local-mode job keeps its shuffle files and on-disk caches (what Spark itself uses)."""
+    dirs = os.environ.get("SPARK_LOCAL_DIRS") or spark.conf.get("spark.local.dir", None) or tempfile.gettempdir()
+    return [d for d in dirs.split(",") if d]
+
+
+def check_free_disk(spark: SparkSession, output: str, json_bytes_: int) -> None:
+    """Refuse, naming places and sizes, a local-mode job whose scratch and output will not fit.
+
+    Only local disks in local mode are checked: a cluster's executors keep their scratch where
+    the driver cannot see it. Needs on the same disk add up.
+    """
+    if not spark.sparkContext.master.startswith("local"):
+        return
+    dirs = scratch_dirs(spark)
+    wants = [(d, json_bytes_ * SCRATCH_PER_JSON_BYTE / len(dirs), f"{d} (Spark's scratch)") for d in dirs]
+    if _local(output) is not None:
+        wants.append((_local(output), json_bytes_ * OUTPUT_PER_JSON_BYTE, f"{_local(output)} (the output)"))
+    by_disk: dict[int, list] = {}
+    for path, need, what in wants:
+        path = os.path.abspath(path)
+        while not os.path.exists(path):
+            path = os.path.dirname(path)
+        disk = by_disk.setdefault(os.stat(path).st_dev, [path, 0.0, []])
+        disk[1] += need
+        disk[2].append(f"{_size(need)} in {what}")
+    for path, need, whats in by_disk.values():
+        free = shutil.disk_usage(path).free
+        if free < need:
+            raise NotEnoughDisk(
+                f"not enough free disk: {_size(json_bytes_)} of JSON needs about {' and '.join(whats)}, "
+                f"{_size(free)} free on that disk; free space there, or point SPARK_LOCAL_DIRS "
+                "(spark.local.dir) or --output at a larger disk (gzip-compressed input takes a sixth of the room)")
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def json_bytes(files: list[tuple[str, int]]) -> int:
+    """The JSON the slices hold, in bytes: a compressed slice's size times ``GZIP_EXPANSION``."""
+    return sum(size * (GZIP_EXPANSION if f.endswith(".gz") else 1) for f, size in files)
 
 
 def exists(spark: SparkSession, path: str) -> bool:

@@ -169,7 +169,7 @@ def test_check_files_reports_unreadable_json_and_bad_paths(tmp_path):
         list(C.check_files([str(tmp_path / "missing")]))
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match="no mpd.slice.A-B.json files"):
+    with pytest.raises(ValueError, match="no mpd.slice.A-B.json or .json.gz files"):
         list(C.check_files([str(empty)]))
 
 

@@ -1,7 +1,9 @@
 """Bad input: clear errors naming what and where, drops counted, invariants reported."""
 import copy
+import gzip
 import json
 import os
+import shutil
 import socket
 import subprocess
 
@@ -253,8 +255,10 @@ def test_few_playlists_a_long_one_and_the_hold_out_are_said(spark, tmp_path, cap
     assert m["split"]["requested"] == {"num_val": 8, "num_test": 8}
 
 
-def test_a_full_disk_is_said_in_one_line_and_nothing_is_published(spark, mpd_sample_dir, tmp_path, caplog):
-    from etl import job
+def test_a_full_disk_is_said_in_one_line_and_nothing_is_published(spark, mpd_sample_dir, tmp_path, caplog, monkeypatch):
+    from etl import job, storage
+
+    monkeypatch.setattr(storage, "OUTPUT_PER_JSON_BYTE", 0.0)  # past the estimate: the disk fills during the job
 
     small = tmp_path / "small"
     small.mkdir()
@@ -271,3 +275,55 @@ def test_a_full_disk_is_said_in_one_line_and_nothing_is_published(spark, mpd_sam
         assert not [p.name for p in small.iterdir() if not p.name.startswith(".")]
     finally:
         subprocess.run(["umount", "-l", str(small)], check=True)  # lazily: Spark may keep a failed file open
+
+
+def test_gzip_compressed_slices_give_the_same_graph_dir(spark, mpd_sample_dir, sample_graph, tmp_path):
+    from etl_oracle import read_graph
+
+    d = tmp_path / "gz"
+    d.mkdir()
+    for f in os.listdir(mpd_sample_dir):
+        if f.endswith(".json"):
+            with open(os.path.join(mpd_sample_dir, f), "rb") as src:
+                (d / f"{f}.gz").write_bytes(gzip.compress(src.read()))
+    m = run_etl(spark, "--input", d, "--output", tmp_path / "g", "--hop2", "exact")
+    plain, plain_manifest = sample_graph
+    def rows(graph_dir):  # the contract orders rows by their ids, not by file position
+        return {t: sorted(json.dumps(r, sort_keys=True, default=str) for r in v) for t, v in read_graph(graph_dir).items()}
+
+    assert rows(tmp_path / "g") == rows(plain)
+    assert m["counts"] == plain_manifest["counts"]
+    # the checker reads them too, and finds what it finds in the plain files
+    assert [(f.rule, f.message) for f in checker.check_files([str(d)])] == [
+        (f.rule, f.message) for f in checker.check_files([mpd_sample_dir])]
+
+
+def test_a_damaged_gzip_slice_is_named(spark, tmp_path):
+    d = tmp_path / "in"
+    _write(d, "mpd.slice.0-2.json", [_playlist(p) for p in range(3)])
+    data = gzip.compress((d / "mpd.slice.0-2.json").read_bytes())
+    (d / "mpd.slice.0-2.json").unlink()
+    (d / "mpd.slice.0-2.json.gz").write_bytes(data[:len(data) // 2])  # cut short, as by a failed download
+    with pytest.raises(BadInputError, match=r"mpd\.slice\.0-2\.json\.gz: not a valid MPD slice \(not a readable gzip file"):
+        run_etl(spark, "--input", d, "--output", tmp_path / "g")
+    assert not (tmp_path / "g").exists()
+    findings = list(checker.check_files([str(d)]))
+    assert [f.message.split(" (")[0] for f in findings] == ["cannot read as JSON: not a readable gzip file"]
+
+
+def test_too_little_free_disk_is_refused_before_parsing(spark, tmp_path, monkeypatch):
+    from etl import storage
+
+    d = tmp_path / "in"
+    _write(d, "mpd.slice.0-2.json", [_playlist(p) for p in range(3)])
+    json_bytes = (d / "mpd.slice.0-2.json").stat().st_size
+    free = shutil.disk_usage(tmp_path).free
+    monkeypatch.setenv("SPARK_LOCAL_DIRS", str(tmp_path / "scratch"))  # on the output's disk: the needs add up
+    monkeypatch.setattr(storage, "SCRATCH_PER_JSON_BYTE", free / 2 / json_bytes)
+    monkeypatch.setattr(storage, "OUTPUT_PER_JSON_BYTE", free / 2 / json_bytes)
+    with pytest.raises(storage.NotEnoughDisk, match=rf"not enough free disk: .* MiB of JSON needs about .* in {tmp_path}/scratch "
+                                                    rf"\(Spark's scratch\) and .* in {tmp_path}/g \(the output\), "):
+        run_etl(spark, "--input", d, "--output", tmp_path / "g")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    monkeypatch.setattr(storage, "OUTPUT_PER_JSON_BYTE", 0.0)  # each fits alone: the job runs
+    run_etl(spark, "--input", d, "--output", tmp_path / "g")

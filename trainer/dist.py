@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -59,8 +60,9 @@ def pick_device(choice: str = "auto", local_rank: int = 0) -> torch.device:
     return dev
 
 
-def setup(device: str = "auto") -> DistEnv:
-    """Read the launcher's environment, pick the device, and join the process group if any."""
+def setup(device: str = "auto", timeout: timedelta | None = None) -> DistEnv:
+    """Read the launcher's environment, pick the device, and join the process group if any;
+    ``timeout``: how long a collective may wait (torch's default when None)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -70,7 +72,8 @@ def setup(device: str = "auto") -> DistEnv:
     if world_size > 1:
         backend = "nccl" if use_cuda else "gloo"
         if not dist.is_initialized():
-            dist.init_process_group(backend, device_id=dev if use_cuda else None, **_attempt_store(rank, world_size))
+            dist.init_process_group(backend, device_id=dev if use_cuda else None, timeout=timeout,
+                                    **_attempt_store(rank, world_size))
     return DistEnv(rank, local_rank, world_size, dev, backend)
 
 
@@ -93,6 +96,17 @@ def cap_malloc_arenas(arenas: int) -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(M_ARENA_MAX, arenas))
+
+
+def from_rank_0(make, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``make()`` (a float32 CPU tensor of ``shape``) computed by rank 0 alone and sent to every
+    rank; simply ``make()`` without a process group."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return make()
+    on = device if dist.get_backend() == "nccl" else torch.device("cpu")  # NCCL moves only GPU tensors
+    out = make().to(on) if dist.get_rank() == 0 else torch.empty(shape, dtype=torch.float32, device=on)
+    dist.broadcast(out, src=0)
+    return out.cpu()
 
 
 def configure_logging(is_main: bool = True) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -45,6 +46,11 @@ from trainer.ranking.protocol import (
 )
 
 
+# Under torchrun the other ranks wait for rank 0's ALS fit (18.5 min at 1M playlists on 2 cores,
+# bench/RESULTS.md): longer than torch's default wait for a collective on some machines.
+WAIT_FOR_RANK_0 = timedelta(hours=4)
+
+
 def evaluate(
     graph_dir: str, run: str, split: str = contract.SPLIT_VAL,
     methods: list[str] | None = None, k: int = K, batch_size: int = 256,
@@ -55,7 +61,7 @@ def evaluate(
     """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
     if not 1 <= k <= K:
         raise ValueError(f"--k must be in 1..{K}, got {k}")
-    env = dist.setup(device)
+    env = dist.setup(device, timeout=WAIT_FOR_RANK_0)
     dist.configure_logging(env.is_main)
     rank_, world, device = env.rank, env.world_size, env.device
     run = str(run)

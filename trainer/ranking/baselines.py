@@ -182,6 +182,11 @@ def fit_als(train: sp.csr_matrix, params: ALSParams):
     return model
 
 
+def item_factors_of(train: sp.csr_matrix, params: ALSParams) -> torch.Tensor:
+    """The fitted track factors [tracks, factors], float32."""
+    return torch.from_numpy(np.ascontiguousarray(fit_als(train, params).item_factors, dtype=np.float32))
+
+
 def fold_in(item_factors: torch.Tensor, queries: Queries, alpha: float,
             regularization: float) -> torch.Tensor:
     """Playlist factors [B, f] of ``queries`` from their seed tracks, track factors fixed: the
@@ -211,10 +216,11 @@ class ALS:
     folds in to zero and is ranked by popularity alone.
     """
 
-    def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, params: ALSParams = ALSParams()):
+    def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, params: ALSParams = ALSParams(),
+                 item_factors: torch.Tensor | None = None):
+        """``item_factors``: a fit already made (:func:`item_factors_of` the same data and params)."""
         self.params = params
-        model = fit_als(train, params)
-        self.tracks = torch.from_numpy(np.ascontiguousarray(model.item_factors, dtype=np.float32))
+        self.tracks = item_factors_of(train, params) if item_factors is None else item_factors.clone()
         self.trained = torch.from_numpy(train.getnnz(axis=0) > 0)
         # Exactly what the least-squares solve gives a track without data (implicit's CG gives 0
         # too, on the real dev graph); stated here so an untrained seed never moves a fold-in.

@@ -7,9 +7,18 @@ from __future__ import annotations
 import torch
 
 from etl import contract
+from trainer import dist
 from trainer.io import embeddings, run_dir
 from trainer.io.graph import Catalogue
-from trainer.ranking.baselines import ALS, ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
+from trainer.ranking.baselines import (
+    ALS,
+    ALSParams,
+    ItemKNN,
+    Popularity,
+    TitlePopularity,
+    item_factors_of,
+    popularity_counts,
+)
 from trainer.ranking.scoring import EmbeddingScorer, Scorer
 
 METHODS = ("gnn", "popularity", "itemknn", "als")
@@ -57,7 +66,10 @@ def build_scorers(
         elif m == "popularity":
             scorers[m] = Popularity(popularity)
         elif m == "als":
-            scorers[m] = ALS(train, popularity, als)
+            # Under torchrun rank 0 fits (with every core) and the others receive the factors:
+            # a fit per rank would only multiply the work, the longest part of an evaluation.
+            factors = dist.from_rank_0(lambda: item_factors_of(train, als), (train.shape[1], als.factors), device)
+            scorers[m] = ALS(train, popularity, als, item_factors=factors)
         else:
             scorers[m] = ItemKNN(train, popularity, beta=beta, gamma=gamma)
     return scorers, TitlePopularity(train, graph.playlist_title, popularity)

@@ -71,9 +71,9 @@ def test_co_occurring_track_ranks_first_untrained_tracks_last_by_popularity():
 
 def test_untrained_tracks_rank_below_negative_scores():
     train = binary([[0, 1], [0, 2], [1, 2]], 4)  # track 3: no training edge
-    als = ALS(train, np.array([1.0, 1.0, 1.0, 50.0]), SMALL)
     # Planted factors: track 1 points away from track 0, so seed 0 scores it below zero.
-    als.tracks = torch.tensor([[3.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    planted = torch.tensor([[3.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    als = ALS(train, np.array([1.0, 1.0, 1.0, 50.0]), SMALL, item_factors=planted)
     queries = Queries.from_lists([np.array([0])], [""])
     scores = als.batch(queries)(0, 4)[0]
     assert scores[1] < 0

@@ -23,6 +23,7 @@ follow by global popularity, so every method fills all K slots sensibly.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -174,7 +175,8 @@ def fit_als(train: sp.csr_matrix, params: ALSParams):
         model = AlternatingLeastSquares(
             factors=params.factors, regularization=params.regularization, alpha=1.0,
             iterations=params.iterations, random_state=params.random_state,
-            num_threads=params.num_threads, calculate_training_loss=False,
+            # 0 would be OpenMP's default, which OMP_NUM_THREADS=1 (torchrun's, per rank) makes one core.
+            num_threads=params.num_threads or len(os.sched_getaffinity(0)), calculate_training_loss=False,
         )
         log.info("fitting ALS: %s playlists x %s tracks, %d factors, %d iterations", f"{train.shape[0]:,}",
                  f"{train.shape[1]:,}", params.factors, params.iterations)

@@ -53,6 +53,21 @@ def test_recommend_for_a_pid_excludes_its_tracks(graph, run, uri_names, method):
         assert (r["track_name"], r["artist_name"]) == uri_names[r["track_uri"]]
 
 
+def test_a_gnn_query_with_seeds_builds_no_playlist_track_matrix(graph, run, monkeypatch):
+    # At 1M playlists each such matrix takes seconds and gigabytes; the gnn needs none of them.
+    from trainer.io.graph import Catalogue
+
+    cat = load_catalogue(graph)
+    pid = int(cat.playlist_pid[np.flatnonzero(cat.playlist_split == contract.SPLIT_TRAIN)[0]])
+    built = []
+    edges = Catalogue.edges
+    monkeypatch.setattr(Catalogue, "edges", lambda self, *a, **kw: built.append(a) or edges(self, *a, **kw))
+    assert len(recommend.recommend(graph, run, pid=pid, k=5, method="gnn")) == 5
+    assert built == []
+    recommend.recommend(graph, run, title=cat.playlist_title[0] or "rock", k=5, method="gnn")  # no seeds: the fallback
+    assert built
+
+
 def test_recommend_from_tracks_with_gnn_ranks_by_mean_seed_embedding(graph, run):
     cat = load_catalogue(graph)
     emb = embeddings.track_embeddings(run, cat)

@@ -44,9 +44,9 @@ def query_for_pid(cat: Catalogue, pid: int) -> Queries:
             f" pids {cat.playlist_pid.min()}..{cat.playlist_pid.max()})"
         )
     playlist = int(found[0])
-    visible = cat.edges(contract.VISIBLE_ROLES)[playlist]
-    return Queries.from_lists([visible.indices.astype(np.int64)], [cat.playlist_title[playlist]],
-                              [playlist])
+    # One playlist's edges, without the whole playlist × track matrix (seconds at 1M playlists).
+    visible = (cat.edge_playlist == playlist) & np.isin(cat.edge_role, [contract.ROLES.index(r) for r in contract.VISIBLE_ROLES])
+    return Queries.from_lists([np.unique(cat.edge_track[visible])], [cat.playlist_title[playlist]], [playlist])
 
 
 def title_note(raw_title: str | None, queries: Queries, fallback) -> str | None:

@@ -4,6 +4,8 @@ dir's training playlists; plus the title fallback every method shares for playli
 seeds."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from etl import contract
@@ -57,23 +59,37 @@ def build_scorers(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
-    popularity = popularity_counts(graph.edges(contract.VISIBLE_ROLES))
-    train = graph.edges((contract.ROLE_TRAIN,), splits=(contract.SPLIT_TRAIN,))
+    # Each read of the playlist-track matrices takes seconds at 1M playlists: made when first
+    # needed, so a GNN query with seeds (recommend) makes none.
+    popularity = functools.cache(lambda: popularity_counts(graph.edges(contract.VISIBLE_ROLES)))
+    train = functools.cache(lambda: graph.edges((contract.ROLE_TRAIN,), splits=(contract.SPLIT_TRAIN,)))
     scorers: dict[str, Scorer] = {}
     for m in methods:
         if m == "gnn":
             scorers[m] = gnn_scorer(graph, run, device, gnn_query, fold_in_steps)
         elif m == "popularity":
-            scorers[m] = Popularity(popularity)
+            scorers[m] = Popularity(popularity())
         elif m == "als":
             # Under torchrun rank 0 fits (with every core) and the others receive the factors:
             # a fit per rank would only multiply the work, the longest part of an evaluation.
-            factors = dist.from_rank_0(lambda: item_factors_of(train, als), (train.shape[1], als.factors), device)
-            scorers[m] = ALS(train, popularity, als, item_factors=factors)
+            factors = dist.from_rank_0(lambda: item_factors_of(train(), als), (graph.num_tracks, als.factors), device)
+            scorers[m] = ALS(train(), popularity(), als, item_factors=factors)
         else:
-            scorers[m] = ItemKNN(train, popularity, beta=beta, gamma=gamma)
-    return scorers, TitlePopularity(train, graph.playlist_title, popularity)
+            scorers[m] = ItemKNN(train(), popularity(), beta=beta, gamma=gamma)
+    return scorers, OnFirstUse(lambda: TitlePopularity(train(), graph.playlist_title, popularity()))
 
+
+class OnFirstUse:
+    """A scorer built when it is first used (the title fallback, which reads every training
+    playlist, for the queries without seeds that may never come)."""
+
+    def __init__(self, build):
+        self._build, self._scorer = build, None
+
+    def __getattr__(self, name):  # batch(), index: whatever the built scorer has
+        if self._scorer is None:
+            self._scorer = self._build()
+        return getattr(self._scorer, name)
 
 
 def source_of(scorers: dict[str, Scorer]) -> dict | None:

@@ -27,7 +27,7 @@ if __package__ in (None, ""):
     except ImportError:
         sys.path.insert(0, os.path.dirname(_here))
 
-from py4j.protocol import Py4JJavaError
+from py4j.protocol import Py4JJavaError, Py4JNetworkError
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -86,7 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's, else local[*])")
     p.add_argument("--shuffle-partitions", type=int, default=None,
                    help=f"default: one per {BYTES_PER_SHUFFLE_PARTITION // 2**20} MiB of input, at least one per core")
-    p.add_argument("--driver-memory", default="4g", help="local mode driver memory (default 4g)")
+    # Not a size per input byte: the one thing in the job that does not shrink with partitions is
+    # the broadcast of --hop2 hll's sketches (one per playlist and per track), built in the driver;
+    # at 1M playlists a 4g driver died building it after 93 minutes, 6g completed (bench/RESULTS.md).
+    p.add_argument("--driver-memory", default="6g", help="local mode driver memory (default 6g)")
     args = p.parse_args(argv)
     unknown = set(args.categories.split(",")) - set(contract.SEED_CATEGORY_BY_NAME)
     if unknown or not args.categories:
@@ -371,13 +374,29 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return 2
     except Exception as e:
-        if not storage.no_space_left(e):
-            raise
         # Otherwise buried in a Py4J trace of hundreds of lines; the temporary output is gone.
-        log.error("no space left on device while writing %s or Spark's scratch files (spark.local.dir, "
-                  "SPARK_LOCAL_DIRS): nothing was published; free space there, or choose other places", args.output)
+        if storage.no_space_left(e):
+            log.error("no space left on device while writing %s or Spark's scratch files (spark.local.dir, "
+                      "SPARK_LOCAL_DIRS): nothing was published; free space there, or choose other places", args.output)
+        elif out_of_memory(e):
+            log.error("the Spark driver ran out of memory (%s): nothing was published; raise --driver-memory "
+                      "(now %s; spark.driver.memory under spark-submit)", out_of_memory(e), args.driver_memory)
+        else:
+            raise
         return 2
     return 0
+
+
+def out_of_memory(e: BaseException) -> str | None:
+    """What Spark said when ``e`` (a Py4J error carrying a Java trace) is the JVM running out of
+    heap, else None."""
+    text = str(e)
+    for said in ("Not enough memory to build and broadcast the table", "java.lang.OutOfMemoryError: Java heap space"):
+        if said in text:
+            return said
+    if isinstance(e, Py4JNetworkError):  # a task's OutOfMemoryError ends the local-mode JVM itself
+        return "the JVM stopped answering; its own last words are above, most often java.lang.OutOfMemoryError"
+    return None
 
 
 if __name__ == "__main__":

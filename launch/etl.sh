@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 : "${OUTPUT:?set OUTPUT to the graph dir to write}"
 SPARK_MASTER=${SPARK_MASTER:-local[*]}
 DEPLOY_MODE=${DEPLOY_MODE:-client}
-DRIVER_MEMORY=${DRIVER_MEMORY:-4g}
+DRIVER_MEMORY=${DRIVER_MEMORY:-6g}  # builds --hop2 hll's broadcast: 4g failed at 1M playlists
 EXECUTOR_MEMORY=${EXECUTOR_MEMORY:-4g}
 EXECUTOR_CORES=${EXECUTOR_CORES:-2}
 NUM_EXECUTORS=${NUM_EXECUTORS:-2}

@@ -327,3 +327,22 @@ def test_too_little_free_disk_is_refused_before_parsing(spark, tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     monkeypatch.setattr(storage, "OUTPUT_PER_JSON_BYTE", 0.0)  # each fits alone: the job runs
     run_etl(spark, "--input", d, "--output", tmp_path / "g")
+
+
+@pytest.mark.parametrize("java_said", [
+    "org.apache.spark.SparkException: Not enough memory to build and broadcast the table to all worker nodes.",
+    "Caused by: java.lang.OutOfMemoryError: Java heap space",
+])
+def test_out_of_memory_is_one_line_naming_the_setting(tmp_path, monkeypatch, caplog, java_said):
+    from etl import job
+
+    def run(args, spark):
+        raise RuntimeError(f"An error occurred while calling o6757.parquet.\n: {java_said}\n\tat org.apache...")
+
+    monkeypatch.setattr(job, "spark_session", lambda args: None)
+    monkeypatch.setattr(job, "run", run)
+    with caplog.at_level("ERROR", logger="etl"):
+        assert job.main(["--input", str(tmp_path), "--output", str(tmp_path / "g")]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("the Spark driver ran out of memory (")
+    assert errors[0].endswith("raise --driver-memory (now 6g; spark.driver.memory under spark-submit)")

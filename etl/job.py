@@ -27,12 +27,12 @@ if __package__ in (None, ""):
     except ImportError:
         sys.path.insert(0, os.path.dirname(_here))
 
-from py4j.protocol import Py4JJavaError, Py4JNetworkError
+from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from etl import checker, contract, features, manifest, storage, validate
+from etl import checker, contract, features, manifest, session, storage, validate
 from etl.dedup import dedup_entries, split_bad_uris, split_duplicate_pids, split_missing_pid, split_mistyped
 from etl.flatten import entry_count, playlist_records, track_entries
 from etl.schema import CORRUPT_RECORD, SLICE
@@ -378,25 +378,14 @@ def main(argv: list[str] | None = None) -> int:
         if storage.no_space_left(e):
             log.error("no space left on device while writing %s or Spark's scratch files (spark.local.dir, "
                       "SPARK_LOCAL_DIRS): nothing was published; free space there, or choose other places", args.output)
-        elif out_of_memory(e):
+        elif session.out_of_memory(e):
             log.error("the Spark driver ran out of memory (%s): nothing was published; raise --driver-memory "
-                      "(now %s; spark.driver.memory under spark-submit)", out_of_memory(e), args.driver_memory)
+                      "(now %s; spark.driver.memory under spark-submit)", session.out_of_memory(e), args.driver_memory)
         else:
             raise
         return 2
     return 0
 
-
-def out_of_memory(e: BaseException) -> str | None:
-    """What Spark said when ``e`` (a Py4J error carrying a Java trace) is the JVM running out of
-    heap, else None."""
-    text = str(e)
-    for said in ("Not enough memory to build and broadcast the table", "java.lang.OutOfMemoryError: Java heap space"):
-        if said in text:
-            return said
-    if isinstance(e, Py4JNetworkError):  # a task's OutOfMemoryError ends the local-mode JVM itself
-        return "the JVM stopped answering; its own last words are above, most often java.lang.OutOfMemoryError"
-    return None
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import argparse
 import os
 import shutil
 
+from py4j.protocol import Py4JNetworkError
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
@@ -64,3 +65,15 @@ def spark_session(args: argparse.Namespace) -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )
+
+
+def out_of_memory(e: BaseException) -> str | None:
+    """What Spark said when ``e`` (a Py4J error carrying a Java trace) is the JVM running out of
+    heap, else None."""
+    text = str(e)
+    for said in ("Not enough memory to build and broadcast the table", "java.lang.OutOfMemoryError: Java heap space"):
+        if said in text:
+            return said
+    if isinstance(e, Py4JNetworkError):  # a task's OutOfMemoryError ends the local-mode JVM itself
+        return "the JVM stopped answering; its own last words are above, most often java.lang.OutOfMemoryError"
+    return None

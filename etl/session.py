@@ -1,4 +1,5 @@
-"""The Spark session the job runs in, and the runtime it needs (Java, Spark) checked first."""
+"""The Spark session the job runs in, the runtime it needs (Java, Spark) checked first, and its
+running out of memory told from its errors."""
 from __future__ import annotations
 
 import argparse

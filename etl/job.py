@@ -67,7 +67,7 @@ class OutputExistsError(FileExistsError):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="etl.job", description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", required=True, help="dir of mpd.slice.*.json, a glob or a file; any Hadoop URL")
+    p.add_argument("--input", required=True, help="dir of mpd.slice.*.json (or .json.gz), a glob or a file; any Hadoop URL")
     p.add_argument("--output", required=True, help="graph dir to create (local path or Hadoop URL)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--seed", type=int, default=2018, help="seed of the split hashes (default 2018)")

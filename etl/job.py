@@ -378,9 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         if storage.no_space_left(e):
             log.error("no space left on device while writing %s or Spark's scratch files (spark.local.dir, "
                       "SPARK_LOCAL_DIRS): nothing was published; free space there, or choose other places", args.output)
-        elif session.out_of_memory(e):
+        elif said := session.out_of_memory(e):
             log.error("the Spark driver ran out of memory (%s): nothing was published; raise --driver-memory "
-                      "(now %s; spark.driver.memory under spark-submit)", session.out_of_memory(e), args.driver_memory)
+                      "(now %s; spark.driver.memory under spark-submit)", said, args.driver_memory)
         else:
             raise
         return 2

@@ -57,10 +57,11 @@ def list_slices(spark: SparkSession, path: str) -> list[tuple[str, int]]:
     return files
 
 
-# Disk the job takes per byte of JSON it parses, measured at 1M playlists (bench/RESULTS.md): Spark's
-# scratch at its peak (shuffle files and the on-disk caches) and the graph dir it writes.
+# Disk the job takes per byte of JSON it parses, at 1M playlists (bench/log/2026-12-05-1m-etl-and-
+# evaluation.md): Spark's scratch at its peak (36.5 GB for 33.7 GB: shuffle files, on-disk caches)
+# and the graph dir it writes (0.55 GB at 1M), with room to spare.
 SCRATCH_PER_JSON_BYTE = 1.1
-OUTPUT_PER_JSON_BYTE = 0.25
+OUTPUT_PER_JSON_BYTE = 0.05
 
 
 class NotEnoughDisk(OutputError):
@@ -81,7 +82,7 @@ def scratch_dirs(spark: SparkSession) -> list[str]:
     return [d for d in dirs.split(",") if d]
 
 
-def check_free_disk(spark: SparkSession, output: str, json_bytes_: int) -> None:
+def check_free_disk(spark: SparkSession, output: str, json_size: int) -> None:
     """Refuse, naming places and sizes, a local-mode job whose scratch and output will not fit.
 
     Only local disks in local mode are checked: a cluster's executors keep their scratch where
@@ -90,9 +91,9 @@ def check_free_disk(spark: SparkSession, output: str, json_bytes_: int) -> None:
     if not spark.sparkContext.master.startswith("local"):
         return
     dirs = scratch_dirs(spark)
-    wants = [(d, json_bytes_ * SCRATCH_PER_JSON_BYTE / len(dirs), f"{d} (Spark's scratch)") for d in dirs]
+    wants = [(d, json_size * SCRATCH_PER_JSON_BYTE / len(dirs), f"{d} (Spark's scratch)") for d in dirs]
     if _local(output) is not None:
-        wants.append((_local(output), json_bytes_ * OUTPUT_PER_JSON_BYTE, f"{_local(output)} (the output)"))
+        wants.append((_local(output), json_size * OUTPUT_PER_JSON_BYTE, f"{_local(output)} (the output)"))
     by_disk: dict[int, list] = {}
     for path, need, what in wants:
         path = os.path.abspath(path)
@@ -105,7 +106,7 @@ def check_free_disk(spark: SparkSession, output: str, json_bytes_: int) -> None:
         free = shutil.disk_usage(path).free
         if free < need:
             raise NotEnoughDisk(
-                f"not enough free disk: {_size(json_bytes_)} of JSON needs about {' and '.join(whats)}, "
+                f"not enough free disk: {_size(json_size)} of JSON needs about {' and '.join(whats)}, "
                 f"{_size(free)} free on that disk; free space there, or point SPARK_LOCAL_DIRS "
                 "(spark.local.dir) or --output at a larger disk (gzip-compressed input takes a sixth of the room)")
 

@@ -99,7 +99,7 @@ class ItemKNN:
     query ([playlists, B]); a chunk of tracks is then the sparse track × playlist rows times those
     columns. That costs the chunk's edges × B whatever the seeds, where a sparse × sparse product
     costs Σ len(p) over every playlist sharing a seed: at 1M playlists a popular seed is in tens
-    of thousands of them, and the dense form is several times faster (bench/RESULTS.md).
+    of thousands of them, and the dense form took 1.3× less CPU there (bench/log/2026-12-05-1m-etl-and-evaluation.md).
     """
 
     def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, beta: float = 0.0, gamma: float = 1.0):

@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from trainer.io import als_factors
 from trainer.ranking.baselines import ALS, ALSParams, fit_als, fold_in
 from trainer.ranking.scoring import Queries, top_k
 
@@ -87,3 +88,47 @@ def test_bad_params_are_named():
         ALSParams(regularization=0.0)
     with pytest.raises(ValueError, match="factors >= 1"):
         ALSParams(factors=0)
+
+
+def test_factors_are_kept_in_the_run_dir_for_the_same_graph_and_settings(tmp_path, caplog):
+    run = str(tmp_path / "run")
+    manifest = {"schema_version": 9, "created_at": "2026-01-01T00:00:00Z", "counts": {"track": 30},
+                "split": {"seed": 0}}
+    fits = []
+
+    def fit(params=SMALL):
+        fits.append(params)
+        return fit_als(random_train(), params).item_factors
+
+    first = als_factors.fitted(run, manifest, SMALL.as_dict(), fit)
+    again = als_factors.fitted(run, manifest, SMALL.as_dict(), fit)
+    np.testing.assert_array_equal(first, again)
+    assert len(fits) == 1
+    # The thread count changes no factor: still the stored fit.
+    als_factors.fitted(run, manifest, {**SMALL.as_dict(), "num_threads": 2}, fit)
+    assert len(fits) == 1
+    # Other settings, another graph (rebuilt: other created_at): fitted again, and stored.
+    other = ALSParams(**{**SMALL.as_dict(), "random_state": 4})
+    with caplog.at_level("INFO"):
+        als_factors.fitted(run, manifest, other.as_dict(), lambda: fit(other))
+    assert len(fits) == 2 and "fitted on another als" in caplog.text
+    rebuilt = {**manifest, "created_at": "2026-01-02T00:00:00Z"}
+    als_factors.fitted(run, rebuilt, other.as_dict(), lambda: fit(other))
+    assert len(fits) == 3
+    als_factors.fitted(run, rebuilt, other.as_dict(), lambda: fit(other))
+    assert len(fits) == 3
+    # A damaged file is fitted again, not read.
+    (tmp_path / "run" / als_factors.FILE).write_bytes(b"not a zip")
+    als_factors.fitted(run, rebuilt, other.as_dict(), lambda: fit(other))
+    assert len(fits) == 4
+
+
+def test_a_run_dir_that_cannot_be_written_costs_only_the_reuse(tmp_path, caplog):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the run dir should be")
+    manifest = {"schema_version": 9, "created_at": "x", "counts": {}, "split": {}}
+    with caplog.at_level("WARNING"):
+        factors = als_factors.fitted(str(blocked), manifest, SMALL.as_dict(),
+                                     lambda: np.ones((30, 6), np.float32))
+    assert factors.shape == (30, 6)
+    assert "not stored" in caplog.text

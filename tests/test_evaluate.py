@@ -18,6 +18,7 @@ from etl import contract
 from trainer.evaluate import evaluate, main
 from trainer.io import embeddings, run_dir
 from trainer.io.graph import load_catalogue
+from trainer.ranking import baselines
 from trainer.ranking.baselines import ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
 from trainer.ranking.metrics import METRICS, playlist_metrics
 from trainer.ranking.protocol import held_out, score_sums, shard
@@ -306,11 +307,11 @@ def test_mistyped_edge_table_is_named(synth, tmp_path):
         load_catalogue(bad)
 
 
-def test_als_end_to_end_from_the_command_line(synth, tmp_path):
+def test_als_end_to_end_from_the_command_line(synth, tmp_path, monkeypatch):
     run = tmp_path / "als"
-    assert main(["--graph", synth, "--run", str(run), "--methods", "als,popularity",
-                 "--als-factors", "8", "--als-iterations", "5", "--als-alpha", "10",
-                 "--als-threads", "1", "--chunk-size", "300"]) == 0
+    args = ["--graph", synth, "--run", str(run), "--methods", "als,popularity", "--als-factors", "8",
+            "--als-iterations", "5", "--als-alpha", "10", "--als-threads", "1", "--chunk-size", "300"]
+    assert main(args) == 0
     out = json.loads((run / "eval_val.json").read_text())
     assert out["als"] == {"factors": 8, "regularization": ALSParams().regularization,
                           "alpha": 10.0, "iterations": 5, "random_state": 0, "num_threads": 1}
@@ -318,3 +319,14 @@ def test_als_end_to_end_from_the_command_line(synth, tmp_path):
     assert als["num_playlists"] == pop["num_playlists"] == out["num_playlists"] > 0
     # The synthetic playlists have planted genres: co-occurrence beats popularity by far.
     assert als["r_precision"] > 2 * pop["r_precision"]
+
+    # The fit was kept in the run dir: the same evaluation again fits nothing and agrees.
+    def no_fit(*_):
+        raise AssertionError("ALS fitted again for the same graph and settings")
+
+    monkeypatch.setattr(baselines, "fit_als", no_fit)
+    assert main(args) == 0
+    again = json.loads((run / "eval_val.json").read_text())["methods"]["als"]["overall"]
+    assert again == als
+    with pytest.raises(AssertionError, match="fitted again"):  # other settings: a new fit
+        main([a if a != "5" else "6" for a in args])

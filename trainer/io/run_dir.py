@@ -22,8 +22,10 @@ GRAPH_FILE = "graph.json"
 CURVES_FILE = "curves.png"
 EMBEDDINGS = "embeddings"
 TENSORBOARD = "tensorboard"
+ALS_FACTORS = "als_factors.npz"
 # Everything trainer.train, trainer.embed and trainer.evaluate write into a run dir.
-RUN_OUTPUTS = ("checkpoints", METRICS_FILE, CONFIG_FILE, GRAPH_FILE, CURVES_FILE, EMBEDDINGS, TENSORBOARD)
+RUN_OUTPUTS = ("checkpoints", METRICS_FILE, CONFIG_FILE, GRAPH_FILE, CURVES_FILE, EMBEDDINGS, TENSORBOARD,
+               ALS_FACTORS)
 # eval reports, and what an embed killed while publishing leaves beside embeddings/
 LEFTOVER_GLOBS = ("eval_*.json", f"{EMBEDDINGS}.tmp-*", f"{EMBEDDINGS}.old-*")
 # What identifies a graph dir: a rebuilt graph has another created_at, a changed one other counts.

@@ -10,7 +10,7 @@ import torch
 
 from etl import contract
 from trainer import dist
-from trainer.io import embeddings, run_dir
+from trainer.io import als_factors, embeddings, run_dir
 from trainer.io.graph import Catalogue
 from trainer.ranking.baselines import (
     ALS,
@@ -72,7 +72,11 @@ def build_scorers(
         elif m == "als":
             # Under torchrun rank 0 fits (with every core) and the others receive the factors:
             # a fit per rank would only multiply the work, the longest part of an evaluation.
-            factors = dist.from_rank_0(lambda: item_factors_of(train(), als), (graph.num_tracks, als.factors), device)
+            # The fit is kept in the run dir for the next call on the same graph and settings.
+            factors = dist.from_rank_0(
+                lambda: torch.from_numpy(als_factors.fitted(run, graph.manifest, als.as_dict(),
+                                                            lambda: item_factors_of(train(), als).numpy())),
+                (graph.num_tracks, als.factors), device)
             scorers[m] = ALS(train(), popularity(), als, item_factors=factors)
         else:
             scorers[m] = ItemKNN(train(), popularity(), beta=beta, gamma=gamma)

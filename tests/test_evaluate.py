@@ -102,8 +102,9 @@ def test_popularity_counts_visible_edges_only(sample):
 
 
 @needs_sample
-@pytest.mark.parametrize("gamma", [1.0, 2.0])
-def test_itemknn_equals_plain_python_co_occurrence(sample, gamma):
+@pytest.mark.parametrize("graph,gamma,neighbours", [("sample", 1.0, 0), ("sample", 2.0, 0), ("synth", 2.0, 20)])
+def test_itemknn_equals_plain_python_co_occurrence(request, graph, gamma, neighbours):
+    sample = request.getfixturevalue(graph)  # synth: enough shared seeds for the cut-off to bite
     edges, split = _edges(sample)
     train = defaultdict(set)
     for e in edges:
@@ -114,21 +115,25 @@ def test_itemknn_equals_plain_python_co_occurrence(sample, gamma):
     held = held_out(cat, contract.SPLIT_VAL)
     pop = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
     knn = ItemKNN(cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,)), pop, beta=0.5,
-                  gamma=gamma)
+                  gamma=gamma, neighbours=neighbours)
     chunk = knn.batch(held.queries)
     got = torch.cat([chunk(a, min(a + 50, cat.num_tracks)) for a in range(0, cat.num_tracks, 50)], 1)
+    cut_rows = 0
     for b in range(len(held)):
         want = np.zeros(cat.num_tracks)
         idf = {s: np.log1p(len(train) / max(df[s], 1)) for s in held.queries.seeds(b)}
-        if gamma == 1.0:  # the item form: sum over seeds of idf(s) * co(s, t)
+        if gamma == 1.0 and not neighbours:  # the item form: sum over seeds of idf(s) * co(s, t)
             for s in idf:
                 for tracks in train.values():
                     if s in tracks:
                         for t in tracks:
                             want[t] += idf[s] / df[t] ** 0.5
         else:  # the playlist form: each playlist weighted by its idf overlap ** gamma
-            for tracks in train.values():
-                w = sum(idf[s] for s in idf if s in tracks)
+            weight = {p: sum(idf[s] for s in idf if s in tracks) for p, tracks in train.items()}
+            near = sorted((p for p in weight if weight[p] > 0), key=lambda p: (-weight[p], p))
+            cut_rows += len(near) > neighbours > 0
+            for p in near[:neighbours or None]:
+                w, tracks = weight[p], train[p]
                 for t in tracks:
                     want[t] += w ** gamma / df[t] ** 0.5
         scored = want > 0
@@ -137,6 +142,7 @@ def test_itemknn_equals_plain_python_co_occurrence(sample, gamma):
         rest, rest_pop = got[b].numpy()[~scored], pop[~scored]
         assert (rest < 0).all()
         assert (np.diff(rest[np.argsort(rest_pop, kind="stable")]) >= 0).all()
+    assert cut_rows or not neighbours  # the cut-off was exercised
 
 
 def test_title_only_ranks_title_matches_first(synth):
@@ -330,3 +336,16 @@ def test_als_end_to_end_from_the_command_line(synth, tmp_path, monkeypatch):
     assert again == als
     with pytest.raises(AssertionError, match="fitted again"):  # other settings: a new fit
         main([a if a != "5" else "6" for a in args])
+
+
+def test_itemknn_neighbour_cut_off_from_the_command_line(synth, tmp_path):
+    run = tmp_path / "knn"
+    results = {}
+    for n in (0, 5):
+        assert main(["--graph", synth, "--run", str(run), "--methods", "itemknn",
+                     "--itemknn-neighbours", str(n), "--chunk-size", "300"]) == 0
+        out = json.loads((run / "eval_val.json").read_text())
+        assert out["itemknn"] == {"beta": 0.0, "gamma": 1.0, "neighbours": n}
+        results[n] = out["methods"]["itemknn"]["overall"]
+    assert results[0]["num_playlists"] == results[5]["num_playlists"] > 0
+    assert results[0] != results[5]  # five neighbours rank otherwise than every playlist

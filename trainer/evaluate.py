@@ -56,7 +56,7 @@ def evaluate(
     methods: list[str] | None = None, k: int = K, batch_size: int = 256,
     chunk_size: int = 1 << 17, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
     catalogue_scope: str = "visible", als: ALSParams = ALSParams(), fold_in_steps: int = 0,
-    device: str = "auto", max_playlists: int = 0,
+    device: str = "auto", max_playlists: int = 0, neighbours: int = 0,
 ) -> dict | None:
     """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
     if not 1 <= k <= K:
@@ -84,7 +84,7 @@ def evaluate(
     if 0 < max_playlists < total:  # evenly spaced over the split, so every category keeps its share
         held = held.take(np.unique(np.linspace(0, total - 1, max_playlists).round().astype(np.int64)))
     scorers, fallback = build_scorers(graph, run, methods, device, beta, gamma,
-                                      gnn_query, als, fold_in_steps)
+                                      gnn_query, als, fold_in_steps, neighbours)
     if catalogue_scope not in ("visible", "all"):
         raise ValueError(f"--catalogue must be visible or all, got {catalogue_scope!r}")
     allowed = None
@@ -114,7 +114,7 @@ def evaluate(
         "graph": str(graph_dir),
         "world_size": world,
         "without_hidden_tracks": without_hidden,
-        "itemknn": {"beta": beta, "gamma": gamma},
+        "itemknn": {"beta": beta, "gamma": gamma, "neighbours": neighbours},
         "als": als.as_dict(),
         "gnn_query": gnn_query,
         "fold_in_steps": fold_in_steps,
@@ -145,10 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-size", type=int, default=1 << 17, help="tracks scored at once")
     p.add_argument("--itemknn-beta", type=float, default=0.0,
                    help="item-kNN: divide a candidate's score by its training frequency^beta"
-                   " (default 0: best on the 10k synthetic val split, see bench/RESULTS.md)")
+                   " (default 0: best on the val splits of the real dev set and 10k synthetic playlists,"
+                   " see bench/RESULTS.md)")
     p.add_argument("--itemknn-gamma", type=float, default=1.0,
                    help="item-kNN: raise each training playlist's seed overlap to this power"
                    " (1 = plain co-occurrence)")
+    p.add_argument("--itemknn-neighbours", type=int, default=0,
+                   help="item-kNN: only the training playlists with the largest seed overlap, this many"
+                   " (0: every playlist sharing a seed)")
     d = ALSParams()
     p.add_argument("--als-factors", type=int, default=d.factors, help="ALS: latent dimension")
     p.add_argument("--als-regularization", type=float, default=d.regularization,
@@ -180,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         args.als_iterations, args.als_seed, args.als_threads)
         evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
                  args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query,
-                 args.catalogue, als, args.fold_in_steps, args.device, args.max_playlists)
+                 args.catalogue, als, args.fold_in_steps, args.device, args.max_playlists,
+                 args.itemknn_neighbours)
     except (ValueError, FileNotFoundError, dist.DeviceError, storage.OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@
 - ``Popularity``: how many playlists hold the track among VISIBLE edges (train + seed; never a
   hidden one).
 - ``ItemKNN``: item co-occurrence over training playlists, IDF-weighted:
-  score(t) = Σ_p w(p)^gamma · [t ∈ p] / df(t)^beta with w(p) = Σ_{s ∈ seeds ∩ p} idf(s),
+  score(t) = Σ_p w(p)^gamma · [t ∈ p] / df(t)^beta with w(p) = Σ_{s ∈ seeds ∩ p} idf(s)
+  (over the ``neighbours`` playlists of largest w(p) when that is > 0, as user-kNN cuts them),
   df(t) the number of training playlists holding t and idf(s) = log(1 + N / df(s)). With
   gamma = 1 this is exactly Σ_{s ∈ seeds} idf(s) · co(s, t) / df(t)^beta (co = playlists holding
   both); gamma > 1 favours playlists that share several seeds. Computed as
@@ -92,6 +93,19 @@ class TitlePopularity:
         return chunk
 
 
+def _keep_largest(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """``m`` with each row's ``n`` largest entries kept (ties at the cut: the lower column)."""
+    keep = np.ones(m.nnz, bool)
+    for r in range(m.shape[0]):
+        lo, hi = m.indptr[r], m.indptr[r + 1]
+        if hi - lo > n:
+            # Stable order on (-value, column): the same cut whatever the row's storage order.
+            order = np.lexsort((m.indices[lo:hi], -m.data[lo:hi]))
+            keep[lo + order[n:]] = False
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))[keep]
+    return sp.csr_matrix((m.data[keep], (rows, m.indices[keep])), shape=m.shape)
+
+
 class ItemKNN:
     """IDF-weighted item co-occurrence with the seed tracks over training playlists.
 
@@ -102,10 +116,12 @@ class ItemKNN:
     of thousands of them, and the dense form took 1.3× less CPU there (bench/log/2026-12-05-1m-etl-and-evaluation.md).
     """
 
-    def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, beta: float = 0.0, gamma: float = 1.0):
-        if beta < 0 or gamma <= 0:
-            raise ValueError(f"ItemKNN: need beta >= 0 and gamma > 0, got beta={beta}, gamma={gamma}")
-        self.gamma = gamma
+    def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, beta: float = 0.0, gamma: float = 1.0,
+                 neighbours: int = 0):
+        if beta < 0 or gamma <= 0 or neighbours < 0:
+            raise ValueError(f"ItemKNN: need beta >= 0, gamma > 0 and neighbours >= 0, got beta={beta}, "
+                             f"gamma={gamma}, neighbours={neighbours}")
+        self.gamma, self.neighbours = gamma, neighbours
         train = train.tocsr().astype(np.float32)
         num_playlists = int((np.diff(train.indptr) > 0).sum())
         df = np.asarray(train.sum(axis=0)).ravel()
@@ -121,6 +137,8 @@ class ItemKNN:
             shape=(len(queries), self.num_tracks),
         )
         neighbours = (seeds @ self.by_track).tocsr()  # query × training playlist
+        if self.neighbours:
+            neighbours = _keep_largest(neighbours, self.neighbours)
         if self.gamma != 1.0:
             neighbours.data **= self.gamma
         weights = neighbours.T.toarray()  # [playlists, B], C order: what csr @ dense reads row by row

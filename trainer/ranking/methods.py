@@ -52,6 +52,7 @@ def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str 
 def build_scorers(
     graph: Catalogue, run: str, methods: list[str], device: torch.device, beta: float = 0.0,
     gamma: float = 1.0, gnn_query: str = "playlist", als: ALSParams = ALSParams(), fold_in_steps: int = 0,
+    neighbours: int = 0,
 ) -> tuple[dict[str, Scorer], Scorer]:
     """The requested methods' scorers and the title fallback they share."""
     if gnn_query not in ("playlist", "seeds"):
@@ -79,7 +80,7 @@ def build_scorers(
                 (graph.num_tracks, als.factors), device)
             scorers[m] = ALS(train(), popularity(), als, item_factors=factors)
         else:
-            scorers[m] = ItemKNN(train(), popularity(), beta=beta, gamma=gamma)
+            scorers[m] = ItemKNN(train(), popularity(), beta=beta, gamma=gamma, neighbours=neighbours)
     return scorers, OnFirstUse(lambda: TitlePopularity(train(), graph.playlist_title, popularity()))
 
 

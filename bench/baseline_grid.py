@@ -1,12 +1,14 @@
-"""Grid search of the ALS baseline's hyper-parameters on the VAL split (never test: test is for
+"""Grid search of a baseline's hyper-parameters on the VAL split (never test: test is for
 reporting the chosen defaults once).
 
-    python bench/als_grid.py --graph G [--factors 32,64,128,256] [--regularization 0.01,0.1,1,10]
-        [--alpha 1,5,20,40] [--iterations 15,30] [--seeds 0] [--out grid.jsonl]
+    python bench/baseline_grid.py --graph G als [--factors 32,64,128,256]
+        [--regularization 0.01,0.1,1,10] [--alpha 1,5,20,40] [--iterations 15,30] [--seeds 0]
+    python bench/baseline_grid.py --graph G itemknn [--beta 0,0.25,0.5,0.75,1] [--gamma 0.5,1,1.5,2,3]
+        [--neighbours 0]
 
 Loads the graph once and scores every configuration with ``trainer.evaluate``'s own held-out
 playlists, fallback, catalogue and metrics; one JSON line per configuration (and seed), sorted
-by R-precision (NDCG as tie-break) at the end.
+by R-precision (NDCG as tie-break) at the end (``--out`` keeps the lines).
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etl import contract  # noqa: E402
-from trainer.io.graph import load_catalogue
-from trainer.ranking import methods, protocol
-from trainer.ranking.baselines import ALS, ALSParams, popularity_counts  # noqa: E402
+from trainer.io.graph import load_catalogue  # noqa: E402
+from trainer.ranking import methods, protocol  # noqa: E402
+from trainer.ranking.baselines import ALS, ALSParams, ItemKNN, popularity_counts  # noqa: E402
 from trainer.ranking.metrics import K  # noqa: E402
 
 
@@ -39,13 +41,19 @@ def ints(text: str) -> list[int]:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--graph", required=True)
-    p.add_argument("--factors", type=ints, default=[32, 64, 128, 256])
-    p.add_argument("--regularization", type=floats, default=[0.01, 0.1, 1.0, 10.0])
-    p.add_argument("--alpha", type=floats, default=[1.0, 5.0, 20.0, 40.0])
-    p.add_argument("--iterations", type=ints, default=[15, 30])
-    p.add_argument("--seeds", type=ints, default=[0])
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="JSON lines (default: stdout only)")
+    sub = p.add_subparsers(dest="method", required=True)
+    als = sub.add_parser("als")
+    als.add_argument("--factors", type=ints, default=[32, 64, 128, 256])
+    als.add_argument("--regularization", type=floats, default=[0.01, 0.1, 1.0, 10.0])
+    als.add_argument("--alpha", type=floats, default=[1.0, 5.0, 20.0, 40.0])
+    als.add_argument("--iterations", type=ints, default=[15, 30])
+    als.add_argument("--seeds", type=ints, default=[0])
+    als.add_argument("--threads", type=int, default=1)
+    knn = sub.add_parser("itemknn")
+    knn.add_argument("--beta", type=floats, default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    knn.add_argument("--gamma", type=floats, default=[0.5, 1.0, 1.5, 2.0, 3.0])
+    knn.add_argument("--neighbours", type=ints, default=[0], help="0: every playlist sharing a seed")
     args = p.parse_args(argv)
 
     device = torch.device("cpu")
@@ -64,16 +72,27 @@ def main(argv=None) -> None:
         return {m: {k: rep[m]["overall"][k] for k in ("r_precision", "ndcg", "clicks")}
                 for m in rep}
 
+    if args.method == "als":
+        grid = [ALSParams(f, reg, a, it, seed, args.threads).as_dict() for f, reg, a, it, seed in itertools.product(
+            args.factors, args.regularization, args.alpha, args.iterations, args.seeds)]
+
+        def scorer(settings):
+            return ALS(train, popularity, ALSParams(**settings))
+    else:
+        grid = [{"beta": b, "gamma": g, "neighbours": n}
+                for b, g, n in itertools.product(args.beta, args.gamma, args.neighbours)]
+
+        def scorer(settings):
+            return ItemKNN(train, popularity, **settings)
+
     rows = []
     out = open(args.out, "w") if args.out else None
     for name, values in score(reference).items():
         print(json.dumps({"method": name, **values}), flush=True)
-    for f, reg, a, it, seed in itertools.product(args.factors, args.regularization, args.alpha,
-                                                 args.iterations, args.seeds):
-        params = ALSParams(f, reg, a, it, seed, args.threads)
+    for settings in grid:
         t = time.perf_counter()
-        values = score({"als": ALS(train, popularity, params)})["als"]
-        row = {**params.as_dict(), **values, "seconds": round(time.perf_counter() - t, 2)}
+        values = score({args.method: scorer(settings)})[args.method]
+        row = {**settings, **values, "seconds": round(time.perf_counter() - t, 2)}
         rows.append(row)
         print(json.dumps(row), flush=True)
         if out:

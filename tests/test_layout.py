@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMANDS = {"trainer.train", "trainer.embed", "trainer.evaluate", "trainer.recommend", "trainer.submit"}
+COMMANDS = {"trainer.train", "trainer.embed", "trainer.evaluate", "trainer.recommend", "trainer.submit",
+            "trainer.rerank"}
 # etl/contract <- trainer/{config,dist} <- io <- ranking <- gnn <- commands
 LAYERS = [("etl.contract",), ("trainer.config", "trainer.dist"), ("trainer.io",), ("trainer.ranking",),
           ("trainer.gnn",), tuple(sorted(COMMANDS))]

@@ -33,9 +33,9 @@ def identity(manifest: dict, params: dict) -> dict:
     return json.loads(json.dumps(fitted_on, sort_keys=True))  # as it reads back from the file
 
 
-def load(run: str, wanted: dict) -> np.ndarray | None:
-    """The stored factors when they were fitted on ``wanted`` (see :func:`identity`), else None."""
-    path = storage.join(run, FILE)
+def load(path: str, wanted: dict) -> np.ndarray | None:
+    """The factors stored at ``path`` when they were fitted on ``wanted`` (see :func:`identity`),
+    else None."""
     if not storage.exists(path):
         return None
     try:
@@ -54,24 +54,22 @@ def load(run: str, wanted: dict) -> np.ndarray | None:
     return factors
 
 
-def save(run: str, factors: np.ndarray, fitted_on: dict) -> None:
-    """Store ``factors`` with their identity, replacing any earlier fit in one step. A run dir
-    that cannot be written costs only the reuse: said, not raised."""
-    path = storage.join(run, FILE)
+def save(path: str, factors: np.ndarray, fitted_on: dict) -> None:
+    """Store ``factors`` with their identity at ``path``, replacing any earlier fit in one step."""
     buf = io.BytesIO()
     np.savez(buf, item_factors=np.ascontiguousarray(factors, dtype=np.float32),
              identity=np.array(json.dumps(fitted_on, sort_keys=True)))
-    try:
-        storage.atomic_write_bytes(path, buf.getvalue())
-    except OSError as e:
-        log.warning("ALS factors not stored in %s (%s): the next call fits them again", path, e)
+    storage.atomic_write_bytes(path, buf.getvalue())
 
 
 def fitted(run: str, manifest: dict, params: dict, fit) -> np.ndarray:
     """The factors stored in ``run`` for this graph and these settings, or ``fit()``'s, stored."""
-    wanted = identity(manifest, params)
-    factors = load(run, wanted)
+    wanted, path = identity(manifest, params), storage.join(run, FILE)
+    factors = load(path, wanted)
     if factors is None:
         factors = np.asarray(fit(), dtype=np.float32)
-        save(run, factors, wanted)
+        try:
+            save(path, factors, wanted)
+        except OSError as e:  # a run dir that cannot be written costs only the reuse
+            log.warning("ALS factors not stored in %s (%s): the next call fits them again", path, e)
     return factors

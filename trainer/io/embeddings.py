@@ -14,8 +14,6 @@ is sorted by id; readers check ids and keys against the graph they are used with
 from __future__ import annotations
 
 import json
-import posixpath
-import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -60,24 +58,14 @@ def _write_table(folder: str, name: str, ids: np.ndarray, keys, embedding: np.nd
 def publish(run: str, tables: dict[str, tuple], seed_query: dict | None, identity: dict) -> dict[str, str]:
     """Write the whole set (``tables``: name -> ``(ids, keys, embedding)``), then swap it in for
     the old one; returns the published paths. ``identity``: the checkpoint and id it came from."""
-    fs, root = storage.filesystem(run)
-    tag = uuid.uuid4().hex[:12]
-    staging, old = (storage.join(run, f"{EMBEDDINGS}.{kind}-{tag}") for kind in ("tmp", "old"))
-    try:
+    def write(staging: str) -> None:
         for name, (ids, keys, embedding) in tables.items():
             _write_table(staging, name, ids, keys, embedding)
         if seed_query is not None:
             storage.atomic_write_json(storage.join(staging, SEED_QUERY), seed_query, indent=None)
         storage.atomic_write_json(storage.join(staging, IDENTITY), {**identity, "tables": sorted(tables)})
-    except BaseException:
-        storage.remove(staging)  # the published set is untouched
-        raise
-    final = posixpath.join(root, EMBEDDINGS)
-    # Local renames are atomic; readers see the old set or the new one (or, for an instant, none).
-    if fs.exists(final):
-        fs.mv(final, storage.filesystem(old)[1], recursive=True)
-    fs.mv(storage.filesystem(staging)[1], final, recursive=True)
-    storage.remove(old)
+
+    storage.publish_dir(run, EMBEDDINGS, write)
     names = [*tables, *([SEED_QUERY] if seed_query is not None else []), IDENTITY]
     return {n.removesuffix(".json"): path(run, n) for n in names}
 

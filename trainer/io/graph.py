@@ -147,6 +147,12 @@ def _read_nodes(path: str, node_type: str, columns: list[str]) -> pa.Table:
     return table.take(pa.array(_dense_order(table, name, id_col)))
 
 
+def node_columns(path: str, node_type: str, columns: list[str]) -> dict[str, np.ndarray]:
+    """Some columns of ``nodes/<type>`` as arrays indexed by node id (nulls as NaN in floats)."""
+    table = _read_nodes(path, node_type, columns)
+    return {c: table[c].to_numpy(zero_copy_only=False) for c in columns}
+
+
 def _splits(playlists: pa.Table) -> np.ndarray:
     """The playlists' split column as an object array, checked against the contract's splits."""
     split = np.asarray(playlists.column("split").to_pylist(), dtype=object)

@@ -23,11 +23,12 @@ CURVES_FILE = "curves.png"
 EMBEDDINGS = "embeddings"
 TENSORBOARD = "tensorboard"
 ALS_FACTORS = "als_factors.npz"
-# Everything trainer.train, trainer.embed and trainer.evaluate write into a run dir.
+RERANKER = "reranker"
+# Everything trainer.train, trainer.embed, trainer.evaluate and trainer.rerank write into a run dir.
 RUN_OUTPUTS = ("checkpoints", METRICS_FILE, CONFIG_FILE, GRAPH_FILE, CURVES_FILE, EMBEDDINGS, TENSORBOARD,
-               ALS_FACTORS)
-# eval reports, and what an embed killed while publishing leaves beside embeddings/
-LEFTOVER_GLOBS = ("eval_*.json", f"{EMBEDDINGS}.tmp-*", f"{EMBEDDINGS}.old-*")
+               ALS_FACTORS, RERANKER)
+# eval reports, and what an embed or rerank killed while publishing leaves beside its folder
+LEFTOVER_GLOBS = ("eval_*.json", *(f"{d}.{kind}-*" for d in (EMBEDDINGS, RERANKER) for kind in ("tmp", "old")))
 # What identifies a graph dir: a rebuilt graph has another created_at, a changed one other counts.
 GRAPH_IDENTITY = ("schema_version", "created_at", "counts", "split")
 # Keys that may change between a run and its resumption; anything else would change the result.

@@ -147,6 +147,26 @@ def atomic_write_json(path: str, obj, indent: int | None = 2) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
 
 
+def publish_dir(parent: str, name: str, write) -> str:
+    """Write the folder ``parent/name`` whole: ``write(staging)`` fills a staging folder beside
+    it, which then replaces the published one. Readers see the old folder or the new one (or, for
+    an instant, none); a write that fails leaves the published folder untouched."""
+    fs, root = filesystem(parent)
+    tag = uuid.uuid4().hex[:12]
+    staging, old = (join(parent, f"{name}.{kind}-{tag}") for kind in ("tmp", "old"))
+    try:
+        write(staging)
+    except BaseException:
+        remove(staging)
+        raise
+    final = posixpath.join(root, name)
+    if fs.exists(final):
+        fs.mv(final, filesystem(old)[1], recursive=True)
+    fs.mv(filesystem(staging)[1], final, recursive=True)
+    remove(old)
+    return join(parent, name)
+
+
 class Locked(RuntimeError):
     """Another live process holds the lock of an output."""
 

@@ -10,7 +10,7 @@ import torch
 
 from etl import contract
 from trainer import dist
-from trainer.io import als_factors, embeddings, run_dir
+from trainer.io import als_factors, embeddings, reranker, run_dir
 from trainer.io.graph import Catalogue
 from trainer.ranking.baselines import (
     ALS,
@@ -21,9 +21,10 @@ from trainer.ranking.baselines import (
     item_factors_of,
     popularity_counts,
 )
+from trainer.ranking.rerank import Reranker, RerankParams, TrackFeatures
 from trainer.ranking.scoring import EmbeddingScorer, Scorer
 
-METHODS = ("gnn", "popularity", "itemknn", "als")
+METHODS = ("gnn", "popularity", "itemknn", "als", "rerank")
 
 
 def default_method(run: str) -> str:
@@ -79,9 +80,32 @@ def build_scorers(
                                                             lambda: item_factors_of(train(), als).numpy())),
                 (graph.num_tracks, als.factors), device)
             scorers[m] = ALS(train(), popularity(), als, item_factors=factors)
-        else:
+        elif m == "itemknn":
             scorers[m] = ItemKNN(train(), popularity(), beta=beta, gamma=gamma, neighbours=neighbours)
-    return scorers, OnFirstUse(lambda: TitlePopularity(train(), graph.playlist_title, popularity()))
+    fallback = OnFirstUse(lambda: TitlePopularity(train(), graph.playlist_title, popularity()))
+    if "rerank" in methods:
+        scorers["rerank"] = rerank_scorer(graph, run, device, train(), popularity(), fallback, fold_in_steps)
+        scorers = {m: scorers[m] for m in methods}
+    return scorers, fallback
+
+
+def rerank_scorer(graph: Catalogue, run: str, device: torch.device, train, popularity, title: Scorer,
+                  fold_in_steps: int = 0) -> Reranker:
+    """The run's second-stage ranker over retrievers rebuilt with the settings it was built with
+    (ALS from its own stored factors); refused when the run's embeddings or the graph changed."""
+    import lightgbm as lgb
+
+    source = embeddings.identity(run) if embeddings.exists(run) else {}
+    model, factors, built = reranker.read(run, source.get("checkpoint_id"), graph.manifest)
+    knn = built["itemknn"]
+    retrievers = {
+        "gnn": gnn_scorer(graph, run, device, built["gnn_query"], fold_in_steps),
+        "als": ALS(train, popularity, ALSParams(**built["als"]), item_factors=torch.from_numpy(factors)),
+        "itemknn": ItemKNN(train, popularity, knn["beta"], knn["gamma"], knn["neighbours"]),
+    }
+    return Reranker(lgb.Booster(model_str=model), {m: retrievers[m] for m in built["retrievers"]}, title,
+                    TrackFeatures(graph, popularity), popularity, graph.num_tracks, RerankParams(**built["params"]),
+                    built["features"], device=device, categories=graph.playlist_category)
 
 
 class OnFirstUse:

@@ -1,0 +1,116 @@
+"""The two-stage ranker end to end on a small graph: candidates, examples free of leaked labels,
+the booster built from val, and ``rerank`` as a method of evaluate."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from graphdir_fixture import synthetic_graph_dir
+from test_evaluate import write_embeddings
+
+from etl import contract
+from trainer import recommend, rerank
+from trainer.evaluate import main as evaluate_main
+from trainer.io import reranker
+from trainer.io.graph import load_catalogue
+from trainer.io.run_dir import RunMismatchError
+from trainer.ranking import candidates, methods, protocol
+from trainer.ranking.baselines import ALSParams
+from trainer.ranking.scoring import top_k
+
+SMALL_ALS = ALSParams(factors=8, iterations=4, num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    return synthetic_graph_dir(str(tmp_path_factory.mktemp("g")), 800, holdout=0.1, tracks_per_genre=120)
+
+
+@pytest.fixture(scope="module")
+def run(graph, tmp_path_factory):
+    cat = load_catalogue(graph)
+    rng = np.random.default_rng(0)
+    path = str(tmp_path_factory.mktemp("run"))
+    return write_embeddings(path, graph, rng.normal(size=(cat.num_tracks, 8)).astype(np.float32),
+                            rng.normal(size=(cat.num_playlists, 8)).astype(np.float32))
+
+
+def test_candidates_are_the_union_of_the_retrievers_top_k(graph, run):
+    cat = load_catalogue(graph)
+    held = protocol.held_out(cat, contract.SPLIT_VAL)
+    scorers, title = methods.build_scorers(cat, run, ["gnn", "itemknn", "popularity"], "cpu")
+    cands = candidates.generate(scorers, title, held.queries, cat.num_tracks, 20, 97)
+    has_seeds = held.queries.num_seeds() > 0
+    for name, scorer in {**scorers, candidates.TITLE: title}.items():
+        rows = np.arange(len(held)) if name == candidates.TITLE else np.flatnonzero(has_seeds)
+        sub = held.queries.take(rows)
+        ids, values = top_k(scorer.batch(sub), sub, cat.num_tracks, 20, 97)  # same chunking: same ties
+        for i, b in enumerate(rows):
+            mine = cands.tracks[cands.indptr[b]:cands.indptr[b + 1]]
+            rank = cands.ranks[name][cands.indptr[b]:cands.indptr[b + 1]]
+            score = cands.scores[name][cands.indptr[b]:cands.indptr[b + 1]]
+            proposed = mine[~np.isnan(rank)][np.argsort(rank[~np.isnan(rank)])]
+            np.testing.assert_array_equal(proposed, ids[i][ids[i] >= 0])
+            np.testing.assert_allclose(np.sort(score[~np.isnan(score)])[::-1], values[i][ids[i] >= 0], rtol=1e-6)
+    union = [set(cands.tracks[cands.indptr[b]:cands.indptr[b + 1]]) for b in range(len(held))]
+    assert all(not (u & set(held.queries.seeds(b))) for b, u in enumerate(union))  # seeds never proposed
+    assert all(len(u) >= 20 for u in union)
+
+
+def test_no_label_is_an_edge_a_retriever_was_fitted_on(graph, run):
+    cat = load_catalogue(graph)
+    held = protocol.held_out(cat, contract.SPLIT_VAL)
+    scorers, title = methods.build_scorers(cat, run, ["gnn", "itemknn"], "cpu")
+    cands = candidates.generate(scorers, title, held.queries, cat.num_tracks, 50, 1000)
+    y = candidates.labels(cands, held.truth_indptr, held.truth_tracks, cat.num_tracks)
+    assert y.sum() > 0
+    pos_playlist = held.playlist_ids[cands.rows()[y > 0]]
+    pos_track = cands.tracks[y > 0]
+    # Every positive is a hidden edge of a val playlist ...
+    hidden = cat.edges((contract.ROLE_HIDDEN,))
+    assert (np.asarray(hidden[pos_playlist, pos_track]).ravel() == 1).all()
+    assert set(cat.playlist_split[pos_playlist]) == {contract.SPLIT_VAL}
+    # ... and none is an edge item-kNN or ALS were fitted on (train edges of training playlists)
+    # or the GNN propagated (every visible edge).
+    for roles in ((contract.ROLE_TRAIN,), contract.VISIBLE_ROLES):
+        assert np.asarray(cat.edges(roles)[pos_playlist, pos_track]).ravel().sum() == 0
+
+
+def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, tmp_path):
+    params = rerank.RerankParams(k=40, folds=3, max_rounds=30, early_stopping=5, min_data_in_leaf=5)
+    built = rerank.build(graph, run, params, SMALL_ALS, batch_size=32, chunk_size=500, device="cpu")
+    assert built["trained_on"]["split"] == contract.SPLIT_VAL and built["trained_on"]["positives"] > 0
+    assert 0 < built["recall"]["all"] <= 1 and built["recall"]["all"] >= max(
+        built["recall"][m] for m in ("gnn", "als", "itemknn"))
+    assert set(built["importances"]) == set(built["features"]) and 1 <= built["cv"]["rounds"] <= 30
+    assert reranker.exists(run)
+    # Without --methods, evaluate ranks with it beside the others.
+    assert evaluate_main(["--graph", graph, "--run", run, "--split", "test", "--chunk-size", "500",
+                          "--als-factors", "8", "--als-iterations", "4", "--als-threads", "1"]) == 0
+    out = json.loads(open(f"{run}/eval_test.json").read())
+    assert {"rerank", "gnn", "itemknn", "als", "popularity"} <= set(out["methods"])
+    rr, knn = out["methods"]["rerank"]["overall"], out["methods"]["itemknn"]["overall"]
+    assert rr["num_playlists"] == knn["num_playlists"] > 0
+    # The planted genres make co-occurrence strong; the ranker reads item-kNN's scores among others
+    # and must not fall far below it (random GNN embeddings are its noise).
+    assert rr["r_precision"] > 0.5 * knn["r_precision"] > 0
+    # recommend takes it as a method like the others: a graph playlist, and seed URIs.
+    cat = load_catalogue(graph)
+    pid = int(cat.playlist_pid[protocol.held_out(cat, contract.SPLIT_TEST).playlist_ids[0]])
+    rows = recommend.recommend(graph, run, pid=pid, k=5, method="rerank", device="cpu")
+    uris = list(cat.track_uri[:3])
+    rows_uris = recommend.recommend(graph, run, tracks=uris, k=5, method="rerank", device="cpu")
+    assert len(rows) == len(rows_uris) == 5 and not set(uris) & {r["track_uri"] for r in rows_uris}
+
+
+def test_a_ranker_of_another_checkpoint_is_refused(graph, run, tmp_path):
+    if not reranker.exists(run):
+        rerank.build(graph, run, rerank.RerankParams(k=20, folds=2, max_rounds=5, early_stopping=2,
+                                                     min_data_in_leaf=5), SMALL_ALS, device="cpu")
+    identity = json.loads(open(reranker.path(run, reranker.IDENTITY)).read())
+    identity["checkpoint_id"] = "0123456789ab"
+    open(reranker.path(run, reranker.IDENTITY), "w").write(json.dumps(identity))
+    cat = load_catalogue(graph)
+    with pytest.raises(RunMismatchError, match="built on the embeddings of checkpoint 0123456789ab"):
+        methods.build_scorers(cat, run, ["rerank"], "cpu")

@@ -1,0 +1,62 @@
+"""The second-stage ranker as a run dir keeps it (``reranker/``), published whole: the booster
+(``model.txt``), the ALS factors its features were computed from (a refit would give others:
+ALS is not bit-reproducible), and ``identity.json``: the checkpoint behind the GNN's embeddings,
+the graph, the retrievers' settings, the features, and what the build measured.
+
+It is used only with what it was built from: another checkpoint's embeddings, another graph or
+other features are refused by name.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trainer.io import als_factors, storage
+from trainer.io.run_dir import GRAPH_IDENTITY, RERANKER, RunMismatchError
+
+MODEL = "model.txt"
+FACTORS = "als_factors.npz"
+IDENTITY = "identity.json"
+
+
+def path(run: str, name: str = "") -> str:
+    return storage.join(run, RERANKER, name) if name else storage.join(run, RERANKER)
+
+
+def exists(run: str) -> bool:
+    return storage.exists(path(run, IDENTITY))
+
+
+def graph_identity(manifest: dict) -> dict:
+    return {k: manifest.get(k) for k in GRAPH_IDENTITY}
+
+
+def publish(run: str, model: str, factors: np.ndarray, factors_identity: dict, identity: dict) -> str:
+    def write(staging: str) -> None:
+        storage.atomic_write_bytes(storage.join(staging, MODEL), model.encode())
+        als_factors.save(storage.join(staging, FACTORS), factors, factors_identity)
+        storage.atomic_write_json(storage.join(staging, IDENTITY), identity)  # last: the set is complete
+
+    return storage.publish_dir(run, RERANKER, write)
+
+
+def read(run: str, checkpoint_id: str | None, manifest: dict) -> tuple[str, np.ndarray, dict]:
+    """The booster's text, the ALS factors and the identity, once checked against the run's
+    embeddings (``checkpoint_id``) and the graph in use."""
+    recorded = storage.read_json(path(run, IDENTITY)) if exists(run) else None
+    if recorded is None:
+        raise FileNotFoundError(
+            f"--methods rerank: no ranker in {path(run)}/; build it with python -m trainer.rerank "
+            f"--graph GRAPH --run {run}, or leave rerank out of --methods")
+    if recorded["checkpoint_id"] != checkpoint_id:
+        raise RunMismatchError(
+            f"{path(run)} was built on the embeddings of checkpoint {recorded['checkpoint_id']}, the run's are "
+            f"now of {checkpoint_id}: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
+    if recorded["graph"] != graph_identity(manifest):
+        raise RunMismatchError(
+            f"{path(run)} was built on another graph ({recorded['graph']}); build it again on this one")
+    with storage.open_file(path(run, MODEL), "rb") as f:
+        model = f.read().decode()
+    factors = als_factors.load(path(run, FACTORS), recorded["als_factors"])
+    if factors is None:
+        raise RunMismatchError(f"{path(run, FACTORS)} is missing or not the fit the ranker was built with; build it again")
+    return model, factors, recorded

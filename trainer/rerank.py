@@ -1,0 +1,116 @@
+"""Build the second-stage ranker of a trained run from its val playlists.
+
+    python -m trainer.rerank --graph DIR --run RUN_DIR [--k 500] [--folds 5]
+
+Needs the run's embeddings (``trainer.embed``); fits ALS unless the run keeps a fit of this graph
+and settings. Writes ``RUN_DIR/reranker/`` (the booster, the ALS factors its features came from,
+and identity.json: what it was built from, its folds' rounds, the first stage's recall and the
+features' importances). ``evaluate``, ``recommend`` and ``submit`` then take ``--method(s)
+rerank``. The val playlists are spent on it: evaluate the reranked list on test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from etl import contract
+from trainer import dist
+from trainer.io import embeddings, reranker, storage
+from trainer.io.graph import load_catalogue
+from trainer.ranking import candidates, protocol
+from trainer.ranking.baselines import ALSParams, popularity_counts
+from trainer.ranking.methods import build_scorers
+from trainer.ranking.rerank import RETRIEVERS, RerankParams, TrackFeatures, features, fit
+
+log = logging.getLogger("trainer.rerank")
+
+
+def examples(graph, held, retrievers, title, tracks, k, batch_size, chunk_size, device):
+    """Features, labels and query sizes of ``held``'s candidates; the first stage's recall."""
+    xs, ys, groups, recall = [], [], [], {}
+    for lo in tqdm(range(0, len(held), batch_size), desc="candidates", disable=not log.isEnabledFor(logging.INFO)):
+        part = held.slice(lo, min(lo + batch_size, len(held)))
+        cands = candidates.generate(retrievers, title, part.queries, graph.num_tracks, k, chunk_size, device)
+        x, names = features(cands, part.queries, tracks, part.categories)
+        xs.append(x)
+        ys.append(candidates.labels(cands, part.truth_indptr, part.truth_tracks, graph.num_tracks))
+        groups.append(np.diff(cands.indptr))
+        for name, r in candidates.recall(cands, part.truth_indptr, part.truth_tracks, graph.num_tracks).items():
+            recall[name] = recall.get(name, 0.0) + r * len(part)
+    recall = {name: r / len(held) for name, r in recall.items()}
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups), names, recall
+
+
+def build(graph_dir: str, run: str, params: RerankParams = RerankParams(), als: ALSParams = ALSParams(),
+          itemknn: dict | None = None, batch_size: int = 256, chunk_size: int = 1 << 17,
+          device: str = "auto") -> dict:
+    """Build and publish ``run``'s ranker; returns its identity (what identity.json holds)."""
+    itemknn = {"beta": 0.0, "gamma": 1.0, "neighbours": 0, **(itemknn or {})}
+    device = dist.pick_device(device)
+    graph = load_catalogue(graph_dir)
+    held = protocol.held_out(graph, contract.SPLIT_VAL)
+    if len(held) < params.folds:
+        raise ValueError(f"{graph_dir}: {len(held)} val playlists with hidden tracks, fewer than --folds {params.folds}")
+    if not embeddings.exists(run):
+        raise FileNotFoundError(f"{run}: no embeddings; export them first (python -m trainer.embed --graph "
+                                f"{graph_dir} --run {run})")
+    source = embeddings.identity(run)
+    scorers, title = build_scorers(graph, run, list(RETRIEVERS), device, itemknn["beta"], itemknn["gamma"],
+                                   als=als, neighbours=itemknn["neighbours"])
+    popularity = popularity_counts(graph.edges(contract.VISIBLE_ROLES))
+    tracks = TrackFeatures(graph, popularity)
+    x, y, group, names, recall = examples(graph, held, scorers, title, tracks, params.k, batch_size, chunk_size, device)
+    log.info("%d val playlists, %s candidates (%.1f%% positive); recall of the top-%d: %s", len(held),
+             f"{len(y):,}", 100 * y.mean(), params.k, json.dumps({m: round(r, 4) for m, r in recall.items()}))
+    booster, cv = fit(x, y, group, names, params)
+    gains = booster.feature_importance("gain")
+    importances = {n: round(float(g / max(gains.sum(), 1e-12)), 4) for n, g in sorted(zip(names, gains), key=lambda p: -p[1])}
+    factors = scorers["als"].tracks.numpy()
+    factors_identity = {"graph": reranker.graph_identity(graph.manifest), "als": als.as_dict()}
+    identity = {
+        "checkpoint": source.get("checkpoint"), "checkpoint_id": source.get("checkpoint_id"),
+        "graph": reranker.graph_identity(graph.manifest), "graph_path": str(graph_dir),
+        "retrievers": list(RETRIEVERS), "gnn_query": "playlist", "itemknn": itemknn, "als": als.as_dict(),
+        "als_factors": factors_identity, "params": params.as_dict(), "features": names,
+        "trained_on": {"split": contract.SPLIT_VAL, "playlists": len(held), "candidates": int(len(y)),
+                       "positives": int(y.sum())},
+        "recall": recall, "cv": cv, "importances": importances,
+    }
+    where = reranker.publish(run, booster.model_to_string(), factors, factors_identity, identity)
+    log.info("ranker of %d rounds written to %s; top features: %s", cv["rounds"], where,
+             ", ".join(list(importances)[:8]))
+    return identity
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer.rerank", description=__doc__.split("\n")[0])
+    p.add_argument("--graph", required=True)
+    p.add_argument("--run", required=True, help="a trained run with embeddings")
+    d = RerankParams()
+    p.add_argument("--k", type=int, default=d.k, help="candidates per retriever and playlist")
+    p.add_argument("--folds", type=int, default=d.folds, help="folds of the val playlists that choose the rounds")
+    p.add_argument("--max-rounds", type=int, default=d.max_rounds)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--itemknn-neighbours", type=int, default=0, help="as trainer.evaluate's")
+    p.add_argument("--batch-size", type=int, default=256, help="playlists at once")
+    p.add_argument("--device", default="auto", choices=dist.DEVICES)
+    args = p.parse_args(argv)
+    dist.configure_logging()
+    try:
+        params = RerankParams(k=args.k, folds=args.folds, max_rounds=args.max_rounds, seed=args.seed)
+        storage.check_writable(reranker.path(args.run), "--run", folder=True)
+        build(args.graph, args.run, params, itemknn={"neighbours": args.itemknn_neighbours},
+              batch_size=args.batch_size, device=args.device)
+    except (ValueError, FileNotFoundError, dist.DeviceError, storage.OutputError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

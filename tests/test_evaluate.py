@@ -349,3 +349,17 @@ def test_itemknn_neighbour_cut_off_from_the_command_line(synth, tmp_path):
         results[n] = out["methods"]["itemknn"]["overall"]
     assert results[0]["num_playlists"] == results[5]["num_playlists"] > 0
     assert results[0] != results[5]  # five neighbours rank otherwise than every playlist
+
+
+def test_overall_counts_a_playlist_once_whatever_the_groups(synth):
+    cat = load_catalogue(synth)
+    held = held_out(cat, contract.SPLIT_VAL)
+    pop = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
+    train = cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,))
+    fallback = TitlePopularity(train, cat.playlist_title, pop)
+    args = ({"itemknn": ItemKNN(train, pop)}, fallback)
+    tail = (cat.track_artist, 500, 64, 256, torch.device("cpu"))
+    every = score_sums(held, *args, sorted(set(held.categories)), *tail)
+    none = score_sums(held, *args, [], *tail)  # no category asked for: overall alone
+    np.testing.assert_array_equal(none[0][:, 0], every[0][:, 0])
+    assert none[1][0] == every[1][0] == len(held)

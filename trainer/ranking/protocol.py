@@ -133,7 +133,8 @@ def score_sums(
                                                 chunk_size, device, allowed):
             fixed = np.stack([np.rint(values[m] * FIXED_POINT).astype(np.int64) for m in METRICS], 1)
             sums[mi, 0] += fixed.sum(axis=0)
-            np.add.at(sums[mi], group[lo:hi], fixed)
+            grouped = group[lo:hi] > 0  # a category outside ``groups`` counts in overall alone, once
+            np.add.at(sums[mi], group[lo:hi][grouped], fixed[grouped])
             bar.update(1)
     bar.close()
     return sums, counts

@@ -3,13 +3,18 @@ the booster built from val, and ``rerank`` as a method of evaluate."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
-from graphdir_fixture import synthetic_graph_dir
+from graphdir_fixture import REPO_ROOT, synthetic_graph_dir
 from test_evaluate import write_embeddings
 
-from etl import contract
+sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+import real_data  # noqa: E402  (bench/ scripts are not a package)
+
+from etl import contract  # noqa: E402
 from trainer import recommend, rerank
 from trainer.evaluate import main as evaluate_main
 from trainer.io import reranker
@@ -77,9 +82,13 @@ def test_no_label_is_an_edge_a_retriever_was_fitted_on(graph, run):
         assert np.asarray(cat.edges(roles)[pos_playlist, pos_track]).ravel().sum() == 0
 
 
-def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, tmp_path):
+@pytest.fixture(scope="module")
+def built(graph, run):
     params = rerank.RerankParams(k=40, folds=3, max_rounds=30, early_stopping=5, min_data_in_leaf=5)
-    built = rerank.build(graph, run, params, SMALL_ALS, batch_size=32, chunk_size=500, device="cpu")
+    return rerank.build(graph, run, params, SMALL_ALS, batch_size=32, chunk_size=500, device="cpu")
+
+
+def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, built):
     assert built["trained_on"]["split"] == contract.SPLIT_VAL and built["trained_on"]["positives"] > 0
     assert 0 < built["recall"]["all"] <= 1 and built["recall"]["all"] >= max(
         built["recall"][m] for m in ("gnn", "als", "itemknn"))
@@ -104,10 +113,15 @@ def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, tmp_path):
     assert len(rows) == len(rows_uris) == 5 and not set(uris) & {r["track_uri"] for r in rows_uris}
 
 
-def test_a_ranker_of_another_checkpoint_is_refused(graph, run, tmp_path):
-    if not reranker.exists(run):
-        rerank.build(graph, run, rerank.RerankParams(k=20, folds=2, max_rounds=5, early_stopping=2,
-                                                     min_data_in_leaf=5), SMALL_ALS, device="cpu")
+def test_the_real_data_comparison_pairs_the_ranker_with_the_others(graph, run, built, tmp_path):
+    out = tmp_path / "cmp.json"
+    real_data.main(["--graph", graph, "--runs", run, "--split", "test", "--json", str(out)])
+    table = json.loads(out.read_text())
+    assert {"rerank", "gnn", "itemknn", "als", "popularity"} <= set(table["table"])
+    assert {"rerank-gnn", "rerank-itemknn", "gnn-als"} <= set(table["paired"])
+
+
+def test_a_ranker_of_another_checkpoint_is_refused(graph, run, built):
     identity = json.loads(open(reranker.path(run, reranker.IDENTITY)).read())
     identity["checkpoint_id"] = "0123456789ab"
     open(reranker.path(run, reranker.IDENTITY), "w").write(json.dumps(identity))

@@ -56,6 +56,7 @@ def build_scorers(
     neighbours: int = 0,
 ) -> tuple[dict[str, Scorer], Scorer]:
     """The requested methods' scorers and the title fallback they share."""
+    run = str(run)  # a pathlib.Path too
     if gnn_query not in ("playlist", "seeds"):
         raise ValueError(f"--gnn-query must be playlist or seeds, got {gnn_query!r}")
     unknown = [m for m in methods if m not in METHODS]

@@ -47,7 +47,7 @@ def main(argv=None) -> None:
     scorers, fallback = methods.build_scorers(graph, Path(runs[0]), list(BASELINES), torch.device("cpu"),
                                               neighbours=args.itemknn_neighbours)
     values = {m: per_playlist(graph, held, s, fallback, allowed) for m, s in scorers.items()}
-    per_run = ["gnn", *(["rerank"] if all(reranker.exists(r) for r in runs) else [])]
+    per_run = ["gnn", *(["rerank", "fusion"] if all(reranker.exists(r) for r in runs) else [])]
     seeds = {m: [] for m in per_run}
     for run in runs:
         mine, _ = methods.build_scorers(graph, Path(run), per_run, torch.device("cpu"))
@@ -77,7 +77,8 @@ def main(argv=None) -> None:
                 out["table"].setdefault(method, {}).setdefault(g, {})[m] = float(mean)
             print(f"{method:<11}{g:<12}{int(mask.sum()):>5}" + "".join(f"{c:>26}" for c in cells))
     rng = np.random.default_rng(0)
-    pairs = [(a, b) for a in per_run for b in ("itemknn", "als")] + [("rerank", "gnn")] * ("rerank" in per_run)
+    pairs = [(a, b) for a in per_run for b in ("itemknn", "als")]
+    pairs += [("rerank", "gnn"), ("fusion", "gnn"), ("rerank", "fusion")] if "rerank" in per_run else []
     for a, b in pairs:
         for m in CHALLENGE_METRICS:
             d = values[a][m] - values[b][m]

@@ -21,6 +21,7 @@ from trainer.io import reranker
 from trainer.io.graph import load_catalogue
 from trainer.io.run_dir import RunMismatchError
 from trainer.ranking import candidates, methods, protocol
+from trainer.ranking import rerank as second_stage
 from trainer.ranking.baselines import ALSParams
 from trainer.ranking.scoring import top_k
 
@@ -98,7 +99,8 @@ def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, built):
     assert evaluate_main(["--graph", graph, "--run", run, "--split", "test", "--chunk-size", "500",
                           "--als-factors", "8", "--als-iterations", "4", "--als-threads", "1"]) == 0
     out = json.loads(open(f"{run}/eval_test.json").read())
-    assert {"rerank", "gnn", "itemknn", "als", "popularity"} <= set(out["methods"])
+    assert {"rerank", "fusion", "gnn", "itemknn", "als", "popularity"} <= set(out["methods"])
+    assert set(built["fusion"]) >= {"*"} and all(abs(sum(w) - 1) < 1e-9 for w in built["fusion"].values())
     rr, knn = out["methods"]["rerank"]["overall"], out["methods"]["itemknn"]["overall"]
     assert rr["num_playlists"] == knn["num_playlists"] > 0
     # The planted genres make co-occurrence strong; the ranker reads item-kNN's scores among others
@@ -118,7 +120,7 @@ def test_the_real_data_comparison_pairs_the_ranker_with_the_others(graph, run, b
     real_data.main(["--graph", graph, "--runs", run, "--split", "test", "--json", str(out)])
     table = json.loads(out.read_text())
     assert {"rerank", "gnn", "itemknn", "als", "popularity"} <= set(table["table"])
-    assert {"rerank-gnn", "rerank-itemknn", "gnn-als"} <= set(table["paired"])
+    assert {"rerank-gnn", "rerank-itemknn", "gnn-als", "fusion-gnn"} <= set(table["paired"])
 
 
 def test_a_ranker_of_another_checkpoint_is_refused(graph, run, built):
@@ -128,3 +130,34 @@ def test_a_ranker_of_another_checkpoint_is_refused(graph, run, built):
     cat = load_catalogue(graph)
     with pytest.raises(RunMismatchError, match="built on the embeddings of checkpoint 0123456789ab"):
         methods.build_scorers(cat, run, ["rerank"], "cpu")
+
+
+def test_fusion_weights_find_the_retriever_that_ranks_the_hidden_tracks_first():
+    rng = np.random.default_rng(0)
+    group = np.array([30, 25, 40, 35])
+    n = group.sum()
+    y = (rng.random(n) < 0.2).astype(np.float32)
+    truth = np.array([8, 6, 9, 7])
+    names = ["gnn_z", "als_z", "itemknn_z"]
+    # als's z-score knows the labels; the others are noise.
+    x = np.stack([rng.normal(size=n), y * 3 + rng.normal(scale=0.1, size=n), rng.normal(size=n)], 1).astype(np.float32)
+    x[rng.random(n) < 0.1, 0] = np.nan  # not proposed by the GNN
+    categories = np.array(["first_5", "first_5", "random_25", "random_25"], dtype=object)
+    weights = second_stage.fit_fusion(x, y, group, names, ["gnn", "als", "itemknn"], categories, truth)
+    retrievers = ["gnn", "als", "itemknn"]
+    best = second_stage._r_precision_track(second_stage.fused(x, names, retrievers, np.array([0.0, 1.0, 0.0])), y, group, truth)
+    for c in ("first_5", "random_25", "*"):
+        assert weights[c][1] >= 0.5  # als carries the most weight ...
+        mine = second_stage._r_precision_track(second_stage.fused(x, names, retrievers, np.array(weights[c])), y, group, truth)
+        assert mine.mean() == pytest.approx(best.mean())  # ... and ranks as well as als alone
+    noise = second_stage._r_precision_track(second_stage.fused(x, names, retrievers, np.array([1.0, 0.0, 0.0])), y, group, truth)
+    assert noise.mean() < best.mean()
+    # R-precision over the candidates, against plain Python.
+    score = second_stage.fused(x, names, ["gnn", "als", "itemknn"], np.array([0.5, 0.2, 0.3]))
+    got = second_stage._r_precision_track(score, y, group, truth)
+    start = 0
+    for q, size in enumerate(group):
+        s, lab = score[start:start + size], y[start:start + size]
+        top = sorted(range(size), key=lambda i: -s[i])[:truth[q]]
+        assert got[q] == pytest.approx(sum(lab[i] for i in top) / truth[q])
+        start += size

@@ -33,7 +33,7 @@ from trainer import dist
 from trainer.io import embeddings, reranker, run_dir, storage
 from trainer.io.graph import load_catalogue
 from trainer.ranking.baselines import ALSParams
-from trainer.ranking.methods import METHODS, build_scorers, source_of
+from trainer.ranking.methods import METHODS, SECOND_STAGE, build_scorers, source_of
 from trainer.ranking.metrics import K
 from trainer.ranking.protocol import (
     category_order,
@@ -71,7 +71,8 @@ def evaluate(
     left_out = {}
     if methods is None:
         # The second stage is optional (python -m trainer.rerank builds it): ranked when the run has one.
-        methods = [m for m in METHODS if (m != "gnn" or embeddings.exists(run)) and (m != "rerank" or reranker.exists(run))]
+        methods = [m for m in METHODS if (m != "gnn" or embeddings.exists(run))
+                   and (m not in SECOND_STAGE or reranker.exists(run))]
         if "gnn" not in methods:  # said on the console and in the JSON: a missing row is no answer
             left_out["gnn"] = (f"no embeddings in {run}/{run_dir.EMBEDDINGS}/ (track.parquet); export them "
                                f"with python -m trainer.embed --graph {graph_dir} --run {run}")

@@ -6,7 +6,8 @@ Needs the run's embeddings (``trainer.embed``); fits ALS unless the run keeps a 
 and settings. Writes ``RUN_DIR/reranker/`` (the booster, the ALS factors its features came from,
 and identity.json: what it was built from, its folds' rounds, the first stage's recall and the
 features' importances). ``evaluate``, ``recommend`` and ``submit`` then take ``--method(s)
-rerank``. The val playlists are spent on it: evaluate the reranked list on test.
+rerank`` (or ``fusion``: the retrievers' z-scored scores summed with weights chosen per seed
+category on val, the cheap first method). The val playlists are spent on it: evaluate on test.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from trainer.io.graph import load_catalogue
 from trainer.ranking import candidates, protocol
 from trainer.ranking.baselines import ALSParams, popularity_counts
 from trainer.ranking.methods import build_scorers
-from trainer.ranking.rerank import RETRIEVERS, RerankParams, TrackFeatures, features, fit
+from trainer.ranking.rerank import RETRIEVERS, RerankParams, TrackFeatures, features, fit, fit_fusion
 
 log = logging.getLogger("trainer.rerank")
 
@@ -68,6 +69,7 @@ def build(graph_dir: str, run: str, params: RerankParams = RerankParams(), als: 
     log.info("%d val playlists, %s candidates (%.1f%% positive); recall of the top-%d: %s", len(held),
              f"{len(y):,}", 100 * y.mean(), params.k, json.dumps({m: round(r, 4) for m, r in recall.items()}))
     booster, cv = fit(x, y, group, names, params)
+    fusion = fit_fusion(x, y, group, names, list(RETRIEVERS), held.categories, np.diff(held.truth_indptr))
     gains = booster.feature_importance("gain")
     importances = {n: round(float(g / max(gains.sum(), 1e-12)), 4) for n, g in sorted(zip(names, gains), key=lambda p: -p[1])}
     factors = scorers["als"].tracks.numpy()
@@ -79,7 +81,7 @@ def build(graph_dir: str, run: str, params: RerankParams = RerankParams(), als: 
         "als_factors": factors_identity, "params": params.as_dict(), "features": names,
         "trained_on": {"split": contract.SPLIT_VAL, "playlists": len(held), "candidates": int(len(y)),
                        "positives": int(y.sum())},
-        "recall": recall, "cv": cv, "importances": importances,
+        "recall": recall, "cv": cv, "importances": importances, "fusion": fusion,
     }
     where = reranker.publish(run, booster.model_to_string(), factors, factors_identity, identity)
     log.info("ranker of %d rounds written to %s; top features: %s", cv["rounds"], where,

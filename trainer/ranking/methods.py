@@ -24,7 +24,8 @@ from trainer.ranking.baselines import (
 from trainer.ranking.rerank import Reranker, RerankParams, TrackFeatures
 from trainer.ranking.scoring import EmbeddingScorer, Scorer
 
-METHODS = ("gnn", "popularity", "itemknn", "als", "rerank")
+METHODS = ("gnn", "popularity", "itemknn", "als", "rerank", "fusion")
+SECOND_STAGE = ("rerank", "fusion")  # built by python -m trainer.rerank
 
 
 def default_method(run: str) -> str:
@@ -84,16 +85,19 @@ def build_scorers(
         elif m == "itemknn":
             scorers[m] = ItemKNN(train(), popularity(), beta=beta, gamma=gamma, neighbours=neighbours)
     fallback = OnFirstUse(lambda: TitlePopularity(train(), graph.playlist_title, popularity()))
-    if "rerank" in methods:
-        scorers["rerank"] = rerank_scorer(graph, run, device, train(), popularity(), fallback, fold_in_steps)
-        scorers = {m: scorers[m] for m in methods}
+    for m in SECOND_STAGE:
+        if m in methods:
+            scorers[m] = rerank_scorer(graph, run, device, train(), popularity(), fallback, fold_in_steps,
+                                       fusion=m == "fusion")
+    scorers = {m: scorers[m] for m in methods}
     return scorers, fallback
 
 
 def rerank_scorer(graph: Catalogue, run: str, device: torch.device, train, popularity, title: Scorer,
-                  fold_in_steps: int = 0) -> Reranker:
+                  fold_in_steps: int = 0, fusion: bool = False) -> Reranker:
     """The run's second-stage ranker over retrievers rebuilt with the settings it was built with
-    (ALS from its own stored factors); refused when the run's embeddings or the graph changed."""
+    (ALS from its own stored factors); refused when the run's embeddings or the graph changed.
+    ``fusion``: its per-category fusion of the retrievers' z-scores instead of the booster."""
     import lightgbm as lgb
 
     source = embeddings.identity(run) if embeddings.exists(run) else {}
@@ -106,7 +110,8 @@ def rerank_scorer(graph: Catalogue, run: str, device: torch.device, train, popul
     }
     return Reranker(lgb.Booster(model_str=model), {m: retrievers[m] for m in built["retrievers"]}, title,
                     TrackFeatures(graph, popularity), popularity, graph.num_tracks, RerankParams(**built["params"]),
-                    built["features"], device=device, categories=graph.playlist_category)
+                    built["features"], device=device, categories=graph.playlist_category,
+                    fusion=built["fusion"] if fusion else None)
 
 
 class OnFirstUse:

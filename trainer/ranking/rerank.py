@@ -149,6 +149,41 @@ def fit(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], param
     return booster, {"rounds": rounds, "folds": [{"best_round": b, "ndcg@50": s} for b, s in best]}
 
 
+FUSION_STEP = 0.1
+NOT_PROPOSED_Z = -3.0  # a retriever that did not propose a candidate: far below its own list's mean
+
+
+def fused(x: np.ndarray, names: list[str], retrievers: list[str], weights: np.ndarray) -> np.ndarray:
+    """Σ_m weights[m] · z_m per candidate (z of the retriever's score within its own top-K)."""
+    z = np.stack([x[:, names.index(f"{m}_z")] for m in retrievers], axis=1)
+    return np.nan_to_num(z, nan=NOT_PROPOSED_Z) @ weights
+
+
+def _r_precision_track(score: np.ndarray, y: np.ndarray, group: np.ndarray, truth_sizes: np.ndarray) -> np.ndarray:
+    """Per query: hidden tracks among the top |G| candidates by ``score``, over |G|."""
+    rows = np.repeat(np.arange(len(group)), group)
+    order = np.lexsort((-score, rows))
+    position = np.arange(len(score)) - np.repeat(np.concatenate([[0], np.cumsum(group)[:-1]]), group)
+    hit = y[order] * (position < truth_sizes[rows])
+    return np.bincount(rows, hit, minlength=len(group)) / np.maximum(truth_sizes, 1)
+
+
+def fit_fusion(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], retrievers: list[str],
+               categories: np.ndarray, truth_sizes: np.ndarray) -> dict[str, list[float]]:
+    """Per seed category, the weights (a grid of step ``FUSION_STEP`` over the simplex) whose
+    fused z-scores give the best mean R-precision (track matches) on these queries."""
+    steps = int(round(1 / FUSION_STEP))
+    grid = [np.array(w, np.float64) / steps for w in np.ndindex(*(steps + 1,) * len(retrievers))
+            if sum(w) == steps]
+    per_query = np.stack([_r_precision_track(fused(x, names, retrievers, w), y, group, truth_sizes) for w in grid])
+    out = {}
+    for c in sorted({c for c in categories if c is not None}):
+        mine = categories == c
+        out[c] = [float(v) for v in grid[int(np.argmax(per_query[:, mine].mean(axis=1)))]]
+    out["*"] = [float(v) for v in grid[int(np.argmax(per_query.mean(axis=1)))]]  # any other query
+    return out
+
+
 class Reranker:
     """The two stages as one scorer: the candidates re-ordered by the booster; every other track
     after them, by popularity (as the baselines fill their lists)."""
@@ -156,8 +191,10 @@ class Reranker:
     def __init__(self, booster, retrievers: dict[str, Scorer], title: Scorer, tracks: TrackFeatures,
                  popularity: np.ndarray, num_tracks: int, params: RerankParams, names: list[str],
                  chunk_size: int = 1 << 17, device: torch.device | str = "cpu",
-                 categories: np.ndarray | None = None):
+                 categories: np.ndarray | None = None, fusion: dict[str, list[float]] | None = None):
+        """``fusion``: rank by the per-category fused z-scores (:func:`fit_fusion`) instead of the booster."""
         self.booster, self.retrievers, self.title, self.tracks = booster, retrievers, title, tracks
+        self.fusion = fusion
         self.num_tracks, self.params, self.names = num_tracks, params, names
         self.chunk_size, self.device = chunk_size, device
         self.categories = categories  # by graph playlist id: held-out playlists have one
@@ -175,8 +212,16 @@ class Reranker:
         x, names = features(cands, queries, self.tracks, self._categories(queries))
         if names != self.names:
             raise ValueError(f"rerank: features {names} differ from the model's {self.names}")
-        pred = self.booster.predict(x, num_threads=0).astype(np.float32) if len(x) else np.zeros(0, np.float32)
         rows = cands.rows()
+        if self.fusion is not None:
+            category = self._categories(queries)
+            weights = np.array([self.fusion.get(c, self.fusion["*"]) for c in category], np.float64)[rows]
+            z = np.stack([x[:, names.index(f"{m}_z")] for m in self.retrievers], axis=1)
+            pred = (np.nan_to_num(z, nan=NOT_PROPOSED_Z) * weights).sum(axis=1).astype(np.float32)
+        elif len(x):
+            pred = self.booster.predict(x, num_threads=0).astype(np.float32)
+        else:
+            pred = np.zeros(0, np.float32)
         floor = np.zeros(len(queries), np.float32)
         if len(pred):
             floor = np.full(len(queries), np.inf, np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 
 from py4j.protocol import Py4JNetworkError
 from pyspark import SparkConf
@@ -57,7 +58,11 @@ def spark_session(args: argparse.Namespace) -> SparkSession:
     # at full MPD scale), built by an aggregation that counts against the broadcast timeout.
     # Defaults only: a value given to spark-submit (--conf) wins.
     given = SparkConf() if under_spark_submit else None
-    for key, value in (("spark.driver.maxResultSize", "2g"), ("spark.sql.broadcastTimeout", "3600")):
+    # Spark's progress bar redraws itself with carriage returns: on a terminal it is progress, in a
+    # log file megabytes of one line (the stages' own start and end lines say the same there).
+    progress = "true" if sys.stderr.isatty() else "false"
+    for key, value in (("spark.driver.maxResultSize", "2g"), ("spark.sql.broadcastTimeout", "3600"),
+                       ("spark.ui.showConsoleProgress", progress)):
         if given is None or not given.contains(key):
             builder = builder.config(key, value)
     return (

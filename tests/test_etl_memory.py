@@ -28,5 +28,6 @@ def test_ten_full_size_slices_fit_a_640m_driver(tmp_path):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "OutOfMemoryError" not in done.stderr
+    assert "[Stage " not in done.stderr  # no progress bar redrawn into a log, only the stages' lines
     manifest = json.load(open(tmp_path / "g" / contract.MANIFEST))
     assert manifest["counts"]["nodes/playlist"] == 10000

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # GPU check of the trainer on a CUDA machine, from the repo root:
-#   bash bench/gpu_check.sh [PHASE ...]      phases: tests full epoch short (default: all four)
+#   bash bench/gpu_check.sh [PHASE ...]      phases: chain tests full epoch short (default: all five)
+#   PLAYLISTS=1000000 STEPS=20 DEADLINE=480 bash bench/gpu_check.sh chain   # the 1M chain in 8 minutes
 #   PLAYLISTS=1000000 bash bench/gpu_check.sh full    # full-graph training at full-MPD size
 # Knobs: PY (python3), GRAPH (graph dir; default: a PLAYLISTS-playlist synthetic graph written
 # through the contract, generated when missing), STEPS (150), OUT (/tmp/gpu_check), WORK,
-# DEADLINE (seconds after which no further run starts; default: none).
+# DEADLINE (seconds from the start: no run starts after it, and a running one is stopped there;
+# default: none), DEVICE (cuda; cpu runs the same phases where there is no GPU, as the tests do),
+# EVAL_PLAYLISTS (test playlists the chain evaluates, default 1000).
 # Writes one JSON line per measurement to $OUT/gpu_check.jsonl and the logs to $OUT/logs.tgz;
 # graphs and run dirs go to $WORK.
 #
@@ -23,8 +26,10 @@ WORK=${WORK:-/tmp/gpu_check_work}  # before GRAPH, whose default lives under it
 GRAPH=${GRAPH:-$WORK/graph$PLAYLISTS}
 STEPS=${STEPS:-150}
 DEADLINE=${DEADLINE:-0}
+DEVICE=${DEVICE:-cuda}
+EVAL_PLAYLISTS=${EVAL_PLAYLISTS:-1000}
 SDISTS=${SDISTS:-.gpu}
-PHASES=${*:-tests full epoch short}
+PHASES=${*:-chain tests full epoch short}
 LOGS=$WORK/logs
 mkdir -p "$OUT" "$LOGS"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -44,9 +49,9 @@ PROGRESS=$!
 trap 'kill $PROGRESS 2>/dev/null' EXIT
 
 note "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+[ "$DEVICE" = cuda ] && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 echo "cpus $(nproc), $(free -g | awk '/Mem/ {print $2}') GiB"
-"$PY" -c "import sys, torch, torch_geometric as g; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'pyg', g.__version__, 'gpu', torch.cuda.get_device_name(0))" || exit 1
+"$PY" -c "import sys, torch, torch_geometric as g; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'pyg', g.__version__, 'device', torch.cuda.get_device_name(0) if '$DEVICE' == 'cuda' else 'cpu')" || exit 1
 
 if ! "$PY" -c "import torch_sparse, torch_scatter" 2>/dev/null; then
     if [ -f "$SDISTS/pyg_ext_build.tgz" ]; then
@@ -77,21 +82,47 @@ if [ ! -f "$GRAPH/manifest.json" ]; then
     "$PY" -m etl.synth --playlists "$PLAYLISTS" --graph-dir --out "$GRAPH" --quiet || exit 1
 fi
 
+# limited NAME CMD...: CMD with its output in $LOGS/NAME.log, not started past DEADLINE and stopped
+# at it (exit 124: said as such).
+limited() {
+    local name=$1; shift
+    local left=0
+    if [ "$DEADLINE" -gt 0 ]; then
+        left=$((DEADLINE - SECONDS))
+        if [ "$left" -le 0 ]; then note "skipped $name: past DEADLINE"; return 124; fi
+    fi
+    note "$name: $*"
+    timeout "$left" "${TIME[@]}" "$@" > "$LOGS/$name.log" 2>&1
+    local rc=$?
+    save_logs
+    if [ "$rc" -eq 124 ]; then note "stopped $name at DEADLINE"; elif [ "$rc" -ne 0 ]; then tail -n 30 "$LOGS/$name.log"; fi
+    return $rc
+}
+
 # run NAME ARGS...: one training run in $WORK/NAME; its last metrics line, named, goes to the JSONL.
 run() {
     local name=$1; shift
-    if [ "$DEADLINE" -gt 0 ] && [ "$SECONDS" -gt "$DEADLINE" ]; then note "skipped $name: past DEADLINE"; return 0; fi
     rm -rf "${WORK:?}/$name"
-    note "run $name: $*"
-    "${TIME[@]}" "$PY" -m trainer.train --graph "$GRAPH" --out "$WORK/$name" "$@" \
-        > "$LOGS/$name.log" 2>&1 || { save_logs; tail -n 30 "$LOGS/$name.log"; return 1; }
-    save_logs
+    limited "$name" "$PY" -m trainer.train --graph "$GRAPH" --out "$WORK/$name" "$@" || return 1
     tail -n 1 "$LOGS/$name.log"
     "$PY" -c "import json, sys; r = json.loads(open('$WORK/$name/metrics.jsonl').read().splitlines()[-1]); r['run'] = '$name'; r['args'] = sys.argv[1:]; print(json.dumps(r))" "$@" | tee -a "$JSONL"
 }
 
 for phase in $PHASES; do
     case $phase in
+    chain)
+        # The chain's device stages: STEPS full-propagation steps (a step cap: not a converged
+        # model), the embeddings, then gnn and popularity ranked for EVAL_PLAYLISTS test playlists.
+        run chain_train --epochs=1 --max_steps_per_epoch="$STEPS" --device="$DEVICE" --propagation=full \
+            --val_max_edges=5000 || continue
+        limited chain_embed "$PY" -m trainer.embed --graph "$GRAPH" --run "$WORK/chain_train" --device "$DEVICE" || continue
+        limited chain_evaluate "$PY" -m trainer.evaluate --graph "$GRAPH" --run "$WORK/chain_train" --split test \
+            --methods gnn,popularity --max-playlists "$EVAL_PLAYLISTS" --device "$DEVICE" || continue
+        "$PY" -c "import json; r = json.load(open('$WORK/chain_train/eval_test.json')); s = r['seconds']
+print(json.dumps({'run': 'chain_evaluate', 'device': '$DEVICE', 'playlists': r['num_playlists'],
+    'methods': list(r['methods']), 'seconds': s, 'peak_gpu_mb': r.get('peak_gpu_mb'),
+    'playlists_per_s': round(r['num_playlists'] * len(r['methods']) / max(s['ranking'], 1e-9), 1)}))" | tee -a "$JSONL"
+        ;;
     tests)
         note "trainer tests on this machine (the CUDA ones included)"
         "$PY" -m pytest -q -p no:cacheprovider tests/test_trainer_cuda.py tests/test_neighbor_sampler.py > "$LOGS/pytest.log" 2>&1
@@ -121,7 +152,7 @@ for phase in $PHASES; do
             --run "$WORK/cuda_epoch" --device cuda > "$LOGS/embed.log" 2>&1
         save_logs; tail -n 3 "$LOGS/embed.log"
         ;;
-    *) echo "unknown phase $phase (tests, full, short, epoch)"; exit 2 ;;
+    *) echo "unknown phase $phase (chain, tests, full, short, epoch)"; exit 2 ;;
     esac
 done
 note "done"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -61,6 +62,7 @@ def evaluate(
     """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
     if not 1 <= k <= K:
         raise ValueError(f"--k must be in 1..{K}, got {k}")
+    started = time.perf_counter()
     env = dist.setup(device, timeout=WAIT_FOR_RANK_0)
     dist.configure_logging(env.is_main)
     rank_, world, device = env.rank, env.world_size, env.device
@@ -94,6 +96,7 @@ def evaluate(
         allowed = visible_catalogue(graph)
     groups = category_order(held.categories)
     lo, hi = shard(len(held), rank_, world)
+    ranking = time.perf_counter()
     sums, counts = score_sums(
         held.slice(lo, hi), scorers, fallback, groups, graph.track_artist, k, batch_size,
         chunk_size, device, progress=rank_ == 0, allowed=allowed,
@@ -106,9 +109,13 @@ def evaluate(
     counts[0] = len(held)
     if rank_ != 0:
         return None
+    # Load and fit, then ranking (every method, this rank's playlists): where an evaluation's time goes.
+    seconds = {"load_and_fit": round(ranking - started, 1), "ranking": round(time.perf_counter() - ranking, 1)}
     results = {
         "split": split,
         "num_playlists": len(held),
+        "seconds": seconds,
+        **({"peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)} if device.type == "cuda" else {}),
         "playlists_in_split": total,  # more than num_playlists under --max-playlists
         "num_tracks_ranked": graph.num_tracks if allowed is None else int(allowed.sum()),
         "catalogue": catalogue_scope,

@@ -110,7 +110,7 @@ def evaluate(
     if rank_ != 0:
         return None
     # Load and fit, then ranking (every method, this rank's playlists): where an evaluation's time goes.
-    seconds = {"load_and_fit": round(ranking - started, 1), "ranking": round(time.perf_counter() - ranking, 1)}
+    seconds = {"load_and_fit": round(ranking - started, 3), "ranking": round(time.perf_counter() - ranking, 3)}
     results = {
         "split": split,
         "num_playlists": len(held),

@@ -41,7 +41,7 @@ def examples(graph, held, retrievers, title, tracks, k, batch_size, chunk_size, 
         xs.append(x)
         ys.append(candidates.labels(cands, part.truth_indptr, part.truth_tracks, graph.num_tracks))
         groups.append(np.diff(cands.indptr))
-        for name, r in candidates.recall(cands, part.truth_indptr, part.truth_tracks, graph.num_tracks).items():
+        for name, r in candidates.recall(cands, ys[-1], np.diff(part.truth_indptr)).items():
             recall[name] = recall.get(name, 0.0) + r * len(part)
     recall = {name: r / len(held) for name, r in recall.items()}
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups), names, recall

@@ -73,11 +73,11 @@ def labels(cands: Candidates, truth_indptr: np.ndarray, truth_tracks: np.ndarray
     return np.isin(cands.rows() * num_tracks + cands.tracks, truth).astype(np.float32)
 
 
-def recall(cands: Candidates, truth_indptr: np.ndarray, truth_tracks: np.ndarray, num_tracks: int) -> dict[str, float]:
-    """Mean over playlists of the share of hidden tracks among the candidates: per retriever
-    (its own top-K) and for the union ("all"): the ceiling of any second stage."""
-    hit = labels(cands, truth_indptr, truth_tracks, num_tracks)
-    sizes = np.diff(truth_indptr).astype(np.float64)
+def recall(cands: Candidates, hit: np.ndarray, truth_sizes: np.ndarray) -> dict[str, float]:
+    """Mean over playlists of the share of hidden tracks among the candidates (``hit``: their
+    :func:`labels`; ``truth_sizes``: hidden tracks per playlist): per retriever (its own top-K)
+    and for the union ("all"): the ceiling of any second stage."""
+    sizes = np.asarray(truth_sizes, dtype=np.float64)
     rows = cands.rows()
     out = {}
     for name in [*cands.ranks, "all"]:

@@ -18,6 +18,7 @@ import torch
 
 from etl import contract
 from trainer.io.graph import Catalogue, node_columns
+from trainer.ranking.baselines import _below
 from trainer.ranking.candidates import Candidates, generate
 from trainer.ranking.scoring import ChunkScores, Queries, Scorer
 
@@ -154,9 +155,10 @@ NOT_PROPOSED_Z = -3.0  # a retriever that did not propose a candidate: far below
 
 
 def fused(x: np.ndarray, names: list[str], retrievers: list[str], weights: np.ndarray) -> np.ndarray:
-    """Σ_m weights[m] · z_m per candidate (z of the retriever's score within its own top-K)."""
+    """Σ_m weights[m] · z_m per candidate (z of the retriever's score within its own top-K);
+    ``weights`` [retrievers], or [candidates, retrievers] for one set per candidate."""
     z = np.stack([x[:, names.index(f"{m}_z")] for m in retrievers], axis=1)
-    return np.nan_to_num(z, nan=NOT_PROPOSED_Z) @ weights
+    return (np.nan_to_num(z, nan=NOT_PROPOSED_Z) * weights).sum(axis=1)
 
 
 def _r_precision_track(score: np.ndarray, y: np.ndarray, group: np.ndarray, truth_sizes: np.ndarray) -> np.ndarray:
@@ -198,7 +200,7 @@ class Reranker:
         self.num_tracks, self.params, self.names = num_tracks, params, names
         self.chunk_size, self.device = chunk_size, device
         self.categories = categories  # by graph playlist id: held-out playlists have one
-        self.below = (popularity / (popularity.max(initial=0.0) + 1.0) - 1.0).astype(np.float32)
+        self.below = _below(popularity)
 
     def _categories(self, queries: Queries) -> np.ndarray:
         if self.categories is None:
@@ -216,8 +218,7 @@ class Reranker:
         if self.fusion is not None:
             category = self._categories(queries)
             weights = np.array([self.fusion.get(c, self.fusion["*"]) for c in category], np.float64)[rows]
-            z = np.stack([x[:, names.index(f"{m}_z")] for m in self.retrievers], axis=1)
-            pred = (np.nan_to_num(z, nan=NOT_PROPOSED_Z) * weights).sum(axis=1).astype(np.float32)
+            pred = fused(x, names, list(self.retrievers), weights).astype(np.float32)
         elif len(x):
             pred = self.booster.predict(x, num_threads=0).astype(np.float32)
         else:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from etl import contract
 from trainer import dist
-from trainer.io import embeddings, reranker, storage
+from trainer.io import als_factors, embeddings, reranker, run_dir, storage
 from trainer.io.graph import load_catalogue
 from trainer.ranking import candidates, protocol
 from trainer.ranking.baselines import ALSParams, popularity_counts
@@ -73,10 +73,10 @@ def build(graph_dir: str, run: str, params: RerankParams = RerankParams(), als: 
     gains = booster.feature_importance("gain")
     importances = {n: round(float(g / max(gains.sum(), 1e-12)), 4) for n, g in sorted(zip(names, gains), key=lambda p: -p[1])}
     factors = scorers["als"].tracks.numpy()
-    factors_identity = {"graph": reranker.graph_identity(graph.manifest), "als": als.as_dict()}
+    factors_identity = als_factors.identity(graph.manifest, als.as_dict())
     identity = {
         "checkpoint": source.get("checkpoint"), "checkpoint_id": source.get("checkpoint_id"),
-        "graph": reranker.graph_identity(graph.manifest), "graph_path": str(graph_dir),
+        "graph": run_dir.graph_identity(graph.manifest), "graph_path": str(graph_dir),
         "retrievers": list(RETRIEVERS), "gnn_query": "playlist", "itemknn": itemknn, "als": als.as_dict(),
         "als_factors": factors_identity, "params": params.as_dict(), "features": names,
         "trained_on": {"split": contract.SPLIT_VAL, "playlists": len(held), "candidates": int(len(y)),

@@ -17,7 +17,7 @@ import numpy as np
 
 from trainer.io import storage
 from trainer.io.run_dir import ALS_FACTORS as FILE
-from trainer.io.run_dir import GRAPH_IDENTITY
+from trainer.io.run_dir import graph_identity
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ _NOT_IDENTITY = {"num_threads"}
 def identity(manifest: dict, params: dict) -> dict:
     """What a fit depends on: the graph (not its path: a moved graph dir is the same graph) and
     the ALS settings."""
-    fitted_on = {"graph": {k: manifest.get(k) for k in GRAPH_IDENTITY},
+    fitted_on = {"graph": graph_identity(manifest),
                  "als": {k: v for k, v in params.items() if k not in _NOT_IDENTITY}}
     return json.loads(json.dumps(fitted_on, sort_keys=True))  # as it reads back from the file
 

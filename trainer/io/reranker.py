@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainer.io import als_factors, storage
-from trainer.io.run_dir import GRAPH_IDENTITY, RERANKER, RunMismatchError
+from trainer.io.run_dir import RERANKER, RunMismatchError, graph_identity
 
 MODEL = "model.txt"
 FACTORS = "als_factors.npz"
@@ -24,10 +24,6 @@ def path(run: str, name: str = "") -> str:
 
 def exists(run: str) -> bool:
     return storage.exists(path(run, IDENTITY))
-
-
-def graph_identity(manifest: dict) -> dict:
-    return {k: manifest.get(k) for k in GRAPH_IDENTITY}
 
 
 def publish(run: str, model: str, factors: np.ndarray, factors_identity: dict, identity: dict) -> str:

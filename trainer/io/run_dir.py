@@ -68,9 +68,14 @@ class RunDir:
         storage.atomic_write_bytes(self.join(METRICS_FILE), text.encode())
 
 
+def graph_identity(manifest: dict) -> dict:
+    """What tells one graph dir from another, wherever it lies."""
+    return {k: manifest.get(k) for k in GRAPH_IDENTITY}
+
+
 def graph_record(graph_path: str, manifest: dict) -> dict:
     """What a run records of the graph dir it was trained on (``graph.json``, checkpoints)."""
-    return {"graph": graph_path, **{k: manifest.get(k) for k in GRAPH_IDENTITY}}
+    return {"graph": graph_path, **graph_identity(manifest)}
 
 
 def check_trained_on(recorded: dict | None, graph_path: str, manifest: dict, what: str) -> None:

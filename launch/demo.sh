@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (what `make demo` runs):
 #   MPD slices (synthetic, or $MPD_DIR) -> Spark ETL (local) -> GNN training (CPU) -> embeddings
-#   -> full-catalogue evaluation (gnn vs popularity vs item-kNN) -> a recommendation.
+#   -> the second-stage ranker (from the val playlists) -> full-catalogue evaluation (rerank and
+#   fusion vs gnn, popularity, item-kNN, ALS) -> a recommendation.
 #
 # Usage:
 #   launch/demo.sh                                     # 3,000 synthetic playlists
@@ -11,7 +12,7 @@
 # Knobs: MPD_DIR (real MPD slices; default: generate a synthetic sample), DEMO_DIR (demo),
 #        DEMO_PLAYLISTS (3000), EPOCHS (default: the trainer's, which stops when the validation
 #        R-precision stops improving), TRAIN_ARGS (extra trainer --key=value options),
-#        PY (.venv/bin/python).
+#        RERANK (1: build the second-stage ranker; 0 by default on the full MPD), PY (.venv/bin/python).
 # The synthetic input and the graph dir are reused when present (a real input's by its path, file
 # names and sizes); training reruns each time, replacing the previous demo run (said on the console).
 set -euo pipefail
@@ -32,28 +33,30 @@ if [ -n "${MPD_DIR:-}" ]; then
     # A CPU demo on the full MPD (1,000 slices): bound the run rather than train for days.
     if [ "$(ls "$MPD_DIR"/mpd.slice.*.json | wc -l)" -gt 20 ]; then
         TRAIN_ARGS=${TRAIN_ARGS:---max_steps_per_epoch=200 --epochs=2}
+        # Its val playlists' three retrievers alone take ~36 min per 10,000 on 2 cores: opt-in there.
+        RERANK=${RERANK:-0}
     fi
 else
     work=$DEMO_DIR/synthetic-$DEMO_PLAYLISTS
     input=$work/mpd
     if [ ! -d "$input" ]; then
-        echo "== 1/6 synthetic MPD: $DEMO_PLAYLISTS playlists -> $input"
+        echo "== 1/7 synthetic MPD: $DEMO_PLAYLISTS playlists -> $input"
         "$PY" -m etl.synth --playlists "$DEMO_PLAYLISTS" --out "$input"
     else
-        echo "== 1/6 synthetic MPD: reusing $input"
+        echo "== 1/7 synthetic MPD: reusing $input"
     fi
 fi
 graph=$work/graph
 run=$work/run
 
 if [ ! -f "$graph/manifest.json" ]; then
-    echo "== 2/6 ETL (Spark, local mode): $input -> $graph"
+    echo "== 2/7 ETL (Spark, local mode): $input -> $graph"
     "$PY" -m etl.job --input "$input" --output "$graph"
 else
-    echo "== 2/6 ETL: reusing $graph (delete it to rebuild)"
+    echo "== 2/7 ETL: reusing $graph (delete it to rebuild)"
 fi
 
-echo "== 3/6 training (${EPOCHS:-until val R-precision stops improving} epochs, CPU): $run"
+echo "== 3/7 training (${EPOCHS:-until val R-precision stops improving} epochs, CPU): $run"
 if [ -e "$run" ]; then
     echo "   removing the previous demo run $run (the demo retrains each time)"
     rm -rf "$run"
@@ -61,10 +64,17 @@ fi
 # shellcheck disable=SC2086  # TRAIN_ARGS is a list of options
 "$PY" -m trainer.train --graph "$graph" --out "$run" ${EPOCHS:+--epochs="$EPOCHS"} ${TRAIN_ARGS:-}
 
-echo "== 4/6 embeddings: $run/embeddings"
+echo "== 4/7 embeddings: $run/embeddings"
 "$PY" -m trainer.embed --graph "$graph" --run "$run"
 
-echo "== 5/6 evaluation on held-out test playlists (full catalogue, RecSys 2018 metrics): gnn vs popularity, item-kNN, ALS"
+if [ "${RERANK:-1}" = 1 ]; then
+    echo "== 5/7 second-stage ranker (LightGBM over gnn, ALS and item-kNN candidates, trained on val): $run/reranker"
+    "$PY" -m trainer.rerank --graph "$graph" --run "$run"
+else
+    echo "== 5/7 second-stage ranker: skipped (RERANK=0)"
+fi
+
+echo "== 6/7 evaluation on held-out test playlists (full catalogue, RecSys 2018 metrics): rerank, fusion, gnn, popularity, item-kNN, ALS"
 "$PY" -m trainer.evaluate --graph "$graph" --run "$run" --split test
 
 pid=$("$PY" - "$graph" <<'EOF'
@@ -78,7 +88,7 @@ held = held if held.num_rows else t.filter(pc.equal(t["split"], "val"))
 print(min(held["pid"].to_pylist()))
 EOF
 )
-echo "== 6/6 recommendation for held-out playlist pid $pid (its seed tracks are excluded)"
+echo "== 7/7 recommendation for held-out playlist pid $pid (its seed tracks are excluded)"
 "$PY" -m trainer.recommend --graph "$graph" --run "$run" --pid "$pid" -k 10
 
 echo
@@ -86,4 +96,5 @@ echo "outputs:"
 echo "  graph dir (Parquet + manifest.json): $graph"
 echo "  run dir (config, checkpoints, metrics.jsonl, curves.png): $run"
 echo "  embeddings: $run/embeddings/{track,playlist}.parquet"
+if [ "${RERANK:-1}" = 1 ]; then echo "  second-stage ranker: $run/reranker/ (identity.json: recall, folds, importances)"; fi
 echo "  evaluation report: $run/eval_test.json"

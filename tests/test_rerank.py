@@ -145,19 +145,57 @@ def test_fusion_weights_find_the_retriever_that_ranks_the_hidden_tracks_first():
     categories = np.array(["first_5", "first_5", "random_25", "random_25"], dtype=object)
     weights = second_stage.fit_fusion(x, y, group, names, ["gnn", "als", "itemknn"], categories, truth)
     retrievers = ["gnn", "als", "itemknn"]
-    best = second_stage._r_precision_track(second_stage.fused(x, names, retrievers, np.array([0.0, 1.0, 0.0])), y, group, truth)
+    best = second_stage.r_precision_track(second_stage.fused(x, names, retrievers, np.array([0.0, 1.0, 0.0])), y, group, truth)
     for c in ("first_5", "random_25", "*"):
         assert weights[c][1] >= 0.5  # als carries the most weight ...
-        mine = second_stage._r_precision_track(second_stage.fused(x, names, retrievers, np.array(weights[c])), y, group, truth)
+        mine = second_stage.r_precision_track(second_stage.fused(x, names, retrievers, np.array(weights[c])), y, group, truth)
         assert mine.mean() == pytest.approx(best.mean())  # ... and ranks as well as als alone
-    noise = second_stage._r_precision_track(second_stage.fused(x, names, retrievers, np.array([1.0, 0.0, 0.0])), y, group, truth)
+    noise = second_stage.r_precision_track(second_stage.fused(x, names, retrievers, np.array([1.0, 0.0, 0.0])), y, group, truth)
     assert noise.mean() < best.mean()
     # R-precision over the candidates, against plain Python.
     score = second_stage.fused(x, names, ["gnn", "als", "itemknn"], np.array([0.5, 0.2, 0.3]))
-    got = second_stage._r_precision_track(score, y, group, truth)
+    got = second_stage.r_precision_track(score, y, group, truth)
     start = 0
     for q, size in enumerate(group):
         s, lab = score[start:start + size], y[start:start + size]
         top = sorted(range(size), key=lambda i: -s[i])[:truth[q]]
         assert got[q] == pytest.approx(sum(lab[i] for i in top) / truth[q])
         start += size
+
+
+def test_seed_similarity_against_plain_python(graph, run):
+    """Each candidate's cosine to the seeds in the GNN's and ALS's item spaces and its training
+    co-occurrence with them, recomputed pair by pair from the vectors and the playlists' track sets."""
+    from trainer.ranking.features import SeedSimilarity
+
+    cat = load_catalogue(graph)
+    held = protocol.held_out(cat, contract.SPLIT_VAL)
+    scorers, title = methods.build_scorers(cat, run, ["gnn", "als", "itemknn"], "cpu", als=SMALL_ALS)
+    cands = candidates.generate(scorers, title, held.queries, cat.num_tracks, 10, 1000)
+    cols = SeedSimilarity(scorers).columns(cands, held.queries)
+    train = cat.edges((contract.ROLE_TRAIN,), splits=(contract.SPLIT_TRAIN,)).tocsr()
+    playlists_of = {}
+    for p in range(train.shape[0]):
+        for t in train.indices[train.indptr[p]:train.indptr[p + 1]]:
+            playlists_of.setdefault(int(t), set()).add(p)
+    vectors = {m: scorers[m].tracks.numpy().astype(np.float64) for m in ("gnn", "als")}
+    checked = 0
+    for b in range(len(held)):
+        seeds = [int(s) for s in held.queries.seeds(b)]
+        for i in range(cands.indptr[b], cands.indptr[b + 1]):
+            c = int(cands.tracks[i])
+            if not seeds:
+                assert np.isnan(cols["co_seed_max"][i]) and np.isnan(cols["gnn_seed_mean"][i])
+                continue
+            for m, v in vectors.items():
+                cos = [v[c] @ v[s] / max(np.linalg.norm(v[c]) * np.linalg.norm(v[s]), 1e-12) for s in seeds]
+                assert cols[f"{m}_seed_max"][i] == pytest.approx(max(cos), abs=1e-5)
+                assert cols[f"{m}_seed_mean"][i] == pytest.approx(np.mean(cos), abs=1e-5)
+            mine = playlists_of.get(c, set())
+            co = [len(mine & playlists_of.get(s, set())) for s in seeds]
+            cos = [n / np.sqrt(max(len(mine) * len(playlists_of.get(s, set())), 1)) for n, s in zip(co, seeds)]
+            assert cols["co_seed_max"][i] == pytest.approx(max(cos), abs=1e-6)
+            assert cols["co_seed_mean"][i] == pytest.approx(np.mean(cos), abs=1e-6)
+            assert cols["co_seed_share"][i] == pytest.approx(np.mean([n > 0 for n in co]))
+            checked += 1
+    assert checked > 100 and np.nanmax(cols["co_seed_share"]) > 0

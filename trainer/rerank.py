@@ -26,7 +26,8 @@ from trainer.io.graph import load_catalogue
 from trainer.ranking import candidates, protocol
 from trainer.ranking.baselines import ALSParams, popularity_counts
 from trainer.ranking.methods import build_scorers
-from trainer.ranking.rerank import RETRIEVERS, RerankParams, TrackFeatures, features, fit, fit_fusion
+from trainer.ranking.features import SeedSimilarity, TrackFeatures, features
+from trainer.ranking.rerank import RETRIEVERS, RerankParams, fit, fit_fusion
 
 log = logging.getLogger("trainer.rerank")
 
@@ -34,10 +35,11 @@ log = logging.getLogger("trainer.rerank")
 def examples(graph, held, retrievers, title, tracks, k, batch_size, chunk_size, device):
     """Features, labels and query sizes of ``held``'s candidates; the first stage's recall."""
     xs, ys, groups, recall = [], [], [], {}
+    similarity = SeedSimilarity(retrievers)
     for lo in tqdm(range(0, len(held), batch_size), desc="candidates", disable=not log.isEnabledFor(logging.INFO)):
         part = held.slice(lo, min(lo + batch_size, len(held)))
         cands = candidates.generate(retrievers, title, part.queries, graph.num_tracks, k, chunk_size, device)
-        x, names = features(cands, part.queries, tracks, part.categories)
+        x, names = features(cands, part.queries, tracks, part.categories, similarity)
         xs.append(x)
         ys.append(candidates.labels(cands, part.truth_indptr, part.truth_tracks, graph.num_tracks))
         groups.append(np.diff(cands.indptr))

@@ -21,7 +21,8 @@ from trainer.ranking.baselines import (
     item_factors_of,
     popularity_counts,
 )
-from trainer.ranking.rerank import Reranker, RerankParams, TrackFeatures
+from trainer.ranking.features import TrackFeatures
+from trainer.ranking.rerank import Reranker, RerankParams
 from trainer.ranking.scoring import EmbeddingScorer, Scorer
 
 METHODS = ("gnn", "popularity", "itemknn", "als", "rerank", "fusion")

@@ -1,7 +1,8 @@
 """The second stage: a LightGBM ``lambdarank`` model re-orders the first stage's candidates
-(``trainer.ranking.candidates``) with what no single retriever sees: every retriever's score and
-rank at once, track popularity and the ETL's degree / 2-hop features, the candidate's album and
-artist overlap with the seeds, and the query's seed count and category.
+(``trainer.ranking.candidates``) with what no single retriever sees (``trainer.ranking.features``):
+every retriever's score and rank at once, track popularity and the ETL's degree / 2-hop features,
+the candidate's album and artist overlap with and similarity to the seeds, the query's seed count
+and category.
 
 It is trained on the val playlists: their hidden tracks are edges no retriever was fitted on
 (item-kNN and ALS read training playlists' train edges, the GNN propagates visible edges), where
@@ -16,16 +17,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from etl import contract
-from trainer.io.graph import Catalogue, node_columns
 from trainer.ranking.baselines import _below
-from trainer.ranking.candidates import Candidates, generate
+from trainer.ranking.candidates import generate
+from trainer.ranking.features import SeedSimilarity, TrackFeatures, features
 from trainer.ranking.scoring import ChunkScores, Queries, Scorer
 
 log = logging.getLogger(__name__)
 
 RETRIEVERS = ("gnn", "als", "itemknn")
-CATEGORY_CODE = {c.name: i for i, c in enumerate(contract.SEED_CATEGORIES)}
 
 
 @dataclass(frozen=True)
@@ -49,75 +48,6 @@ class RerankParams:
         return asdict(self)
 
 
-class TrackFeatures:
-    """Per-track columns the features read, indexed by track id."""
-
-    def __init__(self, graph: Catalogue, popularity: np.ndarray):
-        t = node_columns(graph.path, "track", ["album_id", "artist_id", "deg_playlist", "hop2_walks", "hop2_reach"])
-        albums = node_columns(graph.path, "album", ["deg_track"])["deg_track"]
-        artists = node_columns(graph.path, "artist", ["deg_track"])["deg_track"]
-        self.album = t["album_id"].astype(np.int64)
-        self.artist = t["artist_id"].astype(np.int64)
-        self.columns = {
-            "popularity": np.log1p(popularity).astype(np.float32),
-            "deg_playlist": np.log1p(t["deg_playlist"].astype(np.float64)).astype(np.float32),
-            # hop2 columns are null under --hop2 off: NaN, which the booster reads as missing
-            "hop2_walks": np.log1p(t["hop2_walks"].astype(np.float64)).astype(np.float32),
-            "hop2_reach": np.log1p(t["hop2_reach"].astype(np.float64)).astype(np.float32),
-            "album_tracks": np.log1p(albums[self.album].astype(np.float64)).astype(np.float32),
-            "artist_tracks": np.log1p(artists[self.artist].astype(np.float64)).astype(np.float32),
-        }
-
-
-def _per_row(values: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of the non-NaN ``values`` of each row."""
-    ok = ~np.isnan(values)
-    count = np.bincount(rows[ok], minlength=n)
-    total = np.bincount(rows[ok], values[ok], minlength=n)
-    mean = total / np.maximum(count, 1)
-    var = np.bincount(rows[ok], (values[ok] - mean[rows[ok]]) ** 2, minlength=n) / np.maximum(count, 1)
-    return mean, np.sqrt(var)
-
-
-def _seed_overlap(cands: Candidates, queries: Queries, of_track: np.ndarray) -> np.ndarray:
-    """How many of the query's seeds share the candidate's album (or artist): ``of_track``."""
-    seed_rows = np.repeat(np.arange(len(queries), dtype=np.int64), queries.num_seeds())
-    width = int(of_track.max(initial=0)) + 1
-    keys, counts = np.unique(seed_rows * width + of_track[queries.seed_tracks], return_counts=True)
-    if not len(keys):
-        return np.zeros(len(cands.tracks), np.float32)
-    want = cands.rows() * width + of_track[cands.tracks]
-    at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-    return np.where(keys[at] == want, counts[at], 0).astype(np.float32)
-
-
-def features(cands: Candidates, queries: Queries, tracks: TrackFeatures,
-             categories: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
-    """The feature matrix float32 [candidates, features] and the features' names."""
-    rows, n = cands.rows(), len(cands)
-    cols: dict[str, np.ndarray] = {}
-    for name in cands.scores:
-        score = cands.scores[name]
-        mean, std = _per_row(score, rows, n)
-        cols[f"{name}_score"] = score
-        cols[f"{name}_rank"] = cands.ranks[name]
-        cols[f"{name}_z"] = ((score - mean[rows]) / np.maximum(std[rows], 1e-6)).astype(np.float32)
-    cols["proposed_by"] = sum((~np.isnan(r)).astype(np.float32) for r in cands.ranks.values())
-    for name, column in tracks.columns.items():
-        cols[name] = column[cands.tracks]
-    num_seeds = queries.num_seeds().astype(np.float32)
-    for part, of_track in (("album", tracks.album), ("artist", tracks.artist)):
-        same = _seed_overlap(cands, queries, of_track)
-        cols[f"same_{part}_seeds"] = same
-        cols[f"same_{part}_share"] = same / np.maximum(num_seeds[rows], 1.0)
-    cols["num_seeds"] = num_seeds[rows]
-    code = np.array([CATEGORY_CODE.get(c, -1) if c is not None else -1 for c in
-                     (categories if categories is not None else [None] * n)], np.float32)
-    cols["category"] = code[rows]
-    names = list(cols)
-    return np.stack([cols[c].astype(np.float32) for c in names], axis=1), names
-
-
 def _booster_params(p: RerankParams, num_threads: int) -> dict:
     return {"objective": "lambdarank", "metric": "ndcg", "eval_at": [50], "num_leaves": p.num_leaves,
             "learning_rate": p.learning_rate, "min_data_in_leaf": p.min_data_in_leaf, "seed": p.seed,
@@ -125,29 +55,43 @@ def _booster_params(p: RerankParams, num_threads: int) -> dict:
             "lambdarank_truncation_level": 500}
 
 
-def fit(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RerankParams,
-        num_threads: int = 0):
-    """Rounds chosen by ``params.folds`` folds over the queries (NDCG@50 on the held-back fold),
-    then one booster on every query. Returns the booster and what the folds found."""
+def cross_validate(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RerankParams,
+                   num_threads: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """``params.folds`` folds over the queries, each booster stopped early on its held-back fold
+    (NDCG@50): every candidate's out-of-fold prediction, and each fold's best round and NDCG."""
     import lightgbm as lgb
 
     bp = _booster_params(params, num_threads)
     starts = np.concatenate([[0], np.cumsum(group)])
     fold_of = np.random.default_rng(params.seed).permutation(len(group)) % params.folds
-    best = []
+    pred = np.zeros(len(y), np.float64)
+    folds = []
     for f in range(params.folds):
-        parts = {}
+        parts, idx = {}, {}
         for side, pick in (("train", fold_of != f), ("valid", fold_of == f)):
             q = np.flatnonzero(pick)
-            idx = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in q]) if len(q) else np.zeros(0, np.int64)
-            parts[side] = lgb.Dataset(x[idx], y[idx], group=group[q], feature_name=names, free_raw_data=True)
+            idx[side] = (np.concatenate([np.arange(starts[i], starts[i + 1]) for i in q]) if len(q)
+                         else np.zeros(0, np.int64))
+            parts[side] = lgb.Dataset(x[idx[side]], y[idx[side]], group=group[q], feature_name=names,
+                                      free_raw_data=True)
         booster = lgb.train(bp, parts["train"], params.max_rounds, valid_sets=[parts["valid"]],
                             callbacks=[lgb.early_stopping(params.early_stopping, verbose=False)])
-        best.append((booster.best_iteration, booster.best_score["valid_0"]["ndcg@50"]))
-        log.info("rerank fold %d/%d: best round %d, NDCG@50 %.4f", f + 1, params.folds, *best[-1])
-    rounds = max(1, int(round(np.mean([b for b, _ in best]))))
-    booster = lgb.train(bp, lgb.Dataset(x, y, group=group, feature_name=names), rounds)
-    return booster, {"rounds": rounds, "folds": [{"best_round": b, "ndcg@50": s} for b, s in best]}
+        pred[idx["valid"]] = booster.predict(x[idx["valid"]], num_iteration=booster.best_iteration)
+        folds.append({"best_round": booster.best_iteration, "ndcg@50": booster.best_score["valid_0"]["ndcg@50"]})
+        log.info("rerank fold %d/%d: best round %d, NDCG@50 %.4f", f + 1, params.folds, *folds[-1].values())
+    return pred, folds
+
+
+def fit(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RerankParams,
+        num_threads: int = 0):
+    """Rounds chosen by :func:`cross_validate`, then one booster on every query. Returns the
+    booster and what the folds found."""
+    import lightgbm as lgb
+
+    _, folds = cross_validate(x, y, group, names, params, num_threads)
+    rounds = max(1, int(round(np.mean([f["best_round"] for f in folds]))))
+    booster = lgb.train(_booster_params(params, num_threads), lgb.Dataset(x, y, group=group, feature_name=names), rounds)
+    return booster, {"rounds": rounds, "folds": folds}
 
 
 FUSION_STEP = 0.1
@@ -161,7 +105,7 @@ def fused(x: np.ndarray, names: list[str], retrievers: list[str], weights: np.nd
     return (np.nan_to_num(z, nan=NOT_PROPOSED_Z) * weights).sum(axis=1)
 
 
-def _r_precision_track(score: np.ndarray, y: np.ndarray, group: np.ndarray, truth_sizes: np.ndarray) -> np.ndarray:
+def r_precision_track(score: np.ndarray, y: np.ndarray, group: np.ndarray, truth_sizes: np.ndarray) -> np.ndarray:
     """Per query: hidden tracks among the top |G| candidates by ``score``, over |G|."""
     rows = np.repeat(np.arange(len(group)), group)
     order = np.lexsort((-score, rows))
@@ -177,7 +121,7 @@ def fit_fusion(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str]
     steps = int(round(1 / FUSION_STEP))
     grid = [np.array(w, np.float64) / steps for w in np.ndindex(*(steps + 1,) * len(retrievers))
             if sum(w) == steps]
-    per_query = np.stack([_r_precision_track(fused(x, names, retrievers, w), y, group, truth_sizes) for w in grid])
+    per_query = np.stack([r_precision_track(fused(x, names, retrievers, w), y, group, truth_sizes) for w in grid])
     out = {}
     for c in sorted({c for c in categories if c is not None}):
         mine = categories == c
@@ -201,6 +145,7 @@ class Reranker:
         self.chunk_size, self.device = chunk_size, device
         self.categories = categories  # by graph playlist id: held-out playlists have one
         self.below = _below(popularity)
+        self.similarity = SeedSimilarity(retrievers)
 
     def _categories(self, queries: Queries) -> np.ndarray:
         if self.categories is None:
@@ -211,7 +156,7 @@ class Reranker:
     def batch(self, queries: Queries) -> ChunkScores:
         cands = generate(self.retrievers, self.title, queries, self.num_tracks, self.params.k,
                          self.chunk_size, self.device)
-        x, names = features(cands, queries, self.tracks, self._categories(queries))
+        x, names = features(cands, queries, self.tracks, self._categories(queries), self.similarity)
         if names != self.names:
             raise ValueError(f"rerank: features {names} differ from the model's {self.names}")
         rows = cands.rows()

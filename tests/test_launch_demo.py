@@ -41,7 +41,11 @@ def test_two_inputs_named_data_get_two_graphs_and_a_removed_run_is_said(tmp_path
     etl = [line.split(" --output ")[1] for line in calls.read_text().splitlines() if line.startswith("-m etl.job")]
     assert len(etl) == 2 and etl[0] != etl[1]  # b's graph is built, not a's reused
     assert "removing the previous demo run" not in first + second  # each input's first run
+    # The second-stage ranker is built from the trained run before the evaluation that ranks it.
+    steps = [line.split()[1] for line in calls.read_text().splitlines() if line.startswith("-m ")]
+    assert steps[:6] == ["etl.job", "trainer.train", "trainer.embed", "trainer.rerank", "trainer.evaluate",
+                         "trainer.recommend"], steps
 
     again = _demo(tmp_path, a, calls)
-    assert "== 2/6 ETL: reusing" in again  # the same input reuses its graph
+    assert "== 2/7 ETL: reusing" in again  # the same input reuses its graph
     assert f"removing the previous demo run {etl[0].rsplit('/', 1)[0]}/run" in again

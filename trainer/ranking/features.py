@@ -1,7 +1,8 @@
 """What the second stage knows of each candidate: every retriever's score, rank and z-score,
 the track's popularity and the ETL's degree / 2-hop features, its album and artist overlap with
 the seeds, its similarity to the seeds in each retriever's item space, and the query's seed count
-and category. ``GROUPS`` names the groups the ablation (bench/rerank_ablation.py) drops one by one.
+and category. :func:`groups` sorts them into the groups the ablation (bench/rerank_ablation.py)
+drops one by one.
 """
 from __future__ import annotations
 

@@ -52,8 +52,9 @@ class SeedSimilarity:
             if isinstance(getattr(scorer, "tracks", None), torch.Tensor):
                 self.vectors[name] = torch.nn.functional.normalize(scorer.tracks.detach().float().cpu(), dim=1)
             elif getattr(scorer, "by_track", None) is not None:
-                self.by_track = (scorer.by_track > 0).astype(np.float32).tocsr()
-                self.df = np.asarray(self.by_track.sum(axis=1)).ravel()
+                # The graph's edge matrices hold 1.0 per edge (Catalogue.edges): shared, not copied.
+                self.by_track = scorer.by_track
+                self.df = np.diff(self.by_track.indptr).astype(np.float64)
 
     def columns(self, cands: Candidates, queries: Queries) -> dict[str, np.ndarray]:
         names = [f"{m}_seed_{s}" for m in self.vectors for s in ("max", "mean")]

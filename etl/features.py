@@ -32,34 +32,27 @@ def visible_playlist_tracks(edges: DataFrame) -> DataFrame:
     return edges.where(F.col("role").isin(*VISIBLE_ROLES)).select("playlist_id", "track_id")
 
 
-def visible_track_links(tracks: DataFrame, visible: DataFrame) -> DataFrame:
-    """(track_id, album_id, artist_id) of tracks with at least one visible playlist edge."""
-    return tracks.select("track_id", "album_id", "artist_id").join(
-        visible.select("track_id"), "track_id", "left_semi"
-    )
-
-
 def _count(df: DataFrame, key: str, name: str) -> DataFrame:
     return df.groupBy(key).agg(F.count(F.lit(1)).alias(name))
 
 
-def _sum_over(links: DataFrame, key: str, via: str, degrees: DataFrame, name: str) -> DataFrame:
-    """Per key: sum of the degrees (``degrees``: via, deg) of its neighbours ``via``."""
-    return links.select(key, via).join(degrees, via).groupBy(key).agg(F.sum("deg").alias(name))
+def _two_step(paths, key: str, mode: str) -> DataFrame:
+    """Per key: ``walks``, the number of paths ``key - via - end``, and ``ends``, their distinct ends.
 
-
-def _distinct_two_step(paths, key: str, name: str, mode: str) -> DataFrame:
-    """Per key, distinct ends of the paths ``key - via - end``.
-
-    ``paths`` is a list of (left, right) DataFrames with columns (k, v) and (v, o). ``exact``
-    materialises the distinct (k, o) pairs; ``hll`` unions per-``v`` sketches of ``o`` instead.
+    ``paths`` is a list of (left, right) DataFrames with columns (k, v) and (v, o). A path's count
+    is the degree of its middle node towards ``o``, so walks come from the same pass as the ends.
+    ``exact`` materialises the distinct (k, o) pairs; ``hll`` unions per-``v`` sketches of ``o``.
     """
     if mode == "exact":
         pairs = None
         for left, right in paths:
             p = left.join(right, "v").select("k", "o")
             pairs = p if pairs is None else pairs.unionByName(p)
-        return _count(pairs.distinct(), "k", name).withColumnRenamed("k", key)
+        return (
+            pairs.groupBy("k", "o").agg(F.count(F.lit(1)).alias("n"))
+            .groupBy("k").agg(F.sum("n").alias("walks"), F.count(F.lit(1)).alias("ends"))
+            .withColumnRenamed("k", key)
+        )
     # A sketch is up to 4 KiB (dense, lgConfigK 12) and a popular ``v`` sits on tens of
     # thousands of paths, so the sketches must not travel once per path: they are broadcast
     # (one row per ``v``, a few hundred MB at full MPD scale), the narrow (k, v) rows are
@@ -74,12 +67,13 @@ def _distinct_two_step(paths, key: str, name: str, mode: str) -> DataFrame:
         rt = rt.select((F.col("v") * n + i).alias("v"), "o")
         left = lf if left is None else left.unionByName(lf)
         right = rt if right is None else right.unionByName(rt)
-    sketches = right.groupBy("v").agg(F.hll_sketch_agg("o", HLL_LG_CONFIG_K).alias("sk"))
+    sketches = right.groupBy("v").agg(
+        F.hll_sketch_agg("o", HLL_LG_CONFIG_K).alias("sk"), F.count(F.lit(1)).alias("deg"))
     return (
         left.repartition(int(left.sparkSession.conf.get("spark.sql.shuffle.partitions")), "k")
         .join(F.broadcast(sketches), "v")
         .groupBy("k")
-        .agg(F.hll_sketch_estimate(F.hll_union_agg("sk")).alias(name))
+        .agg(F.sum("deg").alias("walks"), F.hll_sketch_estimate(F.hll_union_agg("sk")).alias("ends"))
         .withColumnRenamed("k", key)
     )
 
@@ -114,22 +108,44 @@ def _zero(c: str):
     return F.coalesce(F.col(c), F.lit(0)).cast("long")
 
 
+def _renamed(df: DataFrame, **names: str) -> DataFrame:
+    return df.select(*(F.col(c).alias(names.get(c, c)) for c in df.columns))
+
+
 def with_structural_features(
     playlists: DataFrame, tracks: DataFrame, albums: DataFrame, artists: DataFrame,
     edges: DataFrame, hop2: str,
 ) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
-    """Add ``deg_*``, ``hop2_walks`` and ``hop2_reach`` to the four node tables."""
+    """Add ``deg_*``, ``hop2_walks`` and ``hop2_reach`` to the four node tables.
+
+    Playlists also get ``visible_albums``, ``visible_artists`` and ``visible_duration_ms`` (of
+    their visible tracks), which ``with_visible_playlist_attributes`` uses: they come from the
+    same join as the playlist's degree, and the first two are its 2-hop album and artist terms.
+    """
     if hop2 not in HOP2_MODES:
         raise ValueError(f"hop2 mode {hop2!r} is not one of {HOP2_MODES}")
     pt = visible_playlist_tracks(edges)
-    links = visible_track_links(tracks, pt)
+    # Tracks with at least one visible edge: a track seen only in hidden edges is isolated.
+    links = tracks.select("track_id", "album_id", "artist_id").join(pt.select("track_id"), "track_id", "left_semi")
 
-    deg_p = _count(pt, "playlist_id", "deg_track")
+    # Every visible track has one album and one artist, so one join gives all of a playlist's
+    # one-hop terms; its two count-distincts are exact in every mode.
+    per_playlist = (
+        pt.join(tracks.select("track_id", "album_id", "artist_id", "duration_ms"), "track_id")
+        .groupBy("playlist_id").agg(
+            F.count(F.lit(1)).alias("deg_track"),
+            F.count_distinct("album_id").alias("visible_albums"),
+            F.count_distinct("artist_id").alias("visible_artists"),
+            F.sum("duration_ms").alias("visible_duration_ms"),
+        )
+    )
     deg_t = _count(pt, "track_id", "deg_playlist")
     deg_al = _count(links, "album_id", "deg_track")
     deg_ar = _count(links, "artist_id", "deg_track")
 
-    playlists = playlists.join(deg_p, "playlist_id", "left").withColumn("deg_track", _zero("deg_track"))
+    playlists = playlists.join(per_playlist, "playlist_id", "left")
+    for c in ("deg_track", "visible_albums", "visible_artists", "visible_duration_ms"):
+        playlists = playlists.withColumn(c, _zero(c))
     tracks = tracks.join(deg_t, "track_id", "left").withColumn("deg_playlist", _zero("deg_playlist"))
     albums = albums.join(deg_al, "album_id", "left").withColumn("deg_track", _zero("deg_track"))
     artists = artists.join(deg_ar, "artist_id", "left").withColumn("deg_track", _zero("deg_track"))
@@ -138,71 +154,44 @@ def with_structural_features(
         nulls = [F.lit(None).cast("long").alias("hop2_walks"), F.lit(None).cast("long").alias("hop2_reach")]
         return tuple(df.select("*", *nulls) for df in (playlists, tracks, albums, artists))
 
-    # Total degrees: a visible track also has its album and its artist.
-    tdeg = deg_t.select("track_id", (F.col("deg_playlist") + 2).alias("deg"))
-    pdeg = deg_p.select("playlist_id", F.col("deg_track").alias("deg"))
-    aldeg = deg_al.select("album_id", F.col("deg_track").alias("deg"))
-    ardeg = deg_ar.select("artist_id", F.col("deg_track").alias("deg"))
-
-    walks_p = _sum_over(pt, "playlist_id", "track_id", tdeg, "hop2_walks")
-    walks_t = (
-        _sum_over(pt, "track_id", "playlist_id", pdeg, "w")
-        .unionByName(_sum_over(links, "track_id", "album_id", aldeg, "w"))
-        .unionByName(_sum_over(links, "track_id", "artist_id", ardeg, "w"))
-        .groupBy("track_id").agg(F.sum("w").alias("hop2_walks"))
-    )
-    walks_al = _sum_over(links, "album_id", "track_id", tdeg, "hop2_walks")
-    walks_ar = _sum_over(links, "artist_id", "track_id", tdeg, "hop2_walks")
-
-    # Two-hop sets split by node type; types never collide, so reach is a sum of counts.
-    co_playlists = _distinct_two_step(
-        [(_kv(pt, "playlist_id", "track_id"), _vo(pt, "track_id", "playlist_id"))],
-        "playlist_id", "n_p2", hop2,
-    )
-    p_albums = _distinct_two_step(
-        [(_kv(pt, "playlist_id", "track_id"), _vo(links, "track_id", "album_id"))],
-        "playlist_id", "n_al", "exact",
-    )
-    p_artists = _distinct_two_step(
-        [(_kv(pt, "playlist_id", "track_id"), _vo(links, "track_id", "artist_id"))],
-        "playlist_id", "n_ar", "exact",
-    )
-    co_tracks = _distinct_two_step(
+    # Walks: a path k - v - o per neighbour v and each of v's neighbours o (v's degree), so each
+    # term below is a path count from _two_step, or a degree where every v has one such o (a
+    # visible track has one album and one artist; an album's or artist's tracks lead back to it).
+    # Reach: two-hop sets split by node type; types never collide, so reach is a sum of counts.
+    co_playlists = _renamed(_two_step(
+        [(_kv(pt, "playlist_id", "track_id"), _vo(pt, "track_id", "playlist_id"))], "playlist_id", hop2,
+    ), walks="w_p", ends="n_p2")
+    co_tracks = _renamed(_two_step(
         [
             (_kv(pt, "track_id", "playlist_id"), _vo(pt, "playlist_id", "track_id")),
             (_kv(links, "track_id", "album_id"), _vo(links, "album_id", "track_id")),
             (_kv(links, "track_id", "artist_id"), _vo(links, "artist_id", "track_id")),
         ],
-        "track_id", "n_t2", hop2,
-    )
-    al_playlists = _distinct_two_step(
-        [(_kv(links, "album_id", "track_id"), _vo(pt, "track_id", "playlist_id"))],
-        "album_id", "n_p", "exact",
-    )
-    al_artists = _distinct_two_step(
-        [(_kv(links, "album_id", "track_id"), _vo(links, "track_id", "artist_id"))],
-        "album_id", "n_ar", "exact",
-    )
-    ar_playlists = _distinct_two_step(
-        [(_kv(links, "artist_id", "track_id"), _vo(pt, "track_id", "playlist_id"))],
-        "artist_id", "n_p", "exact",
-    )
-    ar_albums = _distinct_two_step(
-        [(_kv(links, "artist_id", "track_id"), _vo(links, "track_id", "album_id"))],
-        "artist_id", "n_al", "exact",
-    )
+        "track_id", hop2,
+    ), walks="hop2_walks", ends="n_t2")
+    al_playlists = _renamed(_two_step(
+        [(_kv(links, "album_id", "track_id"), _vo(pt, "track_id", "playlist_id"))], "album_id", "exact",
+    ), walks="w_p", ends="n_p")
+    al_artists = _renamed(_two_step(
+        [(_kv(links, "album_id", "track_id"), _vo(links, "track_id", "artist_id"))], "album_id", "exact",
+    ).drop("walks"), ends="n_ar")
+    ar_playlists = _renamed(_two_step(
+        [(_kv(links, "artist_id", "track_id"), _vo(pt, "track_id", "playlist_id"))], "artist_id", "exact",
+    ), walks="w_p", ends="n_p")
+    ar_albums = _renamed(_two_step(
+        [(_kv(links, "artist_id", "track_id"), _vo(links, "track_id", "album_id"))], "artist_id", "exact",
+    ).drop("walks"), ends="n_al")
 
     playlists = (
-        playlists.join(walks_p, "playlist_id", "left").join(co_playlists, "playlist_id", "left")
-        .join(p_albums, "playlist_id", "left").join(p_artists, "playlist_id", "left")
-        .withColumn("hop2_walks", _zero("hop2_walks"))
+        playlists.join(co_playlists, "playlist_id", "left")
+        .withColumn("hop2_walks", _zero("w_p") + 2 * F.col("deg_track"))
         # The playlist itself is among its co-playlists as soon as it has a visible track.
-        .withColumn("hop2_reach", F.col("deg_track") + _zero("n_al") + _zero("n_ar")
+        .withColumn("hop2_reach", F.col("deg_track") + F.col("visible_albums") + F.col("visible_artists")
                     + F.greatest(_zero("n_p2"), F.lit(1)))
-        .drop("n_p2", "n_al", "n_ar")
+        .drop("w_p", "n_p2")
     )
     tracks = (
-        tracks.join(walks_t, "track_id", "left").join(co_tracks, "track_id", "left")
+        tracks.join(co_tracks, "track_id", "left")
         .withColumn("hop2_walks", _zero("hop2_walks"))
         # A visible track reaches its album and artist, and itself among its co-tracks.
         .withColumn("hop2_reach", F.when(F.col("deg_playlist") > 0,
@@ -211,41 +200,33 @@ def with_structural_features(
         .drop("n_t2")
     )
     albums = (
-        albums.join(walks_al, "album_id", "left").join(al_playlists, "album_id", "left")
-        .join(al_artists, "album_id", "left")
-        .withColumn("hop2_walks", _zero("hop2_walks"))
+        albums.join(al_playlists, "album_id", "left").join(al_artists, "album_id", "left")
+        .withColumn("hop2_walks", _zero("w_p") + 2 * F.col("deg_track"))
         .withColumn("hop2_reach", 1 + F.col("deg_track") + _zero("n_p") + _zero("n_ar"))
-        .drop("n_p", "n_ar")
+        .drop("w_p", "n_p", "n_ar")
     )
     artists = (
-        artists.join(walks_ar, "artist_id", "left").join(ar_playlists, "artist_id", "left")
-        .join(ar_albums, "artist_id", "left")
-        .withColumn("hop2_walks", _zero("hop2_walks"))
+        artists.join(ar_playlists, "artist_id", "left").join(ar_albums, "artist_id", "left")
+        .withColumn("hop2_walks", _zero("w_p") + 2 * F.col("deg_track"))
         .withColumn("hop2_reach", 1 + F.col("deg_track") + _zero("n_p") + _zero("n_al"))
-        .drop("n_p", "n_al")
+        .drop("w_p", "n_p", "n_al")
     )
     return playlists, tracks, albums, artists
 
 
-def with_visible_playlist_attributes(playlists: DataFrame, edges: DataFrame, tracks: DataFrame) -> DataFrame:
-    """Held-out playlists: num_albums, num_artists, duration_ms recomputed from visible tracks.
+def with_visible_playlist_attributes(playlists: DataFrame) -> DataFrame:
+    """Held-out playlists: num_albums, num_artists, duration_ms from their visible tracks.
 
-    Train playlists keep the published values; ``num_tracks`` stays as published for all (the
+    Takes ``with_structural_features``' playlists and drops its ``visible_*`` columns. Train
+    playlists keep the published values; ``num_tracks`` stays as published for all (the
     challenge set gives it too).
     """
-    visible = visible_playlist_tracks(edges).join(
-        tracks.select("track_id", "album_id", "artist_id", "duration_ms"), "track_id"
-    )
-    recomputed = visible.groupBy("playlist_id").agg(
-        F.count_distinct("album_id").alias("_albums"),
-        F.count_distinct("artist_id").alias("_artists"),
-        F.sum("duration_ms").alias("_duration"),
-    )
     held = F.col("split") != SPLIT_TRAIN
-    out = playlists.join(recomputed, "playlist_id", "left")
-    for column, new in (("num_albums", "_albums"), ("num_artists", "_artists"), ("duration_ms", "_duration")):
-        out = out.withColumn(column, F.when(held, _zero(new)).otherwise(F.col(column)))
-    return out.drop("_albums", "_artists", "_duration")
+    visible = {"num_albums": "visible_albums", "num_artists": "visible_artists", "duration_ms": "visible_duration_ms"}
+    out = playlists
+    for column, new in visible.items():
+        out = out.withColumn(column, F.when(held, F.col(new)).otherwise(F.col(column)))
+    return out.drop(*visible.values())
 
 
 def feature_stats(df: DataFrame, columns) -> dict:

@@ -287,10 +287,10 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
 
         with stages("features"):
             edges = written["edges/playlist_track"]
-            playlists = features.with_visible_playlist_attributes(base["playlist"], edges, base["track"])
-            featured = features.with_structural_features(
-                playlists, base["track"], base["album"], base["artist"], edges, hop2,
+            playlists, *others = features.with_structural_features(
+                base["playlist"], base["track"], base["album"], base["artist"], edges, hop2,
             )
+            featured = [features.with_visible_playlist_attributes(playlists), *others]
 
         with stages("write nodes"), features.sketch_unions_in_memory(spark):
             for kind, df in zip(contract.NODE_TYPES, featured):

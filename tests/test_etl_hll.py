@@ -25,7 +25,7 @@ def popular_graph():
     for p in range(600):
         for t in rng.choices(range(n_tracks), weights, k=40):
             edges.add((p, t))
-    tracks = [(t, t % n_albums, t % n_artists) for t in range(n_tracks)]
+    tracks = [(t, t % n_albums, t % n_artists, 200_000) for t in range(n_tracks)]
     return sorted(edges), tracks, n_albums, n_artists
 
 
@@ -34,7 +34,7 @@ def test_hll_reach_is_within_the_stated_bound_of_exact(spark, popular_graph):
 
     edges, tracks, n_albums, n_artists = popular_graph
     pl = spark.createDataFrame([(p, "train") for p in range(600)], "playlist_id long, split string")
-    tr = spark.createDataFrame(tracks, "track_id long, album_id long, artist_id long")
+    tr = spark.createDataFrame(tracks, "track_id long, album_id long, artist_id long, duration_ms long")
     al = spark.createDataFrame([(a,) for a in range(n_albums)], "album_id long")
     ar = spark.createDataFrame([(a,) for a in range(n_artists)], "artist_id long")
     ed = spark.createDataFrame([(p, t, "train") for p, t in edges], "playlist_id long, track_id long, role string")
@@ -43,8 +43,8 @@ def test_hll_reach_is_within_the_stated_bound_of_exact(spark, popular_graph):
     g = nx.Graph()
     seen = {t for _, t in edges}
     g.add_edges_from((("playlist", p), ("track", t)) for p, t in edges)
-    g.add_edges_from((("track", t), ("album", a)) for t, a, _ in tracks if t in seen)
-    g.add_edges_from((("track", t), ("artist", r)) for t, _, r in tracks if t in seen)
+    g.add_edges_from((("track", t), ("album", a)) for t, a, _, _ in tracks if t in seen)
+    g.add_edges_from((("track", t), ("artist", r)) for t, _, r, _ in tracks if t in seen)
     errors = []
     for kind, df in zip(("playlist", "track", "album", "artist"), out):
         for r in df.select(f"{kind}_id", "hop2_walks", "hop2_reach").collect():

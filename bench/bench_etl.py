@@ -54,7 +54,7 @@ def spark_core(spark, input_dir: str, output: str) -> dict[str, int]:
     tables = {
         "nodes/playlist": playlists, "nodes/track": tracks.drop("conflict"),
         "nodes/album": albums.drop("conflict"), "nodes/artist": artists.drop("conflict"),
-        "edges/playlist_track": playlist_track_edges(unique, playlists, tracks).drop("pid"),
+        "edges/playlist_track": playlist_track_edges(unique.join(playlists.select("pid", "playlist_id"), "pid"), tracks).drop("pid"),
         "edges/track_album": tracks.select("track_id", "album_id"),
         "edges/track_artist": tracks.select("track_id", "artist_id"),
     }

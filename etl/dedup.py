@@ -97,11 +97,16 @@ def split_bad_uris(entries: DataFrame) -> tuple[DataFrame, DataFrame]:
     return marked.where(F.col("_reason").isNull()).drop("_reason", "_example"), dropped
 
 
-def dedup_entries(entries: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """One entry per (pid, track_uri), at its first pos; the rest are ``duplicate_entry`` drops."""
-    grouped = entries.groupBy("pid", "track_uri").agg(
+def dedup_entries(entries: DataFrame, keep=lambda df: df) -> tuple[DataFrame, DataFrame]:
+    """One entry per (pid, track_uri), at its first pos; the rest are ``duplicate_entry`` drops.
+
+    The kept entries come out hash-partitioned by pid alone (which is all the grouping needs),
+    so the joins on pid that follow (roles, playlist ids) leave them where they are. ``keep``
+    (e.g. a persist) is applied to the grouped entries, which both results read.
+    """
+    grouped = keep(entries.repartition("pid").groupBy("pid", "track_uri").agg(
         F.min("pos").alias("pos"), F.count(F.lit(1)).alias("_n")
-    )
+    ))
     dup = grouped.where("_n > 1")
     dropped = dup.select(
         F.lit("duplicate_entry").alias("reason"),

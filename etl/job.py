@@ -239,7 +239,8 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
                 all_drops.append(drops_top)
             entries, drops_uri = split_bad_uris(kept.transform(track_entries))
             entries = keep(entries)
-            unique_entries, drops_entry = dedup_entries(entries)
+            # Read twice: its duplicates' summary now, the edges later.
+            unique_entries, drops_entry = dedup_entries(entries, keep)
             all_drops += [drops_uri, drops_entry]
             union = all_drops[0]
             for d in all_drops[1:]:
@@ -251,7 +252,6 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             albums = keep(album_nodes(entries))
             artists = keep(artist_nodes(entries))
             tracks = keep(track_nodes(entries, albums, artists))
-            edges = playlist_track_edges(unique_entries, playlists, tracks)
             conflicts = validate.conflicts({"track": tracks, "album": albums, "artist": artists})
 
         with stages("split"):
@@ -260,7 +260,10 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             num_test = args.num_test if args.num_test is not None else default_holdout(n_playlists, len(categories))
             holdout = holdout_table(spark, playlists, args.seed, categories, num_val, num_test)
             playlists = keep(playlists.transform(lambda df: with_split(df, holdout)))
-            edges = keep(with_roles(edges, playlists, args.seed))
+            # Persisted only by the write: nothing else reads the edges before it.
+            edges = playlist_track_edges(with_roles(
+                unique_entries, playlists.select("pid", "playlist_id", "split", "seed_category"), args.seed,
+            ), tracks)
             held = holdout.groupBy("seed_category", "split").count().collect()
 
         # Edge tables are final now; node tables go to a scratch dir first. Reading them back

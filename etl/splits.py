@@ -105,11 +105,12 @@ def with_split(playlists: DataFrame, holdout: DataFrame) -> DataFrame:
 def with_roles(entries: DataFrame, playlists: DataFrame, seed: int) -> DataFrame:
     """Entries (pid, pos, ...) + ``role``: train, or seed/hidden in held-out playlists.
 
-    ``first_k`` seeds are the first k entries by pos; ``random_k`` seeds the k smallest
-    ``xxhash64(seed, pid, pos)``. Only held-out entries go through the ranking window.
+    ``playlists`` has pid, split and seed_category; its other columns (e.g. playlist_id) join
+    the entries in the same pass. ``first_k`` seeds are the first k entries by pos; ``random_k``
+    seeds the k smallest ``xxhash64(seed, pid, pos)``. Only held-out entries go through the
+    ranking window.
     """
-    split = playlists.select("pid", "split", "seed_category")
-    tagged = entries.join(split, "pid")
+    tagged = entries.join(playlists, "pid")
     train = tagged.where(F.col("split") == SPLIT_TRAIN).withColumn("role", F.lit(ROLE_TRAIN))
     held = tagged.where(F.col("split") != SPLIT_TRAIN)
     num_seeds = F.create_map(*[x for c in SEED_CATEGORY_BY_NAME.values()

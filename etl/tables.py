@@ -52,8 +52,6 @@ def track_nodes(entries: DataFrame, albums: DataFrame, artists: DataFrame) -> Da
     )
 
 
-def playlist_track_edges(entries: DataFrame, playlists: DataFrame, tracks: DataFrame) -> DataFrame:
-    """Deduplicated entries (pid, track_uri, pos) -> playlist_id, track_id, pos (and pid)."""
-    return entries.join(playlists.select("pid", "playlist_id"), "pid").join(
-        tracks.select("track_uri", "track_id"), "track_uri"
-    ).select("playlist_id", "track_id", "pos", "pid")
+def playlist_track_edges(entries: DataFrame, tracks: DataFrame) -> DataFrame:
+    """Deduplicated entries (track_uri, ...) -> (track_id, ...): edges once they carry playlist_id."""
+    return entries.join(tracks.select("track_uri", "track_id"), "track_uri").drop("track_uri")

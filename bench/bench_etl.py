@@ -35,7 +35,7 @@ def spark_core(spark, input_dir: str, output: str) -> dict[str, int]:
     from etl.flatten import entry_count, playlist_records, track_entries
     from etl.schema import CORRUPT_RECORD, SLICE
     from etl.storage import list_slices
-    from etl.tables import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
+    from etl.tables import album_nodes, artist_nodes, catalogue_rows, playlist_nodes, playlist_track_edges, track_nodes
 
     files = [f for f, _ in list_slices(spark, input_dir)]
     slices = (spark.read.schema(SLICE).option("multiLine", True)
@@ -48,9 +48,10 @@ def spark_core(spark, input_dir: str, output: str) -> dict[str, int]:
     entries = entries.persist()
     unique, _ = dedup_entries(entries)
     playlists = playlist_nodes(records).persist()
-    albums = album_nodes(entries).persist()
-    artists = artist_nodes(entries).persist()
-    tracks = track_nodes(entries, albums, artists).persist()
+    catalogue = catalogue_rows(entries).persist()
+    albums = album_nodes(catalogue).persist()
+    artists = artist_nodes(catalogue).persist()
+    tracks = track_nodes(catalogue, albums, artists).persist()
     tables = {
         "nodes/playlist": playlists, "nodes/track": tracks.drop("conflict"),
         "nodes/album": albums.drop("conflict"), "nodes/artist": artists.drop("conflict"),

@@ -40,7 +40,7 @@ from etl.session import RuntimeMissing, spark_session
 from etl.splits import default_holdout, holdout_table, with_roles, with_split
 from etl.stages import Stages
 from etl.subgraph import split_top_followed
-from etl.tables import album_nodes, artist_nodes, playlist_nodes, playlist_track_edges, track_nodes
+from etl.tables import album_nodes, artist_nodes, catalogue_rows, playlist_nodes, playlist_track_edges, track_nodes
 
 log = logging.getLogger("etl")
 
@@ -249,9 +249,10 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
 
         with stages("ids"):
             playlists = keep(playlist_nodes(kept))
-            albums = keep(album_nodes(entries))
-            artists = keep(artist_nodes(entries))
-            tracks = keep(track_nodes(entries, albums, artists))
+            catalogue = keep(catalogue_rows(entries))
+            albums = keep(album_nodes(catalogue))
+            artists = keep(artist_nodes(catalogue))
+            tracks = keep(track_nodes(catalogue, albums, artists))
             conflicts = validate.conflicts({"track": tracks, "album": albums, "artist": artists})
 
         with stages("split"):

@@ -23,6 +23,18 @@ def playlist_nodes(records: DataFrame) -> DataFrame:
     )
 
 
+CATALOGUE_COLUMNS = ("track_uri", "track_name", "duration_ms", "album_uri", "album_name", "artist_uri", "artist_name")
+
+
+def catalogue_rows(entries: DataFrame) -> DataFrame:
+    """The distinct descriptions of tracks among the entries: what the three entity tables read.
+
+    Their minima, maxima and conflicts are those of all entries, from one pass over the entries
+    instead of three (at MPD scale ~25x fewer rows: a track's entries mostly repeat one row).
+    """
+    return entries.select(*CATALOGUE_COLUMNS).distinct()
+
+
 def album_nodes(entries: DataFrame) -> DataFrame:
     """album_id, album_uri, album_name, conflict (the attribute a URI disagreed on, or null)."""
     return with_dense_ids(

@@ -261,7 +261,7 @@ def run(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
             num_test = args.num_test if args.num_test is not None else default_holdout(n_playlists, len(categories))
             holdout = holdout_table(spark, playlists, args.seed, categories, num_val, num_test)
             playlists = keep(playlists.transform(lambda df: with_split(df, holdout)))
-            # Persisted only by the write: nothing else reads the edges before it.
+            # Not persisted: the write below is the edges' only reader.
             edges = playlist_track_edges(with_roles(
                 unique_entries, playlists.select("pid", "playlist_id", "split", "seed_category"), args.seed,
             ), tracks)

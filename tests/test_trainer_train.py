@@ -348,6 +348,68 @@ def test_malloc_arena_cap_keeps_new_threads_out_of_new_heaps():
     assert not capped and after == before == 1
 
 
+_MAPPED_AFTER_BIG_FREE = """
+import ctypes, sys
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+from trainer.dist import fix_mmap_threshold
+fixed = fix_mmap_threshold() if sys.argv[1] == "fix" else False
+libc.free(libc.malloc(30 << 20))  # glibc's dynamic threshold rises to 30 MiB here
+p = libc.malloc(4 << 20)
+mapped = bool(ctypes.c_size_t.from_address(p - ctypes.sizeof(ctypes.c_size_t)).value & 2)  # IS_MMAPPED
+print(fixed, mapped)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mmap threshold")
+def test_fixed_mmap_threshold_keeps_mid_sized_buffers_out_of_the_heap():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root
+
+    def run(mode):
+        out = subprocess.run([sys.executable, "-c", _MAPPED_AFTER_BIG_FREE, mode], env=env, cwd=root,
+                             capture_output=True, text=True, check=True).stdout.split()
+        return out[0] == "True", out[1] == "True"
+
+    assert run("default") == (False, False)  # a 4 MiB block comes from the heap, where holes stay
+    assert run("fix") == (True, True)        # its own mapping, returned to the OS when freed
+    env["MALLOC_MMAP_THRESHOLD_"] = str(64 << 20)  # the user's own setting wins
+    assert run("fix") == (False, False)
+
+
+def _huge_pages_on_request() -> bool:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[madvise]" in f.read()  # ("always": every process gets them; "never": none does)
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_trainer_import_asks_torch_for_huge_pages_unless_the_user_said(setting):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if setting is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = setting
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root
+    code = ("import os, trainer, torch; x = torch.ones(1 << 25); "
+            "print(os.environ['THP_MEM_ALLOC_ENABLE'], "
+            "[int(l.split()[1]) for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages')][0])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == (setting or "1")
+    if _huge_pages_on_request():  # the 128 MiB tensor sits on huge pages only when asked for
+        assert (int(out[1]) >= 64 << 10) == (setting is None)
+
+
 @pytest.mark.parametrize("cores, ranks, device, expected", [
     (2, 1, "cpu", 1), (2, 2, "cpu", 0), (1, 1, "cpu", 0), (16, 2, "cpu", 1),
     (16, 1, "cuda", 15), (16, 2, "cuda", 7), (64, 1, "cuda", 16), (1, 1, "cuda", 1),

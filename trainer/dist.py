@@ -1,5 +1,5 @@
 """Process set-up, in one place for every command: rank, world size, device and backend, the
-malloc arena cap, peak memory, and the few collectives the training loop needs. The same code
+malloc arena cap and mmap threshold, peak memory, and the few collectives the training loop needs. The same code
 runs under ``python -m`` (world size 1, no process group) and under ``torchrun`` (env://
 rendezvous: RANK, WORLD_SIZE, LOCAL_RANK)."""
 from __future__ import annotations
@@ -21,7 +21,8 @@ import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 from torch.distributed.elastic.multiprocessing.errors import record as _record
 
-M_ARENA_MAX = -8  # glibc's <malloc.h>
+M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's <malloc.h>
+MMAP_THRESHOLD = 1 << 20
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -77,6 +78,13 @@ def setup(device: str = "auto", timeout: timedelta | None = None) -> DistEnv:
     return DistEnv(rank, local_rank, world_size, dev, backend)
 
 
+def _mallopt():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
 def cap_malloc_arenas(arenas: int) -> bool:
     """Cap glibc's heap arenas (``mallopt(M_ARENA_MAX)``); whether the cap was set.
 
@@ -89,13 +97,27 @@ def cap_malloc_arenas(arenas: int) -> bool:
     it) applies from the first malloc: 1,934-1,999 MiB per rank. An environment setting wins;
     without glibc this does nothing.
     """
-    if arenas <= 0 or "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if arenas <= 0 or "MALLOC_ARENA_MAX" in os.environ or mallopt is None:
         return False
     return bool(mallopt(M_ARENA_MAX, arenas))
+
+
+def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
+    """Give every allocation of ``nbytes`` or more a mapping of its own, unmapped when freed
+    (``mallopt(M_MMAP_THRESHOLD)``); whether it was set.
+
+    glibc raises its threshold to the size of each mapped block freed, up to 32 MiB; from then
+    a full-graph step's transients of 1-32 MiB (the loss chunks' masks, playlist-sized layer
+    outputs; their sizes change every step) are carved from the heap, whose holes the next
+    step's do not fit: at 100k playlists the trainer's peak grew step by step to 2.2-2.4 GB, and
+    with this (and the huge pages trainer/__init__.py asks for) stays at 1.5-1.6 GB, the step no
+    slower (bench/RESULTS.md). An environment setting (``MALLOC_MMAP_THRESHOLD_``) wins.
+    """
+    mallopt = _mallopt()
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, nbytes))
 
 
 def from_rank_0(make, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:

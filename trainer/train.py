@@ -104,6 +104,7 @@ def main(argv=None) -> TrainResult:
     if config.propagation == "sampled":
         require_sampler(config)
     dist.cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
+    dist.fix_mmap_threshold()
     env = dist.setup(config.device)
     dist.configure_logging(env.is_main)
     resume, overwrite = args.resume, args.overwrite

@@ -107,7 +107,7 @@ def test_a_short_catalogue_and_an_unusable_title_are_said(graph, run, capsys):
         " these are the most popular tracks overall"]
     notes = []
     recommend.recommend(graph, run, title="Zzyzx Qwerty", k=3, method="itemknn", notes=notes)
-    assert notes == ["no training playlist is titled 'zzyzx qwerty' and there are no seed tracks:"
+    assert notes == ["no playlist of the graph is titled 'zzyzx qwerty' and there are no seed tracks:"
                      " these are the most popular tracks overall"]
     notes = []
     title = next(t for t, s in zip(cat.playlist_title, cat.playlist_split) if s == contract.SPLIT_TRAIN and t)

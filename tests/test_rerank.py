@@ -2,6 +2,7 @@
 the booster built from val, and ``rerank`` as a method of evaluate."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -123,13 +124,31 @@ def test_the_real_data_comparison_pairs_the_ranker_with_the_others(graph, run, b
     assert {"rerank-gnn", "rerank-itemknn", "gnn-als", "fusion-gnn"} <= set(table["paired"])
 
 
+@contextlib.contextmanager
+def _identity_changed(run, change):
+    """The ranker's identity.json as ``change`` leaves it, restored afterwards (the run is shared)."""
+    path = reranker.path(run, reranker.IDENTITY)
+    original = open(path).read()
+    identity = json.loads(original)
+    change(identity)
+    open(path, "w").write(json.dumps(identity))
+    try:
+        yield
+    finally:
+        open(path, "w").write(original)
+
+
 def test_a_ranker_of_another_checkpoint_is_refused(graph, run, built):
-    identity = json.loads(open(reranker.path(run, reranker.IDENTITY)).read())
-    identity["checkpoint_id"] = "0123456789ab"
-    open(reranker.path(run, reranker.IDENTITY), "w").write(json.dumps(identity))
-    cat = load_catalogue(graph)
-    with pytest.raises(RunMismatchError, match="built on the embeddings of checkpoint 0123456789ab"):
-        methods.build_scorers(cat, run, ["rerank"], "cpu")
+    with _identity_changed(run, lambda identity: identity.update(checkpoint_id="0123456789ab")):
+        with pytest.raises(RunMismatchError, match="built on the embeddings of checkpoint 0123456789ab"):
+            methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
+
+
+def test_a_ranker_built_on_another_title_model_is_refused(graph, run, built):
+    # as built when the title model counted the training playlists' edges alone
+    with _identity_changed(run, lambda identity: identity.pop("title")):
+        with pytest.raises(RunMismatchError, match="title model over training edges, this one counts visible edges"):
+            methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
 
 
 def test_fusion_weights_find_the_retriever_that_ranks_the_hidden_tracks_first():

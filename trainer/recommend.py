@@ -8,8 +8,8 @@ Seeds are never recommended. ``--pid``: the playlist's visible tracks are the se
 the query is the playlist's own embedding. ``--tracks``: a list of URIs is not a node of the
 graph, so with gnn the query is built from the seed tracks as the model embeds a playlist node
 (``trainer.gnn.inference.seed_query``; the mean of their embeddings for ``conv=sage``). ``--title``
-alone: the title fallback every method shares (popular tracks of training playlists with that
-title).
+alone: the title fallback every method shares (the tracks most frequent in playlists with that
+title, held-out playlists' seeds included).
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def title_note(raw_title: str | None, queries: Queries, fallback) -> str | None:
         return (f"the title {raw_title or ''!r} has no usable words (letters or digits) and there are "
                 "no seed tracks: these are the most popular tracks overall")
     if title not in fallback.index:
-        return (f"no training playlist is titled {title!r} and there are no seed tracks: these are "
+        return (f"no playlist of the graph is titled {title!r} and there are no seed tracks: these are "
                 "the most popular tracks overall")
     return None
 

@@ -35,9 +35,9 @@ def publish(run: str, model: str, factors: np.ndarray, factors_identity: dict, i
     return storage.publish_dir(run, RERANKER, write)
 
 
-def read(run: str, checkpoint_id: str | None, manifest: dict) -> tuple[str, np.ndarray, dict]:
+def read(run: str, checkpoint_id: str | None, manifest: dict, title: str) -> tuple[str, np.ndarray, dict]:
     """The booster's text, the ALS factors and the identity, once checked against the run's
-    embeddings (``checkpoint_id``) and the graph in use."""
+    embeddings (``checkpoint_id``), the graph in use and the title model's ``title`` source."""
     recorded = storage.read_json(path(run, IDENTITY)) if exists(run) else None
     if recorded is None:
         raise FileNotFoundError(
@@ -50,6 +50,10 @@ def read(run: str, checkpoint_id: str | None, manifest: dict) -> tuple[str, np.n
     if recorded["graph"] != graph_identity(manifest):
         raise RunMismatchError(
             f"{path(run)} was built on another graph ({recorded['graph']}); build it again on this one")
+    if recorded.get("title") != title:  # its features include the title model's scores
+        raise RunMismatchError(
+            f"{path(run)} was built with a title model over {recorded.get('title', 'training')} edges, this one "
+            f"counts {title} edges: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
     with storage.open_file(path(run, MODEL), "rb") as f:
         model = f.read().decode()
     factors = als_factors.load(path(run, FACTORS), recorded["als_factors"])

@@ -1,7 +1,7 @@
 """The ranking methods behind one interface (a :class:`~trainer.ranking.scoring.Scorer`): the
 GNN, read from the embeddings ``trainer.embed`` exported, and the baselines fitted on the graph
 dir's training playlists; plus the title fallback every method shares for playlists without
-seeds."""
+seeds (over every visible edge)."""
 from __future__ import annotations
 
 import functools
@@ -85,7 +85,8 @@ def build_scorers(
             scorers[m] = ALS(train(), popularity(), als, item_factors=factors)
         elif m == "itemknn":
             scorers[m] = ItemKNN(train(), popularity(), beta=beta, gamma=gamma, neighbours=neighbours)
-    fallback = OnFirstUse(lambda: TitlePopularity(train(), graph.playlist_title, popularity()))
+    fallback = OnFirstUse(lambda: TitlePopularity(graph.edges(contract.VISIBLE_ROLES), graph.playlist_title,
+                                                  popularity()))
     for m in SECOND_STAGE:
         if m in methods:
             scorers[m] = rerank_scorer(graph, run, device, train(), popularity(), fallback, fold_in_steps,
@@ -102,7 +103,7 @@ def rerank_scorer(graph: Catalogue, run: str, device: torch.device, train, popul
     import lightgbm as lgb
 
     source = embeddings.identity(run) if embeddings.exists(run) else {}
-    model, factors, built = reranker.read(run, source.get("checkpoint_id"), graph.manifest)
+    model, factors, built = reranker.read(run, source.get("checkpoint_id"), graph.manifest, TitlePopularity.SOURCE)
     knn = built["itemknn"]
     retrievers = {
         "gnn": gnn_scorer(graph, run, device, built["gnn_query"], fold_in_steps),
@@ -116,8 +117,8 @@ def rerank_scorer(graph: Catalogue, run: str, device: torch.device, train, popul
 
 
 class OnFirstUse:
-    """A scorer built when it is first used (the title fallback, which reads every training
-    playlist, for the queries without seeds that may never come)."""
+    """A scorer built when it is first used (the title fallback, which reads every visible edge,
+    for the queries without seeds that may never come)."""
 
     def __init__(self, build):
         self._build, self._scorer = build, None

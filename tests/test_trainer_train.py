@@ -293,6 +293,19 @@ def test_candidate_frequency_counts_a_batchs_positives_and_negatives(gdir, power
     assert expected[hub] > expected[unseen] > 0  # drawn as a positive by degree; any track as a negative
 
 
+def _python_out(code: str, *args: str, env_drop: str, env_set: dict | None = None) -> list[str]:
+    """What a fresh interpreter running ``code`` prints (split), without ``env_drop`` in its
+    environment (an allocator setting is read once, at start-up) and with ``env_set``."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != env_drop}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env.update(PYTHONPATH=root, **(env_set or {}))
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=root, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
 _COUNT_HEAPS = """
 import ctypes, sys, threading
 libc = ctypes.CDLL("libc.so.6")
@@ -327,24 +340,16 @@ print(capped, before, heaps())
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's arenas")
 def test_malloc_arena_cap_keeps_new_threads_out_of_new_heaps():
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root
-
-    def heaps(arenas):
-        out = subprocess.run([sys.executable, "-c", _COUNT_HEAPS, str(arenas)], env=env, cwd=root,
-                             capture_output=True, text=True, check=True).stdout.split()
+    def heaps(arenas, env_set=None):
+        out = _python_out(_COUNT_HEAPS, str(arenas), env_drop="MALLOC_ARENA_MAX", env_set=env_set)
         return out[0] == "True", int(out[1]), int(out[2])
 
     capped, before, after = heaps(0)  # glibc's default: a new heap per new thread
     assert not capped and after >= before + 3
     capped, before, after = heaps(1)  # no new heap (imports may have made one before the cap)
     assert capped and after == before
-    env["MALLOC_ARENA_MAX"] = "1"  # the user's own setting wins, and is not overridden
-    capped, before, after = heaps(4)
+    # the user's own setting wins, and is not overridden
+    capped, before, after = heaps(4, {"MALLOC_ARENA_MAX": "1"})
     assert not capped and after == before == 1
 
 
@@ -364,22 +369,13 @@ print(fixed, mapped)
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mmap threshold")
 def test_fixed_mmap_threshold_keeps_mid_sized_buffers_out_of_the_heap():
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root
-
-    def run(mode):
-        out = subprocess.run([sys.executable, "-c", _MAPPED_AFTER_BIG_FREE, mode], env=env, cwd=root,
-                             capture_output=True, text=True, check=True).stdout.split()
+    def run(mode, env_set=None):
+        out = _python_out(_MAPPED_AFTER_BIG_FREE, mode, env_drop="MALLOC_MMAP_THRESHOLD_", env_set=env_set)
         return out[0] == "True", out[1] == "True"
 
     assert run("default") == (False, False)  # a 4 MiB block comes from the heap, where holes stay
     assert run("fix") == (True, True)        # its own mapping, returned to the OS when freed
-    env["MALLOC_MMAP_THRESHOLD_"] = str(64 << 20)  # the user's own setting wins
-    assert run("fix") == (False, False)
+    assert run("fix", {"MALLOC_MMAP_THRESHOLD_": str(64 << 20)}) == (False, False)  # the user's own setting wins
 
 
 def _huge_pages_on_request() -> bool:
@@ -392,19 +388,11 @@ def _huge_pages_on_request() -> bool:
 
 @pytest.mark.parametrize("setting", [None, "0"])
 def test_trainer_import_asks_torch_for_huge_pages_unless_the_user_said(setting):
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    if setting is not None:
-        env["THP_MEM_ALLOC_ENABLE"] = setting
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root
     code = ("import os, trainer, torch; x = torch.ones(1 << 25); "
             "print(os.environ['THP_MEM_ALLOC_ENABLE'], "
             "[int(l.split()[1]) for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages')][0])")
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = _python_out(code, env_drop="THP_MEM_ALLOC_ENABLE",
+                      env_set=None if setting is None else {"THP_MEM_ALLOC_ENABLE": setting})
     assert out[0] == (setting or "1")
     if _huge_pages_on_request():  # the 128 MiB tensor sits on huge pages only when asked for
         assert (int(out[1]) >= 64 << 10) == (setting is None)

@@ -173,6 +173,25 @@ def test_title_only_ranks_title_matches_first(synth):
     assert seeds_counted, "some title is shared with a held-out playlist's seeds"
 
 
+def test_title_models_bench_ranks_the_shared_fallback_as_evaluate_does(synth, capsys):
+    sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+    import title_models  # bench/ scripts are not a package
+    from paired_comparison import per_playlist
+    from trainer.ranking.methods import build_scorers
+    from trainer.ranking.protocol import visible_catalogue
+    title_models.main(["--graph", synth, "--split", "val", "--models", "exact_train,exact_visible,words,chars+smooth"])
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")}
+    assert set(rows) == {"exact_train", "exact_visible", "words", "chars+smooth"}
+    cat = load_catalogue(synth)
+    held = held_out(cat, contract.SPLIT_VAL)
+    held = held.take(np.flatnonzero(held.queries.num_seeds() == 0))
+    _, fallback = build_scorers(cat, "no-run-needed", ["popularity"], "cpu")
+    product = per_playlist(cat, held, fallback, fallback, visible_catalogue(cat))
+    assert rows["exact_visible"][0] == f"{product['r_precision'].mean():.4f}"
+    assert rows["exact_visible"][1] == f"{product['ndcg'].mean():.4f}"
+
+
 # --- evaluation end to end ----------------------------------------------------------------------
 @needs_sample
 def test_planted_embeddings_score_perfectly(sample, tmp_path):

@@ -1,7 +1,7 @@
 """Process set-up, in one place for every command: rank, world size, device and backend, the
-malloc arena cap and mmap threshold, peak memory, and the few collectives the training loop needs. The same code
-runs under ``python -m`` (world size 1, no process group) and under ``torchrun`` (env://
-rendezvous: RANK, WORLD_SIZE, LOCAL_RANK)."""
+malloc arena cap and mmap threshold, peak memory, and the few collectives the training loop
+needs. The same code runs under ``python -m`` (world size 1, no process group) and under
+``torchrun`` (env:// rendezvous: RANK, WORLD_SIZE, LOCAL_RANK)."""
 from __future__ import annotations
 
 import ctypes
@@ -110,9 +110,10 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
     glibc raises its threshold to the size of each mapped block freed, up to 32 MiB; from then
     a full-graph step's transients of 1-32 MiB (the loss chunks' masks, playlist-sized layer
     outputs; their sizes change every step) are carved from the heap, whose holes the next
-    step's do not fit: at 100k playlists the trainer's peak grew step by step to 2.2-2.4 GB, and
-    with this (and the huge pages trainer/__init__.py asks for) stays at 1.5-1.6 GB, the step no
-    slower (bench/RESULTS.md). An environment setting (``MALLOC_MMAP_THRESHOLD_``) wins.
+    step's do not fit: at 100k playlists the trainer's peak grew step by step to 2.0-2.3 GiB;
+    with this (and the huge pages trainer/__init__.py asks for) it stays at 1.5 GiB, the step
+    0.82x the time (bench/RESULTS.md; alone, the threshold costs a page fault per 4 KiB mapped:
+    +25% per step). An environment setting (``MALLOC_MMAP_THRESHOLD_``) wins.
     """
     mallopt = _mallopt()
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or mallopt is None:

@@ -79,7 +79,8 @@ def build(graph_dir: str, run: str, params: RerankParams = RerankParams(), als: 
     identity = {
         "checkpoint": source.get("checkpoint"), "checkpoint_id": source.get("checkpoint_id"),
         "graph": run_dir.graph_identity(graph.manifest), "graph_path": str(graph_dir),
-        "retrievers": list(RETRIEVERS), "title": TitlePopularity.SOURCE, "gnn_query": "playlist", "itemknn": itemknn, "als": als.as_dict(),
+        "retrievers": list(RETRIEVERS), "title": TitlePopularity.SOURCE, "gnn_query": "playlist",
+        "itemknn": itemknn, "als": als.as_dict(),
         "als_factors": factors_identity, "params": params.as_dict(), "features": names,
         "trained_on": {"split": contract.SPLIT_VAL, "playlists": len(held), "candidates": int(len(y)),
                        "positives": int(y.sum())},

@@ -68,7 +68,7 @@ class TitlePopularity:
     Counted over ``visible`` edges: a held-out playlist's seeds are as much a known answer to its
     title as a training playlist's tracks (a challenge set's seeds are given too), and with them
     the title-only playlists of the real dev set ranked better than from training playlists
-    alone (R-precision 0.0291 -> 0.0310 on val, 0.0281 -> 0.0307 on test; bench/RESULTS.md).
+    alone (R-precision 0.0291 -> 0.0310 on val, 0.0277 -> 0.0308 on test; bench/RESULTS.md).
     Hidden tracks are never visible. Spreading a title over its words or character n-grams
     (IDF-weighted playlist neighbours, with or without co-occurrence smoothing) ranked worse there.
     """

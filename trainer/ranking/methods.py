@@ -103,7 +103,8 @@ def rerank_scorer(graph: Catalogue, run: str, device: torch.device, train, popul
     import lightgbm as lgb
 
     source = embeddings.identity(run) if embeddings.exists(run) else {}
-    model, factors, built = reranker.read(run, source.get("checkpoint_id"), graph.manifest, TitlePopularity.SOURCE)
+    model, factors, built = reranker.read(run, source.get("checkpoint_id"), graph.manifest,
+                                          TitlePopularity.SOURCE)
     knn = built["itemknn"]
     retrievers = {
         "gnn": gnn_scorer(graph, run, device, built["gnn_query"], fold_in_steps),

@@ -19,10 +19,11 @@ from trainer.evaluate import evaluate, main
 from trainer.io import embeddings, run_dir
 from trainer.io.graph import load_catalogue
 from trainer.ranking import baselines
-from trainer.ranking.baselines import ALSParams, ItemKNN, Popularity, TitlePopularity, popularity_counts
+from trainer.ranking.baselines import ALSParams, ItemKNN, Popularity, popularity_counts
 from trainer.ranking.metrics import METRICS, playlist_metrics
 from trainer.ranking.protocol import held_out, score_sums, shard
 from trainer.ranking.scoring import Queries, top_k
+from trainer.ranking.title import TitleModel
 
 needs_sample = pytest.mark.skipif(
     not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
@@ -145,53 +146,6 @@ def test_itemknn_equals_plain_python_co_occurrence(request, graph, gamma, neighb
     assert cut_rows or not neighbours  # the cut-off was exercised
 
 
-def test_title_only_ranks_title_matches_first(synth):
-    """The shared fallback counts every visible edge of the playlists with the query's title
-    (training playlists' tracks, held-out playlists' seeds), never a hidden one."""
-    from trainer.ranking.methods import build_scorers
-    cat = load_catalogue(synth)
-    held = held_out(cat, contract.SPLIT_VAL)
-    titled = [b for b in range(len(held)) if held.queries.num_seeds()[b] == 0]
-    assert titled, "the fixture should hold title-only playlists"
-    visible = cat.edges(contract.VISIBLE_ROLES)
-    _, title = build_scorers(cat, "no-run-needed", ["popularity"], "cpu")
-    sub = held.queries.take(np.array(titled))
-    ids, _ = top_k(title.batch(sub), sub, cat.num_tracks, 500, 64)
-    seeds_counted = 0
-    for row, b in enumerate(titled):
-        counts = Counter()
-        for p in np.flatnonzero([t == held.queries.titles[b] for t in cat.playlist_title]):
-            counts.update(visible[p].indices.tolist())
-            seeds_counted += cat.playlist_split[p] != contract.SPLIT_TRAIN and visible[p].nnz > 0
-        assert counts, "synthetic titles repeat, so another playlist shares the title"
-        n = min(len(counts), 500)
-        if len(counts) <= 500:  # every title match, then the rest
-            assert set(ids[row][:n]) == set(counts)
-        assert counts[ids[row][0]] == max(counts.values())
-        got = [counts[t] for t in ids[row][:n]]
-        assert got == sorted(got, reverse=True)
-    assert seeds_counted, "some title is shared with a held-out playlist's seeds"
-
-
-def test_title_models_bench_ranks_the_shared_fallback_as_evaluate_does(synth, capsys):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
-    import title_models  # bench/ scripts are not a package
-    from paired_comparison import per_playlist
-    from trainer.ranking.methods import build_scorers
-    from trainer.ranking.protocol import visible_catalogue
-    title_models.main(["--graph", synth, "--split", "val", "--models", "exact_train,exact_visible,words,chars+smooth"])
-    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| ") and not line.startswith("| model")}
-    assert set(rows) == {"exact_train", "exact_visible", "words", "chars+smooth"}
-    cat = load_catalogue(synth)
-    held = held_out(cat, contract.SPLIT_VAL)
-    held = held.take(np.flatnonzero(held.queries.num_seeds() == 0))
-    _, fallback = build_scorers(cat, "no-run-needed", ["popularity"], "cpu")
-    product = per_playlist(cat, held, fallback, fallback, visible_catalogue(cat))
-    assert rows["exact_visible"][0] == f"{product['r_precision'].mean():.4f}"
-    assert rows["exact_visible"][1] == f"{product['ndcg'].mean():.4f}"
-
-
 # --- evaluation end to end ----------------------------------------------------------------------
 @needs_sample
 def test_planted_embeddings_score_perfectly(sample, tmp_path):
@@ -251,7 +205,7 @@ def test_shards_add_up_to_the_whole_exactly(synth):
     pop = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
     train = cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,))
     scorers = {"popularity": Popularity(pop), "itemknn": ItemKNN(train, pop)}
-    fallback = TitlePopularity(train, cat.playlist_title, pop)
+    fallback = TitleModel(train, cat.playlist_title, pop)
     groups = sorted({c for c in held.categories})
     args = (scorers, fallback, groups, cat.track_artist, 500, 7, 256, torch.device("cpu"))
     whole = score_sums(held, *args)
@@ -379,7 +333,7 @@ def test_overall_counts_a_playlist_once_whatever_the_groups(synth):
     held = held_out(cat, contract.SPLIT_VAL)
     pop = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
     train = cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,))
-    fallback = TitlePopularity(train, cat.playlist_title, pop)
+    fallback = TitleModel(train, cat.playlist_title, pop)
     args = ({"itemknn": ItemKNN(train, pop)}, fallback)
     tail = (cat.track_artist, 500, 64, 256, torch.device("cpu"))
     every = score_sums(held, *args, sorted(set(held.categories)), *tail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from test_evaluate import write_embeddings
 from etl import contract
 from trainer import recommend, submit
 from trainer.io import embeddings
-from trainer.io.graph import load_catalogue
+from trainer.io.graph import load_catalogue, normalise_title
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
@@ -90,6 +91,22 @@ def test_recommend_from_a_title_alone(graph, run):
     assert len(rows) == 5 and {r["track_id"] for r in rows} <= titled
 
 
+def test_recommend_from_an_artists_name_no_playlist_carries(graph, run):
+    cat = load_catalogue(graph)
+    names = {t["track_uri"]: [normalise_title(t[k]) for k in ("artist_name", "album_name", "track_name")]
+             for p in load_mpd_sample() for t in p["tracks"]}
+    visible = [u for u, n in zip(cat.track_uri, cat.edges(contract.VISIBLE_ROLES).getnnz(axis=0)) if n]
+    artists = Counter(names[u][0] for u in visible)
+    artist = next(a for a, n in artists.most_common() if a not in set(cat.playlist_title) and n >= 3)
+    named = sum(any(set(artist.split()) <= set(n.split()) for n in names[u]) for u in visible)
+    notes = []
+    rows = recommend.recommend(graph, run, title=artist.upper(), k=3, method="itemknn", notes=notes)
+    assert [normalise_title(r["artist_name"]) for r in rows] == [artist] * 3
+    assert notes == [f"no playlist of the graph is titled {artist!r} and there are no seed tracks: first the "
+                     f"{named} track(s) whose artist, album or track name holds every word of it, then the most "
+                     "popular tracks"]
+
+
 def test_a_short_catalogue_and_an_unusable_title_are_said(graph, run, capsys):
     cat = load_catalogue(graph)
     assert recommend.main(["--graph", graph, "--run", run, "--pid", str(cat.playlist_pid[0]),
@@ -107,8 +124,8 @@ def test_a_short_catalogue_and_an_unusable_title_are_said(graph, run, capsys):
         " these are the most popular tracks overall"]
     notes = []
     recommend.recommend(graph, run, title="Zzyzx Qwerty", k=3, method="itemknn", notes=notes)
-    assert notes == ["no playlist of the graph is titled 'zzyzx qwerty' and there are no seed tracks:"
-                     " these are the most popular tracks overall"]
+    assert notes == ["no playlist of the graph is titled 'zzyzx qwerty', no artist, album or track name holds every"
+                     " word of it and there are no seed tracks: these are the most popular tracks overall"]
     notes = []
     title = next(t for t, s in zip(cat.playlist_title, cat.playlist_split) if s == contract.SPLIT_TRAIN and t)
     recommend.recommend(graph, run, title=title, k=3, method="itemknn", notes=notes)

@@ -144,10 +144,16 @@ def test_a_ranker_of_another_checkpoint_is_refused(graph, run, built):
             methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
 
 
-def test_a_ranker_built_on_another_title_model_is_refused(graph, run, built):
-    # as built when the title model counted the training playlists' edges alone
-    with _identity_changed(run, lambda identity: identity.pop("title")):
-        with pytest.raises(RunMismatchError, match="title model over training edges, this one counts visible edges"):
+@pytest.mark.parametrize("recorded, named", [
+    (None, "training"),        # built when the title model counted the training playlists' edges alone
+    ("visible", "visible"),    # built when it counted every visible edge, without the name tier
+])
+def test_a_ranker_built_on_another_title_model_is_refused(graph, run, built, recorded, named):
+    def change(identity):
+        identity.pop("title") if recorded is None else identity.update(title=recorded)
+
+    with _identity_changed(run, change):
+        with pytest.raises(RunMismatchError, match=f"title model '{named}', this one is 'visible\\+names'"):
             methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
 
 

@@ -9,7 +9,8 @@ edge: a track that the graph holds only because of hidden edges is known only th
 ground truth (a model that learnt "never seen, yet in the catalogue" would be reading the
 answers), and the challenge likewise ranked the tracks of the training data.
 ``--catalogue all`` ranks every track of ``nodes/track``. Every method goes through the same
-``trainer.ranking.scoring.top_k``; playlists without seeds go to the title fallback for every method.
+``trainer.ranking.scoring.top_k``; playlists without seeds go to the title model for every method
+(``trainer.ranking.title``).
 
 Runs as ``python -m trainer.evaluate`` or under ``torchrun``: playlists are sharded across ranks
 in contiguous blocks and the per-metric sums and counts are all-reduced. Sums are kept in fixed
@@ -45,6 +46,7 @@ from trainer.ranking.protocol import (
     shard,
     visible_catalogue,
 )
+from trainer.ranking.title import TitleModel
 
 
 # Under torchrun the other ranks wait for rank 0's ALS fit (18.5 min at 1M playlists on 2 cores,
@@ -127,8 +129,7 @@ def evaluate(
         "als": als.as_dict(),
         "gnn_query": gnn_query,
         "fold_in_steps": fold_in_steps,
-        "title_only": "every method: popularity among training playlists with the same"
-                      " normalised title, then global popularity",
+        "title_only": f"every method: the title model {TitleModel.SOURCE!r} (trainer.ranking.title)",
         "methods": report(sums, counts, list(scorers), groups),
         "methods_left_out": left_out,
         "gnn_checkpoint": source_of(scorers),  # the model the gnn rows belong to

@@ -8,8 +8,9 @@ Seeds are never recommended. ``--pid``: the playlist's visible tracks are the se
 the query is the playlist's own embedding. ``--tracks``: a list of URIs is not a node of the
 graph, so with gnn the query is built from the seed tracks as the model embeds a playlist node
 (``trainer.gnn.inference.seed_query``; the mean of their embeddings for ``conv=sage``). ``--title``
-alone: the title fallback every method shares (the tracks most frequent in playlists with that
-title, held-out playlists' seeds included).
+alone: the title model every method shares (the tracks most frequent in playlists with that
+title, held-out playlists' seeds included; then tracks whose artist, album or track name holds
+every word of it; ``trainer.ranking.title``).
 """
 from __future__ import annotations
 
@@ -50,17 +51,21 @@ def query_for_pid(cat: Catalogue, pid: int) -> Queries:
 
 
 def title_note(raw_title: str | None, queries: Queries, fallback) -> str | None:
-    """What the title fallback did for a query without seeds, when it could not use the title."""
+    """What the title model did for a query without seeds, when no playlist carries the title."""
     if queries.num_seeds()[0] > 0:
         return None
     title = queries.titles[0]
     if not title:
         return (f"the title {raw_title or ''!r} has no usable words (letters or digits) and there are "
                 "no seed tracks: these are the most popular tracks overall")
-    if title not in fallback.index:
-        return (f"no playlist of the graph is titled {title!r} and there are no seed tracks: these are "
-                "the most popular tracks overall")
-    return None
+    if title in fallback.index:
+        return None
+    named = len(fallback.name_matches(title))
+    if named:
+        return (f"no playlist of the graph is titled {title!r} and there are no seed tracks: first the {named:,} "
+                "track(s) whose artist, album or track name holds every word of it, then the most popular tracks")
+    return (f"no playlist of the graph is titled {title!r}, no artist, album or track name holds every word of it "
+            "and there are no seed tracks: these are the most popular tracks overall")
 
 
 def shortfall_note(found: int, k: int, num_tracks: int, num_seeds: int) -> str | None:

@@ -24,10 +24,11 @@ from trainer import dist
 from trainer.io import als_factors, embeddings, reranker, run_dir, storage
 from trainer.io.graph import load_catalogue
 from trainer.ranking import candidates, protocol
-from trainer.ranking.baselines import ALSParams, TitlePopularity, popularity_counts
+from trainer.ranking.baselines import ALSParams, popularity_counts
 from trainer.ranking.methods import build_scorers
 from trainer.ranking.features import SeedSimilarity, TrackFeatures, features
 from trainer.ranking.rerank import RETRIEVERS, RerankParams, fit, fit_fusion
+from trainer.ranking.title import TitleModel
 
 log = logging.getLogger("trainer.rerank")
 
@@ -79,7 +80,7 @@ def build(graph_dir: str, run: str, params: RerankParams = RerankParams(), als: 
     identity = {
         "checkpoint": source.get("checkpoint"), "checkpoint_id": source.get("checkpoint_id"),
         "graph": run_dir.graph_identity(graph.manifest), "graph_path": str(graph_dir),
-        "retrievers": list(RETRIEVERS), "title": TitlePopularity.SOURCE, "gnn_query": "playlist",
+        "retrievers": list(RETRIEVERS), "title": TitleModel.SOURCE, "gnn_query": "playlist",
         "itemknn": itemknn, "als": als.as_dict(),
         "als_factors": factors_identity, "params": params.as_dict(), "features": names,
         "trained_on": {"split": contract.SPLIT_VAL, "playlists": len(held), "candidates": int(len(y)),

@@ -9,7 +9,7 @@ them a seed of that playlist. Challenge playlists are not nodes of the graph: th
 are looked up in the catalogue (unknown ones are ignored and counted); with gnn the query is
 built from the seed tracks as the model embeds a playlist node (``trainer.gnn.inference.seed_query``;
 the mean of their embeddings for ``conv=sage``); a playlist left without seeds gets the title
-fallback.
+model (``trainer.ranking.title``).
 The file is validated in memory, then written atomically (temporary file, then rename); the
 challenge set and the output may be local paths or fsspec URLs.
 """

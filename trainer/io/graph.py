@@ -315,6 +315,22 @@ def load_catalogue(path: str) -> Catalogue:
     )
 
 
+def track_names(path: str) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Each track's artist, album and track name, normalised as titles are: per field, an int64
+    code per track (dense id) into a list of the distinct names (a name is normalised once,
+    whichever of the 2.3M tracks of the full MPD carry it)."""
+    tracks = _read_nodes(path, "track", ["track_name", "album_id", "artist_id"])
+    out = {}
+    for field in ("artist", "album"):
+        names = _read_nodes(path, field, [f"{field}_name"])[f"{field}_name"].to_pylist()
+        out[field] = (_ids(tracks, "nodes/track", f"{field}_id", len(names)).astype(np.int64),
+                      [normalise_title(n) for n in names])
+    coded = pc.dictionary_encode(pc.fill_null(tracks["track_name"], "")).combine_chunks()
+    out["track"] = (coded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                    [normalise_title(n) for n in coded.dictionary.to_pylist()])
+    return out
+
+
 def track_details(path: str, track_ids: np.ndarray) -> list[dict]:
     """Name, artist and URI of some tracks (for printing recommendations)."""
     tracks = read_table(path, "nodes/track", ["track_id", "track_uri", "track_name", "artist_id"])

@@ -52,8 +52,8 @@ def read(run: str, checkpoint_id: str | None, manifest: dict, title: str) -> tup
             f"{path(run)} was built on another graph ({recorded['graph']}); build it again on this one")
     if recorded.get("title") != title:  # its features include the title model's scores
         raise RunMismatchError(
-            f"{path(run)} was built with a title model over {recorded.get('title', 'training')} edges, this one "
-            f"counts {title} edges: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
+            f"{path(run)} was built with the title model {recorded.get('title', 'training')!r}, this one is "
+            f"{title!r}: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
     with storage.open_file(path(run, MODEL), "rb") as f:
         model = f.read().decode()
     factors = als_factors.load(path(run, FACTORS), recorded["als_factors"])

@@ -15,12 +15,10 @@
   held-out playlist is folded in from its seeds by the least-squares solve of one ALS half-step,
   u = (YᵀY + Yᵀ(C_u − I)Y + λI)⁻¹ Yᵀ C_u p_u (what implicit's ``recalculate_user`` computes),
   batched over queries; the track factors stay fixed.
-- ``TitlePopularity``: the fallback for a playlist without seeds: the tracks most frequent among
-  the visible edges (training playlists' tracks, held-out playlists' seeds) of playlists with
-  the same normalised title, then global popularity.
 
-Where a method gives a track no score (no co-occurrence, no title match), the remaining tracks
-follow by global popularity, so every method fills all K slots sensibly.
+Where a method gives a track no score (no co-occurrence), the remaining tracks
+follow by global popularity, so every method fills all K slots sensibly. The title model for
+playlists without seeds is ``trainer.ranking.title``.
 """
 from __future__ import annotations
 
@@ -60,48 +58,6 @@ class Popularity:
     def batch(self, queries: Queries) -> ChunkScores:
         rows = len(queries)
         return lambda start, stop: self.scores[start:stop].expand(rows, -1)
-
-
-class TitlePopularity:
-    """Popularity among the playlists with the query's normalised title, then global.
-
-    Counted over ``visible`` edges: a held-out playlist's seeds are as much a known answer to its
-    title as a training playlist's tracks (a challenge set's seeds are given too), and with them
-    the title-only playlists of the real dev set ranked better than from training playlists
-    alone (R-precision 0.0291 -> 0.0310 on val, 0.0277 -> 0.0308 on test; bench/RESULTS.md).
-    Hidden tracks are never visible. Spreading a title over its words or character n-grams
-    (IDF-weighted playlist neighbours, with or without co-occurrence smoothing) ranked worse there.
-    """
-
-    SOURCE = "visible"  # what the counts are over; a second-stage ranker records it
-
-    def __init__(self, visible: sp.csr_matrix, titles: list[str], popularity: np.ndarray):
-        names = sorted({t for t, n in zip(titles, np.diff(visible.indptr)) if t and n})
-        self.index = {t: i for i, t in enumerate(names)}
-        rows = np.array([self.index.get(t, -1) for t in titles])
-        keep = np.flatnonzero(rows >= 0)
-        by_name = sp.csr_matrix(
-            (np.ones(len(keep), dtype=np.float32), (rows[keep], keep)),
-            shape=(len(names), visible.shape[0]),
-        )
-        self.counts = (by_name @ visible).tocsr()  # title × track
-        self.below = _below(popularity)
-
-    def batch(self, queries: Queries) -> ChunkScores:
-        rows = np.array([self.index.get(t, -1) for t in queries.titles], dtype=np.int64)
-        if len(self.index):
-            known = sp.diags((rows >= 0).astype(np.float32))
-            picked = (known @ self.counts[np.maximum(rows, 0)]).tocsc()
-        else:
-            picked = sp.csc_matrix((len(rows), self.counts.shape[1]), dtype=np.float32)
-        below = self.below
-
-        def chunk(start: int, stop: int) -> torch.Tensor:
-            counts = picked[:, start:stop].toarray()
-            # Among title matches, ties go to the globally popular track.
-            return _with_fallback(counts + (counts > 0) * (below[start:stop] + 1.0), below[start:stop])
-
-        return chunk
 
 
 def _keep_largest(m: sp.csr_matrix, n: int) -> sp.csr_matrix:

@@ -1,7 +1,7 @@
 """The ranking methods behind one interface (a :class:`~trainer.ranking.scoring.Scorer`): the
 GNN, read from the embeddings ``trainer.embed`` exported, and the baselines fitted on the graph
-dir's training playlists; plus the title fallback every method shares for playlists without
-seeds (over every visible edge)."""
+dir's training playlists; plus the title model every method shares for playlists without
+seeds (``trainer.ranking.title``)."""
 from __future__ import annotations
 
 import functools
@@ -11,19 +11,19 @@ import torch
 from etl import contract
 from trainer import dist
 from trainer.io import als_factors, embeddings, reranker, run_dir
-from trainer.io.graph import Catalogue
+from trainer.io.graph import Catalogue, track_names
 from trainer.ranking.baselines import (
     ALS,
     ALSParams,
     ItemKNN,
     Popularity,
-    TitlePopularity,
     item_factors_of,
     popularity_counts,
 )
 from trainer.ranking.features import TrackFeatures
 from trainer.ranking.rerank import Reranker, RerankParams
 from trainer.ranking.scoring import EmbeddingScorer, Scorer
+from trainer.ranking.title import TitleModel
 
 METHODS = ("gnn", "popularity", "itemknn", "als", "rerank", "fusion")
 SECOND_STAGE = ("rerank", "fusion")  # built by python -m trainer.rerank
@@ -85,8 +85,8 @@ def build_scorers(
             scorers[m] = ALS(train(), popularity(), als, item_factors=factors)
         elif m == "itemknn":
             scorers[m] = ItemKNN(train(), popularity(), beta=beta, gamma=gamma, neighbours=neighbours)
-    fallback = OnFirstUse(lambda: TitlePopularity(graph.edges(contract.VISIBLE_ROLES), graph.playlist_title,
-                                                  popularity()))
+    fallback = OnFirstUse(lambda: TitleModel(graph.edges(contract.VISIBLE_ROLES), graph.playlist_title,
+                                             popularity(), track_names(graph.path)))
     for m in SECOND_STAGE:
         if m in methods:
             scorers[m] = rerank_scorer(graph, run, device, train(), popularity(), fallback, fold_in_steps,
@@ -104,7 +104,7 @@ def rerank_scorer(graph: Catalogue, run: str, device: torch.device, train, popul
 
     source = embeddings.identity(run) if embeddings.exists(run) else {}
     model, factors, built = reranker.read(run, source.get("checkpoint_id"), graph.manifest,
-                                          TitlePopularity.SOURCE)
+                                          TitleModel.SOURCE)
     knn = built["itemknn"]
     retrievers = {
         "gnn": gnn_scorer(graph, run, device, built["gnn_query"], fold_in_steps),

@@ -124,6 +124,20 @@ def test_the_real_data_comparison_pairs_the_ranker_with_the_others(graph, run, b
     assert {"rerank-gnn", "rerank-itemknn", "gnn-als", "fusion-gnn"} <= set(table["paired"])
 
 
+def test_rerank_and_fusion_share_one_set_of_retrievers_and_rank_as_built_alone(graph, run, built):
+    cat = load_catalogue(graph)
+    both, _ = methods.build_scorers(cat, run, ["rerank", "fusion"], "cpu")
+    assert both["rerank"].retrievers is both["fusion"].retrievers
+    assert both["rerank"].similarity is both["fusion"].similarity
+    held = protocol.held_out(cat, contract.SPLIT_TEST)
+    for m in ("rerank", "fusion"):
+        alone = methods.build_scorers(cat, run, [m], "cpu")[0][m]
+        ids = [top_k(s.batch(held.queries), held.queries, cat.num_tracks, 50, 500)[0] for s in (both[m], alone)]
+        np.testing.assert_array_equal(*ids)
+    assert not np.array_equal(*(top_k(both[m].batch(held.queries), held.queries, cat.num_tracks, 50, 500)[0]
+                                for m in ("rerank", "fusion")))
+
+
 @contextlib.contextmanager
 def _identity_changed(run, change):
     """The ranker's identity.json as ``change`` leaves it, restored afterwards (the run is shared)."""

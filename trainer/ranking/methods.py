@@ -4,6 +4,7 @@ dir's training playlists; plus the title model every method shares for playlists
 seeds (``trainer.ranking.title``)."""
 from __future__ import annotations
 
+import copy
 import functools
 
 import torch
@@ -87,19 +88,19 @@ def build_scorers(
             scorers[m] = ItemKNN(train(), popularity(), beta=beta, gamma=gamma, neighbours=neighbours)
     fallback = OnFirstUse(lambda: TitleModel(graph.edges(contract.VISIBLE_ROLES), graph.playlist_title,
                                              popularity(), track_names(graph.path)))
-    for m in SECOND_STAGE:
-        if m in methods:
-            scorers[m] = rerank_scorer(graph, run, device, train(), popularity(), fallback, fold_in_steps,
-                                       fusion=m == "fusion")
+    second = [m for m in SECOND_STAGE if m in methods]
+    if second:
+        scorers.update(rerank_scorers(graph, run, device, train(), popularity(), fallback, second, fold_in_steps))
     scorers = {m: scorers[m] for m in methods}
     return scorers, fallback
 
 
-def rerank_scorer(graph: Catalogue, run: str, device: torch.device, train, popularity, title: Scorer,
-                  fold_in_steps: int = 0, fusion: bool = False) -> Reranker:
+def rerank_scorers(graph: Catalogue, run: str, device: torch.device, train, popularity, title: Scorer,
+                   which: list[str], fold_in_steps: int = 0) -> dict[str, Reranker]:
     """The run's second-stage ranker over retrievers rebuilt with the settings it was built with
     (ALS from its own stored factors); refused when the run's embeddings or the graph changed.
-    ``fusion``: its per-category fusion of the retrievers' z-scores instead of the booster."""
+    ``which``: rerank (the booster) and/or fusion (its per-category fusion of the retrievers'
+    z-scores), sharing one set of retrievers and features."""
     import lightgbm as lgb
 
     source = embeddings.identity(run) if embeddings.exists(run) else {}
@@ -111,10 +112,14 @@ def rerank_scorer(graph: Catalogue, run: str, device: torch.device, train, popul
         "als": ALS(train, popularity, ALSParams(**built["als"]), item_factors=torch.from_numpy(factors)),
         "itemknn": ItemKNN(train, popularity, knn["beta"], knn["gamma"], knn["neighbours"]),
     }
-    return Reranker(lgb.Booster(model_str=model), {m: retrievers[m] for m in built["retrievers"]}, title,
-                    TrackFeatures(graph, popularity), popularity, graph.num_tracks, RerankParams(**built["params"]),
-                    built["features"], device=device, categories=graph.playlist_category,
-                    fusion=built["fusion"] if fusion else None)
+    ranker = Reranker(lgb.Booster(model_str=model), {m: retrievers[m] for m in built["retrievers"]}, title,
+                      TrackFeatures(graph, popularity), popularity, graph.num_tracks, RerankParams(**built["params"]),
+                      built["features"], device=device, categories=graph.playlist_category)
+    out = {}
+    for m in which:
+        out[m] = copy.copy(ranker)
+        out[m].fusion = built["fusion"] if m == "fusion" else None
+    return out
 
 
 class OnFirstUse:

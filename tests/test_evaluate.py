@@ -29,12 +29,15 @@ needs_sample = pytest.mark.skipif(
     not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
 
 
-def write_embeddings(run: str, graph_dir: str, tracks: np.ndarray, playlists: np.ndarray) -> str:
-    """A run dir holding embeddings alone (no checkpoint), published as trainer.embed publishes them."""
+def write_embeddings(run: str, graph_dir: str, tracks: np.ndarray, playlists: np.ndarray,
+                     track_bias: bool = False) -> str:
+    """A run dir holding embeddings alone (no checkpoint), published as trainer.embed publishes them;
+    ``track_bias``: the track vectors' last column is a bias."""
     cat = load_catalogue(graph_dir)
     embeddings.publish(run, {"track": (np.arange(cat.num_tracks), list(cat.track_uri), tracks),
                              "playlist": (np.arange(cat.num_playlists), cat.playlist_pid, playlists)}, None,
-                       {"checkpoint": None, "checkpoint_id": None, **run_dir.graph_record(graph_dir, cat.manifest)})
+                       {"checkpoint": None, "checkpoint_id": None, **run_dir.graph_record(graph_dir, cat.manifest),
+                        "track_bias": track_bias})
     return run
 
 

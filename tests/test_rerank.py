@@ -171,6 +171,13 @@ def test_a_ranker_built_on_another_title_model_is_refused(graph, run, built, rec
             methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
 
 
+def test_a_ranker_of_other_features_is_refused(graph, run, built):
+    # as built when the GNN's seed cosines took its bias column in (no version recorded)
+    with _identity_changed(run, lambda identity: identity.pop("features_version")):
+        with pytest.raises(RunMismatchError, match="built on features of version 1, these are of version 2"):
+            methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
+
+
 def test_fusion_weights_find_the_retriever_that_ranks_the_hidden_tracks_first():
     rng = np.random.default_rng(0)
     group = np.array([30, 25, 40, 35])
@@ -202,12 +209,20 @@ def test_fusion_weights_find_the_retriever_that_ranks_the_hidden_tracks_first():
         start += size
 
 
-def test_seed_similarity_against_plain_python(graph, run):
+@pytest.mark.parametrize("track_bias", [False, True])
+def test_seed_similarity_against_plain_python(graph, run, track_bias, tmp_path):
     """Each candidate's cosine to the seeds in the GNN's and ALS's item spaces and its training
-    co-occurrence with them, recomputed pair by pair from the vectors and the playlists' track sets."""
+    co-occurrence with them, recomputed pair by pair from the vectors and the playlists' track sets;
+    a bias column the GNN's track vectors end in is no direction and stays out of the cosine."""
     from trainer.ranking.features import SeedSimilarity
 
     cat = load_catalogue(graph)
+    if track_bias:
+        rng = np.random.default_rng(1)
+        tracks = rng.normal(size=(cat.num_tracks, 8)).astype(np.float32)
+        tracks[:, -1] *= 50  # a bias that would swamp the cosine
+        run = write_embeddings(str(tmp_path), graph, tracks, rng.normal(size=(cat.num_playlists, 8)).astype(np.float32),
+                               track_bias=True)
     held = protocol.held_out(cat, contract.SPLIT_VAL)
     scorers, title = methods.build_scorers(cat, run, ["gnn", "als", "itemknn"], "cpu", als=SMALL_ALS)
     cands = candidates.generate(scorers, title, held.queries, cat.num_tracks, 10, 1000)
@@ -218,6 +233,8 @@ def test_seed_similarity_against_plain_python(graph, run):
         for t in train.indices[train.indptr[p]:train.indptr[p + 1]]:
             playlists_of.setdefault(int(t), set()).add(p)
     vectors = {m: scorers[m].tracks.numpy().astype(np.float64) for m in ("gnn", "als")}
+    if track_bias:
+        vectors["gnn"] = vectors["gnn"][:, :-1]
     checked = 0
     for b in range(len(held)):
         seeds = [int(s) for s in held.queries.seeds(b)]

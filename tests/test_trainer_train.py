@@ -128,6 +128,7 @@ def test_fsspec_urls_and_embedding_export(gdir, tmp_path):
         assert keys == nodes[key].tolist()
         assert emb.shape == (len(nodes), 16 + 1)  # hidden + the track bias column
         assert emb.dtype == np.float32 and np.isfinite(emb).all()
+    assert embeddings.identity(run)["track_bias"] is True  # the seed cosines of the ranker leave it out
 
 
 def test_embedding_refuses_another_graph(gdir, tmp_path):

@@ -40,7 +40,9 @@ def export(graph_path: str, run_dir: str, batch_size: int = 4096, device: str = 
         tables[name] = (keys.column(contract.ID_COLUMN[t]).to_numpy(), keys.column(contract.KEY_COLUMN[t]),
                         h[name].numpy())
     with storage.exclusive(run_dir, "run dir", f"trainer.embed --run {run_dir}"):
-        return embeddings.publish(run_dir, tables, query, {**source, **graph_record(graph_path, graph.manifest)})
+        # track_bias: the track vectors end in the model's per-track bias (LinkPredictor.readout)
+        return embeddings.publish(run_dir, tables, query, {**source, **graph_record(graph_path, graph.manifest),
+                                                           "track_bias": model.track_bias is not None})
 
 
 def main(argv=None) -> None:

@@ -26,6 +26,7 @@ from trainer.io.graph import load_catalogue
 from trainer.ranking import candidates, protocol
 from trainer.ranking.baselines import ALSParams, popularity_counts
 from trainer.ranking.methods import build_scorers
+from trainer.ranking.features import VERSION as FEATURES_VERSION
 from trainer.ranking.features import SeedSimilarity, TrackFeatures, features
 from trainer.ranking.rerank import RETRIEVERS, RerankParams, fit, fit_fusion
 from trainer.ranking.title import TitleModel
@@ -83,6 +84,7 @@ def build(graph_dir: str, run: str, params: RerankParams = RerankParams(), als: 
         "retrievers": list(RETRIEVERS), "title": TitleModel.SOURCE, "gnn_query": "playlist",
         "itemknn": itemknn, "als": als.as_dict(),
         "als_factors": factors_identity, "params": params.as_dict(), "features": names,
+        "features_version": FEATURES_VERSION,
         "trained_on": {"split": contract.SPLIT_VAL, "playlists": len(held), "candidates": int(len(y)),
                        "positives": int(y.sum())},
         "recall": recall, "cv": cv, "importances": importances, "fusion": fusion,

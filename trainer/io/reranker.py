@@ -35,9 +35,11 @@ def publish(run: str, model: str, factors: np.ndarray, factors_identity: dict, i
     return storage.publish_dir(run, RERANKER, write)
 
 
-def read(run: str, checkpoint_id: str | None, manifest: dict, title: str) -> tuple[str, np.ndarray, dict]:
+def read(run: str, checkpoint_id: str | None, manifest: dict, title: str,
+         features_version: int) -> tuple[str, np.ndarray, dict]:
     """The booster's text, the ALS factors and the identity, once checked against the run's
-    embeddings (``checkpoint_id``), the graph in use and the title model's ``title`` source."""
+    embeddings (``checkpoint_id``), the graph in use, the title model's ``title`` source and what
+    the features mean (``features_version``)."""
     recorded = storage.read_json(path(run, IDENTITY)) if exists(run) else None
     if recorded is None:
         raise FileNotFoundError(
@@ -54,6 +56,10 @@ def read(run: str, checkpoint_id: str | None, manifest: dict, title: str) -> tup
         raise RunMismatchError(
             f"{path(run)} was built with the title model {recorded.get('title', 'training')!r}, this one is "
             f"{title!r}: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
+    if recorded.get("features_version", 1) != features_version:  # the same names, computed otherwise
+        raise RunMismatchError(
+            f"{path(run)} was built on features of version {recorded.get('features_version', 1)}, these are of "
+            f"version {features_version}: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
     with storage.open_file(path(run, MODEL), "rb") as f:
         model = f.read().decode()
     factors = als_factors.load(path(run, FACTORS), recorded["als_factors"])

@@ -16,6 +16,9 @@ from trainer.ranking.candidates import Candidates
 from trainer.ranking.scoring import Queries, Scorer
 
 CATEGORY_CODE = {c.name: i for i, c in enumerate(contract.SEED_CATEGORIES)}
+# What the features mean; a ranker built on another version is refused (trainer.io.reranker).
+# 2: the GNN's seed cosines leave out the bias its track vectors end in.
+VERSION = 2
 
 
 class TrackFeatures:
@@ -50,7 +53,8 @@ class SeedSimilarity:
         self.by_track: sp.csr_matrix | None = None
         for name, scorer in retrievers.items():
             if isinstance(getattr(scorer, "tracks", None), torch.Tensor):
-                self.vectors[name] = torch.nn.functional.normalize(scorer.tracks.detach().float().cpu(), dim=1)
+                vectors = scorer.tracks[:, :-1] if getattr(scorer, "bias_column", False) else scorer.tracks
+                self.vectors[name] = torch.nn.functional.normalize(vectors.detach().float().cpu(), dim=1)
             elif getattr(scorer, "by_track", None) is not None:
                 # The graph's edge matrices hold 1.0 per edge (Catalogue.edges): shared, not copied.
                 self.by_track = scorer.by_track

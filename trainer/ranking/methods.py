@@ -21,6 +21,7 @@ from trainer.ranking.baselines import (
     item_factors_of,
     popularity_counts,
 )
+from trainer.ranking.features import VERSION as FEATURES_VERSION
 from trainer.ranking.features import TrackFeatures
 from trainer.ranking.rerank import Reranker, RerankParams
 from trainer.ranking.scoring import EmbeddingScorer, Scorer
@@ -45,10 +46,13 @@ def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str 
             "python -m trainer.embed, or leave gnn out of --methods")
     source = embeddings.identity(run)
     run_dir.check_trained_on(source, graph.path, graph.manifest, f"the embeddings in {run}")
+    query = embeddings.seed_query(run, graph)
+    # Exports before the identity said so: the seed query knows (conv=lightgcn), else none assumed.
+    bias = source.get("track_bias", bool(query and query.get("track_bias")))
     scorer = EmbeddingScorer(
         embeddings.track_embeddings(run, graph),
         embeddings.playlist_embeddings(run, graph) if gnn_query == "playlist" else None,
-        device, embeddings.seed_query(run, graph), fold_in_steps=fold_in_steps)
+        device, query, fold_in_steps=fold_in_steps, bias_column=bias)
     scorer.source = source  # what every result ranked by it names
     return scorer
 
@@ -105,7 +109,7 @@ def rerank_scorers(graph: Catalogue, run: str, device: torch.device, train, popu
 
     source = embeddings.identity(run) if embeddings.exists(run) else {}
     model, factors, built = reranker.read(run, source.get("checkpoint_id"), graph.manifest,
-                                          TitleModel.SOURCE)
+                                          TitleModel.SOURCE, FEATURES_VERSION)
     knn = built["itemknn"]
     retrievers = {
         "gnn": gnn_scorer(graph, run, device, built["gnn_query"], fold_in_steps),

@@ -167,7 +167,7 @@ class EmbeddingScorer:
 
     def __init__(self, track_embeddings: np.ndarray, playlist_embeddings: np.ndarray | None,
                  device: torch.device | str = "cpu", seed_query: dict | None = None,
-                 fold_in_steps: int = 0, fold_in_lr: float = 0.2):
+                 fold_in_steps: int = 0, fold_in_lr: float = 0.2, bias_column: bool = False):
         if fold_in_steps < 0:
             raise ValueError(f"fold-in steps must be >= 0, got {fold_in_steps}")
         self.fold_in_steps, self.fold_in_lr = fold_in_steps, fold_in_lr
@@ -178,6 +178,7 @@ class EmbeddingScorer:
             else torch.tensor(np.asarray(playlist_embeddings, dtype=np.float32))
         )
         self.seed_query = seed_query
+        self.bias_column = bias_column  # the track vectors end in a per-track bias, not a direction
         if seed_query is not None:
             self.track_seed = torch.tensor(np.asarray(seed_query["track_seed"], dtype=np.float32))
             self.playlist_h0 = torch.tensor(seed_query["playlist_h0"], dtype=torch.float32)

@@ -155,3 +155,17 @@ def test_title_models_bench_ranks_the_shared_fallback_as_evaluate_does(synth, ca
     product = per_playlist(cat, held, fallback, fallback, visible_catalogue(cat))
     assert rows["names"][0] == f"{product['r_precision'].mean():.4f}"
     assert rows["names"][1] == f"{product['ndcg'].mean():.4f}"
+
+
+@needs_sample
+def test_a_common_word_keeps_its_most_popular_name_matches(title_model, raw_names, monkeypatch):
+    from trainer.ranking import title as title_module
+    cat, _, pop, model = title_model
+    words = Counter(w for u, p in zip(cat.track_uri, pop) if p for name in raw_names[u] for w in set(name.split()))
+    word = words.most_common(1)[0][0]
+    want = sorted(_name_oracle(word, raw_names, cat.track_uri) & set(np.flatnonzero(pop > 0).tolist()),
+                  key=lambda t: -pop[t])
+    assert len(want) > 3
+    monkeypatch.setattr(title_module, "MAX_NAME_MATCHES", 3)
+    got = model.name_matches(word)
+    assert len(got) == 3 and [pop[t] for t in got] == [pop[t] for t in want[:3]]

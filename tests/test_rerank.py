@@ -171,6 +171,12 @@ def test_a_ranker_built_on_another_title_model_is_refused(graph, run, built, rec
             methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
 
 
+def test_a_ranker_of_another_graph_is_refused(graph, run, built):
+    with _identity_changed(run, lambda identity: identity.update(graph={"created_at": "elsewhere"})):
+        with pytest.raises(RunMismatchError, match="was built on another graph .*elsewhere.*build it again"):
+            methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
+
+
 def test_a_ranker_of_other_features_is_refused(graph, run, built):
     # as built when the GNN's seed cosines took its bias column in (no version recorded)
     with _identity_changed(run, lambda identity: identity.pop("features_version")):

@@ -57,10 +57,11 @@ def list_slices(spark: SparkSession, path: str) -> list[tuple[str, int]]:
     return files
 
 
-# Disk the job takes per byte of JSON it parses, at 1M playlists (bench/log/2026-12-05-1m-etl-and-
-# evaluation.md): Spark's scratch at its peak (36.5 GB for 33.7 GB: shuffle files, on-disk caches)
-# and the graph dir it writes (0.55 GB at 1M), with room to spare.
-SCRATCH_PER_JSON_BYTE = 1.1
+# Disk the job takes per byte of JSON it parses, at 1M playlists (bench/log/2026-12-06-1m-etl.md):
+# Spark's scratch at its peak (23.4 GB for 33.7 GB: shuffle files; the edges are no longer
+# persisted before their write, which took 36.5 GB) with a fifth to spare, and the graph dir it
+# writes (0.59 GB at 1M) with more: it is small either way.
+SCRATCH_PER_JSON_BYTE = 0.85
 OUTPUT_PER_JSON_BYTE = 0.05
 
 

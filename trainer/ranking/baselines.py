@@ -16,9 +16,9 @@
   u = (YᵀY + Yᵀ(C_u − I)Y + λI)⁻¹ Yᵀ C_u p_u (what implicit's ``recalculate_user`` computes),
   batched over queries; the track factors stay fixed.
 
-Where a method gives a track no score (no co-occurrence), the remaining tracks
-follow by global popularity, so every method fills all K slots sensibly. The title model for
-playlists without seeds is ``trainer.ranking.title``.
+Where a method gives a track no score (no co-occurrence), the remaining tracks follow by global
+popularity, so every method fills all K slots sensibly. The title model for playlists without
+seeds is ``trainer.ranking.title``.
 """
 from __future__ import annotations
 

@@ -116,6 +116,14 @@ def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, built):
     assert len(rows) == len(rows_uris) == 5 and not set(uris) & {r["track_uri"] for r in rows_uris}
 
 
+def test_every_feature_is_in_one_ablation_group(built):
+    from trainer.ranking.features import groups
+    by_group = groups(built["features"])
+    assert set(by_group) == {"retrievers", "title", "track", "seed_overlap", "seed_similarity", "query"}
+    assert sorted(n for names in by_group.values() for n in names) == sorted(built["features"])
+    assert by_group["title"] == ["title_score", "title_rank", "title_z"]
+
+
 def test_the_real_data_comparison_pairs_the_ranker_with_the_others(graph, run, built, tmp_path):
     out = tmp_path / "cmp.json"
     real_data.main(["--graph", graph, "--runs", run, "--split", "test", "--json", str(out)])

@@ -140,13 +140,15 @@ def _group(name: str) -> str:
         return "seed_overlap"
     if name in ("num_seeds", "category"):
         return "query"
+    if name.startswith("title_"):  # the title model's score, rank and z: apart from the seeds' retrievers
+        return "title"
     if name.endswith(("_score", "_rank", "_z")) or name == "proposed_by":
         return "retrievers"
     return "track"
 
 
 def groups(names: list[str]) -> dict[str, list[str]]:
-    """The features by group: retrievers, track, seed_overlap, seed_similarity, query."""
+    """The features by group: retrievers, title, track, seed_overlap, seed_similarity, query."""
     out: dict[str, list[str]] = {}
     for name in names:
         out.setdefault(_group(name), []).append(name)

@@ -16,11 +16,12 @@ def test_missing_sampler_backend_is_named(monkeypatch):
     import torch_geometric.typing as pyg_typing
 
     from trainer import train
+    from trainer.gnn.sampled import SamplerMissing
 
     monkeypatch.setattr(pyg_typing, "WITH_TORCH_SPARSE", False)
     monkeypatch.setattr(pyg_typing, "WITH_PYG_LIB", False)
     sampled = ["--graph", "/nonexistent", "--out", "/nonexistent-run", "--propagation=sampled"]
-    with pytest.raises(train.SamplerMissing, match="needs torch-sparse.*make install.*--sampler=device"):
+    with pytest.raises(SamplerMissing, match="needs torch-sparse.*make install.*--sampler=device"):
         train.main([*sampled, "--sampler=torch_sparse"])
     # the device sampler needs neither: the run gets as far as the (missing) graph
     with pytest.raises(contract.ContractError, match="/nonexistent is not a graph dir"):

@@ -120,7 +120,7 @@ def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypat
 
     # A scripted validation curve: best at epoch 1, then worse twice -> stop after epoch 3.
     curve = iter([0.10, 0.30, 0.20, 0.25, 0.40, 0.50])
-    monkeypatch.setattr(train_module, "_rank_metrics", lambda *a: (lambda v: {
+    monkeypatch.setattr(train_module, "rank_metrics", lambda *a: (lambda v: {
         "val_r_precision": v, "val_ndcg": v, "val_clicks": 1.0})(next(curve)))
     run = tmp_path / "run"
     result = main(["--graph", gdir, "--out", str(run), "--epochs=6", "--patience=2", *SMALL])
@@ -156,3 +156,29 @@ def test_config_resolves_propagation_and_batch_size_and_refuses_full_sage():
     assert TrainConfig(batch_size=64).batch_size == 64
     # what config.json records resolves to itself
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+
+
+def test_validation_within_epochs_selects_stops_and_resumes(gdir, tmp_path, monkeypatch):
+    import trainer.train as train_module
+
+    # val_every=2 with 3 steps an epoch validates at global steps 2 (mid), 3 (end), 4 (mid)...;
+    # best at the end of epoch 0, worse at the next validation -> patience 1 stops inside epoch 1.
+    curve = iter([0.10, 0.30, 0.20, 0.50, 0.60])
+    monkeypatch.setattr(train_module, "rank_metrics", lambda *a: (lambda v: {
+        "val_r_precision": v, "val_ndcg": v, "val_clicks": 1.0})(next(curve)))
+    run = tmp_path / "run"
+    args = ["--graph", gdir, "--out", str(run), "--epochs=3", "--patience=1", "--val_every=2",
+            "--max_steps_per_epoch=3", *SMALL]
+    result = main(args)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r.get("step"), r["global_step"]) for r in records] == [(0, 2, 2), (0, None, 3), (1, 1, 4)]
+    assert [r["val_r_precision"] for r in records] == [0.10, 0.30, 0.20]
+    assert [r["best_step"] for r in records] == [2, 3, 3] and all(r["elapsed_s"] >= 0 for r in records)
+    best = checkpoint.load(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
+    last = checkpoint.load(checkpoint.checkpoint_path(str(run)))
+    assert (best["epoch"], best["step"], best["global_step"]) == (1, 0, 3)
+    assert (last["epoch"], last["step"], last["global_step"]) == (1, 1, 4) and result.global_step == 4
+    # resuming a stopped run trains no further and keeps the records
+    again = main([*args, "--resume"])
+    assert again.global_step == result.global_step
+    assert (run / "metrics.jsonl").read_text().count("\n") == 3

@@ -17,7 +17,8 @@ from trainer.gnn.optim import Optimizer, RowWiseAdagrad
 from trainer.gnn.sampled import loader_workers
 from trainer.io import checkpoint, embeddings, run_dir
 from trainer.io.graph import load_catalogue
-from trainer.train import TrainingDiverged, main
+from trainer.gnn.divergence import TrainingDiverged
+from trainer.train import main
 
 SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu",
          "--val_rank_playlists=20"]

@@ -61,7 +61,8 @@ class TrainConfig:
     # validation
     val_max_edges: int = 20000            # hidden val edges scored per epoch for val_loss/val_auc (0: all)
     val_rank_playlists: int = 1000        # seeded val playlists ranked over the full catalogue after each epoch (0: none); selects the best checkpoint
-    patience: int = 4                     # stop after this many epochs without a better val R-precision (0, or val_rank_playlists=0: train every epoch)
+    patience: int = 4                     # stop after this many validations without a better val R-precision (0, or val_rank_playlists=0: train every epoch)
+    val_every: int = 0                    # also rank-validate (select, checkpoint, count patience) every N steps within an epoch (0: at epoch ends only)
     # runtime
     device: str = "auto"                  # auto | cpu | cuda
     amp: bool = False                     # bf16 autocast (CUDA only)
@@ -132,6 +133,7 @@ class TrainConfig:
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         need(self.num_workers >= -1, f"num_workers must be >= 0, or -1 for auto, got {self.num_workers}")
         need(self.malloc_arenas >= 0, f"malloc_arenas must be >= 0, got {self.malloc_arenas}")
+        need(self.val_every >= 0, f"val_every must be >= 0 (0: at epoch ends only), got {self.val_every}")
         need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
     def to_dict(self) -> dict[str, Any]:

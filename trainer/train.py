@@ -33,16 +33,16 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from etl import contract
 from trainer import dist
 from trainer.config import ConfigError, TrainConfig, help_text, parse_overrides, resolve
+from trainer.gnn.divergence import TrainingDiverged, check_metrics, check_parameters
 from trainer.gnn.full_graph import FullGraphTraining
 from trainer.gnn.losses import candidate_log_frequency
 from trainer.gnn.model import build_model
 from trainer.gnn.optim import Optimizer
 from trainer.gnn.plots import learning_curves
-from trainer.gnn.sampled import SampledTraining
+from trainer.gnn.sampled import SampledTraining, SamplerMissing, require_sampler
 from trainer.gnn.shards import EPOCH, mix
 from trainer.gnn.validation import (
-    RANK_METRICS, diagnostics, rank_validation, ranking_set, should_stop, update_selection,
-    val_edges_for_rank,
+    diagnostics, rank_metrics, ranking_set, should_stop, update_selection, val_edges_for_rank,
 )
 from trainer.io import checkpoint, run_dir, storage
 from trainer.io.graph import load_graph
@@ -68,34 +68,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss, the parameters or the validation scores stopped being finite numbers."""
-
-    @classmethod
-    def at(cls, what: str, config: TrainConfig, run: RunDir) -> TrainingDiverged:
-        return cls(f"{what} (lr={config.lr}, embedding_lr={config.embedding_lr}): training diverged; lower the "
-                   f"learning rates. {run.path} keeps the last finite checkpoint, if any; start afresh "
-                   "(--overwrite, or another --out)")
-
-
-class SamplerMissing(RuntimeError):
-    """Neither neighbour-sampling backend of PyG is installed."""
-
-
-def require_sampler(config: TrainConfig) -> None:
-    """Fail before loading a graph when LinkNeighborLoader could not sample: PyG's own sampler
-    (``sampler=torch_sparse``) needs torch-sparse or pyg-lib; ``sampler=device`` needs neither."""
-    import torch_geometric.typing as pyg_typing
-
-    if config.sampler != "torch_sparse":
-        return
-    if not (pyg_typing.WITH_TORCH_SPARSE or pyg_typing.WITH_PYG_LIB):
-        raise SamplerMissing(
-            "LinkNeighborLoader needs torch-sparse (or pyg-lib), and neither imports with torch "
-            f"{torch.__version__}; run `make install-pyg-sparse`, or take torch-sparse from PyG's wheel index "
-            "for your torch+CUDA (https://data.pyg.org/whl/), or train with --sampler=device")
 
 
 def main(argv=None) -> TrainResult:
@@ -179,7 +151,7 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
     optimizer = Optimizer(model, config, sparse)
 
     # 2. Resume state: model, optimiser, RNG, where in which epoch, model selection so far.
-    start_epoch, skip_steps, global_step, carried = 0, 0, 0, [0.0, 0.0, 0.0]
+    start_epoch, skip_steps, global_step, carried, elapsed = 0, 0, 0, [0.0, 0.0, 0.0], 0.0
     selection = {"best": None, "best_epoch": None, "bad_epochs": 0}
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -188,8 +160,10 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
         start_epoch, skip_steps, global_step = ckpt["epoch"], ckpt["step"], ckpt["global_step"]
         carried = list(ckpt["epoch_sums"])
         selection = ckpt.get("selection", selection)
+        elapsed = ckpt.get("elapsed_s", 0.0)
         log.info(f"resuming from {ckpt_path}: epoch {start_epoch}, step {skip_steps}")
-    records = [r for r in run.read_metrics() if r["epoch"] < start_epoch] if ckpt is not None else []
+    records = [r for r in run.read_metrics() if r["epoch"] < start_epoch
+               or (r["epoch"] == start_epoch and r.get("global_step", math.inf) <= global_step)] if ckpt else []
     if env.is_main:
         run.write_json("config.json", config.to_dict())
         run.write_json(run_dir.GRAPH_FILE, record_of_graph)
@@ -222,12 +196,13 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "step": step, "global_step": global_step, "epoch_sums": [float(s) for s in sums],
                 "rng": checkpoint.rng_state(), "config": config.to_dict(), "graph": record_of_graph,
-                "selection": selection})
+                "selection": selection, "elapsed_s": elapsed + time.perf_counter() - t_start})
 
     log.info(f"training on {env.world_size} process(es), device {env.device}, propagation {config.propagation}, "
         f"{graph.num_nodes} nodes, {graph.train_edges.size(1)} train edges, {graph.val_edges.size(1)} val edges")
     record = records[-1] if records else {}
-    stopped = start_epoch > 0 and should_stop(selection, config)
+    stopped = ckpt is not None and should_stop(selection, config)
+    t_start = time.perf_counter()
     for epoch in tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not env.is_main or stopped,
                       initial=start_epoch, total=config.epochs):
         if stopped:
@@ -261,7 +236,7 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
             if dist.all_reduce_max(env, 0.0 if math.isfinite(loss_value) else 1.0):
                 raise TrainingDiverged.at(f"epoch {epoch}, step {step}: the loss is "
                                           f"{loss_value if not math.isfinite(loss_value) else 'not finite on another rank'}",
-                                          config, run)
+                                          config, run.path)
             optimizer.step()
             t2 = time.perf_counter()
             data_s += t1 - t0
@@ -273,34 +248,57 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
             if config.checkpoint_every and global_step % config.checkpoint_every == 0 and step + 1 < steps:
-                _check_finite(model, epoch, step, config, run)
+                check_parameters(model, epoch, step, config, run.path)
                 save(ckpt_path, epoch, step + 1, sums)
+            if ranking is not None and config.val_every and global_step % config.val_every == 0 and step + 1 < steps:
+                # Within the epoch (at 1M playlists one is ~7,800 steps): select and stop by the
+                # same metric as at its end; last.pt first, so a resume never repeats this.
+                check_parameters(model, epoch, step, config, run.path)
+                ranked = rank_metrics(model, strategy, ranking, env)
+                check_metrics(ranked, epoch, config, run.path)
+                improved = update_selection(selection, ranked, epoch, global_step)
+                records.append({"epoch": epoch, "step": step + 1, "global_step": global_step, **ranked,
+                                "best_epoch": selection["best_epoch"], "best_step": selection.get("best_step"),
+                                "elapsed_s": round(elapsed + time.perf_counter() - t_start, 1)})
+                if env.is_main:
+                    run.write_metrics(records)
+                    log.info(json.dumps(records[-1]))
+                save(ckpt_path, epoch, step + 1, sums)
+                if improved:
+                    save(best_path, epoch, step + 1, sums)
+                if should_stop(selection, config):
+                    stopped = True
+                    break
             t0 = time.perf_counter()
         bar.close()
+        if stopped:  # mid-epoch early stop: last.pt and metrics.jsonl were just written
+            log.info(f"early stop at epoch {epoch}, step {step + 1}: val R-precision has not improved for "
+                     f"{selection['bad_epochs']} validations (best {selection['best']:.4f})")
+            break
         loop_s = time.perf_counter() - t_epoch - setup_s
         loss_sum, terms, positives, data_total, compute_total = dist.all_reduce_sum(
             env, [*sums, data_s, compute_s])
         trained = steps - skip
 
-        _check_finite(model, epoch, steps - 1, config, run)  # a huge step can overflow with a finite loss
+        check_parameters(model, epoch, steps - 1, config, run.path)  # a huge step can overflow with a finite loss
 
         # 6. Validate: sampled diagnostics on the epoch's graph; full-catalogue ranking (rank 0,
         # its numbers shared so every rank takes the same stopping decision).
         metrics = diagnostics(model, strategy, val_edges, config, env)
         t_rank = time.perf_counter()
-        ranked = _rank_metrics(model, strategy, ranking, env)
+        ranked = rank_metrics(model, strategy, ranking, env)
         rank_s = time.perf_counter() - t_rank
-        diverged = [k for k in ("val_loss", *ranked) if {**metrics, **ranked}.get(k) is not None
-                    and not math.isfinite({**metrics, **ranked}[k])]
-        if diverged:  # finite parameters can still overflow in the forward pass
-            raise TrainingDiverged.at(f"epoch {epoch}: the model's validation {diverged} are not finite", config, run)
-        improved = update_selection(selection, ranked, epoch)
+        check_metrics({**metrics, **ranked}, epoch, config, run.path)
+        improved = update_selection(selection, ranked, epoch, global_step)
         record = {
             "epoch": epoch,
             "train_loss": loss_sum / terms if terms else None,
             **metrics,
             **ranked,
             "best_epoch": selection["best_epoch"],
+            "best_step": selection.get("best_step"),
+            "global_step": global_step,
+            "elapsed_s": round(elapsed + time.perf_counter() - t_start, 1),
             "seconds": round(time.perf_counter() - t_epoch, 3),
             # supervision edges per second over all ranks, in the batch loop
             "edges_per_s": round(positives / loop_s, 1) if loop_s > 0 else None,
@@ -334,31 +332,13 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
         stopped = should_stop(selection, config)
         if stopped:
             log.info(f"early stop after epoch {epoch}: val R-precision has not improved for "
-                f"{selection['bad_epochs']} epochs (best {selection['best']:.4f} at epoch {selection['best_epoch']})")
+                f"{selection['bad_epochs']} validations (best {selection['best']:.4f} at epoch {selection['best_epoch']})")
     if tensorboard:
         tensorboard.close()
     dist.barrier(env)
     log.info(f"done: {len(records)} epochs, train_loss {record.get('train_loss')}, "
         f"val_r_precision {record.get('val_r_precision')}, best epoch {selection['best_epoch']}; run dir {run.path}")
     return TrainResult(record, model, global_step)
-
-
-def _rank_metrics(model, strategy, ranking, env) -> dict:
-    """Full-catalogue validation metrics, computed on rank 0 and shared with every rank."""
-    if ranking is None:
-        return {}
-    keys = [f"val_{m}" for m in RANK_METRICS]
-    values = [0.0] * len(keys)
-    if env.is_main:
-        model.eval()
-        embeddings = strategy.embed(model)
-        model.train()
-        if all(bool(torch.isfinite(e).all()) for e in embeddings.values()):
-            ranked = rank_validation(embeddings, ranking, env.device)
-            values = [ranked[k] for k in keys]
-        else:  # a ranking of NaN scores is an arbitrary order: say NaN, on every rank
-            values = [math.nan] * len(keys)
-    return dict(zip(keys, dist.all_reduce_sum(env, values)))
 
 
 def _batch_within_epoch(config: TrainConfig, graph, env: dist.DistEnv) -> TrainConfig:
@@ -374,12 +354,6 @@ def _batch_within_epoch(config: TrainConfig, graph, env: dist.DistEnv) -> TrainC
     return config
 
 
-def _check_finite(model, epoch: int, step: int, config: TrainConfig, run: RunDir) -> None:
-    """Raise :class:`TrainingDiverged` when a parameter is no longer a finite number."""
-    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-    if bad:
-        raise TrainingDiverged.at(f"epoch {epoch}, step {step}: parameters {bad[:3]}"
-                                  f"{' ...' if len(bad) > 3 else ''} are no longer finite", config, run)
 
 
 if __name__ == "__main__":

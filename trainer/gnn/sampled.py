@@ -25,6 +25,24 @@ from trainer.gnn.shards import NEIGHBOURS, epoch_split, mix, rank_shard
 from trainer.io.graph import PLAYLIST_TRACK, Graph
 
 
+class SamplerMissing(RuntimeError):
+    """Neither neighbour-sampling backend of PyG is installed."""
+
+
+def require_sampler(config: TrainConfig) -> None:
+    """Fail before loading a graph when LinkNeighborLoader could not sample: PyG's own sampler
+    (``sampler=torch_sparse``) needs torch-sparse or pyg-lib; ``sampler=device`` needs neither."""
+    import torch_geometric.typing as pyg_typing
+
+    if config.sampler != "torch_sparse":
+        return
+    if not (pyg_typing.WITH_TORCH_SPARSE or pyg_typing.WITH_PYG_LIB):
+        raise SamplerMissing(
+            "LinkNeighborLoader needs torch-sparse (or pyg-lib), and neither imports with torch "
+            f"{torch.__version__}; run `make install-pyg-sparse`, or take torch-sparse from PyG's wheel index "
+            "for your torch+CUDA (https://data.pyg.org/whl/), or train with --sampler=device")
+
+
 def loader_workers(config: TrainConfig, device: torch.device) -> int:
     """``num_workers``, with -1 resolved from the cores this rank has (its share of the node's).
 

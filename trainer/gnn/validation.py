@@ -141,8 +141,28 @@ def rank_validation(embeddings: dict[str, torch.Tensor], ranking: RankingSet, de
     return {f"val_{m}": sums[m] / len(ranking) for m in RANK_METRICS}
 
 
-def update_selection(selection: dict, ranked: dict, epoch: int) -> bool:
-    """Whether ``epoch`` is the best so far by val R-precision (then NDCG); updates ``selection``."""
+def rank_metrics(model, strategy, ranking, env) -> dict:
+    """Full-catalogue validation metrics of ``model`` (its readout by ``strategy.embed``), computed
+    on rank 0 and shared with every rank; {} without a ranking set."""
+    if ranking is None:
+        return {}
+    keys = [f"val_{m}" for m in RANK_METRICS]
+    values = [0.0] * len(keys)
+    if env.is_main:
+        model.eval()
+        embeddings = strategy.embed(model)
+        model.train()
+        if all(bool(torch.isfinite(e).all()) for e in embeddings.values()):
+            ranked = rank_validation(embeddings, ranking, env.device)
+            values = [ranked[k] for k in keys]
+        else:  # a ranking of NaN scores is an arbitrary order: say NaN, on every rank
+            values = [math.nan] * len(keys)
+    return dict(zip(keys, dist.all_reduce_sum(env, values)))
+
+
+def update_selection(selection: dict, ranked: dict, epoch: int, global_step: int | None = None) -> bool:
+    """Whether the model of ``epoch`` (at ``global_step``) is the best so far by val R-precision
+    (then NDCG); updates ``selection``, whose ``bad_epochs`` counts validations without one."""
     if not ranked:
         return False
     value = (ranked["val_r_precision"], ranked["val_ndcg"])
@@ -150,12 +170,13 @@ def update_selection(selection: dict, ranked: dict, epoch: int) -> bool:
         selection["bad_epochs"] += 1
         return False
     if selection["best"] is None or value > tuple(selection["best_value"]):
-        selection.update(best=value[0], best_value=list(value), best_epoch=epoch, bad_epochs=0)
+        selection.update(best=value[0], best_value=list(value), best_epoch=epoch, best_step=global_step,
+                         bad_epochs=0)
         return True
     selection["bad_epochs"] += 1
     return False
 
 
 def should_stop(selection: dict, config: TrainConfig) -> bool:
-    """Whether ``patience`` epochs in a row brought no better model."""
+    """Whether ``patience`` validations in a row brought no better model."""
     return bool(config.patience) and selection["bad_epochs"] >= config.patience

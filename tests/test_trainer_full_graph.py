@@ -67,6 +67,37 @@ def test_full_graph_forward_and_gradients_equal_the_edge_list_model(graph):
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("loss", ["softmax", "bpr"])
+def test_chunked_loss_value_and_gradients_equal_one_backward_of_all_chunks(graph, loss):
+    # Each chunk's backward runs into detached readouts (one chunk's logits held at a time):
+    # the same loss and parameter gradients as summing every chunk's loss and one backward.
+    from trainer.gnn.losses import batch_loss, candidate_log_frequency
+
+    config = TrainConfig(batch_size=300, loss_chunk=64, negatives=5, loss=loss)
+    log_freq = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], 300, 5, 0.0)
+    training = FullGraphTraining(graph, config, CPU, log_freq)
+    training.start_epoch(0)
+    batch = next(iter(training.batches(1)))
+    values, grads = [], []
+    for chunked in (True, False):
+        model = _model(graph)
+        if chunked:
+            value, terms, _ = training.loss(model, batch, amp=False)
+        else:
+            h = training.forward(model)
+            parts = [batch_loss(loss, h["playlist"][batch.playlist[lo:lo + 64]], h["track"], batch.playlist[lo:lo + 64],
+                                batch.positive[lo:lo + 64], batch.negative[lo:lo + 64], log_freq)
+                     for lo in range(0, 300, 64)]
+            value = sum(v * n for v, n, _ in parts) / sum(n for _, n, _ in parts)
+        value.backward()
+        values.append(float(value))
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert values[0] == pytest.approx(values[1], rel=1e-5)
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_embeddings_for_validation_equal_the_export(graph):
     model = _model(graph).eval()
     training = FullGraphTraining(graph, TrainConfig(), CPU, None)

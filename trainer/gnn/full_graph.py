@@ -136,15 +136,24 @@ class FullGraphTraining:
         hp, ht = h["playlist"].float(), h["track"].float()
         # A softmax's cost grows with its positives times its candidates (their positives and
         # negatives): a step's batch is scored in chunks, each against its own candidates, as
-        # sampled training scores each of its batches.
+        # sampled training scores each of its batches. Each chunk's backward runs at once into
+        # detached readouts, so one chunk's logits are held at a time whatever the batch (a
+        # batch of 128k positives would otherwise keep ~19 GB of them for one backward); the
+        # propagation's backward then runs once, from the summed readout gradients.
         chunk = self.config.loss_chunk
+        leaf_p, leaf_t = hp.detach().requires_grad_(), ht.detach().requires_grad_()
         total, terms, positives = 0.0, 0, 0
         for lo in range(0, batch.playlist.numel(), chunk):
             part = slice(lo, lo + chunk)
-            loss, n_terms, n_pos = batch_loss(self.config.loss, hp[batch.playlist[part]], ht, batch.playlist[part],
-                                              batch.positive[part], batch.negative[part], self.log_frequency)
-            total, terms, positives = total + loss * n_terms, terms + n_terms, positives + n_pos
-        return total / terms, terms, positives
+            loss, n_terms, n_pos = batch_loss(self.config.loss, leaf_p[batch.playlist[part]], leaf_t,
+                                              batch.playlist[part], batch.positive[part], batch.negative[part],
+                                              self.log_frequency)
+            (loss * n_terms).backward()
+            total, terms, positives = total + float(loss) * n_terms, terms + n_terms, positives + n_pos
+        # A tensor whose value is the batch's mean loss and whose gradient reaches the model
+        # through the propagation: the chunks' readout gradients pulled back in one backward.
+        surrogate = ((hp * leaf_p.grad).sum() + (ht * leaf_t.grad).sum()) / terms
+        return surrogate - surrogate.detach() + total / terms, terms, positives
 
     @torch.no_grad()
     def pair_scores(self, model, edges: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,5 @@
 # make demo  -- synthetic MPD (or $MPD_DIR) -> Spark ETL -> CPU trainer -> evaluation
-# make test  -- the test suite (what CI runs)
+# make test  -- the linter, then the test suite (what CI runs)
 # Both create or reuse .venv and install what is missing; a second run installs nothing.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -42,6 +42,7 @@ install-pyg-sparse: install
 	$(PIP) install --no-build-isolation $(if $(wildcard $(WHEELS)),--find-links "$(WHEELS)") torch-scatter==2.1.2 torch-sparse==0.6.18
 
 test: install
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 demo: install

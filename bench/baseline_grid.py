@@ -15,19 +15,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from etl import contract  # noqa: E402
-from trainer.io.graph import load_catalogue  # noqa: E402
-from trainer.ranking import methods, protocol  # noqa: E402
-from trainer.ranking.baselines import ALS, ALSParams, ItemKNN, popularity_counts  # noqa: E402
-from trainer.ranking.metrics import K  # noqa: E402
+from etl import contract
+from trainer import methods
+from trainer.evaluation import protocol
+from trainer.evaluation.baselines import ALS, ALSParams, ItemKNN, popularity_counts
+from trainer.evaluation.metrics import K
+from trainer.io.graph import load_catalogue
 
 
 def floats(text: str) -> list[float]:

@@ -1,4 +1,4 @@
-"""Benchmark: the Spark ETL's core vs the same core in DuckDB (bench/etl_duckdb.py).
+"""Benchmark: the Spark ETL's core vs the same core in DuckDB (duckdb_core below).
 
 Core = parse -> explode -> dedup -> id map -> Parquet (no splits, no features), on synthetic MPD
 (``python -m etl.synth``) at several sizes. Each measurement runs in a fresh process so that
@@ -13,6 +13,7 @@ Prints one JSON line per measurement and a summary table (medians).
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import resource
@@ -25,6 +26,83 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO, "..", "shared", "data", "mpd_sample")
+
+
+# The same core in DuckDB, the yardstick: parse (explicit column types) -> explode playlists and
+# tracks -> dedup (pid: first record by file and index; entries: first pos per (pid, track_uri);
+# entities: smallest attribute per URI) -> dense ids in key order -> the contract's tables.
+TRACK = ("STRUCT(pos BIGINT, artist_name VARCHAR, track_uri VARCHAR, artist_uri VARCHAR, "
+         "track_name VARCHAR, album_uri VARCHAR, duration_ms BIGINT, album_name VARCHAR)")
+PLAYLIST = ("STRUCT(name VARCHAR, collaborative VARCHAR, pid BIGINT, modified_at BIGINT, "
+            "num_tracks BIGINT, num_albums BIGINT, num_followers BIGINT, "
+            f"tracks {TRACK}[], num_edits BIGINT, duration_ms BIGINT, num_artists BIGINT, "
+            "description VARCHAR)")
+
+SQL = """
+CREATE TEMP TABLE raw AS
+SELECT filename AS input_file, unnest(range(len(playlists))) AS idx, unnest(playlists) AS p
+FROM read_json({files}, columns={{playlists: '{playlist}[]'}}, format='auto',
+               maximum_object_size=1073741824, filename=true);
+CREATE TEMP TABLE records AS
+SELECT * EXCLUDE (rn) FROM (
+  SELECT input_file, idx, p.*, row_number() OVER (PARTITION BY p.pid ORDER BY input_file, idx) AS rn
+  FROM raw WHERE p.pid IS NOT NULL) WHERE rn = 1;
+CREATE TEMP TABLE entries AS
+SELECT pid, t.* FROM (SELECT pid, unnest(tracks) AS t FROM records)
+WHERE t.track_uri IS NOT NULL AND t.album_uri IS NOT NULL AND t.artist_uri IS NOT NULL;
+CREATE TEMP TABLE playlist AS
+SELECT row_number() OVER (ORDER BY pid) - 1 AS playlist_id, pid, name,
+       collaborative = 'true' AS collaborative, num_followers, num_edits, modified_at, num_tracks,
+       num_albums, num_artists, duration_ms FROM records;
+CREATE TEMP TABLE album AS
+SELECT row_number() OVER (ORDER BY album_uri) - 1 AS album_id, * FROM
+  (SELECT album_uri, min(album_name) AS album_name FROM entries GROUP BY album_uri);
+CREATE TEMP TABLE artist AS
+SELECT row_number() OVER (ORDER BY artist_uri) - 1 AS artist_id, * FROM
+  (SELECT artist_uri, min(artist_name) AS artist_name FROM entries GROUP BY artist_uri);
+CREATE TEMP TABLE track AS
+SELECT row_number() OVER (ORDER BY track_uri) - 1 AS track_id, t.track_uri, t.track_name,
+       t.duration_ms, al.album_id, ar.artist_id
+FROM (SELECT track_uri, min(track_name) AS track_name, min(duration_ms) AS duration_ms,
+             min(album_uri) AS album_uri, min(artist_uri) AS artist_uri
+      FROM entries GROUP BY track_uri) t
+JOIN album al USING (album_uri) JOIN artist ar USING (artist_uri);
+CREATE TEMP TABLE playlist_track AS
+SELECT p.playlist_id, t.track_id, e.pos FROM
+  (SELECT pid, track_uri, min(pos) AS pos FROM entries GROUP BY pid, track_uri) e
+JOIN playlist p USING (pid) JOIN track t USING (track_uri);
+"""
+
+OUTPUTS = {
+    "nodes/playlist": "SELECT * FROM playlist",
+    "nodes/track": "SELECT * FROM track",
+    "nodes/album": "SELECT * FROM album",
+    "nodes/artist": "SELECT * FROM artist",
+    "edges/playlist_track": "SELECT * FROM playlist_track",
+    "edges/track_album": "SELECT track_id, album_id FROM track",
+    "edges/track_artist": "SELECT track_id, artist_id FROM track",
+}
+
+
+def duckdb_core(input_dir: str, output: str, threads: int | None = None) -> dict[str, int]:
+    """Write the core tables under ``output``; return their row counts."""
+    files = sorted(glob.glob(os.path.join(input_dir, "mpd.slice.*.json")))
+    if not files:
+        raise FileNotFoundError(f"no mpd.slice.*.json in {input_dir}")
+    import duckdb  # the dev extra: only this engine needs it
+
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {threads}")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(SQL.format(files=[f for f in files], playlist=PLAYLIST))
+    counts = {}
+    for table, query in OUTPUTS.items():
+        os.makedirs(os.path.join(output, table), exist_ok=True)
+        con.execute(f"COPY ({query}) TO '{os.path.join(output, table, 'part-0.parquet')}' (FORMAT PARQUET)")
+        counts[table] = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+    con.close()
+    return counts
 
 
 def spark_core(spark, input_dir: str, output: str) -> dict[str, int]:
@@ -98,18 +176,15 @@ def worker(engine: str, input_dir: str, output: str, full: bool, hop2: str) -> d
     result: dict = {"engine": engine, "input": input_dir}
     jvm = PeakRss()
     if engine == "duckdb":
-        sys.path.insert(0, os.path.join(REPO, "bench"))
-        from etl_duckdb import run
-
         t = time.perf_counter()
-        result["counts"] = run(input_dir, output)
+        result["counts"] = duckdb_core(input_dir, output)
         result["core_s"] = time.perf_counter() - t
     else:
-        from etl import job, session
+        from etl import options, pipeline, session
 
         t = time.perf_counter()
         # The job's own session settings (broadcast limits for hll, adaptive execution).
-        spark = session.spark_session(job.parse_args(
+        spark = session.spark_session(options.parse_args(
             ["--input", input_dir, "--output", output, "--master", "local[*]",
              "--driver-memory", os.environ.get("BENCH_DRIVER_MEMORY", "6g")]))
         spark.sparkContext.setLogLevel("ERROR")
@@ -120,10 +195,10 @@ def worker(engine: str, input_dir: str, output: str, full: bool, hop2: str) -> d
         t = time.perf_counter()
         if full:
             args = ["--input", input_dir, "--output", output, "--hop2", hop2, "--overwrite"]
-            job.run(job.parse_args(["--input", warm, "--output", output + "-warm", "--hop2", "off", "--overwrite"]), spark)
+            pipeline.build_graph_dir(options.parse_args(["--input", warm, "--output", output + "-warm", "--hop2", "off", "--overwrite"]), spark)
             result["warmup_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            m = job.run(job.parse_args(args), spark)
+            m = pipeline.build_graph_dir(options.parse_args(args), spark)
             result["core_s"] = time.perf_counter() - t
             result["counts"] = {k: v for k, v in m["counts"].items()}
             result["timings"] = m["timings"]
@@ -187,7 +262,8 @@ def main() -> None:
     for n in args.sizes:
         for engine in (["spark"] if args.full else args.engines):
             rs = [r for r in rows if r["playlists"] == n and r["engine"] == engine]
-            med = lambda k: statistics.median(r[k] for r in rs) if rs and k in rs[0] else float("nan")
+            def med(k):
+                return statistics.median(r[k] for r in rs) if rs and k in rs[0] else float("nan")
             print(f"| {n} | {engine} | {med('core_s'):.1f} | {med('startup_s'):.1f} | "
                   f"{med('python_peak_rss_mb'):.0f} | {med('children_peak_rss_mb'):.0f} |")
 

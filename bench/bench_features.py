@@ -19,10 +19,9 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from etl import contract, features  # noqa: E402
-from etl.job import parse_args as job_args, spark_session  # noqa: E402
+from etl import contract, features
+from etl.options import parse_args as job_args
+from etl.session import spark_session
 
 STRUCTURAL = {"deg_track", "deg_playlist", "hop2_walks", "hop2_reach"}
 

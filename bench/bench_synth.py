@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_synth.py [--scales 10000 100000] [--repeats 3] [--out bench/out/results_synth.md]
 
-Throughput: wall time of ``etl.command.generate`` for 10k playlists (files written to a temporary
+Throughput: wall time of ``etl.synth.write.generate`` for 10k playlists (files written to a temporary
 dir), workers 1 and 2, median of ``--repeats``. Calibration: statistics of the generated
 playlists at each scale (computed from the generator's arrays, which the tests check against the
 written JSON) next to the real MPD's (``shared/data/mpd_stats.txt``; per-playlist statistics are
@@ -16,15 +16,13 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from etl.synth import calibration, catalogue, command, playlists, slices  # noqa: E402
+from etl.synth import calibration, catalogue, playlists, slices, write
 
 # Real MPD (mpd_stats.txt; 1M playlists, 66,346,428 entries).
 REAL_TRACKS_100K, REAL_TRACKS_1M = 681_805, 2_262_292
@@ -35,7 +33,7 @@ REAL = {
     "share with 1 follower": 754_219 / 1e6,
     "share with 2 followers": 149_600 / 1e6,
     "share with num_edits = 2": 92_252 / 1e6,
-    "share modified in the top-20 days (2017-10-11..30)": sum(calibration._MODIFIED_TOP20) / 1e6,
+    "share modified in the top-20 days (2017-10-11..30)": sum(calibration.MODIFIED_TOP20) / 1e6,
     "share of length 20 (the mode)": 15_057 / 1e6,
     "share with description": 18_760 / 1e6,
     "share titled 'country'": 10_000 / 1e6,
@@ -102,7 +100,7 @@ def generated_stats(n: int, seed: int = 0) -> dict:
         modified.append(b.modified_at)
         titled_country += sum(t.strip().lower() == "country" for t in b.names)
         described += sum(d is not None for d in b.descriptions)
-        rep = playlists._repeats(playlist, b.tracks)
+        rep = playlists.repeats(playlist, b.tracks)
         artists_ratio.append(playlists.distinct_per_playlist(playlist, catalogue.artist_of(b.tracks), ln.size) / ln)
         albums_ratio.append(playlists.distinct_per_playlist(playlist, catalogue.album_of(b.tracks), ln.size) / ln)
         repeats += int(rep.sum())
@@ -214,7 +212,7 @@ def throughput(n: int, workers: int, repeats: int) -> float:
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
-            command.generate(n, os.path.join(d, "mpd"), seed=0, workers=workers)
+            write.generate(n, os.path.join(d, "mpd"), seed=0, workers=workers)
             times.append(time.perf_counter() - t0)
     return n / statistics.median(times)
 

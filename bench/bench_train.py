@@ -3,6 +3,7 @@
     python bench/bench_train.py --graph G [--steps 40] [--procs 1,2] [--repeats 3] [--out results.json]
     python bench/bench_train.py --synthetic 10000 --workdir /tmp/bench_train ...
     python bench/bench_train.py --synthetic 10000 --samplers torch_sparse,device --workers 0 --procs ""
+    python bench/bench_train.py --graph G --propagation [--modes full,full_3_layers] [--repeats 3]
 
 ``--graph`` takes a graph dir written by ``etl.job``; ``--synthetic N`` writes one of the calibrated
 generator's first N playlists (``etl.synth.graphdir``, no 2-hop features) when the ETL is not at hand. Every training
@@ -11,7 +12,9 @@ limited to ``--steps`` steps, read back from its ``metrics.jsonl``: supervision 
 ranks, the step time split into data loading and compute, and peak RSS (max over ranks).
 Medians over ``--repeats`` runs are printed as JSON lines. ``--samplers`` compares the config's
 ``sampler`` kinds on the loader alone, alternating them run by run (the machine's noise then
-falls on both), and prints each one's median and their ratio.
+falls on both), and prints each one's median and their ratio. ``--propagation`` compares full-graph
+against sampled training instead (``MODES``; each mode a real limited run, alternating; reported:
+supervision edges/s, data share of the step, set-up, peak RSS).
 """
 from __future__ import annotations
 
@@ -25,7 +28,6 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 
 def sampler_throughput(graph_path: str, steps: int, num_workers: int, extra: dict) -> dict:
@@ -66,7 +68,7 @@ def train_run(graph_path: str, procs: int, steps: int, extra: dict, workdir: str
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
                "-m", "trainer.train"]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONPATH": REPO}
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.run([*cmd, "--graph", graph_path, "--out", out, *keys], cwd=REPO, env=env,
                           capture_output=True, text=True)
     if proc.returncode:
@@ -86,6 +88,46 @@ def median_of(runs: list[dict]) -> dict:
     return out
 
 
+# --propagation: the modes compared, with the steps each runs.
+MODES = {
+    "sampled_torch_sparse": ({"propagation": "sampled", "sampler": "torch_sparse", "batch_size": 256}, 40),
+    "sampled_device": ({"propagation": "sampled", "sampler": "device", "batch_size": 256}, 40),
+    "full": ({"propagation": "full", "batch_size": 4096}, 6),  # the default depth (6 layers)
+    "full_3_layers": ({"propagation": "full", "batch_size": 4096, "layers": 3}, 6),  # the earlier depth
+}
+
+
+def compare_propagation(args) -> None:
+    """Full-graph against sampled training on one graph, side by side: each mode a real, limited
+    ``trainer.train`` run (one process, CPU), the modes alternating run by run; medians."""
+    modes = args.modes.split(",")
+    runs = {m: [] for m in modes}
+    for repeat in range(args.repeats):
+        for mode in modes:  # alternating: load drifts hit every mode alike
+            extra, steps = MODES[mode]
+            r = train_run(args.graph, 1, steps, {**extra, "val_rank_playlists": 0}, args.workdir)
+            r.update(mode=mode, repeat=repeat)
+            runs[mode].append(r)
+            print(json.dumps(r), flush=True)
+    summary = []
+    for mode, rs in runs.items():
+        s = {"mode": mode, "repeats": len(rs)}
+        for k in ("edges_per_s", "data_fraction", "setup_s", "peak_rss_mb"):
+            values = [r[k] for r in rs]
+            s[k] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        summary.append(s)
+        print(json.dumps(s), flush=True)
+    base = next((s for s in summary if s["mode"] == "sampled_torch_sparse"), None)
+    if base:
+        for s in summary:
+            print(f"{s['mode']}: {s['edges_per_s']['median'] / base['edges_per_s']['median']:.2f}x "
+                  "sampled_torch_sparse's median edges/s")
+    if args.out:
+        with open(args.out, "a") as f:
+            f.writelines(json.dumps(x) + "\n" for x in [*[r for rs in runs.values() for r in rs], *summary])
+
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
@@ -101,7 +143,12 @@ def main() -> None:
                     "(default: the config's)")
     ap.add_argument("--skip-sampler", action="store_true")
     ap.add_argument("--out", help="append JSON lines here too")
+    ap.add_argument("--propagation", action="store_true",
+                    help="compare the training modes instead (--modes), one limited trainer.train run each")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"with --propagation: of {list(MODES)}")
     args = ap.parse_args()
+    if args.propagation:
+        return compare_propagation(args)
     extra = dict(kv.split("=", 1) for kv in args.set)
     os.makedirs(args.workdir, exist_ok=True)
     graph = args.graph

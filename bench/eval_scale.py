@@ -4,7 +4,7 @@
         [--playlists 512] [--batch 256] [--split test]
 
 Each method ranks the same evenly spaced held-out playlists through
-``trainer.ranking.protocol.metrics_per_batch`` (what ``trainer.evaluate`` runs: scoring, masking,
+``trainer.evaluation.protocol.metrics_per_batch`` (what ``trainer.evaluate`` runs: scoring, masking,
 top-500, metrics) over the visible catalogue; the median of its batches is reported (wall and CPU time), with the
 time to build the method (ALS: its fit) and the process's peak RSS so far. To compare two versions of the code, run it from both
 checkouts on the same graph dir, alternately.
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from etl import contract
+from trainer import methods as registry
+from trainer.evaluation.metrics import K
+from trainer.evaluation.protocol import held_out, metrics_per_batch, visible_catalogue
 from trainer.io.graph import load_catalogue
-from trainer.ranking import methods as registry
-from trainer.ranking.metrics import K
-from trainer.ranking.protocol import held_out, metrics_per_batch, visible_catalogue
 
 
 def main() -> None:

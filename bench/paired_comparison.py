@@ -9,32 +9,17 @@ Ranks with ``trainer.evaluate``'s own scorers, fallback, catalogue and per-playl
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from etl import contract  # noqa: E402
+from etl import contract
+from trainer import methods
+from trainer.evaluation import protocol
+from trainer.evaluation.metrics import CHALLENGE_METRICS
+from trainer.evaluation.paired import interval, per_playlist
 from trainer.io.graph import load_catalogue
-from trainer.ranking import methods, protocol
-from trainer.ranking.metrics import CHALLENGE_METRICS, K  # noqa: E402
-
-
-
-def interval(d: np.ndarray, rng, resamples: int = 2000) -> tuple[float, float]:
-    """95% bootstrap interval of the mean of paired per-playlist differences ``d``."""
-    boots = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
-def per_playlist(graph, held, scorer, fallback, allowed) -> dict[str, np.ndarray]:
-    batches = list(protocol.metrics_per_batch(held, scorer, fallback, graph.track_artist, K, 256,
-                                             1 << 17, torch.device("cpu"), allowed))
-    return {m: np.concatenate([np.asarray(values[m]) for _, _, values in batches]) for m in CHALLENGE_METRICS}
 
 
 def main(argv=None) -> None:
@@ -57,7 +42,7 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     for split in args.splits.split(","):
         held = protocol.held_out(graph, split)
-        va, vb = (per_playlist(graph, held, scorer, fallback, allowed) for scorer in (first, second))
+        va, vb = (per_playlist(graph.track_artist, held, scorer, fallback, allowed) for scorer in (first, second))
         for m in CHALLENGE_METRICS:
             d = va[m] - vb[m]
             lo, hi = interval(d, rng, args.resamples)

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from paired_comparison import interval, per_playlist  # noqa: E402  (bench/ is the script's dir)
-
-from etl import contract  # noqa: E402
-from trainer.io import reranker  # noqa: E402
-from trainer.io.graph import load_catalogue  # noqa: E402
-from trainer.ranking import methods, protocol  # noqa: E402
-from trainer.ranking.metrics import CHALLENGE_METRICS  # noqa: E402
+from etl import contract
+from trainer import methods
+from trainer.evaluation import protocol
+from trainer.evaluation.metrics import CHALLENGE_METRICS
+from trainer.evaluation.paired import interval, per_playlist
+from trainer.io import ranker
+from trainer.io.graph import load_catalogue
 
 BASELINES = ("popularity", "itemknn", "als")
 
@@ -46,13 +43,13 @@ def main(argv=None) -> None:
     runs = args.runs.split(",")
     scorers, fallback = methods.build_scorers(graph, Path(runs[0]), list(BASELINES), torch.device("cpu"),
                                               neighbours=args.itemknn_neighbours)
-    values = {m: per_playlist(graph, held, s, fallback, allowed) for m, s in scorers.items()}
-    per_run = ["gnn", *(["rerank", "fusion"] if all(reranker.exists(r) for r in runs) else [])]
+    values = {m: per_playlist(graph.track_artist, held, s, fallback, allowed) for m, s in scorers.items()}
+    per_run = ["gnn", *(["rerank", "fusion"] if all(ranker.exists(r) for r in runs) else [])]
     seeds = {m: [] for m in per_run}
     for run in runs:
         mine, _ = methods.build_scorers(graph, Path(run), per_run, torch.device("cpu"))
         for m in per_run:
-            seeds[m].append(per_playlist(graph, held, mine[m], fallback, allowed))
+            seeds[m].append(per_playlist(graph.track_artist, held, mine[m], fallback, allowed))
     for m in per_run:
         values[m] = {k: np.mean([s[k] for s in seeds[m]], axis=0) for k in CHALLENGE_METRICS}
 

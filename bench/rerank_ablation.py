@@ -6,7 +6,7 @@ group left out in turn, beside the GNN's own order of the same candidates.
 
 The candidates and features are those ``python -m trainer.rerank`` trains on (its defaults);
 ``--cache`` keeps them in an .npz so a second call only refits. Folds, rounds and booster
-settings are the build's own (``trainer.ranking.rerank.cross_validate``); the intervals are
+settings are the build's own (``trainer.ranker.model.cross_validate``); the intervals are
 paired bootstraps over val playlists against the full set.
 """
 from __future__ import annotations
@@ -14,27 +14,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from paired_comparison import interval  # noqa: E402  (bench/ is the script's dir)
-
-from etl import contract  # noqa: E402
-from trainer import dist  # noqa: E402
-from trainer.io.graph import load_catalogue  # noqa: E402
-from trainer.ranking import protocol  # noqa: E402
-from trainer.ranking.baselines import popularity_counts  # noqa: E402
-from trainer.ranking.features import TrackFeatures, groups  # noqa: E402
-from trainer.ranking.methods import build_scorers  # noqa: E402
-from trainer.ranking.rerank import RETRIEVERS, RerankParams, cross_validate, r_precision_track  # noqa: E402
-from trainer.rerank import examples  # noqa: E402
+from etl import contract
+from trainer import dist, process
+from trainer.evaluation import protocol
+from trainer.evaluation.baselines import popularity_counts
+from trainer.evaluation.paired import interval
+from trainer.io.graph import load_catalogue
+from trainer.methods import build_scorers
+from trainer.ranker.candidate_features import TrackFeatures, groups
+from trainer.ranker.examples import examples
+from trainer.ranker.model import RETRIEVERS, RankerParams, cross_validate, r_precision_track
 
 
-def val_examples(graph_dir: str, run: str, params: RerankParams, cache: str | None):
+def val_examples(graph_dir: str, run: str, params: RankerParams, cache: str | None):
     if cache and os.path.exists(cache):
         z = np.load(cache, allow_pickle=True)
         return (z["x"], z["y"], z["group"], list(z["names"]), z["truth"], z["categories"])
@@ -43,7 +39,7 @@ def val_examples(graph_dir: str, run: str, params: RerankParams, cache: str | No
     device = dist.pick_device("auto")
     scorers, title = build_scorers(graph, run, list(RETRIEVERS), device)
     tracks = TrackFeatures(graph, popularity_counts(graph.edges(contract.VISIBLE_ROLES)))
-    x, y, group, names, _ = examples(graph, held, scorers, title, tracks, params.k, 256, 1 << 17, device)
+    x, y, group, names, _ = examples(held, scorers, title, tracks, graph.num_tracks, params.k, 256, 1 << 17, device)
     truth, categories = np.diff(held.truth_indptr), np.asarray(held.categories, dtype=object)
     if cache:
         np.savez(cache, x=x, y=y, group=group, names=np.array(names), truth=truth, categories=categories)
@@ -57,8 +53,8 @@ def main(argv=None) -> None:
     p.add_argument("--cache", help="an .npz for the val candidates and features")
     p.add_argument("--json", help="write the numbers here too")
     args = p.parse_args(argv)
-    dist.configure_logging()
-    params = RerankParams()
+    process.configure_logging()
+    params = RankerParams()
     x, y, group, names, truth, categories = val_examples(args.graph, args.run, params, args.cache)
     gnn = x[:, names.index("gnn_score")]
     results = {"gnn order": r_precision_track(np.nan_to_num(gnn, nan=-np.inf), y, group, truth)}

@@ -16,12 +16,12 @@ import time
 
 import torch
 
+from trainer import methods as ranking_methods
 from trainer.config import TrainConfig
+from trainer.evaluation.metrics import K
+from trainer.evaluation.protocol import metrics_per_batch
 from trainer.gnn.validation import RANK_METRICS, ranking_set
 from trainer.io.graph import load_catalogue, load_graph
-from trainer.ranking import methods as ranking_methods
-from trainer.ranking.metrics import K
-from trainer.ranking.protocol import metrics_per_batch
 
 
 def main(argv=None) -> int:

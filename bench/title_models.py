@@ -1,5 +1,5 @@
 """Title models for playlists without seeds, on a graph dir's val or test split: the shared
-title model (``trainer.ranking.title.TitleModel``: exact normalised title over every visible
+title model (``trainer.evaluation.title.TitleModel``: exact normalised title over every visible
 edge, then tracks whose artist, album or track name holds the title's words: ``names``) against
 its first tier alone over visible edges or training playlists alone, and against models that
 spread a title over its words or character n-grams (IDF-weighted playlist neighbours, optionally
@@ -17,25 +17,19 @@ every model ranks those by popularity alike.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from paired_comparison import interval, per_playlist  # noqa: E402  (bench/ scripts are not a package)
-
-from etl import contract  # noqa: E402
-from trainer.io.graph import load_catalogue, track_names  # noqa: E402
-from trainer.ranking.baselines import popularity_counts  # noqa: E402
-from trainer.ranking.metrics import CHALLENGE_METRICS  # noqa: E402
-from trainer.ranking.protocol import HeldOut, held_out, visible_catalogue  # noqa: E402
-from trainer.ranking.scoring import Queries  # noqa: E402
-from trainer.ranking.title import TitleModel  # noqa: E402
+from etl import contract
+from trainer.evaluation.baselines import popularity_counts
+from trainer.evaluation.metrics import CHALLENGE_METRICS
+from trainer.evaluation.paired import interval, per_playlist
+from trainer.evaluation.protocol import HeldOut, held_out, visible_catalogue
+from trainer.evaluation.scoring import Queries
+from trainer.evaluation.title import TitleModel
+from trainer.io.graph import load_catalogue, track_names
 
 
 def grams(title: str, unit: str) -> set[str]:
@@ -147,7 +141,7 @@ def main(argv=None) -> None:
     results = {}
     for name in names:
         model = MODELS[name](train, visible, graph.playlist_title, pop, text)
-        results[name] = per_playlist(graph, held, model, model, allowed)
+        results[name] = per_playlist(graph.track_artist, held, model, model, allowed)
     rng = np.random.default_rng(0)
     ref = names[0]
     print("| model | " + " | ".join(CHALLENGE_METRICS) + f" | R-precision − {ref} | NDCG − {ref} |")

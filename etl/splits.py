@@ -11,7 +11,13 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from etl.contract import (
-    ROLE_HIDDEN, ROLE_SEED, ROLE_TRAIN, SEED_CATEGORY_BY_NAME, SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL,
+    ROLE_HIDDEN,
+    ROLE_SEED,
+    ROLE_TRAIN,
+    SEED_CATEGORY_BY_NAME,
+    SPLIT_TEST,
+    SPLIT_TRAIN,
+    SPLIT_VAL,
     SeedCategory,
 )
 

@@ -3,6 +3,6 @@
 
 def run_etl(spark, *argv) -> dict:
     """``python -m etl.job ARGV`` in this session; returns the manifest it wrote."""
-    from etl import job
+    from etl import options, pipeline
 
-    return job.run(job.parse_args([str(a) for a in argv]), spark)
+    return pipeline.build_graph_dir(options.parse_args([str(a) for a in argv]), spark)

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from etl import contract
-from etl.synth.graphdir import Catalogue, catalogue_from_mpd, write_graph_dir
+from etl.synth.graphdir import ColumnarMPD, columnar_from_mpd, write_graph_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")
@@ -26,7 +26,7 @@ def load_mpd_sample() -> list[dict]:
         return json.load(f)["playlists"]
 
 
-def synthetic_catalogue(num_playlists: int, seed: int = 0, tracks_per_genre: int = 600) -> Catalogue:
+def toy_mpd(num_playlists: int, seed: int = 0, tracks_per_genre: int = 600) -> ColumnarMPD:
     """Playlists mixing 1-3 genres, tracks drawn by Zipf popularity within each genre.
 
     Genres own artists, artists own albums, albums own tracks, so co-occurrence, album and
@@ -66,7 +66,7 @@ def synthetic_catalogue(num_playlists: int, seed: int = 0, tracks_per_genre: int
     remap[used] = np.arange(len(used))
     entry_track = remap[np.concatenate(e_tr)]
     first_genre = [int(track_genre[e_tr[p][0]]) for p in range(num_playlists)]
-    return Catalogue(
+    return ColumnarMPD(
         pid=np.arange(num_playlists, dtype=np.int64),
         name=[f"genre {g}" for g in first_genre],
         num_followers=rng.geometric(0.5, num_playlists).astype(np.int64),
@@ -87,7 +87,7 @@ def synthetic_catalogue(num_playlists: int, seed: int = 0, tracks_per_genre: int
     )
 
 
-def choose_holdout(cat: Catalogue, num_val: int, num_test: int, seed: int = 0,
+def toy_holdout(cat: ColumnarMPD, num_val: int, num_test: int, seed: int = 0,
                    categories: tuple[str, ...] = ("first_5", "first_10", "random_25", "title_only")):
     """Deterministically pick val/test playlists and their seed categories."""
     rng = np.random.default_rng(seed)
@@ -109,15 +109,15 @@ def choose_holdout(cat: Catalogue, num_val: int, num_test: int, seed: int = 0,
 
 def sample_graph_dir(root: str, num_val: int = 4, num_test: int = 4, seed: int = 0) -> str:
     """Graph dir of the real 37-playlist MPD sample."""
-    cat = catalogue_from_mpd(load_mpd_sample())
-    split, category = choose_holdout(cat, num_val, num_test, seed)
+    cat = columnar_from_mpd(load_mpd_sample())
+    split, category = toy_holdout(cat, num_val, num_test, seed)
     return write_graph_dir(root, cat, split, category, seed)
 
 
-def synthetic_graph_dir(root: str, num_playlists: int, seed: int = 0, holdout: float = 0.05,
+def toy_graph_dir(root: str, num_playlists: int, seed: int = 0, holdout: float = 0.05,
                         tracks_per_genre: int = 600) -> str:
     """Graph dir of ``num_playlists`` generated playlists, ``holdout`` of them val and as many test."""
-    cat = synthetic_catalogue(num_playlists, seed, tracks_per_genre)
+    cat = toy_mpd(num_playlists, seed, tracks_per_genre)
     k = max(1, int(num_playlists * holdout))
-    split, category = choose_holdout(cat, k, k, seed)
+    split, category = toy_holdout(cat, k, k, seed)
     return write_graph_dir(root, cat, split, category, seed)

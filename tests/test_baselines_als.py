@@ -6,9 +6,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from trainer.evaluation.baselines import ALS, ALSParams, fit_als, fold_in
+from trainer.evaluation.scoring import Queries, top_k
 from trainer.io import als_factors
-from trainer.ranking.baselines import ALS, ALSParams, fit_als, fold_in
-from trainer.ranking.scoring import Queries, top_k
 
 SMALL = ALSParams(factors=6, regularization=0.3, alpha=4.0, iterations=4, random_state=3,
                   num_threads=1)

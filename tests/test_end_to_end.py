@@ -70,8 +70,8 @@ def test_manifest_counts_match_parquet(pipeline):
 
 
 def test_two_rank_training_logged_once(pipeline):
-    lines = [json.loads(l) for l in open(os.path.join(pipeline["run"], "metrics.jsonl"))]
-    assert [l["epoch"] for l in lines] == [0]  # epochs count from 0
+    lines = [json.loads(line) for line in open(os.path.join(pipeline["run"], "metrics.jsonl"))]
+    assert [r["epoch"] for r in lines] == [0]  # epochs count from 0
     assert lines[0]["world_size"] == 2
     assert os.path.exists(os.path.join(pipeline["run"], "curves.png"))
 

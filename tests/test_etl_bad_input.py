@@ -12,7 +12,7 @@ from etl_oracle import read_table
 from etl_run import run_etl
 
 from etl import checker, contract, validate
-from etl.job import BadInputError, OutputExistsError
+from etl.pipeline import BadInputError, OutputExistsError
 from etl.storage import InputError, Locked, OutputError
 
 pytestmark = pytest.mark.slow
@@ -340,7 +340,7 @@ def test_out_of_memory_is_one_line_naming_the_setting(tmp_path, monkeypatch, cap
         raise RuntimeError(f"An error occurred while calling o6757.parquet.\n: {java_said}\n\tat org.apache...")
 
     monkeypatch.setattr(job, "spark_session", lambda args: None)
-    monkeypatch.setattr(job, "run", run)
+    monkeypatch.setattr(job, "build_graph_dir", run)
     with caplog.at_level("ERROR", logger="etl"):
         assert job.main(["--input", str(tmp_path), "--output", str(tmp_path / "g")]) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]

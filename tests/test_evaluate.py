@@ -12,18 +12,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from graphdir_fixture import MPD_SAMPLE, REPO_ROOT, sample_graph_dir, synthetic_graph_dir
+from graphdir_fixture import MPD_SAMPLE, REPO_ROOT, sample_graph_dir, toy_graph_dir
 
 from etl import contract
 from trainer.evaluate import evaluate, main
+from trainer.evaluation import baselines
+from trainer.evaluation.baselines import ALSParams, ItemKNN, Popularity, popularity_counts
+from trainer.evaluation.metrics import METRICS, playlist_metrics
+from trainer.evaluation.protocol import held_out, score_sums, shard
+from trainer.evaluation.scoring import Queries, top_k
+from trainer.evaluation.title import TitleModel
 from trainer.io import embeddings, run_dir
 from trainer.io.graph import load_catalogue
-from trainer.ranking import baselines
-from trainer.ranking.baselines import ALSParams, ItemKNN, Popularity, popularity_counts
-from trainer.ranking.metrics import METRICS, playlist_metrics
-from trainer.ranking.protocol import held_out, score_sums, shard
-from trainer.ranking.scoring import Queries, top_k
-from trainer.ranking.title import TitleModel
 
 needs_sample = pytest.mark.skipif(
     not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
@@ -50,7 +50,7 @@ def sample(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return synthetic_graph_dir(str(tmp_path_factory.mktemp("synth")), 600, holdout=0.05,
+    return toy_graph_dir(str(tmp_path_factory.mktemp("synth")), 600, holdout=0.05,
                                tracks_per_genre=200)
 
 
@@ -268,7 +268,7 @@ def test_unknown_method_is_named(synth, tmp_path):
 
 
 def test_run_trained_on_another_graph_is_refused(synth, tmp_path):
-    other = synthetic_graph_dir(str(tmp_path / "other"), 300, seed=5, tracks_per_genre=200)
+    other = toy_graph_dir(str(tmp_path / "other"), 300, seed=5, tracks_per_genre=200)
     cat = load_catalogue(other)
     run = write_embeddings(str(tmp_path / "run"), other, np.zeros((cat.num_tracks, 4)),
                            np.zeros((cat.num_playlists, 4)))

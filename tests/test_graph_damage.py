@@ -5,7 +5,7 @@ import os
 import shutil
 
 import pytest
-from graphdir_fixture import synthetic_graph_dir
+from graphdir_fixture import toy_graph_dir
 
 from etl import contract
 from trainer.io.graph import load_catalogue, load_graph
@@ -13,7 +13,7 @@ from trainer.io.graph import load_catalogue, load_graph
 
 @pytest.fixture()
 def graph(tmp_path):
-    return synthetic_graph_dir(str(tmp_path / "graph"), 120, seed=3)
+    return toy_graph_dir(str(tmp_path / "graph"), 120, seed=3)
 
 
 @pytest.mark.parametrize("load", [load_graph, load_catalogue])

@@ -11,9 +11,10 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {"trainer.train", "trainer.embed", "trainer.evaluate", "trainer.recommend", "trainer.submit",
             "trainer.rerank"}
+ETL_COMMANDS = {"etl.job", "etl.synth.command", "etl.synth.__main__"}
 # etl/contract <- trainer/{config,dist} <- io <- ranking <- gnn <- commands
-LAYERS = [("etl.contract",), ("trainer.config", "trainer.dist"), ("trainer.io",), ("trainer.ranking",),
-          ("trainer.gnn",), tuple(sorted(COMMANDS))]
+LAYERS = [("etl.contract",), ("trainer.config", "trainer.dist", "trainer.process", "trainer.hugepages"), ("trainer.io",), ("trainer.evaluation",),
+          ("trainer.ranker",), ("trainer.gnn",), ("trainer.methods",), tuple(sorted(COMMANDS))]
 MAX_LINES = 400
 
 
@@ -102,6 +103,37 @@ def test_bench_reaches_into_no_test_module():
             wrong.append(f"{path} puts tests/ on the path")
         if path.endswith(".py"):
             wrong += [f"{path} imports {m}" for m in _imports(path) | _plain_imports(path) if m in tests]
+    assert wrong == []
+
+
+def test_bench_is_a_plain_client_of_the_installed_package():
+    # bench/ scripts import etl and trainer as installed (editable) packages: no sys.path edits,
+    # no command module (a command's library function lives below it), no private name.
+    modules = {_module(p) for p in _tracked("etl/*.py", "trainer/*.py")}
+    wrong = []
+    for path in _tracked("bench/*.py"):
+        with open(os.path.join(REPO, path)) as f:
+            text = f.read()
+        tree = ast.parse(text, path)
+        if re.search(r"sys\.path\.(insert|append)|sys\.path\s*=|PYTHONPATH", text):
+            wrong.append(f"{path} edits sys.path")
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for a in node.names:
+                    full = f"{node.module}.{a.name}"
+                    if node.module in modules and a.name.startswith("_"):
+                        wrong.append(f"{path} imports the private {full}")
+                    if full in modules:
+                        aliases[a.asname or a.name] = full
+            elif isinstance(node, ast.Import):
+                aliases |= {(a.asname or a.name): a.name for a in node.names if a.name in modules}
+        imported = _imports(path) | {m for m in _plain_imports(path) if m in modules}
+        wrong += [f"{path} imports the command {m}" for m in imported if m in COMMANDS | ETL_COMMANDS]
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                wrong.append(f"{path} uses the private {aliases[node.value.id]}.{node.attr}")
     assert wrong == []
 
 

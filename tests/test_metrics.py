@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from trainer.ranking.metrics import METRICS, batch_metrics, playlist_metrics, summarise
+from trainer.evaluation.metrics import METRICS, batch_metrics, playlist_metrics, summarise
 
 # Artists: tracks 1, 2, 3, 5 by artist 0 ("A"), 4 by 1 ("B"), 6..9 by 2 ("C").
 ARTIST = {1: 0, 2: 0, 3: 0, 5: 0, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2}

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 import torch
 import torch_geometric.transforms as T
-from graphdir_fixture import synthetic_graph_dir
+from graphdir_fixture import toy_graph_dir
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import LinkNeighborLoader
 from torch_geometric.sampler import NegativeSampling
@@ -186,7 +186,7 @@ def test_choice_without_replacement_is_uniform_over_subsets():
 
 @pytest.fixture(scope="module")
 def gdir(tmp_path_factory):
-    return synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 150, seed=5)
+    return toy_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 150, seed=5)
 
 
 @pytest.mark.pyg_sparse

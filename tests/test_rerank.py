@@ -9,29 +9,30 @@ import sys
 
 import numpy as np
 import pytest
-from graphdir_fixture import REPO_ROOT, synthetic_graph_dir
+from graphdir_fixture import REPO_ROOT, toy_graph_dir
 from test_evaluate import write_embeddings
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
 import real_data  # noqa: E402  (bench/ scripts are not a package)
 
 from etl import contract  # noqa: E402
-from trainer import recommend, rerank
+from trainer import methods, recommend, rerank
 from trainer.evaluate import main as evaluate_main
-from trainer.io import reranker
+from trainer.evaluation import protocol
+from trainer.evaluation.baselines import ALSParams
+from trainer.evaluation.scoring import top_k
+from trainer.io import ranker
 from trainer.io.graph import load_catalogue
 from trainer.io.run_dir import RunMismatchError
-from trainer.ranking import candidates, methods, protocol
-from trainer.ranking import rerank as second_stage
-from trainer.ranking.baselines import ALSParams
-from trainer.ranking.scoring import top_k
+from trainer.ranker import candidates
+from trainer.ranker import model as second_stage
 
 SMALL_ALS = ALSParams(factors=8, iterations=4, num_threads=1)
 
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    return synthetic_graph_dir(str(tmp_path_factory.mktemp("g")), 800, holdout=0.1, tracks_per_genre=120)
+    return toy_graph_dir(str(tmp_path_factory.mktemp("g")), 800, holdout=0.1, tracks_per_genre=120)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_no_label_is_an_edge_a_retriever_was_fitted_on(graph, run):
 
 @pytest.fixture(scope="module")
 def built(graph, run):
-    params = rerank.RerankParams(k=40, folds=3, max_rounds=30, early_stopping=5, min_data_in_leaf=5)
+    params = rerank.RankerParams(k=40, folds=3, max_rounds=30, early_stopping=5, min_data_in_leaf=5)
     return rerank.build(graph, run, params, SMALL_ALS, batch_size=32, chunk_size=500, device="cpu")
 
 
@@ -95,7 +96,7 @@ def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, built):
     assert 0 < built["recall"]["all"] <= 1 and built["recall"]["all"] >= max(
         built["recall"][m] for m in ("gnn", "als", "itemknn"))
     assert set(built["importances"]) == set(built["features"]) and 1 <= built["cv"]["rounds"] <= 30
-    assert reranker.exists(run)
+    assert ranker.exists(run)
     # Without --methods, evaluate ranks with it beside the others.
     assert evaluate_main(["--graph", graph, "--run", run, "--split", "test", "--chunk-size", "500",
                           "--als-factors", "8", "--als-iterations", "4", "--als-threads", "1"]) == 0
@@ -117,7 +118,7 @@ def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, built):
 
 
 def test_every_feature_is_in_one_ablation_group(built):
-    from trainer.ranking.features import groups
+    from trainer.ranker.candidate_features import groups
     by_group = groups(built["features"])
     assert set(by_group) == {"retrievers", "title", "track", "seed_overlap", "seed_similarity", "query"}
     assert sorted(n for names in by_group.values() for n in names) == sorted(built["features"])
@@ -149,7 +150,7 @@ def test_rerank_and_fusion_share_one_set_of_retrievers_and_rank_as_built_alone(g
 @contextlib.contextmanager
 def _identity_changed(run, change):
     """The ranker's identity.json as ``change`` leaves it, restored afterwards (the run is shared)."""
-    path = reranker.path(run, reranker.IDENTITY)
+    path = ranker.path(run, ranker.IDENTITY)
     original = open(path).read()
     identity = json.loads(original)
     change(identity)
@@ -228,7 +229,7 @@ def test_seed_similarity_against_plain_python(graph, run, track_bias, tmp_path):
     """Each candidate's cosine to the seeds in the GNN's and ALS's item spaces and its training
     co-occurrence with them, recomputed pair by pair from the vectors and the playlists' track sets;
     a bias column the GNN's track vectors end in is no direction and stays out of the cosine."""
-    from trainer.ranking.features import SeedSimilarity
+    from trainer.ranker.candidate_features import SeedSimilarity
 
     cat = load_catalogue(graph)
     if track_bias:

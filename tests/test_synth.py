@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from etl import checker
-from etl.synth import challenge, command, playlists, slices
+from etl.synth import challenge, command, playlists, slices, write
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "mpd_sample" / "mpd.slice.0-999.json"
@@ -37,7 +37,7 @@ def _dumps(obj) -> str:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "mpd"
-    command.generate(SMALL, str(out), seed=SEED, workers=1, challenge=60)
+    write.generate(SMALL, str(out), seed=SEED, workers=1, challenge=60)
     return out
 
 
@@ -45,7 +45,7 @@ def small(tmp_path_factory) -> Path:
 def calib(tmp_path_factory) -> list[dict]:
     """10,000 generated playlists, parsed back from the files."""
     out = tmp_path_factory.mktemp("calib") / "mpd"
-    command.generate(10_000, str(out), seed=0, workers=2)
+    write.generate(10_000, str(out), seed=0, workers=2)
     playlists = []
     for f in _slices(out):
         playlists.extend(json.loads(f.read_bytes())["playlists"])
@@ -96,14 +96,14 @@ def test_layout_matches_the_real_sample(small):
 def test_same_seed_same_bytes_any_workers(small, tmp_path):
     again1 = tmp_path / "w1"
     again2 = tmp_path / "w2"
-    command.generate(SMALL, str(again1), seed=SEED, workers=1, challenge=60)
-    command.generate(SMALL, str(again2), seed=SEED, workers=2, challenge=60)
+    write.generate(SMALL, str(again1), seed=SEED, workers=1, challenge=60)
+    write.generate(SMALL, str(again2), seed=SEED, workers=2, challenge=60)
     for d in (again1, again2):
         assert sorted(os.listdir(d)) == sorted(os.listdir(small))
         for name in os.listdir(small):
             assert (d / name).read_bytes() == (small / name).read_bytes(), (d, name)
     other = tmp_path / "seed8"
-    command.generate(1_000, str(other), seed=SEED + 1)
+    write.generate(1_000, str(other), seed=SEED + 1)
     assert (other / "mpd.slice.0-999.json").read_bytes() != (small / "mpd.slice.0-999.json").read_bytes()
 
 
@@ -111,7 +111,7 @@ def test_a_slice_depends_only_on_seed_and_index(small, tmp_path):
     # A 1,200-playlist dataset shares its first (full) slice with the 2,500-playlist one, and
     # tracks keep their URIs and names across both (the catalogue is a function of the seed).
     out = tmp_path / "mpd"
-    command.generate(1_200, str(out), seed=SEED)
+    write.generate(1_200, str(out), seed=SEED)
     assert (out / "mpd.slice.0-999.json").read_bytes() == (small / "mpd.slice.0-999.json").read_bytes()
     cc = checker.CatalogueConsistency()
     for d in (small, out):

@@ -1,4 +1,4 @@
-"""The title model every method shares for playlists without seeds (``trainer.ranking.title``):
+"""The title model every method shares for playlists without seeds (``trainer.evaluation.title``):
 exact-title counts over visible edges, then tracks whose artist, album or track name holds every
 word of the title, then popularity; each tier checked against a plain-Python count."""
 from __future__ import annotations
@@ -13,12 +13,12 @@ from graphdir_fixture import MPD_SAMPLE, REPO_ROOT, load_mpd_sample
 from test_evaluate import sample, synth  # noqa: F401  (fixtures)
 
 from etl import contract
+from trainer.evaluation.baselines import popularity_counts
+from trainer.evaluation.protocol import held_out
+from trainer.evaluation.scoring import Queries, top_k
+from trainer.evaluation.title import NameIndex, TitleModel
 from trainer.io.graph import load_catalogue, normalise_title, track_names
-from trainer.ranking.baselines import popularity_counts
-from trainer.ranking.methods import build_scorers
-from trainer.ranking.protocol import held_out
-from trainer.ranking.scoring import Queries, top_k
-from trainer.ranking.title import NameIndex, TitleModel
+from trainer.methods import build_scorers
 
 needs_sample = pytest.mark.skipif(
     not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
@@ -142,8 +142,9 @@ def test_title_only_ranks_title_matches_first(synth):
 def test_title_models_bench_ranks_the_shared_fallback_as_evaluate_does(synth, capsys):
     sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
     import title_models  # bench/ scripts are not a package
-    from paired_comparison import per_playlist
-    from trainer.ranking.protocol import visible_catalogue
+
+    from trainer.evaluation.paired import per_playlist
+    from trainer.evaluation.protocol import visible_catalogue
     title_models.main(["--graph", synth, "--split", "val", "--models", "exact_train,names,words,chars+smooth"])
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in capsys.readouterr().out.splitlines()
             if line.startswith("| ") and not line.startswith("| model")}
@@ -152,14 +153,14 @@ def test_title_models_bench_ranks_the_shared_fallback_as_evaluate_does(synth, ca
     held = held_out(cat, contract.SPLIT_VAL)
     held = held.take(np.flatnonzero(held.queries.num_seeds() == 0))
     _, fallback = build_scorers(cat, "no-run-needed", ["popularity"], "cpu")
-    product = per_playlist(cat, held, fallback, fallback, visible_catalogue(cat))
+    product = per_playlist(cat.track_artist, held, fallback, fallback, visible_catalogue(cat))
     assert rows["names"][0] == f"{product['r_precision'].mean():.4f}"
     assert rows["names"][1] == f"{product['ndcg'].mean():.4f}"
 
 
 @needs_sample
 def test_a_common_word_keeps_its_most_popular_name_matches(title_model, raw_names, monkeypatch):
-    from trainer.ranking import title as title_module
+    from trainer.evaluation import title as title_module
     cat, _, pop, model = title_model
     words = Counter(w for u, p in zip(cat.track_uri, pop) if p for name in raw_names[u] for w in set(name.split()))
     word = words.most_common(1)[0][0]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from graphdir_fixture import synthetic_graph_dir
+from graphdir_fixture import toy_graph_dir
 
 from trainer import dist
 from trainer.config import TrainConfig
@@ -28,7 +28,7 @@ SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64"]
 
 @pytest.fixture(scope="module")
 def gdir(tmp_path_factory):
-    return synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 300, seed=3)
+    return toy_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 300, seed=3)
 
 
 def _model_and_frequency(graph, config):

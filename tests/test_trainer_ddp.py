@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from graphdir_fixture import REPO_ROOT, synthetic_graph_dir
+from graphdir_fixture import REPO_ROOT, toy_graph_dir
 
 from trainer.io import checkpoint
 
@@ -28,7 +28,7 @@ DRIVER = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("propagation", ["full", "sampled"])
 def test_two_gloo_processes_stay_in_lockstep(tmp_path, propagation):
-    gdir = synthetic_graph_dir(str(tmp_path / "graph"), 150, seed=6)
+    gdir = toy_graph_dir(str(tmp_path / "graph"), 150, seed=6)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     run = tmp_path / "run"
@@ -81,7 +81,7 @@ KILLER = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_to_the_end(tmp_path):
-    gdir = synthetic_graph_dir(str(tmp_path / "graph"), 150, seed=6)
+    gdir = toy_graph_dir(str(tmp_path / "graph"), 150, seed=6)
     driver = tmp_path / "driver.py"
     driver.write_text(KILLER)
     run = tmp_path / "run"

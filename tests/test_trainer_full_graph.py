@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from graphdir_fixture import synthetic_graph_dir
+from graphdir_fixture import toy_graph_dir
 
 from trainer import dist
 from trainer.config import ConfigError, TrainConfig
@@ -23,7 +23,7 @@ CPU = dist.DistEnv(0, 0, 1, torch.device("cpu"), None)
 
 @pytest.fixture(scope="module")
 def gdir(tmp_path_factory):
-    return synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 200, seed=11)
+    return toy_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 200, seed=11)
 
 
 @pytest.fixture(scope="module")

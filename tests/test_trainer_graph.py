@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from graphdir_fixture import MPD_SAMPLE, synthetic_graph_dir
+from graphdir_fixture import MPD_SAMPLE, toy_graph_dir
 
 from etl import contract
 from trainer.io.graph import PLAYLIST_TRACK, load_graph
@@ -14,7 +14,7 @@ from trainer.io.graph import PLAYLIST_TRACK, load_graph
 
 @pytest.fixture(scope="module")
 def gdir(tmp_path_factory):
-    return synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 120, seed=3)
+    return toy_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 120, seed=3)
 
 
 def _table(root, name):

@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from graphdir_fixture import synthetic_graph_dir
+from graphdir_fixture import toy_graph_dir
 from torch_geometric.data import HeteroData
 
 from trainer.gnn.inference import encode_all
@@ -56,7 +56,7 @@ def test_playlist_representation_depends_on_its_tracks_only_through_the_graph():
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    return load_graph(synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 200, seed=2))
+    return load_graph(toy_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 200, seed=2))
 
 
 @pytest.mark.parametrize("conv,layer_mean,temperature,bias",

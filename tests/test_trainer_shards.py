@@ -1,7 +1,7 @@
 """Supervision edges: per-epoch split, equal disjoint shards, never visible to their own batch."""
 import pytest
 import torch
-from graphdir_fixture import synthetic_graph_dir
+from graphdir_fixture import toy_graph_dir
 
 from trainer.config import TrainConfig
 from trainer.dist import DistEnv
@@ -12,7 +12,7 @@ from trainer.io.graph import PLAYLIST_TRACK, load_graph
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    return load_graph(synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 150, seed=1))
+    return load_graph(toy_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 150, seed=1))
 
 
 def _env(rank, world):

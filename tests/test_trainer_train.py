@@ -6,18 +6,18 @@ import platform
 import numpy as np
 import pytest
 import torch
-from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, synthetic_graph_dir
+from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, toy_graph_dir
 
 import trainer.gnn.full_graph as full_graph_module
 import trainer.gnn.sampled as sampled_module
 from etl import contract
 from trainer.config import ConfigError, TrainConfig
+from trainer.gnn.divergence import TrainingDiverged
 from trainer.gnn.losses import candidate_log_frequency, full_softmax, sampled_softmax
 from trainer.gnn.optim import Optimizer, RowWiseAdagrad
 from trainer.gnn.sampled import loader_workers
 from trainer.io import checkpoint, embeddings, run_dir
 from trainer.io.graph import load_catalogue
-from trainer.gnn.divergence import TrainingDiverged
 from trainer.train import main
 
 SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu",
@@ -28,7 +28,7 @@ PROPAGATIONS = pytest.mark.parametrize("mode", [SMALL, SAMPLED], ids=["full", "s
 
 @pytest.fixture(scope="module")
 def gdir(tmp_path_factory):
-    return synthetic_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 150, seed=5)
+    return toy_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 150, seed=5)
 
 
 def _params(run_dir):
@@ -135,7 +135,7 @@ def test_fsspec_urls_and_embedding_export(gdir, tmp_path):
 def test_embedding_refuses_another_graph(gdir, tmp_path):
     from trainer.embed import main as embed_main
     main(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
-    other = synthetic_graph_dir(str(tmp_path / "other"), 60, seed=9)
+    other = toy_graph_dir(str(tmp_path / "other"), 60, seed=9)
     with pytest.raises(run_dir.RunMismatchError, match=r"was trained on graph .* not on .*other"):
         embed_main(["--graph", other, "--run", str(tmp_path / "run")])
 
@@ -150,9 +150,9 @@ def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     import torch
 
     from trainer.embed import main as embed_main
+    from trainer.evaluation.scoring import EmbeddingScorer
     from trainer.gnn.inference import load_trained
     from trainer.io.graph import load_graph
-    from trainer.ranking.scoring import EmbeddingScorer
     run = str(tmp_path / "run")
     main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL, *extra])
     embed_main(["--graph", gdir, "--run", run])
@@ -187,7 +187,7 @@ def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
     import torch
 
     from trainer.embed import main as embed_main
-    from trainer.ranking.scoring import EmbeddingScorer
+    from trainer.evaluation.scoring import EmbeddingScorer
     run = str(tmp_path / "run")
     main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL])
     embed_main(["--graph", gdir, "--run", run])
@@ -321,7 +321,7 @@ def heaps():
     libc.fclose(f)
     return buf.value.decode().count("<heap nr=")
 
-from trainer.dist import cap_malloc_arenas
+from trainer.process import cap_malloc_arenas
 before = heaps()
 capped = cap_malloc_arenas(int(sys.argv[1]))
 barrier = threading.Barrier(4)
@@ -360,7 +360,7 @@ import ctypes, sys
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
-from trainer.dist import fix_mmap_threshold
+from trainer.process import fix_mmap_threshold
 fixed = fix_mmap_threshold() if sys.argv[1] == "fix" else False
 libc.free(libc.malloc(30 << 20))  # glibc's dynamic threshold rises to 30 MiB here
 p = libc.malloc(4 << 20)
@@ -389,15 +389,22 @@ def _huge_pages_on_request() -> bool:
 
 
 @pytest.mark.parametrize("setting", [None, "0"])
-def test_trainer_import_asks_torch_for_huge_pages_unless_the_user_said(setting):
-    code = ("import os, trainer, torch; x = torch.ones(1 << 25); "
+def test_a_command_asks_torch_for_huge_pages_before_importing_it_unless_the_user_said(setting):
+    if not _huge_pages_on_request():  # elsewhere every process gets them, or none does
+        pytest.skip("transparent huge pages are not 'madvise' here: asking for them changes nothing to see")
+    code = ("import os, trainer.train, torch; x = torch.ones(1 << 25); "
             "print(os.environ['THP_MEM_ALLOC_ENABLE'], "
             "[int(l.split()[1]) for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages')][0])")
     out = _python_out(code, env_drop="THP_MEM_ALLOC_ENABLE",
                       env_set=None if setting is None else {"THP_MEM_ALLOC_ENABLE": setting})
     assert out[0] == (setting or "1")
-    if _huge_pages_on_request():  # the 128 MiB tensor sits on huge pages only when asked for
-        assert (int(out[1]) >= 64 << 10) == (setting is None)
+    # the 128 MiB tensor sits on huge pages only when asked for
+    assert (int(out[1]) >= 64 << 10) == (setting is None)
+
+
+def test_importing_the_package_sets_up_nothing():
+    out = _python_out("import os, trainer; print('THP_MEM_ALLOC_ENABLE' in os.environ)", env_drop="THP_MEM_ALLOC_ENABLE")
+    assert out == ["False"]
 
 
 @pytest.mark.parametrize("cores, ranks, device, expected", [
@@ -461,7 +468,7 @@ def test_a_run_dir_holding_a_run_is_refused_unless_resume_or_overwrite(gdir, tmp
     run = tmp_path / "run"
     main([*args, "--out", str(run), "--epochs=2"])
     before = (run / "checkpoints" / "last.pt").read_bytes()
-    other = synthetic_graph_dir(str(tmp_path / "other"), 60, seed=9)
+    other = toy_graph_dir(str(tmp_path / "other"), 60, seed=9)
     with pytest.raises(run_dir.RunExistsError,
                        match=rf"run dir {run} already holds a run \(checkpoints/last.pt, metrics.jsonl\); "
                              r"pass --resume to continue it, --overwrite to discard it"):

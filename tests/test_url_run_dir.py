@@ -5,7 +5,7 @@ import gzip
 import json
 import os
 
-from graphdir_fixture import synthetic_graph_dir
+from graphdir_fixture import toy_graph_dir
 
 from etl import contract
 from trainer import embed, evaluate, recommend, submit, train
@@ -17,7 +17,7 @@ SMALL = ["--hidden=16", "--id_dim=8", "--batch_size=64", "--device=cpu", "--val_
 
 def test_every_command_reads_and_writes_a_run_dir_given_as_a_url(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a URL taken for a local path would land here, in ./file:
-    graph = synthetic_graph_dir(str(tmp_path / "graph"), 150, seed=5)
+    graph = toy_graph_dir(str(tmp_path / "graph"), 150, seed=5)
     local = tmp_path / "run"
     run = "file://" + str(local)
 

@@ -1,16 +1,11 @@
-"""Process set-up, in one place for every command: rank, world size, device and backend, the
-malloc arena cap and mmap threshold, peak memory, and the few collectives the training loop
-needs. The same code runs under ``python -m`` (world size 1, no process group) and under
-``torchrun`` (env:// rendezvous: RANK, WORLD_SIZE, LOCAL_RANK)."""
+"""Distribution, in one place for every command: rank, world size, device and backend, and the
+few collectives the training loop needs. The same code runs under ``python -m`` (world size 1,
+no process group) and under ``torchrun`` (env:// rendezvous: RANK, WORLD_SIZE, LOCAL_RANK).
+The process's own set-up (logging, allocator, peak memory) is ``trainer.process``."""
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import logging
-import os
 import json
-import resource
-import sys
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -21,8 +16,6 @@ import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 from torch.distributed.elastic.multiprocessing.errors import record as _record
 
-M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's <malloc.h>
-MMAP_THRESHOLD = 1 << 20
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -78,49 +71,6 @@ def setup(device: str = "auto", timeout: timedelta | None = None) -> DistEnv:
     return DistEnv(rank, local_rank, world_size, dev, backend)
 
 
-def _mallopt():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-def cap_malloc_arenas(arenas: int) -> bool:
-    """Cap glibc's heap arenas (``mallopt(M_ARENA_MAX)``); whether the cap was set.
-
-    glibc gives each allocating thread an arena of its own, up to 8 per core. The step's large
-    transient buffers (sampled batches, gloo's gathered sparse gradients) are then freed into
-    several heaps that each keep their high-water mark. At 100k playlists (bench/RESULTS.md)
-    this cap lowers the peak from 1,943-1,972 to 1,878-1,886 MiB for one process and from
-    2,220-2,260 to 2,063-2,083 MiB per rank for two. Set here, it is late for the heap that
-    imports already made; ``MALLOC_ARENA_MAX=1`` in the environment (launch/torchrun.sh sets
-    it) applies from the first malloc: 1,934-1,999 MiB per rank. An environment setting wins;
-    without glibc this does nothing.
-    """
-    mallopt = _mallopt()
-    if arenas <= 0 or "MALLOC_ARENA_MAX" in os.environ or mallopt is None:
-        return False
-    return bool(mallopt(M_ARENA_MAX, arenas))
-
-
-def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
-    """Give every allocation of ``nbytes`` or more a mapping of its own, unmapped when freed
-    (``mallopt(M_MMAP_THRESHOLD)``); whether it was set.
-
-    glibc raises its threshold to the size of each mapped block freed, up to 32 MiB; from then
-    a full-graph step's transients of 1-32 MiB (the loss chunks' masks, playlist-sized layer
-    outputs; their sizes change every step) are carved from the heap, whose holes the next
-    step's do not fit: at 100k playlists the trainer's peak grew step by step to 2.0-2.3 GiB;
-    with this (and the huge pages trainer/__init__.py asks for) it stays at 1.5 GiB, the step
-    0.82x the time (bench/RESULTS.md; alone, the threshold costs a page fault per 4 KiB mapped:
-    +25% per step). An environment setting (``MALLOC_MMAP_THRESHOLD_``) wins.
-    """
-    mallopt = _mallopt()
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or mallopt is None:
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, nbytes))
-
-
 def from_rank_0(make, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """``make()`` (a float32 CPU tensor of ``shape``) computed by rank 0 alone and sent to every
     rank; simply ``make()`` without a process group."""
@@ -130,17 +80,6 @@ def from_rank_0(make, shape: tuple[int, ...], device: torch.device) -> torch.Ten
     out = make().to(on) if dist.get_rank() == 0 else torch.empty(shape, dtype=torch.float32, device=on)
     dist.broadcast(out, src=0)
     return out.cpu()
-
-
-def configure_logging(is_main: bool = True) -> None:
-    """INFO on rank 0, warnings and errors only on the other ranks (they would repeat rank 0)."""
-    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _attempt_store(rank: int, world_size: int) -> dict:

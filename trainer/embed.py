@@ -7,6 +7,10 @@ embedding every node on the full visible graph (``trainer/gnn/inference.py``).
 """
 from __future__ import annotations
 
+import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
+
+# isort: split
+
 import argparse
 import json
 import sys
@@ -14,7 +18,7 @@ import sys
 import torch
 
 from etl import contract
-from trainer import dist
+from trainer import dist, process
 from trainer.config import ConfigError
 from trainer.gnn.inference import EMBEDDED_TYPES, encode_all, load_trained, seed_query
 from trainer.io import checkpoint, embeddings, storage
@@ -52,7 +56,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=4096, help="destination nodes per inference batch")
     parser.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    dist.configure_logging()
+    process.configure_logging()
     if args.batch_size <= 0:
         parser.error(f"--batch-size must be > 0, got {args.batch_size}")
     written = export(args.graph, args.run, args.batch_size, args.device)

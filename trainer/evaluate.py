@@ -9,8 +9,8 @@ edge: a track that the graph holds only because of hidden edges is known only th
 ground truth (a model that learnt "never seen, yet in the catalogue" would be reading the
 answers), and the challenge likewise ranked the tracks of the training data.
 ``--catalogue all`` ranks every track of ``nodes/track``. Every method goes through the same
-``trainer.ranking.scoring.top_k``; playlists without seeds go to the title model for every method
-(``trainer.ranking.title``).
+``trainer.evaluation.scoring.top_k``; playlists without seeds go to the title model for every method
+(``trainer.evaluation.title``).
 
 Runs as ``python -m trainer.evaluate`` or under ``torchrun``: playlists are sharded across ranks
 in contiguous blocks and the per-metric sums and counts are all-reduced. Sums are kept in fixed
@@ -22,6 +22,10 @@ process writes.
 """
 from __future__ import annotations
 
+import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
+
+# isort: split
+
 import argparse
 import sys
 import time
@@ -31,13 +35,10 @@ import numpy as np
 import torch
 
 from etl import contract
-from trainer import dist
-from trainer.io import embeddings, reranker, run_dir, storage
-from trainer.io.graph import load_catalogue
-from trainer.ranking.baselines import ALSParams
-from trainer.ranking.methods import METHODS, SECOND_STAGE, build_scorers, source_of
-from trainer.ranking.metrics import K
-from trainer.ranking.protocol import (
+from trainer import dist, process
+from trainer.evaluation.baselines import ALSParams
+from trainer.evaluation.metrics import K
+from trainer.evaluation.protocol import (
     category_order,
     format_table,
     held_out,
@@ -46,8 +47,10 @@ from trainer.ranking.protocol import (
     shard,
     visible_catalogue,
 )
-from trainer.ranking.title import TitleModel
-
+from trainer.evaluation.title import TitleModel
+from trainer.io import embeddings, ranker, run_dir, storage
+from trainer.io.graph import load_catalogue
+from trainer.methods import METHODS, SECOND_STAGE, build_scorers, source_of
 
 # Under torchrun the other ranks wait for rank 0's ALS fit (18.5 min at 1M playlists on 2 cores,
 # bench/RESULTS.md): longer than torch's default wait for a collective on some machines.
@@ -66,7 +69,7 @@ def evaluate(
         raise ValueError(f"--k must be in 1..{K}, got {k}")
     started = time.perf_counter()
     env = dist.setup(device, timeout=WAIT_FOR_RANK_0)
-    dist.configure_logging(env.is_main)
+    process.configure_logging(env.is_main)
     rank_, world, device = env.rank, env.world_size, env.device
     run = str(run)
     if rank_ == 0:  # before hours of ranking, not after
@@ -76,7 +79,7 @@ def evaluate(
     if methods is None:
         # The second stage is optional (python -m trainer.rerank builds it): ranked when the run has one.
         methods = [m for m in METHODS if (m != "gnn" or embeddings.exists(run))
-                   and (m not in SECOND_STAGE or reranker.exists(run))]
+                   and (m not in SECOND_STAGE or ranker.exists(run))]
         if "gnn" not in methods:  # said on the console and in the JSON: a missing row is no answer
             left_out["gnn"] = (f"no embeddings in {run}/{run_dir.EMBEDDINGS}/ (track.parquet); export them "
                                f"with python -m trainer.embed --graph {graph_dir} --run {run}")
@@ -129,7 +132,7 @@ def evaluate(
         "als": als.as_dict(),
         "gnn_query": gnn_query,
         "fold_in_steps": fold_in_steps,
-        "title_only": f"every method: the title model {TitleModel.SOURCE!r} (trainer.ranking.title)",
+        "title_only": f"every method: the title model {TitleModel.SOURCE!r} (trainer.evaluation.title)",
         "methods": report(sums, counts, list(scorers), groups),
         "methods_left_out": left_out,
         "gnn_checkpoint": source_of(scorers),  # the model the gnn rows belong to

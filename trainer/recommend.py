@@ -10,9 +10,13 @@ graph, so with gnn the query is built from the seed tracks as the model embeds a
 (``trainer.gnn.inference.seed_query``; the mean of their embeddings for ``conv=sage``). ``--title``
 alone: the title model every method shares (the tracks most frequent in playlists with that
 title, held-out playlists' seeds included; then tracks whose artist, album or track name holds
-every word of it; ``trainer.ranking.title``).
+every word of it; ``trainer.evaluation.title``).
 """
 from __future__ import annotations
+
+import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
+
+# isort: split
 
 import argparse
 import sys
@@ -20,10 +24,10 @@ import sys
 import numpy as np
 
 from etl import contract
-from trainer import dist
+from trainer import dist, process
+from trainer.evaluation.scoring import Queries, rank
 from trainer.io.graph import Catalogue, load_catalogue, normalise_title, track_details
-from trainer.ranking.methods import METHODS, build_scorers, default_method, source_of
-from trainer.ranking.scoring import Queries, rank
+from trainer.methods import METHODS, build_scorers, default_method, source_of
 
 
 def seeds_from_uris(cat: Catalogue, uris: list[str]) -> np.ndarray:
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                    " with the 6-layer default, fitting did not rank better on the real dev set)")
     p.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
     args = p.parse_args(argv)
-    dist.configure_logging()
+    process.configure_logging()
     tracks = [u.strip() for u in args.tracks.split(",") if u.strip()] if args.tracks else None
     notes: list[str] = []
     try:

@@ -11,47 +11,34 @@ category on val, the cheap first method). The val playlists are spent on it: eva
 """
 from __future__ import annotations
 
+import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
+
+# isort: split
+
 import argparse
 import json
 import logging
 import sys
 
 import numpy as np
-from tqdm import tqdm
 
 from etl import contract
-from trainer import dist
-from trainer.io import als_factors, embeddings, reranker, run_dir, storage
+from trainer import dist, process
+from trainer.evaluation import protocol
+from trainer.evaluation.baselines import ALSParams, popularity_counts
+from trainer.evaluation.title import TitleModel
+from trainer.io import als_factors, embeddings, ranker, run_dir, storage
 from trainer.io.graph import load_catalogue
-from trainer.ranking import candidates, protocol
-from trainer.ranking.baselines import ALSParams, popularity_counts
-from trainer.ranking.methods import build_scorers
-from trainer.ranking.features import VERSION as FEATURES_VERSION
-from trainer.ranking.features import SeedSimilarity, TrackFeatures, features
-from trainer.ranking.rerank import RETRIEVERS, RerankParams, fit, fit_fusion
-from trainer.ranking.title import TitleModel
+from trainer.methods import build_scorers
+from trainer.ranker.candidate_features import VERSION as FEATURES_VERSION
+from trainer.ranker.candidate_features import TrackFeatures
+from trainer.ranker.examples import examples
+from trainer.ranker.model import RETRIEVERS, RankerParams, fit, fit_fusion
 
 log = logging.getLogger("trainer.rerank")
 
 
-def examples(graph, held, retrievers, title, tracks, k, batch_size, chunk_size, device):
-    """Features, labels and query sizes of ``held``'s candidates; the first stage's recall."""
-    xs, ys, groups, recall = [], [], [], {}
-    similarity = SeedSimilarity(retrievers)
-    for lo in tqdm(range(0, len(held), batch_size), desc="candidates", disable=not log.isEnabledFor(logging.INFO)):
-        part = held.slice(lo, min(lo + batch_size, len(held)))
-        cands = candidates.generate(retrievers, title, part.queries, graph.num_tracks, k, chunk_size, device)
-        x, names = features(cands, part.queries, tracks, part.categories, similarity)
-        xs.append(x)
-        ys.append(candidates.labels(cands, part.truth_indptr, part.truth_tracks, graph.num_tracks))
-        groups.append(np.diff(cands.indptr))
-        for name, r in candidates.recall(cands, ys[-1], np.diff(part.truth_indptr)).items():
-            recall[name] = recall.get(name, 0.0) + r * len(part)
-    recall = {name: r / len(held) for name, r in recall.items()}
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups), names, recall
-
-
-def build(graph_dir: str, run: str, params: RerankParams = RerankParams(), als: ALSParams = ALSParams(),
+def build(graph_dir: str, run: str, params: RankerParams = RankerParams(), als: ALSParams = ALSParams(),
           itemknn: dict | None = None, batch_size: int = 256, chunk_size: int = 1 << 17,
           device: str = "auto") -> dict:
     """Build and publish ``run``'s ranker; returns its identity (what identity.json holds)."""
@@ -69,7 +56,8 @@ def build(graph_dir: str, run: str, params: RerankParams = RerankParams(), als: 
                                    als=als, neighbours=itemknn["neighbours"])
     popularity = popularity_counts(graph.edges(contract.VISIBLE_ROLES))
     tracks = TrackFeatures(graph, popularity)
-    x, y, group, names, recall = examples(graph, held, scorers, title, tracks, params.k, batch_size, chunk_size, device)
+    x, y, group, names, recall = examples(held, scorers, title, tracks, graph.num_tracks, params.k, batch_size,
+                                          chunk_size, device)
     log.info("%d val playlists, %s candidates (%.1f%% positive); recall of the top-%d: %s", len(held),
              f"{len(y):,}", 100 * y.mean(), params.k, json.dumps({m: round(r, 4) for m, r in recall.items()}))
     booster, cv = fit(x, y, group, names, params)
@@ -89,7 +77,7 @@ def build(graph_dir: str, run: str, params: RerankParams = RerankParams(), als: 
                        "positives": int(y.sum())},
         "recall": recall, "cv": cv, "importances": importances, "fusion": fusion,
     }
-    where = reranker.publish(run, booster.model_to_string(), factors, factors_identity, identity)
+    where = ranker.publish(run, booster.model_to_string(), factors, factors_identity, identity)
     log.info("ranker of %d rounds written to %s; top features: %s", cv["rounds"], where,
              ", ".join(list(importances)[:8]))
     return identity
@@ -99,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m trainer.rerank", description=__doc__.split("\n")[0])
     p.add_argument("--graph", required=True)
     p.add_argument("--run", required=True, help="a trained run with embeddings")
-    d = RerankParams()
+    d = RankerParams()
     p.add_argument("--k", type=int, default=d.k, help="candidates per retriever and playlist")
     p.add_argument("--folds", type=int, default=d.folds, help="folds of the val playlists that choose the rounds")
     p.add_argument("--max-rounds", type=int, default=d.max_rounds)
@@ -108,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=256, help="playlists at once")
     p.add_argument("--device", default="auto", choices=dist.DEVICES)
     args = p.parse_args(argv)
-    dist.configure_logging()
+    process.configure_logging()
     try:
-        params = RerankParams(k=args.k, folds=args.folds, max_rounds=args.max_rounds, seed=args.seed)
-        storage.check_writable(reranker.path(args.run), "--run", folder=True)
+        params = RankerParams(k=args.k, folds=args.folds, max_rounds=args.max_rounds, seed=args.seed)
+        storage.check_writable(ranker.path(args.run), "--run", folder=True)
         build(args.graph, args.run, params, itemknn={"neighbours": args.itemknn_neighbours},
               batch_size=args.batch_size, device=args.device)
     except (ValueError, FileNotFoundError, dist.DeviceError, storage.OutputError) as e:

@@ -9,11 +9,15 @@ them a seed of that playlist. Challenge playlists are not nodes of the graph: th
 are looked up in the catalogue (unknown ones are ignored and counted); with gnn the query is
 built from the seed tracks as the model embeds a playlist node (``trainer.gnn.inference.seed_query``;
 the mean of their embeddings for ``conv=sage``); a playlist left without seeds gets the title
-model (``trainer.ranking.title``).
+model (``trainer.evaluation.title``).
 The file is validated in memory, then written atomically (temporary file, then rename); the
 challenge set and the output may be local paths or fsspec URLs.
 """
 from __future__ import annotations
+
+import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
+
+# isort: split
 
 import argparse
 import gzip
@@ -23,12 +27,12 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from trainer import dist
+from trainer import dist, process
+from trainer.evaluation.metrics import K
+from trainer.evaluation.scoring import Queries, rank
 from trainer.io import storage
 from trainer.io.graph import Catalogue, load_catalogue, normalise_title
-from trainer.ranking.methods import METHODS, build_scorers, default_method, source_of
-from trainer.ranking.metrics import K
-from trainer.ranking.scoring import Queries, rank
+from trainer.methods import METHODS, build_scorers, default_method, source_of
 
 
 def read_challenge(path: str) -> list[dict]:
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                    " dev set); each step costs about what ranking the catalogue once does")
     p.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
     args = p.parse_args(argv)
-    dist.configure_logging()
+    process.configure_logging()
     try:
         summary = submit(args.graph, args.run, args.challenge, args.out, args.team, args.email,
                          args.method, fold_in_steps=args.fold_in_steps, device=args.device)

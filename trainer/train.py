@@ -13,6 +13,10 @@ start, so a resumed run replays exactly what an uninterrupted one would have don
 """
 from __future__ import annotations
 
+import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
+
+# isort: split
+
 import argparse
 import dataclasses
 import json
@@ -31,7 +35,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from etl import contract
-from trainer import dist
+from trainer import dist, process
 from trainer.config import ConfigError, TrainConfig, help_text, parse_overrides, resolve
 from trainer.gnn.divergence import TrainingDiverged, check_metrics, check_parameters
 from trainer.gnn.full_graph import FullGraphTraining
@@ -42,7 +46,12 @@ from trainer.gnn.plots import learning_curves
 from trainer.gnn.sampled import SampledTraining, SamplerMissing, require_sampler
 from trainer.gnn.shards import EPOCH, mix
 from trainer.gnn.validation import (
-    diagnostics, rank_metrics, ranking_set, should_stop, update_selection, val_edges_for_rank,
+    diagnostics,
+    rank_metrics,
+    ranking_set,
+    should_stop,
+    update_selection,
+    val_edges_for_rank,
 )
 from trainer.io import checkpoint, run_dir, storage
 from trainer.io.graph import load_graph
@@ -75,10 +84,10 @@ def main(argv=None) -> TrainResult:
     config = resolve(args.config, overrides)
     if config.propagation == "sampled":
         require_sampler(config)
-    dist.cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
-    dist.fix_mmap_threshold()
+    process.cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
+    process.fix_mmap_threshold()
     env = dist.setup(config.device)
-    dist.configure_logging(env.is_main)
+    process.configure_logging(env.is_main)
     resume, overwrite = args.resume, args.overwrite
     restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     if restart:  # torchrun restarted the workers: continue the run, never discard it
@@ -313,7 +322,7 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
             "sampler": config.sampler if config.propagation == "sampled" else None,
             "steps": steps,
             "world_size": env.world_size,
-            "peak_rss_mb": round(dist.all_reduce_max(env, dist.peak_rss_mb()), 1),  # max over ranks
+            "peak_rss_mb": round(dist.all_reduce_max(env, process.peak_rss_mb()), 1),  # max over ranks
         }
         if env.device.type == "cuda":
             record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(env.device) / 2**20, 1)

@@ -18,7 +18,7 @@ function of ``(seed, file index, N)``; ``--workers`` only changes the speed.
 
 Modules: ``calibration`` (the numbers), ``catalogue`` (the implicit catalogue), ``playlists``
 (the generator), ``slices`` and ``challenge`` (MPD JSON), ``graphdir`` (a contract graph dir
-straight from the generator, no Spark), ``command``.
+straight from the generator, no Spark), ``write`` (the output, published whole), ``command``.
 
 Generative model (constants in ``calibration``, calibrated to ``shared/data/mpd_stats.txt``; see
 ``bench/RESULTS.md`` for generated-vs-real numbers):

@@ -50,7 +50,7 @@ _EDITS_TOP20 = {2: 92252, 3: 81820, 4: 71973, 5: 61978, 6: 53085, 7: 46860, 8: 4
                 10: 32810, 11: 29907, 12: 26947, 13: 24941, 14: 22800, 15: 20834, 16: 19000,
                 17: 17817, 18: 16551, 19: 15305, 20: 14217, 21: 13486}
 # Last-modified days, counted back from 2017-10-30 (the top day).
-_MODIFIED_TOP20 = (19018, 15495, 11083, 9994, 11640, 9727, 9142, 8588, 7953, 6407, 5979, 6980,
+MODIFIED_TOP20 = (19018, 15495, 11083, 9994, 11640, 9727, 9142, 8588, 7953, 6407, 5979, 6980,
                    5986, 5792, 5653, 5375, 4483, 4431, 4840, 4460)
 LAST_DAY = 1_509_321_600  # 2017-10-30T00:00:00Z
 MEAN_LENGTH = 66.346428
@@ -113,7 +113,7 @@ def _modified_pmf() -> np.ndarray:
     d = np.arange(days + 1, dtype=np.float64)
     p = np.zeros(days + 3)  # slot 0,1: 2017-11-01, 2017-10-31
     p[0], p[1] = 1000 / 1e6, 3000 / 1e6
-    p[2:22] = np.array(_MODIFIED_TOP20) / 1e6
+    p[2:22] = np.array(MODIFIED_TOP20) / 1e6
     rest = 1.0 - p[:22].sum()
     fast, slow = 60.0, 730.0
     # Both components continue the last real day's level; their split fixes the total.

@@ -34,7 +34,7 @@ _ROLES = np.array([contract.ROLE_TRAIN, contract.ROLE_SEED, contract.ROLE_HIDDEN
 
 
 @dataclass
-class Catalogue:
+class ColumnarMPD:
     """Columnar MPD content: playlists, their track entries, and the track/album/artist keys."""
 
     pid: np.ndarray                 # (P,) int64
@@ -57,7 +57,7 @@ class Catalogue:
     artist_name: list[str]
 
 
-def catalogue_from_mpd(playlists: list[dict]) -> Catalogue:
+def columnar_from_mpd(playlists: list[dict]) -> ColumnarMPD:
     """Columnar view of MPD JSON playlists (the ``playlists`` list of a slice)."""
     tracks: dict[str, int] = {}
     albums: dict[str, int] = {}
@@ -81,8 +81,9 @@ def catalogue_from_mpd(playlists: list[dict]) -> Catalogue:
             e_pl.append(row)
             e_tr.append(tracks[t["track_uri"]])
             e_pos.append(t["pos"])
-    i64 = lambda v: np.asarray(v, dtype=np.int64)
-    return Catalogue(
+    def i64(v):
+        return np.asarray(v, dtype=np.int64)
+    return ColumnarMPD(
         pid=i64([p["pid"] for p in playlists]),
         name=[p["name"] for p in playlists],
         num_followers=i64([p["num_followers"] for p in playlists]),
@@ -96,7 +97,7 @@ def catalogue_from_mpd(playlists: list[dict]) -> Catalogue:
     )
 
 
-def generated_catalogue(n_playlists: int, seed: int = 0, log=None) -> Catalogue:
+def generated_columnar(n_playlists: int, seed: int = 0, log=None) -> ColumnarMPD:
     """The generator's first ``n_playlists`` playlists: the very playlists its JSON slices hold."""
     batches = []
     for index in range(-(-n_playlists // PLAYLISTS_PER_SLICE)):
@@ -111,8 +112,9 @@ def generated_catalogue(n_playlists: int, seed: int = 0, log=None) -> Catalogue:
     _, track_artist = np.unique(artist_of(keys), return_inverse=True)
     first_album = np.unique(track_album, return_index=True)[1]
     first_artist = np.unique(track_artist, return_index=True)[1]
-    cat = lambda attr: np.concatenate([getattr(b, attr) for b in batches])
-    return Catalogue(
+    def cat(attr):
+        return np.concatenate([getattr(b, attr) for b in batches])
+    return ColumnarMPD(
         pid=cat("pids"), name=[n for b in batches for n in b.names],
         num_followers=cat("num_followers"), collaborative=cat("collaborative"),
         num_edits=cat("num_edits"), modified_at=cat("modified_at"),
@@ -128,7 +130,7 @@ def generated_catalogue(n_playlists: int, seed: int = 0, log=None) -> Catalogue:
     )
 
 
-def holdout(cat: Catalogue, num_val: int, num_test: int, seed: int = 0,
+def holdout(cat: ColumnarMPD, num_val: int, num_test: int, seed: int = 0,
             categories=contract.SEED_CATEGORIES) -> tuple[np.ndarray, np.ndarray]:
     """(split, seed category) per playlist row, by the ETL's greedy rule over a seeded order."""
     length = np.bincount(cat.entry_playlist, minlength=len(cat.pid))
@@ -161,7 +163,7 @@ def _column(values, dtype: pa.DataType) -> pa.Array:
     return pa.array(list(values), type=dtype)
 
 
-def write_graph_dir(root: str, cat: Catalogue, split, category, seed: int = 0,
+def write_graph_dir(root: str, cat: ColumnarMPD, split, category, seed: int = 0,
                     manifest_overrides: dict | None = None, log=None) -> str:
     """Write ``cat`` as a contract graph dir under ``root`` and return ``root``."""
     say = log or (lambda _msg: None)
@@ -184,8 +186,10 @@ def write_graph_dir(root: str, cat: Catalogue, split, category, seed: int = 0,
     say(f"{e_pl.size:,} entries ({repeats:,} repeats dropped), {P:,} playlists, {T:,} tracks")
 
     # Roles: first-k or seeded random-k seeds of held-out playlists, the rest of them hidden.
-    split_by_id = np.empty(P, dtype=object); split_by_id[p_id] = split
-    cat_by_id = np.empty(P, dtype=object); cat_by_id[p_id] = category
+    split_by_id = np.empty(P, dtype=object)
+    split_by_id[p_id] = split
+    cat_by_id = np.empty(P, dtype=object)
+    cat_by_id[p_id] = category
     role = np.zeros(e_pl.size, dtype=np.int8)
     held = np.flatnonzero(split_by_id[e_pl] != contract.SPLIT_TRAIN)
     if held.size:
@@ -302,7 +306,7 @@ def synthetic_graph_dir(root: str, n_playlists: int, seed: int = 0, num_holdout:
     """Graph dir of the generator's first ``n_playlists`` playlists, ``num_holdout`` of them val and
     as many test (the ETL's default when None)."""
     t0 = time.perf_counter()
-    cat = generated_catalogue(n_playlists, seed, log)
+    cat = generated_columnar(n_playlists, seed, log)
     k = default_holdout(n_playlists, len(contract.SEED_CATEGORIES)) if num_holdout is None else num_holdout
     split, category = holdout(cat, k, k, seed)
     write_graph_dir(root, cat, split, category, seed,

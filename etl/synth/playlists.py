@@ -7,11 +7,38 @@ import numpy as np
 
 from etl import checker
 from etl.synth.calibration import (
-    ALBUM_EXPONENT, ALBUM_OFFSET, ARTIST_EXPONENT, ARTIST_OFFSET, B_BITS, COLLABORATIVE_SHARE,
-    CONTINUE_RUN, DESCRIPTION_SHARE, DESCRIPTIONS, DUPLICATE_SHARE, EDITS_PMF, FOLLOWER_TAIL_ALPHA,
-    FOLLOWERS_PMF, GENERIC_TITLES, GENRE_P, GENRE_TITLE_CDF, GENRE_TITLES, GENRES, GENRES_PER_PLAYLIST,
-    KEY_BITS, LAST_DAY, LENGTH_PMF, MAX_BATCH, MODIFIED_PMF, NAME_FIRST, R_BITS, SAME_ALBUM_SHARE, T_BITS,
-    TITLE_FLAVOURED, TITLE_GENERIC, TITLE_WORDS, TRACK_EXPONENT,
+    ALBUM_EXPONENT,
+    ALBUM_OFFSET,
+    ARTIST_EXPONENT,
+    ARTIST_OFFSET,
+    B_BITS,
+    COLLABORATIVE_SHARE,
+    CONTINUE_RUN,
+    DESCRIPTION_SHARE,
+    DESCRIPTIONS,
+    DUPLICATE_SHARE,
+    EDITS_PMF,
+    FOLLOWER_TAIL_ALPHA,
+    FOLLOWERS_PMF,
+    GENERIC_TITLES,
+    GENRE_P,
+    GENRE_TITLE_CDF,
+    GENRE_TITLES,
+    GENRES,
+    GENRES_PER_PLAYLIST,
+    KEY_BITS,
+    LAST_DAY,
+    LENGTH_PMF,
+    MAX_BATCH,
+    MODIFIED_PMF,
+    NAME_FIRST,
+    R_BITS,
+    SAME_ALBUM_SHARE,
+    T_BITS,
+    TITLE_FLAVOURED,
+    TITLE_GENERIC,
+    TITLE_WORDS,
+    TRACK_EXPONENT,
 )
 from etl.synth.catalogue import album_length, album_of, artist_of
 
@@ -52,7 +79,7 @@ def sample_pmf(rng, pmf: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(np.searchsorted(np.cumsum(pmf), rng.random(n), side="right"), pmf.size - 1)
 
 
-def _repeats(playlist: np.ndarray, keys: np.ndarray) -> np.ndarray:
+def repeats(playlist: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Mask of entries whose key already occurred earlier in the same playlist."""
     combined = (playlist.astype(_U64) << _U64(KEY_BITS)) | keys
     _, first = np.unique(combined, return_index=True)
@@ -132,7 +159,7 @@ def generate_batch(seed: int, stream: int, index: int, first_pid: int, count: in
 
     # Accidental repeats: redraw on the same artist, then anywhere in the mix.
     for attempt in range(6):
-        rep = np.flatnonzero(_repeats(playlist, tracks))
+        rep = np.flatnonzero(repeats(playlist, tracks))
         if rep.size == 0:
             break
         if attempt < 2:

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from etl import contract
 from trainer import dist
 from trainer.config import TrainConfig
+from trainer.evaluation.metrics import CHALLENGE_METRICS, K
+from trainer.evaluation.protocol import HeldOut, build_held_out, metrics_per_batch, visible_tracks
+from trainer.evaluation.scoring import EmbeddingScorer
 from trainer.gnn.shards import VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS, generator, rank_shard
-from trainer.ranking.metrics import CHALLENGE_METRICS, K
-from trainer.ranking.protocol import HeldOut, build_held_out, metrics_per_batch, visible_tracks
-from trainer.ranking.scoring import EmbeddingScorer
 
 RANK_METRICS = CHALLENGE_METRICS
 

@@ -23,12 +23,12 @@ CURVES_FILE = "curves.png"
 EMBEDDINGS = "embeddings"
 TENSORBOARD = "tensorboard"
 ALS_FACTORS = "als_factors.npz"
-RERANKER = "reranker"
+RANKER = "reranker"
 # Everything trainer.train, trainer.embed, trainer.evaluate and trainer.rerank write into a run dir.
 RUN_OUTPUTS = ("checkpoints", METRICS_FILE, CONFIG_FILE, GRAPH_FILE, CURVES_FILE, EMBEDDINGS, TENSORBOARD,
-               ALS_FACTORS, RERANKER)
+               ALS_FACTORS, RANKER)
 # eval reports, and what an embed or rerank killed while publishing leaves beside its folder
-LEFTOVER_GLOBS = ("eval_*.json", *(f"{d}.{kind}-*" for d in (EMBEDDINGS, RERANKER) for kind in ("tmp", "old")))
+LEFTOVER_GLOBS = ("eval_*.json", *(f"{d}.{kind}-*" for d in (EMBEDDINGS, RANKER) for kind in ("tmp", "old")))
 # What identifies a graph dir: a rebuilt graph has another created_at, a changed one other counts.
 GRAPH_IDENTITY = ("schema_version", "created_at", "counts", "split")
 # Keys that may change between a run and its resumption; anything else would change the result.

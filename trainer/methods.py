@@ -1,7 +1,7 @@
-"""The ranking methods behind one interface (a :class:`~trainer.ranking.scoring.Scorer`): the
+"""The ranking methods behind one interface (a :class:`~trainer.evaluation.scoring.Scorer`): the
 GNN, read from the embeddings ``trainer.embed`` exported, and the baselines fitted on the graph
 dir's training playlists; plus the title model every method shares for playlists without
-seeds (``trainer.ranking.title``)."""
+seeds (``trainer.evaluation.title``)."""
 from __future__ import annotations
 
 import copy
@@ -11,9 +11,7 @@ import torch
 
 from etl import contract
 from trainer import dist
-from trainer.io import als_factors, embeddings, reranker, run_dir
-from trainer.io.graph import Catalogue, track_names
-from trainer.ranking.baselines import (
+from trainer.evaluation.baselines import (
     ALS,
     ALSParams,
     ItemKNN,
@@ -21,11 +19,13 @@ from trainer.ranking.baselines import (
     item_factors_of,
     popularity_counts,
 )
-from trainer.ranking.features import VERSION as FEATURES_VERSION
-from trainer.ranking.features import TrackFeatures
-from trainer.ranking.rerank import Reranker, RerankParams
-from trainer.ranking.scoring import EmbeddingScorer, Scorer
-from trainer.ranking.title import TitleModel
+from trainer.evaluation.scoring import EmbeddingScorer, Scorer
+from trainer.evaluation.title import TitleModel
+from trainer.io import als_factors, embeddings, ranker, run_dir
+from trainer.io.graph import Catalogue, track_names
+from trainer.ranker.candidate_features import VERSION as FEATURES_VERSION
+from trainer.ranker.candidate_features import TrackFeatures
+from trainer.ranker.model import Ranker, RankerParams
 
 METHODS = ("gnn", "popularity", "itemknn", "als", "rerank", "fusion")
 SECOND_STAGE = ("rerank", "fusion")  # built by python -m trainer.rerank
@@ -100,7 +100,7 @@ def build_scorers(
 
 
 def rerank_scorers(graph: Catalogue, run: str, device: torch.device, train, popularity, title: Scorer,
-                   which: list[str], fold_in_steps: int = 0) -> dict[str, Reranker]:
+                   which: list[str], fold_in_steps: int = 0) -> dict[str, Ranker]:
     """The run's second-stage ranker over retrievers rebuilt with the settings it was built with
     (ALS from its own stored factors); refused when the run's embeddings or the graph changed.
     ``which``: rerank (the booster) and/or fusion (its per-category fusion of the retrievers'
@@ -108,7 +108,7 @@ def rerank_scorers(graph: Catalogue, run: str, device: torch.device, train, popu
     import lightgbm as lgb
 
     source = embeddings.identity(run) if embeddings.exists(run) else {}
-    model, factors, built = reranker.read(run, source.get("checkpoint_id"), graph.manifest,
+    booster, factors, built = ranker.read(run, source.get("checkpoint_id"), graph.manifest,
                                           TitleModel.SOURCE, FEATURES_VERSION)
     knn = built["itemknn"]
     retrievers = {
@@ -116,12 +116,12 @@ def rerank_scorers(graph: Catalogue, run: str, device: torch.device, train, popu
         "als": ALS(train, popularity, ALSParams(**built["als"]), item_factors=torch.from_numpy(factors)),
         "itemknn": ItemKNN(train, popularity, knn["beta"], knn["gamma"], knn["neighbours"]),
     }
-    ranker = Reranker(lgb.Booster(model_str=model), {m: retrievers[m] for m in built["retrievers"]}, title,
-                      TrackFeatures(graph, popularity), popularity, graph.num_tracks, RerankParams(**built["params"]),
+    second = Ranker(lgb.Booster(model_str=booster), {m: retrievers[m] for m in built["retrievers"]}, title,
+                      TrackFeatures(graph, popularity), popularity, graph.num_tracks, RankerParams(**built["params"]),
                       built["features"], device=device, categories=graph.playlist_category)
     out = {}
     for m in which:
-        out[m] = copy.copy(ranker)
+        out[m] = copy.copy(second)
         out[m].fusion = built["fusion"] if m == "fusion" else None
     return out
 

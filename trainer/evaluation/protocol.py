@@ -17,9 +17,9 @@ import torch
 from tqdm import tqdm
 
 from etl import contract
+from trainer.evaluation.metrics import METRICS, batch_metrics, summarise
+from trainer.evaluation.scoring import Queries, Scorer, rank
 from trainer.io.graph import Catalogue
-from trainer.ranking.metrics import METRICS, batch_metrics, summarise
-from trainer.ranking.scoring import Queries, Scorer, rank
 
 FIXED_POINT = float(2**32)
 

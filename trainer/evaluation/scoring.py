@@ -6,7 +6,7 @@ merged into a running top K, which is exact: a track in the overall top K is in 
 Runs on whatever device the scores are moved to (a GPU when there is one).
 
 A scorer is anything with ``batch(queries) -> chunk_scores(start, stop) -> Tensor [B, stop-start]``;
-the GNN's (dot products of embeddings) lives here, the baselines in ``trainer.ranking.baselines``.
+the GNN's (dot products of embeddings) lives here, the baselines in ``trainer.evaluation.baselines``.
 """
 from __future__ import annotations
 
@@ -238,3 +238,13 @@ class EmbeddingScorer:
     def batch(self, queries: Queries) -> ChunkScores:
         q = self.query_vectors(queries)
         return lambda start, stop: q @ self.tracks[start:stop].T
+
+
+def popularity_floor(popularity: np.ndarray) -> np.ndarray:
+    """Popularity squeezed into [-1, 0): what ranks a method's unscored tracks after every scored one."""
+    return (popularity / (popularity.max(initial=0.0) + 1.0) - 1.0).astype(np.float32)
+
+
+def with_floor(scores: np.ndarray, floor: np.ndarray) -> torch.Tensor:
+    """``scores`` where positive, else the track's :func:`popularity_floor`."""
+    return torch.from_numpy(np.where(scores > 0, scores, floor[None, :]).astype(np.float32))

@@ -1,4 +1,4 @@
-"""The baselines the GNN has to beat, as scorers for ``trainer.ranking.scoring.top_k``.
+"""The baselines the GNN has to beat, as scorers for ``trainer.evaluation.scoring.top_k``.
 
 - ``Popularity``: how many playlists hold the track among VISIBLE edges (train + seed; never a
   hidden one).
@@ -18,7 +18,7 @@
 
 Where a method gives a track no score (no co-occurrence), the remaining tracks follow by global
 popularity, so every method fills all K slots sensibly. The title model for playlists without
-seeds is ``trainer.ranking.title``.
+seeds is ``trainer.evaluation.title``.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from trainer.ranking.scoring import ChunkScores, Queries
+from trainer.evaluation.scoring import ChunkScores, Queries, popularity_floor
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,6 @@ log = logging.getLogger(__name__)
 def popularity_counts(visible: sp.csr_matrix) -> np.ndarray:
     """Playlists per track over a binary playlist × track matrix of visible edges."""
     return np.asarray(visible.sum(axis=0)).ravel().astype(np.float64)
-
-
-def _below(popularity: np.ndarray) -> np.ndarray:
-    # Popularity squeezed into [-1, 0): ranks unscored tracks after every scored one.
-    return (popularity / (popularity.max(initial=0.0) + 1.0) - 1.0).astype(np.float32)
-
-
-def _with_fallback(scores: np.ndarray, below: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.where(scores > 0, scores, below[None, :]).astype(np.float32))
 
 
 class Popularity:
@@ -96,7 +87,7 @@ class ItemKNN:
         self.target = torch.from_numpy(np.where(df > 0, np.maximum(df, 1.0) ** -beta, 0.0).astype(np.float32))
         self.by_track = train.T.tocsr()  # track × playlist
         self.num_tracks = train.shape[1]
-        self.below = torch.from_numpy(_below(popularity))
+        self.below = torch.from_numpy(popularity_floor(popularity))
 
     def batch(self, queries: Queries) -> ChunkScores:
         seeds = sp.csr_matrix(
@@ -215,7 +206,7 @@ class ALS:
         # Exactly what the least-squares solve gives a track without data (implicit's CG gives 0
         # too, on the real dev graph); stated here so an untrained seed never moves a fold-in.
         self.tracks[~self.trained] = 0.0
-        self.below = torch.from_numpy(_below(popularity))
+        self.below = torch.from_numpy(popularity_floor(popularity))
         tracks = self.tracks.double()
         self.gram = tracks.T @ tracks
 

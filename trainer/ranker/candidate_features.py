@@ -11,12 +11,12 @@ import scipy.sparse as sp
 import torch
 
 from etl import contract
+from trainer.evaluation.scoring import Queries, Scorer
 from trainer.io.graph import Catalogue, node_columns
-from trainer.ranking.candidates import Candidates
-from trainer.ranking.scoring import Queries, Scorer
+from trainer.ranker.candidates import Candidates
 
 CATEGORY_CODE = {c.name: i for i, c in enumerate(contract.SEED_CATEGORIES)}
-# What the features mean; a ranker built on another version is refused (trainer.io.reranker).
+# What the features mean; a ranker built on another version is refused (trainer.io.ranker).
 # 2: the GNN's seed cosines leave out the bias its track vectors end in.
 VERSION = 2
 

@@ -1,5 +1,5 @@
 """The second stage: a LightGBM ``lambdarank`` model re-orders the first stage's candidates
-(``trainer.ranking.candidates``) with what no single retriever sees (``trainer.ranking.features``):
+(``trainer.ranker.candidates``) with what no single retriever sees (``trainer.ranker.candidate_features``):
 every retriever's score and rank at once, track popularity and the ETL's degree / 2-hop features,
 the candidate's album and artist overlap with and similarity to the seeds, the query's seed count
 and category.
@@ -17,10 +17,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from trainer.ranking.baselines import _below
-from trainer.ranking.candidates import generate
-from trainer.ranking.features import SeedSimilarity, TrackFeatures, features
-from trainer.ranking.scoring import ChunkScores, Queries, Scorer
+from trainer.evaluation.scoring import ChunkScores, Queries, Scorer, popularity_floor
+from trainer.ranker.candidate_features import SeedSimilarity, TrackFeatures, features
+from trainer.ranker.candidates import generate
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ RETRIEVERS = ("gnn", "als", "itemknn")
 
 
 @dataclass(frozen=True)
-class RerankParams:
+class RankerParams:
     """Candidates per retriever and the booster's settings."""
 
     k: int = 500
@@ -48,14 +47,14 @@ class RerankParams:
         return asdict(self)
 
 
-def _booster_params(p: RerankParams, num_threads: int) -> dict:
+def _booster_params(p: RankerParams, num_threads: int) -> dict:
     return {"objective": "lambdarank", "metric": "ndcg", "eval_at": [50], "num_leaves": p.num_leaves,
             "learning_rate": p.learning_rate, "min_data_in_leaf": p.min_data_in_leaf, "seed": p.seed,
             "deterministic": True, "force_row_wise": True, "num_threads": num_threads, "verbosity": -1,
             "lambdarank_truncation_level": 500}
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RerankParams,
+def cross_validate(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RankerParams,
                    num_threads: int = 0) -> tuple[np.ndarray, list[dict]]:
     """``params.folds`` folds over the queries, each booster stopped early on its held-back fold
     (NDCG@50): every candidate's out-of-fold prediction, and each fold's best round and NDCG."""
@@ -82,7 +81,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[
     return pred, folds
 
 
-def fit(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RerankParams,
+def fit(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RankerParams,
         num_threads: int = 0):
     """Rounds chosen by :func:`cross_validate`, then one booster on every query. Returns the
     booster and what the folds found."""
@@ -130,12 +129,12 @@ def fit_fusion(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str]
     return out
 
 
-class Reranker:
+class Ranker:
     """The two stages as one scorer: the candidates re-ordered by the booster; every other track
     after them, by popularity (as the baselines fill their lists)."""
 
     def __init__(self, booster, retrievers: dict[str, Scorer], title: Scorer, tracks: TrackFeatures,
-                 popularity: np.ndarray, num_tracks: int, params: RerankParams, names: list[str],
+                 popularity: np.ndarray, num_tracks: int, params: RankerParams, names: list[str],
                  chunk_size: int = 1 << 17, device: torch.device | str = "cpu",
                  categories: np.ndarray | None = None, fusion: dict[str, list[float]] | None = None):
         """``fusion``: rank by the per-category fused z-scores (:func:`fit_fusion`) instead of the booster."""
@@ -144,7 +143,7 @@ class Reranker:
         self.num_tracks, self.params, self.names = num_tracks, params, names
         self.chunk_size, self.device = chunk_size, device
         self.categories = categories  # by graph playlist id: held-out playlists have one
-        self.below = _below(popularity)
+        self.below = popularity_floor(popularity)
         self.similarity = SeedSimilarity(retrievers)
 
     def _categories(self, queries: Queries) -> np.ndarray:

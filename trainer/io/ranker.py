@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainer.io import als_factors, storage
-from trainer.io.run_dir import RERANKER, RunMismatchError, graph_identity
+from trainer.io.run_dir import RANKER, RunMismatchError, graph_identity
 
 MODEL = "model.txt"
 FACTORS = "als_factors.npz"
@@ -19,7 +19,7 @@ IDENTITY = "identity.json"
 
 
 def path(run: str, name: str = "") -> str:
-    return storage.join(run, RERANKER, name) if name else storage.join(run, RERANKER)
+    return storage.join(run, RANKER, name) if name else storage.join(run, RANKER)
 
 
 def exists(run: str) -> bool:
@@ -32,7 +32,7 @@ def publish(run: str, model: str, factors: np.ndarray, factors_identity: dict, i
         als_factors.save(storage.join(staging, FACTORS), factors, factors_identity)
         storage.atomic_write_json(storage.join(staging, IDENTITY), identity)  # last: the set is complete
 
-    return storage.publish_dir(run, RERANKER, write)
+    return storage.publish_dir(run, RANKER, write)
 
 
 def read(run: str, checkpoint_id: str | None, manifest: dict, title: str,

@@ -18,8 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from trainer.ranking.baselines import _below, _with_fallback
-from trainer.ranking.scoring import ChunkScores, Queries
+from trainer.evaluation.scoring import ChunkScores, Queries, popularity_floor, with_floor
 
 # Tier 2 keeps the most popular tracks of a title's name matches: a common word ("love") is in
 # tens of thousands of track names at full MPD size, and no list is asked for more than this.
@@ -66,7 +65,7 @@ class NameIndex:
 
 class TitleModel:
     """The three tiers above as a scorer: tier 1 scores ≥ 1 (the title count, plus popularity
-    within a count), tier 2 in [0, 1) by popularity, tier 3 below 0 (``_with_fallback``).
+    within a count), tier 2 in [0, 1) by popularity, tier 3 below 0 (``with_floor``).
 
     Counted over ``visible`` edges: a held-out playlist's seeds are as much a known answer to its
     title as a training playlist's tracks (a challenge set's seeds are given too). Hidden tracks
@@ -86,7 +85,7 @@ class TitleModel:
         self.counts = (by_title @ visible).tocsr()  # title × track
         self.names = NameIndex(names) if names is not None else None
         self.popularity = popularity
-        self.below = _below(popularity)
+        self.below = popularity_floor(popularity)
 
     def name_matches(self, title: str) -> np.ndarray:
         """Tier 2 of ``title``: its name matches among visible tracks, the most popular first."""
@@ -115,6 +114,6 @@ class TitleModel:
             counts = picked[:, start:stop].toarray()
             within = below[start:stop] + 1.0  # popularity in [0, 1)
             tiers = np.where(counts > 0, counts + within, named[:, start:stop].toarray() * within)
-            return _with_fallback(tiers, below[start:stop])
+            return with_floor(tiers, below[start:stop])
 
         return chunk

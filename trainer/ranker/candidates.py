@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainer.ranking.scoring import Queries, Scorer, top_k
+from trainer.evaluation.scoring import Queries, Scorer, top_k
 
 TITLE = "title"
 

@@ -17,6 +17,10 @@ BATCH_FULL = 4096  # full-graph training's default batch (bench/RESULTS.md, "Rea
 # better (val R-precision, mean of 3 seeds: 3 layers 0.1147, 4: 0.1173, 5: 0.1189, 6: 0.1212)
 # and overfit later (bench/RESULTS.md, "Real data: deeper propagation").
 LAYERS_FULL = 6
+REGIMES = ("auto", "standard", "large-graph")
+# Keys added after runs were written, and the value that reproduces what those runs did: a
+# resumed run whose config.json lacks one is compared against it.
+EARLIER_RUNS = {"val_every": 0, "regime": "standard"}
 LAYERS_SAMPLED = 3  # the seed notebook's depth: every sampled hop multiplies a batch's neighbourhood
 FANOUT = (30, 10, 5)  # sampled neighbours of the first hops; 5 for each further one
 
@@ -63,6 +67,7 @@ class TrainConfig:
     val_rank_playlists: int = 1000        # seeded val playlists ranked over the full catalogue after each epoch (0: none); selects the best checkpoint
     patience: int = 4                     # stop after this many validations without a better val R-precision (0, or val_rank_playlists=0: train every epoch)
     val_every: int = 0                    # also rank-validate (select, checkpoint, count patience) every N steps within an epoch (0: at epoch ends only)
+    regime: str = "auto"                  # standard | large-graph | auto: large-graph when a rank's epoch at the default batch is over 2,000 full-graph steps (a few hundred thousand playlists), else standard; resolved once the graph is loaded, config.json records it and the keys it chose (trainer/regime.py)
     # runtime
     device: str = "auto"                  # auto | cpu | cuda
     amp: bool = False                     # bf16 autocast (CUDA only)
@@ -133,6 +138,7 @@ class TrainConfig:
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         need(self.num_workers >= -1, f"num_workers must be >= 0, or -1 for auto, got {self.num_workers}")
         need(self.malloc_arenas >= 0, f"malloc_arenas must be >= 0, got {self.malloc_arenas}")
+        need(self.regime in REGIMES, f"regime must be one of {list(REGIMES)}, got {self.regime!r}")
         need(self.val_every >= 0, f"val_every must be >= 0 (0: at epoch ends only), got {self.val_every}")
         need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
@@ -216,6 +222,13 @@ def parse_overrides(tokens: list[str]) -> dict[str, str]:
 
 def resolve(config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """Defaults, then the JSON file, then command-line overrides."""
+    return TrainConfig.from_dict(given_values(config_file, overrides),
+                                 where="config" if not overrides else "command line")
+
+
+def given_values(config_file: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The keys a user set (the JSON file's, then the command line's), checked; what a regime
+    (``trainer.regime``) leaves alone."""
     values: dict[str, Any] = {}
     if config_file:
         with fsspec.open(config_file, "r") as f:
@@ -227,4 +240,4 @@ def resolve(config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
             raise ConfigError(f"{config_file}: expected a JSON object of config keys")
         TrainConfig.from_dict(values, where=config_file)  # name the file in errors
     values.update(overrides)
-    return TrainConfig.from_dict(values, where="config" if not overrides else "command line")
+    return values

@@ -35,8 +35,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from etl import contract
-from trainer import dist, process
-from trainer.config import ConfigError, TrainConfig, help_text, parse_overrides, resolve
+from trainer import dist, process, regime
+from trainer.config import EARLIER_RUNS, ConfigError, TrainConfig, given_values, help_text, parse_overrides
 from trainer.gnn.divergence import TrainingDiverged, check_metrics, check_parameters
 from trainer.gnn.full_graph import FullGraphTraining
 from trainer.gnn.losses import candidate_log_frequency
@@ -81,7 +81,8 @@ def seed_everything(seed: int) -> None:
 
 def main(argv=None) -> TrainResult:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    config = resolve(args.config, overrides)
+    values = given_values(args.config, overrides)
+    config = TrainConfig.from_dict(values, where="config" if not overrides else "command line")
     if config.propagation == "sampled":
         require_sampler(config)
     process.cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
@@ -95,7 +96,8 @@ def main(argv=None) -> TrainResult:
         resume, overwrite = True, False
     try:
         with logging_redirect_tqdm():
-            return train(args.graph, args.out, config, env, resume=resume, overwrite=overwrite)
+            return train(args.graph, args.out, config, env, resume=resume, overwrite=overwrite,
+                         given=frozenset(values))
     finally:
         dist.cleanup(env)
 
@@ -124,17 +126,22 @@ class TrainResult:
 
 
 def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool = False,
-          overwrite: bool = False) -> TrainResult:
-    """Run (or resume) training in ``out``, holding its lock (rank 0): one trainer per run dir."""
+          overwrite: bool = False, given: frozenset[str] | None = None) -> TrainResult:
+    """Run (or resume) training in ``out``, holding its lock (rank 0): one trainer per run dir.
+    ``given``: the keys the user set, which the regime leaves alone (default: those away from
+    their defaults)."""
+    if given is None:
+        default = TrainConfig().to_dict()
+        given = frozenset(k for k, v in config.to_dict().items() if v != default[k])
     if not env.is_main:
-        return _train(graph_path, out, config, env, resume, overwrite)
+        return _train(graph_path, out, config, env, resume, overwrite, given)
     storage.check_writable(out, "--out", folder=True)
     with storage.exclusive(out, "run dir", f"trainer.train --out {out}"):
-        return _train(graph_path, out, config, env, resume, overwrite)
+        return _train(graph_path, out, config, env, resume, overwrite, given)
 
 
 def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool,
-           overwrite: bool) -> TrainResult:
+           overwrite: bool, given: frozenset[str]) -> TrainResult:
     """Run (or resume) training in ``out``; a run already there needs ``resume`` or ``overwrite``."""
     run_dir.refuse_or_clear(out, resume, overwrite, env.is_main)
     tensorboard = run_dir.TensorBoard(out) if env.is_main else None
@@ -146,9 +153,11 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
     ckpt = None
     if resume and storage.exists(ckpt_path):
         ckpt = checkpoint.load(ckpt_path)
-        check_resumable(ckpt["config"], config, run, graph_path, graph.manifest)
     elif resume:
         log.info(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
+    config = _for_graph(config, given, graph, env, ckpt)
+    if ckpt is not None:
+        check_resumable(ckpt["config"], config, run, graph_path, graph.manifest)
 
     # 1. Model and optimiser: identical initial parameters on every rank.
     seed_everything(config.seed)
@@ -350,12 +359,27 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
     return TrainResult(record, model, global_step)
 
 
+def _supervisable_per_rank(config: TrainConfig, graph, env: dist.DistEnv) -> int:
+    supervisable = graph.train_edges.size(1) + (graph.seed_edges.size(1) if config.supervise_seeds else 0)
+    return -(-supervisable // env.world_size)
+
+
+def _for_graph(config: TrainConfig, given: frozenset[str], graph, env: dist.DistEnv, ckpt) -> TrainConfig:
+    """The regime resolved for this graph (``trainer/regime.py``); a run from before regimes resumes
+    as it was trained."""
+    if ckpt is not None and "regime" not in ckpt["config"] and "regime" not in given:
+        config = dataclasses.replace(config, regime=EARLIER_RUNS["regime"])
+    resolved = regime.for_graph(config, given, _supervisable_per_rank(config, graph, env))
+    chosen = {k: v for k, v in resolved.to_dict().items() if v != config.to_dict()[k]}
+    log.info("regime %s%s", resolved.regime, f": {chosen}" if set(chosen) - {"regime"} else "")
+    return resolved
+
+
 def _batch_within_epoch(config: TrainConfig, graph, env: dist.DistEnv) -> TrainConfig:
     """The config the training strategy runs with: ``batch_size`` cut to the edges a rank could
     supervise in an epoch, said once (a batch beyond them buys nothing but memory: conv=sage peaked
     at 10.9 GB on an 800-playlist graph). config.json keeps what the user asked for."""
-    supervisable = graph.train_edges.size(1) + (graph.seed_edges.size(1) if config.supervise_seeds else 0)
-    per_rank = -(-supervisable // env.world_size)
+    per_rank = _supervisable_per_rank(config, graph, env)
     if 0 < per_rank < config.batch_size:
         log.warning("batch_size=%d is above the %d edges a rank can supervise per epoch: training with batches "
                     "of at most %d", config.batch_size, per_rank, per_rank)

@@ -149,7 +149,7 @@ class FullGraphTraining:
                                               batch.playlist[part], batch.positive[part], batch.negative[part],
                                               self.log_frequency)
             (loss * n_terms).backward()
-            total, terms, positives = total + float(loss) * n_terms, terms + n_terms, positives + n_pos
+            total, terms, positives = total + loss.item() * n_terms, terms + n_terms, positives + n_pos
         # A tensor whose value is the batch's mean loss and whose gradient reaches the model
         # through the propagation: the chunks' readout gradients pulled back in one backward.
         surrogate = ((hp * leaf_p.grad).sum() + (ht * leaf_t.grad).sum()) / terms

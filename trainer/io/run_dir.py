@@ -13,7 +13,7 @@ import importlib.util
 import json
 import posixpath
 
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import EARLIER_RUNS, ConfigError, TrainConfig
 from trainer.io import checkpoint, storage
 
 METRICS_FILE = "metrics.jsonl"
@@ -93,6 +93,7 @@ def check_trained_on(recorded: dict | None, graph_path: str, manifest: dict, wha
 
 def check_resumable(saved: dict, config: TrainConfig, run: RunDir, graph_path: str, manifest: dict) -> None:
     current = config.to_dict()
+    saved = {**EARLIER_RUNS, **saved}
     differ = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if differ:
         raise ConfigError(

@@ -17,8 +17,12 @@ DEMO_PLAYLISTS ?= 3000
 
 install: $(STAMP)
 
+# The java Spark will run (JAVA_HOME's, else the first on PATH), and its major version.
 java:
-	@java -version >/dev/null 2>&1 || { echo "error: Java not found. Spark needs Java 17: apt-get install openjdk-17-jre-headless (or set JAVA_HOME)" >&2; exit 2; }
+	@j="$${JAVA_HOME:+$$JAVA_HOME/bin/}java"; \
+	v=$$("$$j" -version 2>&1 | sed -n 's/.*version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n 1); \
+	[ -n "$$v" ] || { echo "error: Java not found ($$j). Spark needs Java 17: apt-get install openjdk-17-jre-headless (or set JAVA_HOME)" >&2; exit 2; }; \
+	[ "$$v" -ge 17 ] || { echo "error: $$j is Java $$v; Spark 4 needs Java 17 or newer: set JAVA_HOME to one (apt-get install openjdk-17-jre-headless)" >&2; exit 2; }
 
 $(STAMP): pyproject.toml | java
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

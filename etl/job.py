@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 if __package__ in (None, ""):
@@ -28,12 +29,26 @@ from etl.session import RuntimeMissing, spark_session  # noqa: E402
 log = logging.getLogger("etl")
 
 
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's time limit, ``timeout``): unwinds like Ctrl-C, so the pipeline's
+    ``finally`` removes its staging dir; no ``except Exception`` swallows it."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         build_graph_dir(args, spark_session(args))
+    except (KeyboardInterrupt, Terminated) as e:
+        what, code = ("interrupted (Ctrl-C)", 130) if isinstance(e, KeyboardInterrupt) else ("terminated (SIGTERM)", 143)
+        log.error("%s: stopped; nothing was published and the staging dir of %s is removed", what, args.output)
+        return code
     except (BadInputError, OutputExistsError, storage.InputError, storage.OutputError,
             storage.Locked, RuntimeMissing) as e:
         log.error("%s", e)
@@ -49,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -66,21 +66,17 @@ def _arrow_dtypes(df: DataFrame) -> dict[str, str]:
 
 
 def check_output(spark: SparkSession, output: str, overwrite: bool, own_temp: str) -> None:
-    """Refuse an existing output without ``overwrite``; name the temporary dirs that killed runs
-    of the same output left behind, and remove them (those alone) with ``overwrite``. Called
-    under the output's lock: no live job but this one (``own_temp``) has a temporary dir."""
+    """Remove, saying so, the temporary dirs that killed runs of the same output left behind
+    (called under the output's lock: no live job but this one, ``own_temp``, has one); then
+    refuse an existing output without ``overwrite``."""
     stale = [d for d in storage.temp_dirs(spark, output, TEMP_SUFFIX) if not d.endswith(own_temp.rsplit("/", 1)[-1])]
-    left = (f"{len(stale)} temporary dir(s) of {output} left by runs that did not finish: "
-            f"{', '.join(stale)}") if stale else ""
+    for path in stale:
+        storage.delete(spark, path)
+    if stale:
+        log.warning("removed %d temporary dir(s) of %s left by runs that did not finish: %s", len(stale), output,
+                    ", ".join(stale))
     if storage.exists(spark, output) and not overwrite:
-        raise OutputExistsError(f"output {output} exists; pass --overwrite to replace it"
-                                + (f" (and to remove {left})" if stale else ""))
-    if stale and overwrite:
-        for path in stale:
-            storage.delete(spark, path)
-        log.warning("removed %s", left)
-    elif stale:
-        log.warning("%s; they are not used, and --overwrite removes them", left)
+        raise OutputExistsError(f"output {output} exists; pass --overwrite to replace it")
 
 
 def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
@@ -304,6 +300,8 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         log.info("wrote %s: %s", output, {t: counts[t] for t in contract.TABLES})
         return result
     finally:
+        # Stopped mid-job (Ctrl-C, SIGTERM, an error): no task may write into tmp after it goes.
+        spark.sparkContext.cancelAllJobs()
         if storage.exists(spark, tmp):
             storage.delete(spark, tmp)
         for df in persisted:

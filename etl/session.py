@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import subprocess
 import sys
 
 from py4j.protocol import Py4JNetworkError
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
+
+MIN_JAVA = 17  # Spark 4's minimum
+SPARK_MAJOR = 4
 
 
 class RuntimeMissing(RuntimeError):
@@ -28,16 +33,38 @@ def require_spark_runtime() -> None:
             "package's own Spark, or point it at a Spark installation")
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
-        if os.access(os.path.join(java_home, "bin", "java"), os.X_OK):
-            return
+        java = os.path.join(java_home, "bin", "java")
+        if not os.access(java, os.X_OK):
+            raise RuntimeMissing(
+                f"JAVA_HOME={java_home} has no bin/java, and Spark runs the java of JAVA_HOME before any on "
+                f"PATH: point JAVA_HOME at a Java {MIN_JAVA} installation, or unset it")
+        where = f"JAVA_HOME={java_home}"
+    else:
+        java = shutil.which("java")
+        if not java:
+            raise RuntimeMissing(
+                f"Java not found (no java on PATH, JAVA_HOME unset): Spark needs Java {MIN_JAVA}; install it "
+                "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+        where = f"{java} (first on PATH, JAVA_HOME unset)"
+    version = java_version(java)
+    if version is None or version < MIN_JAVA:
+        said = "an unreadable version" if version is None else f"Java {version}"
         raise RuntimeMissing(
-            f"JAVA_HOME={java_home} has no bin/java, and Spark runs the java of JAVA_HOME before any on "
-            "PATH: point JAVA_HOME at a Java 17 installation, or unset it")
-    if shutil.which("java"):
-        return
-    raise RuntimeMissing(
-        "Java not found (no java on PATH, JAVA_HOME unset): Spark needs Java 17; install it "
-        "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+            f"{where} is {said}; Spark {SPARK_MAJOR} needs Java {MIN_JAVA} or newer: set JAVA_HOME to a Java "
+            f"{MIN_JAVA}+ installation (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
+
+
+def java_version(java: str) -> int | None:
+    """The major version ``java -version`` reports (``1.8.0_392`` -> 8, ``17.0.15`` -> 17), or None."""
+    try:
+        said = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', said)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
 
 
 def spark_session(args: argparse.Namespace) -> SparkSession:

@@ -1,7 +1,9 @@
 """A broken environment fails early with a message that says how to fix it."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -22,10 +24,10 @@ def test_missing_sampler_backend_is_named(monkeypatch):
     monkeypatch.setattr(pyg_typing, "WITH_PYG_LIB", False)
     sampled = ["--graph", "/nonexistent", "--out", "/nonexistent-run", "--propagation=sampled"]
     with pytest.raises(SamplerMissing, match="needs torch-sparse.*make install.*--sampler=device"):
-        train.main([*sampled, "--sampler=torch_sparse"])
+        train.train_from_args([*sampled, "--sampler=torch_sparse"])
     # the device sampler needs neither: the run gets as far as the (missing) graph
     with pytest.raises(contract.ContractError, match="/nonexistent is not a graph dir"):
-        train.main([*sampled, "--sampler=device"])
+        train.train_from_args([*sampled, "--sampler=device"])
 
 
 def _without_java_env(tmp_path):
@@ -59,9 +61,67 @@ def test_etl_checks_java_home_and_spark_home_as_spark_uses_them(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
+@pytest.mark.parametrize("said, where", [
+    ('openjdk version "11.0.22" 2024-01-16', "PATH"),
+    ('java version "1.8.0_392"', "JAVA_HOME"),
+])
+def test_etl_names_a_java_older_than_spark_needs(tmp_path, said, where):
+    # A java that reports an old version (as `java -version` does, on stderr), first on PATH or
+    # as JAVA_HOME's: named with its version before Spark tries to start a JVM with it.
+    jdk = tmp_path / "jdk" / "bin"
+    jdk.mkdir(parents=True)
+    (jdk / "java").write_text(f"#!/bin/sh\necho '{said}' >&2\n")
+    (jdk / "java").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    if where == "PATH":
+        env["PATH"] = f"{jdk}:{env['PATH']}"
+    else:
+        env["JAVA_HOME"] = str(jdk.parent)
+    done = subprocess.run([sys.executable, "-m", "etl.job", "--input", str(tmp_path), "--output", str(tmp_path / "g")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    version = 11 if where == "PATH" else 8
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"is Java {version}; Spark 4 needs Java 17 or newer" in done.stderr
+    assert not (tmp_path / "g").exists()
+
+
 def test_demo_with_missing_mpd_dir(tmp_path):
     done = subprocess.run(["bash", "launch/demo.sh"], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "MPD_DIR": str(tmp_path / "nope"), "PY": sys.executable,
                                "DEMO_DIR": str(tmp_path / "demo")}, timeout=60)
     assert done.returncode == 2
     assert f"MPD_DIR={tmp_path / 'nope'} is not a directory" in done.stderr
+
+
+@pytest.mark.parametrize("command, flags, named", [
+    ("trainer.evaluate", ["--batch-size", "0"], "--batch-size: must be >= 1, got 0"),
+    ("trainer.evaluate", ["--max-playlists", "-3"], "--max-playlists: must be >= 0, got -3"),
+    ("trainer.evaluate", ["--itemknn-beta", "nan"], "--itemknn-beta: must be a finite number >= 0, got nan"),
+    ("trainer.embed", ["--batch-size", "-1"], "--batch-size: must be >= 1, got -1"),
+    ("trainer.recommend", ["-k", "0", "--pid", "1"], "-k: must be >= 1, got 0"),
+    ("trainer.rerank", ["--folds", "1"], "--folds: must be >= 2, got 1"),
+    ("trainer.submit", ["--fold-in-steps", "-2", "--challenge", "c", "--out", "o", "--team", "t", "--email", "e"],
+     "--fold-in-steps: must be >= 0, got -2"),
+])
+def test_a_numeric_flag_out_of_range_is_one_line_before_any_work(command, flags, named, capsys):
+    import importlib
+
+    main = importlib.import_module(command).main
+    with pytest.raises(SystemExit) as stopped:
+        main(["--graph", "/nonexistent", "--run", "/nonexistent-run", *flags])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(f"error: argument {named}") and "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="needs a machine without s3fs")
+@pytest.mark.parametrize("command", ["trainer.train", "trainer.evaluate"])
+def test_an_object_store_path_without_its_extra_names_the_extra(command, capsys):
+    import importlib
+
+    main = importlib.import_module(command).main
+    where = ["--out", "s3://bucket/run"] if command == "trainer.train" else ["--run", "s3://bucket/run"]
+    assert main(["--graph", "/nonexistent", *where]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.fullmatch(r"error: s3://bucket/run(/eval_val\.json)?: s3:// paths need s3fs, which is "
+                                          r"not installed: pip install 'mpd-graph\[s3\]' \(or pip install s3fs\)", err[0])

@@ -4,12 +4,16 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import time
 
 import pytest
 from etl_oracle import read_table
 from etl_run import run_etl
+from graphdir_fixture import REPO_ROOT
 
 from etl import checker, contract, validate
 from etl.pipeline import BadInputError, OutputExistsError
@@ -170,7 +174,7 @@ def test_an_output_that_cannot_be_created_fails_before_any_input_is_read(spark, 
     assert (tmp_path / "a_file").read_text() == "not a dir"
 
 
-def test_stale_temp_dirs_of_the_output_are_named_and_removed_with_overwrite_only(spark, tmp_path, caplog):
+def test_stale_temp_dirs_of_the_output_are_removed_by_the_next_run_that_holds_its_lock(spark, tmp_path, caplog):
     d = tmp_path / "in"
     _write(d, "mpd.slice.0-9.json", [_playlist(p) for p in range(3)])
     (tmp_path / "g").mkdir()
@@ -179,11 +183,14 @@ def test_stale_temp_dirs_of_the_output_are_named_and_removed_with_overwrite_only
     keep = [tmp_path / "g.tmp-mine", tmp_path / f"g2.tmp-{'0' * 32}", tmp_path / f"g.tmp-{'0' * 32}.bak"]
     for k in keep:
         k.mkdir()
-    with pytest.raises(OutputExistsError, match=rf"output {tmp_path}/g exists; pass --overwrite to replace it "
-                                                rf"\(and to remove 1 temporary dir\(s\) of {tmp_path}/g left by "
-                                                rf"runs that did not finish: .*{stale.name}\)"):
+    # even a run refused for its existing output removes them: it holds the output's lock
+    with caplog.at_level("WARNING", logger="etl"), pytest.raises(
+            OutputExistsError, match=rf"output {tmp_path}/g exists; pass --overwrite to replace it"):
         run_etl(spark, "--input", d, "--output", tmp_path / "g")
-    assert stale.exists()
+    assert not stale.exists() and all(k.exists() for k in keep)
+    assert f"removed 1 temporary dir(s) of {tmp_path}/g left by runs that did not finish: " in caplog.text
+    (stale / "edges").mkdir(parents=True)
+    caplog.clear()
     with caplog.at_level("WARNING", logger="etl"):
         run_etl(spark, "--input", d, "--output", tmp_path / "g", "--hop2", "off", "--overwrite")
     assert not stale.exists() and all(k.exists() for k in keep)
@@ -346,3 +353,24 @@ def test_out_of_memory_is_one_line_naming_the_setting(tmp_path, monkeypatch, cap
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and errors[0].startswith("the Spark driver ran out of memory (")
     assert errors[0].endswith("raise --driver-memory (now 6g; spark.driver.memory under spark-submit)")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_etl_in_one_line_and_leaves_no_staging_dir(mpd_sample_dir, tmp_path):
+    # What `timeout`, a scheduler or a cluster manager sends: exit 143, one line, nothing left
+    # beside the output (the staging dir and the lock go with the job).
+    out = tmp_path / "g"
+    proc = subprocess.Popen([sys.executable, "-m", "etl.job", "--input", mpd_sample_dir, "--output", str(out),
+                             "--hop2", "exact"], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(tmp_path.glob("g.tmp-*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert list(tmp_path.glob("g.tmp-*")), "the job never staged its output"
+    time.sleep(2)  # inside Spark's work
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if "ERROR" in line][-1].endswith(
+        f"terminated (SIGTERM): stopped; nothing was published and the staging dir of {out} is removed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

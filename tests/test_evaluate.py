@@ -253,7 +253,7 @@ def test_gnn_left_out_for_lack_of_embeddings_is_said(synth, tmp_path, capsys):
     assert "gnn" not in results["methods"]
     assert results["methods_left_out"]["gnn"].startswith(f"no embeddings in {run}/embeddings/")
     assert json.loads((run / "eval_val.json").read_text())["methods_left_out"] == results["methods_left_out"]
-    assert f"note: gnn left out: no embeddings in {run}/embeddings/" in capsys.readouterr().out
+    assert f"note: gnn left out: no embeddings in {run}/embeddings/" in capsys.readouterr().err
 
 
 def test_an_unwritable_run_dir_is_named_before_ranking(synth, tmp_path, capsys):

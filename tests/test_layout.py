@@ -14,7 +14,8 @@ COMMANDS = {"trainer.train", "trainer.embed", "trainer.evaluate", "trainer.recom
 ETL_COMMANDS = {"etl.job", "etl.synth.command", "etl.synth.__main__"}
 # etl/contract <- trainer/{config,dist} <- io <- ranking <- gnn <- commands
 LAYERS = [("etl.contract",), ("trainer.config", "trainer.dist", "trainer.process", "trainer.hugepages", "trainer.regime"), ("trainer.io",), ("trainer.evaluation",),
-          ("trainer.ranker",), ("trainer.gnn",), ("trainer.methods",), tuple(sorted(COMMANDS))]
+          ("trainer.ranker",), ("trainer.gnn",), ("trainer.methods",), ("trainer.cli",),
+          tuple(sorted(COMMANDS))]
 MAX_LINES = 400
 
 

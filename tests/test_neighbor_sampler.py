@@ -24,7 +24,7 @@ from trainer.gnn.model import build_model, hop_counts
 from trainer.gnn.neighbor_sampler import DeviceNeighborSampler, choose_without_replacement
 from trainer.gnn.sampled import SampledTraining, epoch_loader, loader_workers
 from trainer.io.graph import PLAYLIST_TRACK, load_graph
-from trainer.train import main
+from trainer.train import train_from_args
 
 CPU = dist.DistEnv(0, 0, 1, torch.device("cpu"), None)
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
@@ -235,7 +235,7 @@ def test_training_with_the_device_sampler_learns_in_hop_order(gdir, tmp_path, mo
 
     monkeypatch.setattr(sampled_module, "hop_counts", recording)
     run = tmp_path / "run"
-    main(["--graph", gdir, "--out", str(run), "--hidden=16", "--id_dim=8", "--fanout=5,5,3",
+    train_from_args(["--graph", gdir, "--out", str(run), "--hidden=16", "--id_dim=8", "--fanout=5,5,3",
           "--batch_size=64", "--device=cpu", "--val_rank_playlists=20", "--epochs=2",
           "--propagation=sampled", "--sampler=device"])
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

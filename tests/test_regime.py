@@ -9,7 +9,7 @@ from graphdir_fixture import toy_graph_dir
 from trainer import regime
 from trainer.config import BATCH_FULL, LAYERS_FULL, ConfigError, TrainConfig
 from trainer.io import checkpoint
-from trainer.train import main
+from trainer.train import train_from_args
 
 SMALL = ["--hidden=16", "--id_dim=8", "--loss_chunk=64", "--device=cpu", "--val_rank_playlists=20"]
 
@@ -49,7 +49,7 @@ def test_the_regime_leaves_the_keys_a_user_set_and_sampled_training_alone():
 
 def test_a_large_graph_run_on_a_tiny_graph_records_what_it_chose(gdir, tmp_path):
     run = tmp_path / "run"
-    result = main(["--graph", gdir, "--out", str(run), "--regime=large-graph", "--epochs=2", "--patience=0", *SMALL])
+    result = train_from_args(["--graph", gdir, "--out", str(run), "--regime=large-graph", "--epochs=2", "--patience=0", *SMALL])
     config = json.loads((run / "config.json").read_text())
     assert config["regime"] == "large-graph" and config["layers"] == regime.LAYERS
     assert config["val_every"] == regime.STEPS_PER_EPOCH // regime.VALIDATIONS_PER_EPOCH
@@ -61,13 +61,13 @@ def test_a_large_graph_run_on_a_tiny_graph_records_what_it_chose(gdir, tmp_path)
 
 def test_a_run_from_before_regimes_resumes_as_it_was_trained(gdir, tmp_path):
     run = tmp_path / "run"
-    main(["--graph", gdir, "--out", str(run), "--epochs=1", "--batch_size=256", *SMALL])
+    train_from_args(["--graph", gdir, "--out", str(run), "--epochs=1", "--batch_size=256", *SMALL])
     path = checkpoint.checkpoint_path(str(run))
     old = checkpoint.load(path)
     for key in ("regime", "val_every"):  # what a checkpoint written before these keys holds
         del old["config"][key]
     checkpoint.save(path, old)
-    again = main(["--graph", gdir, "--out", str(run), "--epochs=2", "--batch_size=256", "--resume", *SMALL])
+    again = train_from_args(["--graph", gdir, "--out", str(run), "--epochs=2", "--batch_size=256", "--resume", *SMALL])
     assert json.loads((run / "config.json").read_text())["regime"] == "standard"
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1] and again.global_step == sum(r["steps"] for r in records)

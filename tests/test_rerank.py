@@ -270,3 +270,22 @@ def test_seed_similarity_against_plain_python(graph, run, track_bias, tmp_path):
             assert cols["co_seed_share"][i] == pytest.approx(np.mean([n > 0 for n in co]))
             checked += 1
     assert checked > 100 and np.nanmax(cols["co_seed_share"]) > 0
+
+
+def test_a_damaged_booster_is_named_by_every_command_and_an_unchecked_one_warned(graph, run, built, capsys, caplog):
+    model = ranker.path(run, ranker.MODEL)
+    original = open(model, "rb").read()
+    open(model, "wb").write(original[: len(original) // 2])  # cut short, as a full disk or a killed copy leaves it
+    try:
+        with pytest.raises(RunMismatchError, match=r"model.txt is damaged .* build it again"):
+            methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
+        assert evaluate_main(["--graph", graph, "--run", run, "--methods", "rerank", "--split", "test"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "model.txt is damaged" in err[0] and "Traceback" not in err[0]
+    finally:
+        open(model, "wb").write(original)
+    # a ranker from before the checksum was recorded: read as it is, with a warning
+    with _identity_changed(run, lambda identity: identity.pop("model_sha256")):
+        with caplog.at_level("WARNING"):
+            methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
+    assert "has no checksum (built by an earlier version): read unchecked" in caplog.text

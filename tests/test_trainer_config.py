@@ -4,7 +4,7 @@ import json
 import pytest
 
 from trainer.config import LAYERS_FULL, ConfigError, TrainConfig, parse_overrides, resolve
-from trainer.train import main
+from trainer.train import train_from_args
 
 
 def test_defaults_are_valid_and_round_trip():
@@ -69,7 +69,7 @@ def test_bad_values_are_explained(overrides, message):
 
 def test_entry_point_rejects_unknown_key_before_touching_data(tmp_path):
     with pytest.raises(ConfigError, match=r"\['batchsize'\]; valid keys are"):
-        main(["--graph", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--batchsize=3"])
+        train_from_args(["--graph", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--batchsize=3"])
     assert not (tmp_path / "run").exists()
 
 

@@ -19,7 +19,7 @@ from trainer.gnn.losses import candidate_log_frequency
 from trainer.gnn.model import build_model
 from trainer.gnn.sampled import SampledTraining, epoch_loader
 from trainer.io.graph import load_graph
-from trainer.train import main
+from trainer.train import train_from_args
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -68,7 +68,7 @@ def test_batch_loss_and_gradients_on_cuda_equal_cpu(gdir, loss):
 @pytest.mark.parametrize("amp", [False, True])
 def test_trains_on_cuda_and_embeds_alike_on_cpu(gdir, tmp_path, amp):
     run = tmp_path / "run"
-    main(["--graph", gdir, "--out", str(run), "--epochs=3", "--max_steps_per_epoch=8",
+    train_from_args(["--graph", gdir, "--out", str(run), "--epochs=3", "--max_steps_per_epoch=8",
           "--device=cuda", f"--amp={amp}", *SMALL])
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1, 2]
@@ -108,7 +108,7 @@ def test_full_graph_loss_and_gradients_on_cuda_equal_cpu(gdir):
 
 def test_full_graph_trains_on_cuda(gdir, tmp_path):
     run = tmp_path / "run"
-    main(["--graph", gdir, "--out", str(run), "--epochs=3", "--device=cuda", "--propagation=full",
+    train_from_args(["--graph", gdir, "--out", str(run), "--epochs=3", "--device=cuda", "--propagation=full",
           "--hidden=16", "--id_dim=8", "--batch_size=512", "--val_rank_playlists=50"])
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < records[0]["train_loss"]

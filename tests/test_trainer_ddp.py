@@ -15,8 +15,8 @@ from trainer.io import checkpoint
 DRIVER = textwrap.dedent("""
     import json, os, sys
     import torch
-    from trainer.train import main
-    result = main(sys.argv[1:])
+    from trainer.train import train_from_args
+    result = train_from_args(sys.argv[1:])
     rank = int(os.environ["RANK"])
     out = sys.argv[sys.argv.index("--out") + 1]
     torch.save(result.model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
@@ -66,7 +66,7 @@ def test_two_gloo_processes_stay_in_lockstep(tmp_path, propagation):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import trainer.gnn.full_graph as full_graph
-    from trainer.train import cli
+    from trainer.train import main
     if os.environ["TORCHELASTIC_RESTART_COUNT"] == "0" and os.environ["RANK"] == "1":
         real, calls = full_graph.batch_loss, []
         def dying(*a, **k):  # rank 1 is killed at epoch 1's first step, the first time round
@@ -75,7 +75,7 @@ KILLER = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(*a, **k)
         full_graph.batch_loss = dying
-    sys.exit(cli(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))
 """)
 
 

@@ -15,7 +15,7 @@ from trainer.gnn.model import LinkPredictor
 from trainer.gnn.validation import rank_validation, ranking_set
 from trainer.io import checkpoint, storage
 from trainer.io.graph import load_graph
-from trainer.train import main
+from trainer.train import train_from_args
 
 SMALL = ["--hidden=16", "--id_dim=8", "--batch_size=256", "--loss_chunk=64", "--device=cpu"]
 CPU = dist.DistEnv(0, 0, 1, torch.device("cpu"), None)
@@ -131,7 +131,7 @@ def test_rank_validation_equals_trainer_evaluate(gdir, graph, tmp_path):
     from trainer.evaluate import evaluate
 
     run = tmp_path / "run"
-    main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=0", *SMALL])
+    train_from_args(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=0", *SMALL])
     embed_main(["--graph", gdir, "--run", str(run)])
     result = evaluate(gdir, run, "val", ["gnn"])["methods"]["gnn"]
     model, _, _ = load_trained(str(run), graph)
@@ -154,7 +154,7 @@ def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypat
     monkeypatch.setattr(train_module, "rank_metrics", lambda *a: (lambda v: {
         "val_r_precision": v, "val_ndcg": v, "val_clicks": 1.0})(next(curve)))
     run = tmp_path / "run"
-    result = main(["--graph", gdir, "--out", str(run), "--epochs=6", "--patience=2", *SMALL])
+    result = train_from_args(["--graph", gdir, "--out", str(run), "--epochs=6", "--patience=2", *SMALL])
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1, 2, 3]
     assert [r["best_epoch"] for r in records] == [0, 1, 1, 1]
@@ -167,15 +167,15 @@ def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypat
         assert torch.equal(exported.state_dict()[k], v)
     assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
     # resuming a stopped run trains no further
-    again = main(["--graph", gdir, "--out", str(run), "--epochs=6", "--patience=2", "--resume", *SMALL])
+    again = train_from_args(["--graph", gdir, "--out", str(run), "--epochs=6", "--patience=2", "--resume", *SMALL])
     assert again.global_step == result.global_step
 
 
 def test_overwrite_removes_an_earlier_best_checkpoint(gdir, tmp_path):
     run = tmp_path / "run"
-    main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=20", *SMALL])
+    train_from_args(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=20", *SMALL])
     assert storage.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
-    main(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=0", "--overwrite", *SMALL])
+    train_from_args(["--graph", gdir, "--out", str(run), "--epochs=1", "--val_rank_playlists=0", "--overwrite", *SMALL])
     assert not storage.exists(checkpoint.checkpoint_path(str(run), checkpoint.BEST))
 
 
@@ -200,7 +200,7 @@ def test_validation_within_epochs_selects_stops_and_resumes(gdir, tmp_path, monk
     run = tmp_path / "run"
     args = ["--graph", gdir, "--out", str(run), "--epochs=3", "--patience=1", "--val_every=2",
             "--max_steps_per_epoch=3", *SMALL]
-    result = main(args)
+    result = train_from_args(args)
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r.get("step"), r["global_step"]) for r in records] == [(0, 2, 2), (0, None, 3), (1, 1, 4)]
     assert [r["val_r_precision"] for r in records] == [0.10, 0.30, 0.20]
@@ -210,6 +210,6 @@ def test_validation_within_epochs_selects_stops_and_resumes(gdir, tmp_path, monk
     assert (best["epoch"], best["step"], best["global_step"]) == (1, 0, 3)
     assert (last["epoch"], last["step"], last["global_step"]) == (1, 1, 4) and result.global_step == 4
     # resuming a stopped run trains no further and keeps the records
-    again = main([*args, "--resume"])
+    again = train_from_args([*args, "--resume"])
     assert again.global_step == result.global_step
     assert (run / "metrics.jsonl").read_text().count("\n") == 3

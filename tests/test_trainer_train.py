@@ -2,6 +2,7 @@
 import json
 import os
 import platform
+import re
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from trainer.gnn.optim import Optimizer, RowWiseAdagrad
 from trainer.gnn.sampled import loader_workers
 from trainer.io import checkpoint, embeddings, run_dir
 from trainer.io.graph import load_catalogue
-from trainer.train import main
+from trainer.train import train_from_args
 
 SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu",
          "--val_rank_playlists=20"]
@@ -44,7 +45,7 @@ def _assert_same(a, b):
 @PROPAGATIONS
 def test_outputs_and_checkpoint_loads_without_code(gdir, tmp_path, mode):
     run = tmp_path / "run"
-    result = main(["--graph", gdir, "--out", str(run), "--epochs=2", "--max_steps_per_epoch=3", *mode])
+    result = train_from_args(["--graph", gdir, "--out", str(run), "--epochs=2", "--max_steps_per_epoch=3", *mode])
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [0, 1]
     for r in lines:
@@ -65,9 +66,9 @@ def test_outputs_and_checkpoint_loads_without_code(gdir, tmp_path, mode):
 @PROPAGATIONS
 def test_resume_after_an_epoch_equals_uninterrupted(gdir, tmp_path, mode):
     args = ["--graph", gdir, "--max_steps_per_epoch=3", *mode]
-    main([*args, "--out", str(tmp_path / "straight"), "--epochs=2"])
-    main([*args, "--out", str(tmp_path / "stopped"), "--epochs=1"])
-    main([*args, "--out", str(tmp_path / "stopped"), "--epochs=2", "--resume"])
+    train_from_args([*args, "--out", str(tmp_path / "straight"), "--epochs=2"])
+    train_from_args([*args, "--out", str(tmp_path / "stopped"), "--epochs=1"])
+    train_from_args([*args, "--out", str(tmp_path / "stopped"), "--epochs=2", "--resume"])
     _assert_same(_params(tmp_path / "straight"), _params(tmp_path / "stopped"))
     a = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines()]
@@ -78,7 +79,7 @@ def test_resume_after_an_epoch_equals_uninterrupted(gdir, tmp_path, mode):
                          ids=["full", "sampled"])
 def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(gdir, tmp_path, monkeypatch, mode, module):
     args = ["--graph", gdir, "--max_steps_per_epoch=5", "--epochs=1", "--checkpoint_every=2", *mode]
-    main([*args, "--out", str(tmp_path / "straight")])
+    train_from_args([*args, "--out", str(tmp_path / "straight")])
 
     real, calls = module.batch_loss, []
 
@@ -90,24 +91,24 @@ def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(gdir, tmp_path, mon
 
     monkeypatch.setattr(module, "batch_loss", crash_on_fourth_step)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        main([*args, "--out", str(tmp_path / "crashed")])
+        train_from_args([*args, "--out", str(tmp_path / "crashed")])
     assert checkpoint.load(checkpoint.checkpoint_path(str(tmp_path / "crashed")))["step"] == 2
     monkeypatch.setattr(module, "batch_loss", real)
-    main([*args, "--out", str(tmp_path / "crashed"), "--resume"])
+    train_from_args([*args, "--out", str(tmp_path / "crashed"), "--resume"])
     _assert_same(_params(tmp_path / "straight"), _params(tmp_path / "crashed"))
 
 
 def test_resume_refuses_a_changed_config(gdir, tmp_path):
     args = ["--graph", gdir, "--max_steps_per_epoch=1", "--epochs=1", *SMALL]
-    main([*args, "--out", str(tmp_path / "r")])
+    train_from_args([*args, "--out", str(tmp_path / "r")])
     with pytest.raises(ConfigError, match=r"config differs from the checkpoint in \['lr'\]"):
-        main([*args, "--out", str(tmp_path / "r"), "--lr=0.1", "--resume"])
+        train_from_args([*args, "--out", str(tmp_path / "r"), "--lr=0.1", "--resume"])
 
 
 @pytest.mark.skipif(not os.path.exists(MPD_SAMPLE), reason="../shared/data (real MPD sample) absent")
 def test_training_on_the_real_sample_lowers_the_loss(tmp_path):
     gdir = sample_graph_dir(str(tmp_path / "graph"))
-    main(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=6", "--lr=0.01", "--supervision_ratio=0.5",
+    train_from_args(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=6", "--lr=0.01", "--supervision_ratio=0.5",
           "--batch_size=128", "--device=cpu", "--hidden=32", "--id_dim=16"])
     losses = [json.loads(x)["train_loss"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.9 * losses[0], losses
@@ -119,7 +120,7 @@ def test_fsspec_urls_and_embedding_export(gdir, tmp_path):
 
     from trainer.embed import main as embed_main
     run = "file://" + str(tmp_path / "run")
-    main(["--graph", "file://" + gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
+    train_from_args(["--graph", "file://" + gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
     embed_main(["--graph", gdir, "--run", run, "--batch-size", "50"])
     for t, key in (("track", "track_uri"), ("playlist", "pid")):
         table = embeddings.read(run, t)
@@ -132,12 +133,14 @@ def test_fsspec_urls_and_embedding_export(gdir, tmp_path):
     assert embeddings.identity(run)["track_bias"] is True  # the seed cosines of the ranker leave it out
 
 
-def test_embedding_refuses_another_graph(gdir, tmp_path):
+def test_embedding_refuses_another_graph(gdir, tmp_path, capsys):
     from trainer.embed import main as embed_main
-    main(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
+    train_from_args(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
     other = toy_graph_dir(str(tmp_path / "other"), 60, seed=9)
-    with pytest.raises(run_dir.RunMismatchError, match=r"was trained on graph .* not on .*other"):
-        embed_main(["--graph", other, "--run", str(tmp_path / "run")])
+    capsys.readouterr()  # the training's progress bars
+    assert embed_main(["--graph", other, "--run", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.match(r"error: .*was trained on graph .* not on .*other", err[0])
 
 
 @pytest.mark.parametrize("extra", [[], ["--layer_mean=false"], ["--temperature=0"], ["--track_bias=false"],
@@ -154,7 +157,7 @@ def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     from trainer.gnn.inference import load_trained
     from trainer.io.graph import load_graph
     run = str(tmp_path / "run")
-    main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL, *extra])
+    train_from_args(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL, *extra])
     embed_main(["--graph", gdir, "--run", run])
     cat = load_catalogue(gdir)
     query = embeddings.seed_query(run, cat)
@@ -189,7 +192,7 @@ def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
     from trainer.embed import main as embed_main
     from trainer.evaluation.scoring import EmbeddingScorer
     run = str(tmp_path / "run")
-    main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL])
+    train_from_args(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL])
     embed_main(["--graph", gdir, "--run", run])
     cat = load_catalogue(gdir)
     query, tracks = embeddings.seed_query(run, cat), embeddings.track_embeddings(run, cat)
@@ -213,7 +216,7 @@ def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
 def test_sage_runs_have_no_seed_query(gdir, tmp_path):
     from trainer.embed import main as embed_main
     run = str(tmp_path / "run")
-    main(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SAMPLED, "--conv=sage"])
+    train_from_args(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SAMPLED, "--conv=sage"])
     embed_main(["--graph", gdir, "--run", run])
     assert embeddings.seed_query(run, load_catalogue(gdir)) is None
 
@@ -268,14 +271,14 @@ def test_full_softmax_needs_full_propagation():
                                    [*SAMPLED, "--supervise_seeds=true"]],
                          ids=["full_softmax", "full+seeds", "sampled+seeds"])
 def test_loss_options_train(gdir, tmp_path, extra):
-    main(["--graph", gdir, "--out", str(tmp_path / "run"), *extra, "--epochs=2"])
+    train_from_args(["--graph", gdir, "--out", str(tmp_path / "run"), *extra, "--epochs=2"])
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < records[0]["train_loss"], records
 
 
 @PROPAGATIONS
 def test_softmax_loss_trains(gdir, tmp_path, mode):
-    main(["--graph", gdir, "--out", str(tmp_path / "run"), *mode, "--epochs=2", "--loss=softmax"])
+    train_from_args(["--graph", gdir, "--out", str(tmp_path / "run"), *mode, "--epochs=2", "--loss=softmax"])
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < records[0]["train_loss"], records
 
@@ -466,22 +469,22 @@ def test_a_run_dir_holding_a_run_is_refused_unless_resume_or_overwrite(gdir, tmp
     """Training into a finished run's dir must not silently replace its checkpoint and metrics."""
     args = ["--graph", gdir, "--max_steps_per_epoch=1", *SMALL]
     run = tmp_path / "run"
-    main([*args, "--out", str(run), "--epochs=2"])
+    train_from_args([*args, "--out", str(run), "--epochs=2"])
     before = (run / "checkpoints" / "last.pt").read_bytes()
     other = toy_graph_dir(str(tmp_path / "other"), 60, seed=9)
     with pytest.raises(run_dir.RunExistsError,
                        match=rf"run dir {run} already holds a run \(checkpoints/last.pt, metrics.jsonl\); "
                              r"pass --resume to continue it, --overwrite to discard it"):
-        main(["--graph", other, *args[2:], "--out", str(run), "--epochs=1"])
+        train_from_args(["--graph", other, *args[2:], "--out", str(run), "--epochs=1"])
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert json.loads((run / "graph.json").read_text())["graph"] == gdir
     with pytest.raises(run_dir.RunExistsError, match="--resume and --overwrite exclude each other"):
-        main([*args, "--out", str(run), "--epochs=2", "--resume", "--overwrite"])
+        train_from_args([*args, "--out", str(run), "--epochs=2", "--resume", "--overwrite"])
 
     (run / "eval_val.json").write_text("{}")  # the old run's evaluation goes with it
     (run / "notes.txt").write_text("mine")    # a file the trainer did not write stays
-    main(["--graph", other, *args[2:], "--out", str(run), "--epochs=1", "--overwrite"])
+    train_from_args(["--graph", other, *args[2:], "--out", str(run), "--epochs=1", "--overwrite"])
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     assert json.loads((run / "graph.json").read_text())["graph"] == other
     assert not (run / "eval_val.json").exists() and (run / "notes.txt").read_text() == "mine"
@@ -495,7 +498,7 @@ def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdi
 
     args = ["--graph", gdir, "--max_steps_per_epoch=1", "--epochs=1", *SMALL]
     run = tmp_path / "run"
-    main([*args, "--out", str(run)])
+    train_from_args([*args, "--out", str(run)])
     last = run / "checkpoints" / "last.pt"
     data = last.read_bytes()
     code = io.BytesIO()
@@ -507,7 +510,7 @@ def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdi
               "pickled code": "could run code"}[damage]
     with pytest.raises(checkpoint.DamagedCheckpoint,
                        match=rf"checkpoint {last} is damaged .*{reason}.* restore it from a copy, or start afresh"):
-        main([*args, "--out", str(run), "--epochs=2", "--resume"])
+        train_from_args([*args, "--out", str(run), "--epochs=2", "--resume"])
     if damage == "pickled code":  # and on the command line: one line, no advice to unpickle
         proc = subprocess.run([sys.executable, "-m", "trainer.train", *args, "--out", str(run), "--epochs=2",
                                "--resume"], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -527,7 +530,7 @@ def test_divergence_stops_the_run_by_name_and_saves_nothing_diverged(gdir, tmp_p
     args = ["--graph", gdir, "--out", str(run), "--epochs=3", "--max_steps_per_epoch=3", "--lr=1e30",
             "--embedding_lr=1e30", *SMALL]
     with pytest.raises(TrainingDiverged, match=r"(nan|inf|not finite).* training diverged; lower the learning rates"):
-        main(args)
+        train_from_args(args)
     assert not (run / "checkpoints" / "best.pt").exists() and not (run / "checkpoints" / "last.pt").exists()
     proc = subprocess.run([sys.executable, "-m", "trainer.train", *args, "--overwrite"], capture_output=True, text=True,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=300)
@@ -544,11 +547,11 @@ def test_a_run_dir_in_use_is_refused_and_a_dead_holders_lock_is_taken_over(gdir,
     with storage.exclusive(str(run), "run dir", "trainer.train --out elsewhere"):  # a live trainer
         with pytest.raises(storage.Locked, match=rf"run dir {run} is in use: trainer.train --out elsewhere "
                                                  rf"\(pid {os.getpid()} on .*\) writes there"):
-            main(args)
+            train_from_args(args)
     assert not (run / "checkpoints").exists()  # the refused trainer wrote nothing
     dead = {"pid": 2**22 + 1, "host": socket.gethostname(), "since": "then", "command": "killed"}
     (run / ".lock").write_text(json.dumps(dead))
-    main(args)
+    train_from_args(args)
     assert (run / "checkpoints" / "last.pt").exists() and not (run / ".lock").exists()
 
 
@@ -558,7 +561,7 @@ def test_an_out_under_a_file_is_named_before_any_work(gdir, tmp_path):
     (tmp_path / "f").write_text("x")
     out = tmp_path / "f" / "run"
     with pytest.raises(storage.OutputError, match=rf"--out {out} cannot be written \(.*\); choose another place"):
-        main(["--graph", gdir, "--out", str(out), "--epochs=1", *SMALL])
+        train_from_args(["--graph", gdir, "--out", str(out), "--epochs=1", *SMALL])
 
 
 def test_embeddings_name_their_checkpoint_and_stale_or_partial_sets_are_refused(gdir, tmp_path, monkeypatch):
@@ -570,12 +573,12 @@ def test_embeddings_name_their_checkpoint_and_stale_or_partial_sets_are_refused(
 
     run = str(tmp_path / "run")
     args = ["--graph", gdir, "--out", run, "--max_steps_per_epoch=2", "--val_rank_playlists=0", *SMALL]
-    main([*args, "--epochs=1"])
+    train_from_args([*args, "--epochs=1"])
     embed_main(["--graph", gdir, "--run", run])
     first = evaluate(gdir, run, "val", ["gnn"])
     assert first["gnn_checkpoint"]["checkpoint_id"] == checkpoint.identity(checkpoint.final(run))
 
-    main([*args, "--epochs=2", "--resume"])  # last.pt, the final checkpoint here, moves on
+    train_from_args([*args, "--epochs=2", "--resume"])  # last.pt, the final checkpoint here, moves on
     with pytest.raises(run_dir.RunMismatchError, match=r"came from checkpoint \w+ .* is now \w+ .*export again"):
         evaluate(gdir, run, "val", ["gnn"])
 
@@ -588,8 +591,7 @@ def test_embeddings_name_their_checkpoint_and_stale_or_partial_sets_are_refused(
         return real(*a, **k)
 
     monkeypatch.setattr(embeddings, "_write_table", killed_after_one_table)
-    with pytest.raises(KeyboardInterrupt):
-        embed_main(["--graph", gdir, "--run", run])
+    assert embed_main(["--graph", gdir, "--run", run]) == 130  # Ctrl-C: one line, exit 130
     assert not [n for n in os.listdir(run) if n.startswith("embeddings.")]  # no half set beside the old one
     with pytest.raises(run_dir.RunMismatchError, match="is now"):  # the old set, still stale, still refused
         evaluate(gdir, run, "val", ["gnn"])
@@ -604,8 +606,8 @@ def test_embeddings_name_their_checkpoint_and_stale_or_partial_sets_are_refused(
 
 
 def test_a_batch_above_the_epochs_edges_is_cut_and_said(gdir, tmp_path, caplog):
-    with caplog.at_level("WARNING", logger="trainer.train"):
-        result = main(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", *SMALL, "--batch_size=1000000"])
+    with caplog.at_level("WARNING", logger="trainer.regime"):
+        result = train_from_args(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", *SMALL, "--batch_size=1000000"])
     assert "batch_size=1000000 is above the" in caplog.text and "training with batches of at most" in caplog.text
     assert result.record["steps"] == 1
     assert json.loads((tmp_path / "run" / "config.json").read_text())["batch_size"] == 1000000  # as asked
@@ -613,9 +615,9 @@ def test_a_batch_above_the_epochs_edges_is_cut_and_said(gdir, tmp_path, caplog):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_device_cuda_without_cuda_is_one_line(gdir, tmp_path, capsys):
-    from trainer.train import cli
+    from trainer.train import main
 
-    assert cli(["--graph", gdir, "--out", str(tmp_path / "run"), "--device=cuda"]) == 2
+    assert main(["--graph", gdir, "--out", str(tmp_path / "run"), "--device=cuda"]) == 2
     assert "error: device=cuda but torch.cuda.is_available() is False" in capsys.readouterr().err
 
 
@@ -634,8 +636,37 @@ def test_a_full_disk_while_checkpointing_is_said_and_resume_recovers(gdir, tmp_p
     args = ["--graph", gdir, "--out", str(run), "--epochs=1", "--max_steps_per_epoch=1", *SMALL]
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(storage.OutputError, match=r"writing .*checkpoints/last.pt: no space left on device"):
-        main(args)
+        train_from_args(args)
     assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())  # no temporary left
     monkeypatch.undo()
-    main([*args, "--resume"])
+    train_from_args([*args, "--resume"])
     assert (run / "checkpoints" / "last.pt").exists()
+
+
+def test_sigterm_checkpoints_after_the_step_and_resume_continues_exactly(gdir, tmp_path, monkeypatch):
+    # SIGTERM (preemption, a time limit) mid-epoch: the step finishes, last.pt holds it, the
+    # command exits 143 in one line; --resume then ends where an uninterrupted run ends.
+    import signal
+
+    from trainer.train import main
+
+    args = ["--graph", gdir, "--epochs=2", "--max_steps_per_epoch=4", "--val_rank_playlists=0", *SMALL]
+    real, calls = full_graph_module.batch_loss, []
+
+    def terminated_at_the_sixth(*a, **k):  # epoch 1, step 1 of 4
+        calls.append(1)
+        if len(calls) == 6:  # one loss chunk a step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(full_graph_module, "batch_loss", terminated_at_the_sixth)
+    cut = tmp_path / "cut"
+    assert main([*args, "--out", str(cut), "--loss_chunk=1000000"]) == 143
+    monkeypatch.undo()
+    saved = checkpoint.load(checkpoint.checkpoint_path(str(cut)))
+    assert (saved["epoch"], saved["step"], saved["global_step"]) == (1, 2, 6)
+    resumed = train_from_args([*args, "--out", str(cut), "--loss_chunk=1000000", "--resume"])
+    again = train_from_args([*args, "--out", str(tmp_path / "whole2"), "--loss_chunk=1000000"])
+    assert resumed.global_step == again.global_step == 8
+    for k, v in again.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, msg=k)

@@ -21,9 +21,9 @@ def test_every_command_reads_and_writes_a_run_dir_given_as_a_url(tmp_path, monke
     local = tmp_path / "run"
     run = "file://" + str(local)
 
-    train.main(["--graph", "file://" + graph, "--out", run, *SMALL])
+    train.train_from_args(["--graph", "file://" + graph, "--out", run, *SMALL])
     assert (local / "checkpoints" / "last.pt").is_file() and (local / "metrics.jsonl").is_file()
-    assert embed.cli(["--graph", graph, "--run", run]) == 0
+    assert embed.main(["--graph", graph, "--run", run]) == 0
     assert (local / "embeddings" / "track.parquet").is_file()
 
     assert evaluate.main(["--graph", graph, "--run", run, "--split", "val", "--methods", "gnn,popularity"]) == 0

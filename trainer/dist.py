@@ -54,11 +54,16 @@ def pick_device(choice: str = "auto", local_rank: int = 0) -> torch.device:
     return dev
 
 
+def launched_rank() -> int:
+    """This process's rank as the launcher set it (0 without one): read before any set-up."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: str = "auto", timeout: timedelta | None = None) -> DistEnv:
     """Read the launcher's environment, pick the device, and join the process group if any;
     ``timeout``: how long a collective may wait (torch's default when None)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = pick_device(device, local_rank)
     use_cuda = dev.type == "cuda"

@@ -11,17 +11,15 @@ import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for 
 
 # isort: split
 
-import argparse
 import json
 import sys
 
 import torch
 
 from etl import contract
-from trainer import dist, process
-from trainer.config import ConfigError
+from trainer import cli, dist
 from trainer.gnn.inference import EMBEDDED_TYPES, encode_all, load_trained, seed_query
-from trainer.io import checkpoint, embeddings, storage
+from trainer.io import embeddings, storage
 from trainer.io.graph import load_graph, read_keys
 from trainer.io.run_dir import RunMismatchError, graph_record
 
@@ -49,30 +47,15 @@ def export(graph_path: str, run_dir: str, batch_size: int = 4096, device: str = 
                                                            "track_bias": model.track_bias is not None})
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m trainer.embed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--graph", required=True, help="the graph dir the run was trained on")
-    parser.add_argument("--run", required=True, help="run dir written by trainer.train")
-    parser.add_argument("--batch-size", type=int, default=4096, help="destination nodes per inference batch")
-    parser.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    process.configure_logging()
-    if args.batch_size <= 0:
-        parser.error(f"--batch-size must be > 0, got {args.batch_size}")
-    written = export(args.graph, args.run, args.batch_size, args.device)
-    print(json.dumps(written))
-
-
-def cli(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """``python -m trainer.embed`` and ``mpd-embed``: exit code 0, or 2 with the error named."""
-    try:
-        main(argv)
-    except (ConfigError, contract.ContractError, FileNotFoundError, checkpoint.DamagedCheckpoint, RunMismatchError,
-            dist.DeviceError, storage.OutputError, storage.Locked) as e:  # a user's mistake: one line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+    p = cli.parser("trainer.embed", __doc__)
+    cli.add_graph(p, "the graph dir the run was trained on")
+    cli.add_run(p)
+    p.add_argument("--batch-size", type=cli.count(1), default=4096, help="destination nodes per inference batch")
+    cli.add_device(p)
+    args = p.parse_args(argv)
+    return cli.run(lambda: print(json.dumps(export(args.graph, args.run, args.batch_size, args.device))))
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

@@ -26,7 +26,6 @@ import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for 
 
 # isort: split
 
-import argparse
 import sys
 import time
 from datetime import timedelta
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 from etl import contract
-from trainer import dist, process
+from trainer import cli, dist, process
 from trainer.evaluation.baselines import ALSParams
 from trainer.evaluation.metrics import K
 from trainer.evaluation.protocol import (
@@ -141,72 +140,71 @@ def evaluate(
     storage.atomic_write_json(out, results)
     print(format_table(results))
     for method, why in left_out.items():
-        print(f"note: {method} left out: {why}")
+        cli.note(f"{method} left out: {why}")
     print(f"wrote {out}")
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--graph", required=True, help="graph dir written by etl.job")
-    p.add_argument("--run", required=True, help="run dir (embeddings in RUN/embeddings/)")
+    p = cli.parser("trainer.evaluate", __doc__)
+    cli.add_graph(p)
+    cli.add_run(p, "run dir (embeddings in RUN/embeddings/)")
     p.add_argument("--split", default=contract.SPLIT_VAL, choices=[contract.SPLIT_VAL, contract.SPLIT_TEST])
     p.add_argument("--methods", help=f"comma-separated subset of {','.join(METHODS)}"
                    " (default: all; gnn only when the run has embeddings)")
-    p.add_argument("--k", type=int, default=K, help="list length scored (default 500)")
-    p.add_argument("--batch-size", type=int, default=256, help="playlists scored at once")
-    p.add_argument("--chunk-size", type=int, default=1 << 17, help="tracks scored at once")
-    p.add_argument("--itemknn-beta", type=float, default=0.0,
+    p.add_argument("--k", type=cli.count(1), default=K, help="list length scored (default 500)")
+    p.add_argument("--batch-size", type=cli.count(1), default=256, help="playlists scored at once")
+    p.add_argument("--chunk-size", type=cli.count(1), default=1 << 17, help="tracks scored at once")
+    p.add_argument("--itemknn-beta", type=cli.number(0), default=0.0,
                    help="item-kNN: divide a candidate's score by its training frequency^beta"
                    " (default 0: best on the val splits of the real dev set and 10k synthetic playlists,"
                    " see bench/RESULTS.md)")
-    p.add_argument("--itemknn-gamma", type=float, default=1.0,
+    p.add_argument("--itemknn-gamma", type=cli.number(0), default=1.0,
                    help="item-kNN: raise each training playlist's seed overlap to this power"
                    " (1 = plain co-occurrence)")
-    p.add_argument("--itemknn-neighbours", type=int, default=0,
+    p.add_argument("--itemknn-neighbours", type=cli.count(0), default=0,
                    help="item-kNN: only the training playlists with the largest seed overlap, this many"
                    " (0: every playlist sharing a seed)")
     d = ALSParams()
-    p.add_argument("--als-factors", type=int, default=d.factors, help="ALS: latent dimension")
-    p.add_argument("--als-regularization", type=float, default=d.regularization,
+    p.add_argument("--als-factors", type=cli.count(1), default=d.factors, help="ALS: latent dimension")
+    p.add_argument("--als-regularization", type=cli.number(0), default=d.regularization,
                    help="ALS: L2 weight lambda")
-    p.add_argument("--als-alpha", type=float, default=d.alpha,
+    p.add_argument("--als-alpha", type=cli.number(0), default=d.alpha,
                    help="ALS: confidence of a training edge is 1 + alpha")
-    p.add_argument("--als-iterations", type=int, default=d.iterations, help="ALS: sweeps")
+    p.add_argument("--als-iterations", type=cli.count(1), default=d.iterations, help="ALS: sweeps")
     p.add_argument("--als-seed", type=int, default=d.random_state, help="ALS: random_state")
-    p.add_argument("--als-threads", type=int, default=d.num_threads,
+    p.add_argument("--als-threads", type=cli.count(0), default=d.num_threads,
                    help="ALS: fitting threads (0 = every core)")
     p.add_argument("--gnn-query", default="playlist", choices=["playlist", "seeds"],
                    help="gnn: score with the held-out playlist's own embedding, or with a query"
                    " built from its seed tracks only, as for playlists outside the graph (recommend"
                    " --tracks, submit)")
-    p.add_argument("--fold-in-steps", type=int, default=0,
+    p.add_argument("--fold-in-steps", type=cli.count(0), default=0,
                    help="gnn, queries built from seeds: fit the playlist's input projection to its"
                    " seeds for this many steps, as a graph playlist's ID row was (0: the average"
                    " playlist's); costs steps x catalogue x width per playlist")
     p.add_argument("--catalogue", default="visible", choices=["visible", "all"],
                    help="rank tracks with a visible edge (default), or every track of the graph"
                    " (including those known only from hidden edges)")
-    p.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
-    p.add_argument("--max-playlists", type=int, default=0,
+    cli.add_device(p)
+    p.add_argument("--max-playlists", type=cli.count(0), default=0,
                    help="score this many of the split's playlists, evenly spaced (0: all); for timing runs")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    try:
-        als = ALSParams(args.als_factors, args.als_regularization, args.als_alpha,
-                        args.als_iterations, args.als_seed, args.als_threads)
-        evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
-                 args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query,
-                 args.catalogue, als, args.fold_in_steps, args.device, args.max_playlists,
-                 args.itemknn_neighbours)
-    except (ValueError, FileNotFoundError, dist.DeviceError, storage.OutputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()  # what dist.cleanup does, without an env
-    return 0
 
+    def body():
+        try:
+            als = ALSParams(args.als_factors, args.als_regularization, args.als_alpha,
+                            args.als_iterations, args.als_seed, args.als_threads)
+            evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
+                     args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query,
+                     args.catalogue, als, args.fold_in_steps, args.device, args.max_playlists,
+                     args.itemknn_neighbours)
+        finally:
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()  # what dist.cleanup does, without an env
+
+    return cli.run(body)
 
 if __name__ == "__main__":
     sys.exit(main())

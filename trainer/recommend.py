@@ -18,13 +18,12 @@ import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for 
 
 # isort: split
 
-import argparse
 import sys
 
 import numpy as np
 
 from etl import contract
-from trainer import dist, process
+from trainer import cli, dist
 from trainer.evaluation.scoring import Queries, rank
 from trainer.io.graph import Catalogue, load_catalogue, normalise_title, track_details
 from trainer.methods import METHODS, build_scorers, default_method, source_of
@@ -118,34 +117,32 @@ def recommend(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer.recommend", description=__doc__.split("\n")[0])
-    p.add_argument("--graph", required=True)
-    p.add_argument("--run", required=True)
+    p = cli.parser("trainer.recommend", __doc__)
+    cli.add_graph(p)
+    cli.add_run(p)
     p.add_argument("--pid", type=int, help="a playlist of the graph")
     p.add_argument("--tracks", help="comma-separated seed track URIs")
     p.add_argument("--title", help="playlist title (used when there are no seeds)")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=cli.count(1), default=10, help="tracks to list (default 10)")
     p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
-    p.add_argument("--fold-in-steps", type=int, default=0,
+    p.add_argument("--fold-in-steps", type=cli.count(0), default=0,
                    help="gnn with --tracks: fit the new playlist's input projection to its seeds for"
                    " this many steps, as a graph playlist's ID row was (0: the average playlist's;"
                    " with the 6-layer default, fitting did not rank better on the real dev set)")
-    p.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
+    cli.add_device(p)
     args = p.parse_args(argv)
-    process.configure_logging()
     tracks = [u.strip() for u in args.tracks.split(",") if u.strip()] if args.tracks else None
-    notes: list[str] = []
-    try:
+
+    def body():
+        notes: list[str] = []
         rows = recommend(args.graph, args.run, pid=args.pid, tracks=tracks, title=args.title,
                          k=args.k, method=args.method, notes=notes, fold_in_steps=args.fold_in_steps, device=args.device)
-    except (ValueError, FileNotFoundError, dist.DeviceError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for r in rows:
-        print(f"{r['rank']:>4}  {r['track_name']}  —  {r['artist_name']}  ({r['track_uri']})")
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    return 0
+        for r in rows:
+            print(f"{r['rank']:>4}  {r['track_name']}  —  {r['artist_name']}  ({r['track_uri']})")
+        for note in notes:
+            cli.note(note)
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,12 @@ never changed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
-from trainer.config import BATCH_FULL, TrainConfig
+from trainer.config import BATCH_FULL, EARLIER_RUNS, TrainConfig
+
+log = logging.getLogger(__name__)
 
 MAX_STANDARD_STEPS = 2000  # per rank and epoch at BATCH_FULL: ~250k playlists on one rank
 STEPS_PER_EPOCH = 250      # large-graph: propagations per epoch
@@ -40,3 +43,32 @@ def for_graph(config: TrainConfig, given: frozenset[str], supervisable_per_rank:
         if "layers" in chosen and "fanout" not in given:
             chosen["fanout"] = ()  # follows the depth
     return dataclasses.replace(config, **chosen)
+
+
+def supervisable_per_rank(config: TrainConfig, graph, world_size: int) -> int:
+    """Supervision edges one rank trains on per epoch (train edges, and seeds when supervised)."""
+    supervisable = graph.train_edges.size(1) + (graph.seed_edges.size(1) if config.supervise_seeds else 0)
+    return -(-supervisable // world_size)
+
+
+def resolve(config: TrainConfig, given: frozenset[str], graph, world_size: int, saved: dict | None) -> TrainConfig:
+    """:func:`for_graph` for a loaded ``graph``, said once; a run whose checkpoint config (``saved``)
+    is from before regimes resumes as it was trained."""
+    if saved is not None and "regime" not in saved and "regime" not in given:
+        config = dataclasses.replace(config, regime=EARLIER_RUNS["regime"])
+    resolved = for_graph(config, given, supervisable_per_rank(config, graph, world_size))
+    chosen = {k: v for k, v in resolved.to_dict().items() if v != config.to_dict()[k]}
+    log.info("regime %s%s", resolved.regime, f": {chosen}" if set(chosen) - {"regime"} else "")
+    return resolved
+
+
+def batch_within_epoch(config: TrainConfig, graph, world_size: int) -> TrainConfig:
+    """The config the training strategy runs with: ``batch_size`` cut to the edges a rank could
+    supervise in an epoch, said once (a batch beyond them buys nothing but memory: conv=sage peaked
+    at 10.9 GB on an 800-playlist graph). config.json keeps what the user asked for."""
+    per_rank = supervisable_per_rank(config, graph, world_size)
+    if 0 < per_rank < config.batch_size:
+        log.warning("batch_size=%d is above the %d edges a rank can supervise per epoch: training with batches "
+                    "of at most %d", config.batch_size, per_rank, per_rank)
+        return dataclasses.replace(config, batch_size=per_rank)
+    return config

@@ -15,7 +15,6 @@ import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for 
 
 # isort: split
 
-import argparse
 import json
 import logging
 import sys
@@ -23,7 +22,7 @@ import sys
 import numpy as np
 
 from etl import contract
-from trainer import dist, process
+from trainer import cli, dist
 from trainer.evaluation import protocol
 from trainer.evaluation.baselines import ALSParams, popularity_counts
 from trainer.evaluation.title import TitleModel
@@ -84,29 +83,27 @@ def build(graph_dir: str, run: str, params: RankerParams = RankerParams(), als: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer.rerank", description=__doc__.split("\n")[0])
-    p.add_argument("--graph", required=True)
-    p.add_argument("--run", required=True, help="a trained run with embeddings")
+    p = cli.parser("trainer.rerank", __doc__)
+    cli.add_graph(p)
+    cli.add_run(p, "a trained run with embeddings")
     d = RankerParams()
-    p.add_argument("--k", type=int, default=d.k, help="candidates per retriever and playlist")
-    p.add_argument("--folds", type=int, default=d.folds, help="folds of the val playlists that choose the rounds")
-    p.add_argument("--max-rounds", type=int, default=d.max_rounds)
+    p.add_argument("--k", type=cli.count(1), default=d.k, help="candidates per retriever and playlist")
+    p.add_argument("--folds", type=cli.count(2), default=d.folds,
+                   help="folds of the val playlists that choose the rounds")
+    p.add_argument("--max-rounds", type=cli.count(1), default=d.max_rounds)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--itemknn-neighbours", type=int, default=0, help="as trainer.evaluate's")
-    p.add_argument("--batch-size", type=int, default=256, help="playlists at once")
-    p.add_argument("--device", default="auto", choices=dist.DEVICES)
+    p.add_argument("--itemknn-neighbours", type=cli.count(0), default=0, help="as trainer.evaluate's")
+    p.add_argument("--batch-size", type=cli.count(1), default=256, help="playlists at once")
+    cli.add_device(p)
     args = p.parse_args(argv)
-    process.configure_logging()
-    try:
+
+    def body():
         params = RankerParams(k=args.k, folds=args.folds, max_rounds=args.max_rounds, seed=args.seed)
         storage.check_writable(ranker.path(args.run), "--run", folder=True)
         build(args.graph, args.run, params, itemknn={"neighbours": args.itemknn_neighbours},
               batch_size=args.batch_size, device=args.device)
-    except (ValueError, FileNotFoundError, dist.DeviceError, storage.OutputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
 
+    return cli.run(body)
 
 if __name__ == "__main__":
     sys.exit(main())

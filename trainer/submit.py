@@ -19,7 +19,6 @@ import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for 
 
 # isort: split
 
-import argparse
 import gzip
 import json
 import sys
@@ -27,7 +26,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from trainer import dist, process
+from trainer import cli, dist
 from trainer.evaluation.metrics import K
 from trainer.evaluation.scoring import Queries, rank
 from trainer.io import storage
@@ -141,33 +140,30 @@ def submit(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer.submit", description=__doc__.split("\n")[0])
-    p.add_argument("--graph", required=True)
-    p.add_argument("--run", required=True)
+    p = cli.parser("trainer.submit", __doc__)
+    cli.add_graph(p)
+    cli.add_run(p)
     p.add_argument("--challenge", required=True, help="challenge_set.json")
     p.add_argument("--out", required=True, help="submission.csv or submission.csv.gz")
     p.add_argument("--team", required=True)
     p.add_argument("--email", required=True)
     p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
-    p.add_argument("--fold-in-steps", type=int, default=0,
+    p.add_argument("--fold-in-steps", type=cli.count(0), default=0,
                    help="gnn: fit each challenge playlist's input projection to its seeds for this"
                    " many steps (it helped the 3-layer model, not the 6-layer default, on the real"
                    " dev set); each step costs about what ranking the catalogue once does")
-    p.add_argument("--device", default="auto", choices=dist.DEVICES, help="auto: the GPU when there is one")
+    cli.add_device(p)
     args = p.parse_args(argv)
-    process.configure_logging()
-    try:
+
+    def body():
         summary = submit(args.graph, args.run, args.challenge, args.out, args.team, args.email,
                          args.method, fold_in_steps=args.fold_in_steps, device=args.device)
-    except (ValueError, FileNotFoundError, dist.DeviceError, storage.OutputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {summary['out']}: {summary['playlists']} playlists by {summary['method']};"
-          f" {summary['unknown_seed_uris']} seed URIs not in the graph ignored;"
-          f" {summary['title_fallback']} playlists ranked from their title alone, {summary['popularity_fallback']} of"
-          " them (no known seed, no usable title) by global popularity")
-    return 0
+        print(f"wrote {summary['out']}: {summary['playlists']} playlists by {summary['method']};"
+              f" {summary['unknown_seed_uris']} seed URIs not in the graph ignored;"
+              f" {summary['title_fallback']} playlists ranked from their title alone, {summary['popularity_fallback']}"
+              " of them (no known seed, no usable title) by global popularity")
 
+    return cli.run(body)
 
 if __name__ == "__main__":
     sys.exit(main())

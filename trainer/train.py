@@ -18,13 +18,15 @@ import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for 
 # isort: split
 
 import argparse
-import dataclasses
+import contextlib
 import json
 import logging
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -32,18 +34,16 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from etl import contract
-from trainer import dist, process, regime
-from trainer.config import EARLIER_RUNS, ConfigError, TrainConfig, given_values, help_text, parse_overrides
+from trainer import cli, dist, process, regime
+from trainer.config import TrainConfig, given_values, help_text, parse_overrides
 from trainer.gnn.divergence import TrainingDiverged, check_metrics, check_parameters
 from trainer.gnn.full_graph import FullGraphTraining
 from trainer.gnn.losses import candidate_log_frequency
 from trainer.gnn.model import build_model
 from trainer.gnn.optim import Optimizer
 from trainer.gnn.plots import learning_curves
-from trainer.gnn.sampled import SampledTraining, SamplerMissing, require_sampler
+from trainer.gnn.sampled import SampledTraining, require_sampler
 from trainer.gnn.shards import EPOCH, mix
 from trainer.gnn.validation import (
     diagnostics,
@@ -79,7 +79,8 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def main(argv=None) -> TrainResult:
+def train_from_args(argv: list[str] | None = None) -> TrainResult:
+    """What ``python -m trainer.train ARGV`` does, its errors raised (the command's body)."""
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     values = given_values(args.config, overrides)
     config = TrainConfig.from_dict(values, where="config" if not overrides else "command line")
@@ -88,34 +89,21 @@ def main(argv=None) -> TrainResult:
     process.cap_malloc_arenas(config.malloc_arenas)  # before gloo and the loader start threads
     process.fix_mmap_threshold()
     env = dist.setup(config.device)
-    process.configure_logging(env.is_main)
     resume, overwrite = args.resume, args.overwrite
     restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     if restart:  # torchrun restarted the workers: continue the run, never discard it
         log.warning("torchrun restart %d: resuming from the run's last checkpoint", restart)
         resume, overwrite = True, False
     try:
-        with logging_redirect_tqdm():
-            return train(args.graph, args.out, config, env, resume=resume, overwrite=overwrite,
-                         given=frozenset(values))
+        return train(args.graph, args.out, config, env, resume=resume, overwrite=overwrite, given=frozenset(values))
     finally:
         dist.cleanup(env)
 
 
-# A user's mistake: one line naming it, no traceback.
-USER_ERRORS = (storage.OutputError, storage.Locked, TrainingDiverged, ConfigError, contract.ContractError, FileNotFoundError, SamplerMissing, run_dir.RunExistsError,
-               run_dir.RunMismatchError, dist.DeviceError, checkpoint.DamagedCheckpoint)
-
-
 @dist.record  # under torchrun, the failing rank's error reaches the launcher's summary
-def cli(argv=None) -> int:
-    """``python -m trainer.train`` and ``mpd-train``: exit code 0, or 2 with the error named."""
-    try:
-        main(argv)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    """``python -m trainer.train`` and ``mpd-train``."""
+    return cli.run(lambda: train_from_args(argv))
 
 
 @dataclass
@@ -133,15 +121,32 @@ def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, res
     if given is None:
         default = TrainConfig().to_dict()
         given = frozenset(k for k, v in config.to_dict().items() if v != default[k])
-    if not env.is_main:
-        return _train(graph_path, out, config, env, resume, overwrite, given)
-    storage.check_writable(out, "--out", folder=True)
-    with storage.exclusive(out, "run dir", f"trainer.train --out {out}"):
-        return _train(graph_path, out, config, env, resume, overwrite, given)
+    with _sigterm_after_the_step() as stop:
+        if not env.is_main:
+            return _train(graph_path, out, config, env, resume, overwrite, given, stop)
+        storage.check_writable(out, "--out", folder=True)
+        with storage.exclusive(out, "run dir", f"trainer.train --out {out}"):
+            return _train(graph_path, out, config, env, resume, overwrite, given, stop)
+
+
+@contextlib.contextmanager
+def _sigterm_after_the_step():
+    """SIGTERM (preemption, a scheduler's time limit) while training: the step in progress
+    finishes, a checkpoint is written, then the run stops (``--resume`` continues it). The
+    yielded list holds the signal once it came."""
+    came: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield came
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: came.append(signum))
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool,
-           overwrite: bool, given: frozenset[str]) -> TrainResult:
+           overwrite: bool, given: frozenset[str], stop: list[int]) -> TrainResult:
     """Run (or resume) training in ``out``; a run already there needs ``resume`` or ``overwrite``."""
     run_dir.refuse_or_clear(out, resume, overwrite, env.is_main)
     tensorboard = run_dir.TensorBoard(out) if env.is_main else None
@@ -155,7 +160,7 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
         ckpt = checkpoint.load(ckpt_path)
     elif resume:
         log.info(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
-    config = _for_graph(config, given, graph, env, ckpt)
+    config = regime.resolve(config, given, graph, env.world_size, ckpt["config"] if ckpt else None)
     if ckpt is not None:
         check_resumable(ckpt["config"], config, run, graph_path, graph.manifest)
 
@@ -191,7 +196,7 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
     ddp = (DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None)
            if env.distributed else model)
     amp = config.amp and env.device.type == "cuda"
-    batching = _batch_within_epoch(config, graph, env)
+    batching = regime.batch_within_epoch(config, graph, env.world_size)
     log_frequency = None
     if config.loss == "softmax":
         supervisable = (torch.cat([graph.train_edges, graph.seed_edges], dim=1) if config.supervise_seeds
@@ -263,6 +268,10 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
             sums[1] += terms
             sums[2] += positives
             global_step += 1
+            if dist.all_reduce_max(env, float(bool(stop))):  # every rank stops after the same step
+                save(ckpt_path, epoch, step + 1, sums)
+                log.warning("SIGTERM: stopped after epoch %d, step %d, checkpointed; --resume continues", epoch, step + 1)
+                raise cli.Terminated
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
             if config.checkpoint_every and global_step % config.checkpoint_every == 0 and step + 1 < steps:
@@ -359,35 +368,7 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
     return TrainResult(record, model, global_step)
 
 
-def _supervisable_per_rank(config: TrainConfig, graph, env: dist.DistEnv) -> int:
-    supervisable = graph.train_edges.size(1) + (graph.seed_edges.size(1) if config.supervise_seeds else 0)
-    return -(-supervisable // env.world_size)
-
-
-def _for_graph(config: TrainConfig, given: frozenset[str], graph, env: dist.DistEnv, ckpt) -> TrainConfig:
-    """The regime resolved for this graph (``trainer/regime.py``); a run from before regimes resumes
-    as it was trained."""
-    if ckpt is not None and "regime" not in ckpt["config"] and "regime" not in given:
-        config = dataclasses.replace(config, regime=EARLIER_RUNS["regime"])
-    resolved = regime.for_graph(config, given, _supervisable_per_rank(config, graph, env))
-    chosen = {k: v for k, v in resolved.to_dict().items() if v != config.to_dict()[k]}
-    log.info("regime %s%s", resolved.regime, f": {chosen}" if set(chosen) - {"regime"} else "")
-    return resolved
-
-
-def _batch_within_epoch(config: TrainConfig, graph, env: dist.DistEnv) -> TrainConfig:
-    """The config the training strategy runs with: ``batch_size`` cut to the edges a rank could
-    supervise in an epoch, said once (a batch beyond them buys nothing but memory: conv=sage peaked
-    at 10.9 GB on an 800-playlist graph). config.json keeps what the user asked for."""
-    per_rank = _supervisable_per_rank(config, graph, env)
-    if 0 < per_rank < config.batch_size:
-        log.warning("batch_size=%d is above the %d edges a rank can supervise per epoch: training with batches "
-                    "of at most %d", config.batch_size, per_rank, per_rank)
-        return dataclasses.replace(config, batch_size=per_rank)
-    return config
-
-
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

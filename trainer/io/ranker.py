@@ -8,10 +8,15 @@ other features are refused by name.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
+
 import numpy as np
 
 from trainer.io import als_factors, storage
 from trainer.io.run_dir import RANKER, RunMismatchError, graph_identity
+
+log = logging.getLogger(__name__)
 
 MODEL = "model.txt"
 FACTORS = "als_factors.npz"
@@ -27,6 +32,8 @@ def exists(run: str) -> bool:
 
 
 def publish(run: str, model: str, factors: np.ndarray, factors_identity: dict, identity: dict) -> str:
+    identity = {**identity, "model_sha256": hashlib.sha256(model.encode()).hexdigest()}
+
     def write(staging: str) -> None:
         storage.atomic_write_bytes(storage.join(staging, MODEL), model.encode())
         als_factors.save(storage.join(staging, FACTORS), factors, factors_identity)
@@ -61,7 +68,15 @@ def read(run: str, checkpoint_id: str | None, manifest: dict, title: str,
             f"{path(run)} was built on features of version {recorded.get('features_version', 1)}, these are of "
             f"version {features_version}: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
     with storage.open_file(path(run, MODEL), "rb") as f:
-        model = f.read().decode()
+        data = f.read()
+    want = recorded.get("model_sha256")
+    if want is None:  # built before the booster's checksum was recorded
+        log.warning("%s has no checksum (built by an earlier version): read unchecked", path(run, MODEL))
+    elif hashlib.sha256(data).hexdigest() != want:
+        raise RunMismatchError(
+            f"{path(run, MODEL)} is damaged ({len(data):,} bytes, not the booster identity.json records): build it "
+            f"again (python -m trainer.rerank --graph GRAPH --run {run})")
+    model = data.decode()
     factors = als_factors.load(path(run, FACTORS), recorded["als_factors"])
     if factors is None:
         raise RunMismatchError(f"{path(run, FACTORS)} is missing or not the fit the ranker was built with; build it again")

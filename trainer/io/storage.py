@@ -39,9 +39,26 @@ def _why(error: BaseException) -> str:
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
+class MissingExtra(ImportError):
+    """A URL's file system needs a package of an optional extra that is not installed."""
+
+
+# URL scheme -> (the package fsspec needs, the pyproject extra that installs it)
+EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs")}
+
+
 def filesystem(path: str):
-    """``(fs, path within fs)`` of a local path or URL."""
-    fs, target = fsspec.core.url_to_fs(path)
+    """``(fs, path within fs)`` of a local path or URL; a missing optional package is named with
+    the extra that installs it."""
+    try:
+        fs, target = fsspec.core.url_to_fs(path)
+    except ImportError as e:
+        scheme = path.split("://", 1)[0] if "://" in path else ""
+        if scheme not in EXTRAS:
+            raise MissingExtra(f"{path}: {e}") from None
+        package, extra = EXTRAS[scheme]
+        raise MissingExtra(f"{path}: {scheme}:// paths need {package}, which is not installed: "
+                           f"pip install 'mpd-graph[{extra}]' (or pip install {package})") from None
     return fs, target.rstrip("/") or target
 
 

@@ -9,6 +9,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 
 if __package__ in (None, ""):
     # Run as a script (spark-submit etl/job.py): Python put etl/ itself on sys.path, where our
@@ -21,21 +23,33 @@ if __package__ in (None, ""):
     except ImportError:
         sys.path.insert(0, os.path.dirname(_here))
 
-from etl import session, storage  # noqa: E402  (after the script-mode path fix above)
+from pyspark import SparkContext  # noqa: E402  (after the script-mode path fix above)
+
+from etl import session, storage  # noqa: E402
 from etl.options import parse_args  # noqa: E402
 from etl.pipeline import BadInputError, OutputExistsError, build_graph_dir  # noqa: E402
 from etl.session import RuntimeMissing, spark_session  # noqa: E402
+from etl.stages import STOP, Terminated  # noqa: E402
 
 log = logging.getLogger("etl")
 
 
-class Terminated(BaseException):
-    """SIGTERM (a scheduler's time limit, ``timeout``): unwinds like Ctrl-C, so the pipeline's
-    ``finally`` removes its staging dir; no ``except Exception`` swallows it."""
-
-
 def _terminate(signum, frame):
-    raise Terminated
+    """SIGTERM: never raised inside a call to the JVM (that would garble the Py4J connection the
+    clean-up needs); Spark's jobs are cancelled from a thread of its own, so the call the main
+    thread waits in fails, and the pipeline stops at its next stage boundary."""
+    if STOP.is_set():
+        return
+    STOP.set()
+
+    def cancel_until_exit():
+        while True:
+            context = SparkContext._active_spark_context
+            if context is not None:
+                context.cancelAllJobs()
+            time.sleep(0.5)
+
+    threading.Thread(target=cancel_until_exit, daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,15 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         build_graph_dir(args, spark_session(args))
-    except (KeyboardInterrupt, Terminated) as e:
-        what, code = ("interrupted (Ctrl-C)", 130) if isinstance(e, KeyboardInterrupt) else ("terminated (SIGTERM)", 143)
-        log.error("%s: stopped; nothing was published and the staging dir of %s is removed", what, args.output)
-        return code
-    except (BadInputError, OutputExistsError, storage.InputError, storage.OutputError,
-            storage.Locked, RuntimeMissing) as e:
-        log.error("%s", e)
-        return 2
-    except Exception as e:
+    except (KeyboardInterrupt, Terminated, Exception) as e:
+        if isinstance(e, KeyboardInterrupt) or STOP.is_set():  # a cancelled job fails with a Py4J error
+            what, code = ("interrupted (Ctrl-C)", 130) if isinstance(e, KeyboardInterrupt) else ("terminated (SIGTERM)", 143)
+            log.error("%s: stopped; nothing was published and the staging dir of %s is removed", what, args.output)
+            return code
+        if isinstance(e, (BadInputError, OutputExistsError, storage.InputError, storage.OutputError,
+                          storage.Locked, RuntimeMissing)):
+            log.error("%s", e)
+            return 2
         # Otherwise buried in a Py4J trace of hundreds of lines; the temporary output is gone.
         if storage.no_space_left(e):
             log.error("no space left on device while writing %s or Spark's scratch files (spark.local.dir, "

@@ -298,6 +298,10 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         else:
             storage.rename(spark, tmp, output)
         log.info("wrote %s: %s", output, {t: counts[t] for t in contract.TABLES})
+        for reason, d in dropped.items():  # the console is what a user reads, not the manifest
+            if d["count"]:
+                log.warning("dropped %s: %d playlist(s), %d track entries; e.g. %s (manifest.json: dropped.%s)",
+                            reason, d["playlists"], d["entries"], ", ".join(map(str, d["examples"][:3])), reason)
         return result
     finally:
         # Stopped mid-job (Ctrl-C, SIGTERM, an error): no task may write into tmp after it goes.

@@ -61,8 +61,14 @@ def messy(tmp_path_factory):
     return d
 
 
-def test_drops_and_findings_are_counted_and_every_entry_accounted(spark, messy, tmp_path):
-    m = run_etl(spark, "--input", messy, "--output", tmp_path / "g", "--hop2", "off", "--skip-bad-files")
+def test_drops_and_findings_are_counted_and_every_entry_accounted(spark, messy, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="etl"):
+        m = run_etl(spark, "--input", messy, "--output", tmp_path / "g", "--hop2", "off", "--skip-bad-files")
+    # every class dropped is one warning at the end, on the console a user reads
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropped ")]
+    assert sorted(line.split(":")[0] for line in said) == sorted(f"dropped {k}" for k, v in m["dropped"].items()
+                                                                  if v["count"])
+    assert "dropped duplicate_pid: 1 playlist(s), 12 track entries; e.g. 0 (manifest.json: dropped.duplicate_pid)" in said
     assert [f["path"].rsplit("/", 1)[1] for f in m["input"]["skipped_files"]] == ["mpd.slice.10-19.json"]
     assert m["validation"]["json"]["count"] == 1 and m["counts"]["input_files"] == 2
     dropped = m["dropped"]

@@ -343,3 +343,26 @@ def test_overall_counts_a_playlist_once_whatever_the_groups(synth):
     none = score_sums(held, *args, [], *tail)  # no category asked for: overall alone
     np.testing.assert_array_equal(none[0][:, 0], every[0][:, 0])
     assert none[1][0] == every[1][0] == len(held)
+
+
+@pytest.mark.parametrize("config", [{"track_bias": True}, {"track_bias": False}, None])
+def test_an_export_that_does_not_say_its_bias_takes_the_runs_config_or_is_refused(synth, tmp_path, config):
+    # Exports from before the identity recorded track_bias: the run's config.json says whether the
+    # track vectors end in a bias (never a guess); without one the export is refused by name.
+    from trainer.methods import gnn_scorer
+
+    cat = load_catalogue(synth)
+    rng = np.random.default_rng(0)
+    run = write_embeddings(str(tmp_path / "run"), synth, rng.normal(size=(cat.num_tracks, 5)).astype(np.float32),
+                           rng.normal(size=(cat.num_playlists, 5)).astype(np.float32))
+    ident = embeddings.path(run, embeddings.IDENTITY)
+    recorded = json.loads(open(ident).read())
+    del recorded["track_bias"]
+    open(ident, "w").write(json.dumps(recorded))
+    if config is None:
+        with pytest.raises(run_dir.RunMismatchError, match="do not say whether their track vectors end in a bias"):
+            gnn_scorer(cat, run, torch.device("cpu"))
+        return
+    (tmp_path / "run" / run_dir.CONFIG_FILE).write_text(json.dumps(config))
+    scorer = gnn_scorer(cat, run, torch.device("cpu"))
+    assert scorer.bias_column is config["track_bias"]

@@ -20,17 +20,20 @@ def gdir(tmp_path_factory):
 
 
 def test_auto_keeps_the_standard_regime_up_to_the_size_rule():
-    at_rule = regime.MAX_STANDARD_STEPS * BATCH_FULL
+    # an epoch supervises supervision_ratio (0.5) of the supervisable edges
+    at_rule = 2 * regime.MAX_STANDARD_STEPS * BATCH_FULL
     small = regime.for_graph(TrainConfig(), frozenset(), at_rule)
     assert small.regime == "standard" and small.batch_size == BATCH_FULL and small.layers == LAYERS_FULL
     assert small.val_every == 0
-    large = regime.for_graph(TrainConfig(), frozenset(), at_rule + 1)
+    large = regime.for_graph(TrainConfig(), frozenset(), at_rule + 2)
     assert large.regime == "large-graph" and large.layers == regime.LAYERS and len(large.fanout) == regime.LAYERS
-    assert large.batch_size == -(-(at_rule + 1) // regime.STEPS_PER_EPOCH)
+    assert large.batch_size == -(-(at_rule + 2) // 2 // regime.STEPS_PER_EPOCH)
     assert large.val_every == regime.STEPS_PER_EPOCH // regime.VALIDATIONS_PER_EPOCH
-    # 33M supervision edges (the full MPD on one rank): an epoch of STEPS_PER_EPOCH propagations
-    mpd = regime.for_graph(TrainConfig(), frozenset(), 33_000_000)
-    assert -(-33_000_000 // mpd.batch_size) == regime.STEPS_PER_EPOCH
+    # the full MPD on one rank (63.75M train edges and ~0.65M seeds): an epoch of STEPS_PER_EPOCH
+    # propagations, as the epoch's own batches count them
+    pool = 64_400_000
+    mpd = regime.for_graph(TrainConfig(), frozenset(), pool)
+    assert -(-int(pool * mpd.supervision_ratio) // mpd.batch_size) == regime.STEPS_PER_EPOCH
     # what config.json records resolves to itself
     assert TrainConfig.from_dict(mpd.to_dict()) == mpd
 

@@ -29,15 +29,17 @@ VALIDATIONS_PER_EPOCH = 8  # large-graph: ranking validations (selection, patien
 
 
 def for_graph(config: TrainConfig, given: frozenset[str], supervisable_per_rank: int) -> TrainConfig:
-    """``config`` with ``regime`` resolved for a graph whose rank supervises
-    ``supervisable_per_rank`` edges per epoch, and the keys of that regime the user left unset."""
+    """``config`` with ``regime`` resolved for a graph whose rank can supervise
+    ``supervisable_per_rank`` edges (an epoch supervises ``supervision_ratio`` of them), and the
+    keys of that regime the user left unset."""
+    per_epoch = supervisable_per_rank * config.supervision_ratio
     name = config.regime
     if name == "auto":
-        large = config.propagation == "full" and supervisable_per_rank > MAX_STANDARD_STEPS * BATCH_FULL
+        large = config.propagation == "full" and per_epoch > MAX_STANDARD_STEPS * BATCH_FULL
         name = "large-graph" if large else "standard"
     chosen: dict = {"regime": name}
     if name == "large-graph":
-        batch = max(BATCH_FULL, math.ceil(supervisable_per_rank / STEPS_PER_EPOCH))
+        batch = max(BATCH_FULL, math.ceil(per_epoch / STEPS_PER_EPOCH))
         wanted = {"batch_size": batch, "layers": LAYERS, "val_every": max(1, STEPS_PER_EPOCH // VALIDATIONS_PER_EPOCH)}
         chosen |= {k: v for k, v in wanted.items() if k not in given}
         if "layers" in chosen and "fanout" not in given:

@@ -33,32 +33,29 @@ def _terminate(signum, frame):
     raise Terminated
 
 
-def count(minimum: int = 1) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``minimum``, refused with the flag's name."""
-    def parse(text: str) -> int:
+def _at_least(convert, minimum, kind: str) -> Callable[[str], float]:
+    """An argparse type: ``convert(text)``, finite and at least ``minimum``, refused with the
+    flag's name by argparse (exit 2, one line)."""
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
         return value
-    parse.__name__ = f"integer >= {minimum}"
+    parse.__name__ = f"{kind} >= {minimum:g}"
     return parse
+
+
+def count(minimum: int = 1) -> Callable[[str], int]:
+    """An integer of at least ``minimum``."""
+    return _at_least(int, minimum, "an integer")
 
 
 def number(minimum: float = 0.0) -> Callable[[str], float]:
-    """An argparse type: a finite number of at least ``minimum``."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum:g}, got {text}")
-        return value
-    parse.__name__ = f"number >= {minimum:g}"
-    return parse
+    """A finite number of at least ``minimum``."""
+    return _at_least(float, minimum, "a finite number")
 
 
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:

@@ -47,6 +47,8 @@ def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str 
     source = embeddings.identity(run)
     run_dir.check_trained_on(source, graph.path, graph.manifest, f"the embeddings in {run}")
     query = embeddings.seed_query(run, graph)
+    tracks = embeddings.track_embeddings(run, graph)  # names embeddings of another graph first
+    playlists = embeddings.playlist_embeddings(run, graph) if gnn_query == "playlist" else None
     bias = source.get("track_bias")
     if bias is None:  # an export from before the identity said so: the run's config says it
         config = run_dir.RunDir(run).read_json(run_dir.CONFIG_FILE)
@@ -55,10 +57,7 @@ def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str 
                 f"{run}/{run_dir.EMBEDDINGS} do not say whether their track vectors end in a bias, and {run} has no "
                 f"{run_dir.CONFIG_FILE} that does; export them again (python -m trainer.embed --graph GRAPH --run {run})")
         bias = bool(config["track_bias"])
-    scorer = EmbeddingScorer(
-        embeddings.track_embeddings(run, graph),
-        embeddings.playlist_embeddings(run, graph) if gnn_query == "playlist" else None,
-        device, query, fold_in_steps=fold_in_steps, bias_column=bias)
+    scorer = EmbeddingScorer(tracks, playlists, device, query, fold_in_steps=fold_in_steps, bias_column=bias)
     scorer.source = source  # what every result ranked by it names
     return scorer
 

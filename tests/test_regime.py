@@ -20,32 +20,29 @@ def gdir(tmp_path_factory):
 
 
 def test_auto_keeps_the_standard_regime_up_to_the_size_rule():
-    # an epoch supervises supervision_ratio (0.5) of the supervisable edges
+    # an epoch supervises supervision_ratio (0.5) of the supervisable edges, in batches of 4,096
     at_rule = 2 * regime.MAX_STANDARD_STEPS * BATCH_FULL
     small = regime.for_graph(TrainConfig(), frozenset(), at_rule)
-    assert small.regime == "standard" and small.batch_size == BATCH_FULL and small.layers == LAYERS_FULL
-    assert small.val_every == 0
-    large = regime.for_graph(TrainConfig(), frozenset(), at_rule + 2)
-    assert large.regime == "large-graph" and large.layers == regime.LAYERS and len(large.fanout) == regime.LAYERS
-    assert large.batch_size == -(-(at_rule + 2) // 2 // regime.STEPS_PER_EPOCH)
-    assert large.val_every == regime.STEPS_PER_EPOCH // regime.VALIDATIONS_PER_EPOCH
-    # the full MPD on one rank (63.75M train edges and ~0.65M seeds): an epoch of STEPS_PER_EPOCH
-    # propagations, as the epoch's own batches count them
-    pool = 64_400_000
-    mpd = regime.for_graph(TrainConfig(), frozenset(), pool)
-    assert -(-int(pool * mpd.supervision_ratio) // mpd.batch_size) == regime.STEPS_PER_EPOCH
+    assert small.regime == "standard" and small.val_every == 0
+    large = regime.for_graph(TrainConfig(), frozenset(), at_rule + 2 * BATCH_FULL)
+    assert large.regime == "large-graph" and large.val_every == regime.VAL_EVERY
+    # the model and its batches stay today's
+    assert (large.batch_size, large.layers) == (BATCH_FULL, LAYERS_FULL)
+    # the full MPD on one rank (63.75M train edges and ~0.65M seeds): large-graph
+    assert regime.for_graph(TrainConfig(), frozenset(), 64_400_000).regime == "large-graph"
     # what config.json records resolves to itself
-    assert TrainConfig.from_dict(mpd.to_dict()) == mpd
+    assert TrainConfig.from_dict(large.to_dict()) == large
 
 
-def test_the_regime_leaves_the_keys_a_user_set_and_sampled_training_alone():
+def test_the_regime_leaves_the_keys_a_user_set():
     huge = 10**9
-    mine = regime.for_graph(TrainConfig(layers=6, batch_size=9000), frozenset({"layers", "batch_size"}), huge)
-    assert (mine.regime, mine.layers, mine.batch_size) == ("large-graph", 6, 9000)
-    assert regime.for_graph(TrainConfig(regime="standard"), frozenset({"regime"}), huge).batch_size == BATCH_FULL
-    assert regime.for_graph(TrainConfig(conv="sage"), frozenset({"conv"}), huge).regime == "standard"
+    mine = regime.for_graph(TrainConfig(val_every=7), frozenset({"val_every"}), huge)
+    assert (mine.regime, mine.val_every) == ("large-graph", 7)
+    assert regime.for_graph(TrainConfig(regime="standard"), frozenset({"regime"}), huge).val_every == 0
+    # sampled training's small batches make long epochs too
+    assert regime.for_graph(TrainConfig(conv="sage"), frozenset({"conv"}), 10**8).regime == "large-graph"
     forced = regime.for_graph(TrainConfig(regime="large-graph"), frozenset({"regime"}), 1000)
-    assert forced.regime == "large-graph" and forced.batch_size == BATCH_FULL and forced.layers == regime.LAYERS
+    assert forced.regime == "large-graph" and forced.val_every == regime.VAL_EVERY
     with pytest.raises(ConfigError, match="regime must be one of"):
         TrainConfig(regime="huge")
 
@@ -54,8 +51,7 @@ def test_a_large_graph_run_on_a_tiny_graph_records_what_it_chose(gdir, tmp_path)
     run = tmp_path / "run"
     result = train_from_args(["--graph", gdir, "--out", str(run), "--regime=large-graph", "--epochs=2", "--patience=0", *SMALL])
     config = json.loads((run / "config.json").read_text())
-    assert config["regime"] == "large-graph" and config["layers"] == regime.LAYERS
-    assert config["val_every"] == regime.STEPS_PER_EPOCH // regime.VALIDATIONS_PER_EPOCH
+    assert config["regime"] == "large-graph" and config["val_every"] == regime.VAL_EVERY
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if "step" not in r] == [0, 1]
     assert result.global_step == sum(r["steps"] for r in records if "step" not in r)

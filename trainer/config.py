@@ -67,7 +67,7 @@ class TrainConfig:
     val_rank_playlists: int = 1000        # seeded val playlists ranked over the full catalogue after each epoch (0: none); selects the best checkpoint
     patience: int = 4                     # stop after this many validations without a better val R-precision (0, or val_rank_playlists=0: train every epoch)
     val_every: int = 0                    # also rank-validate (select, checkpoint, count patience) every N steps within an epoch (0: at epoch ends only)
-    regime: str = "auto"                  # standard | large-graph | auto: large-graph when a rank's epoch at the default batch is over 2,000 full-graph steps (a few hundred thousand playlists), else standard; resolved once the graph is loaded, config.json records it and the keys it chose (trainer/regime.py)
+    regime: str = "auto"                  # standard | large-graph (ranking validation, selection and patience every 20 steps within the epoch) | auto: large-graph when a rank's epoch is over 2,000 steps (a few hundred thousand playlists), else standard; resolved once the graph is loaded, config.json records it and the keys it chose (trainer/regime.py)
     # runtime
     device: str = "auto"                  # auto | cpu | cuda
     amp: bool = False                     # bf16 autocast (CUDA only)

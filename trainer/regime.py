@@ -1,49 +1,41 @@
-"""Training regimes: how many whole-graph propagations a model gets and what each carries.
+"""Training regimes: when a run validates, selects and stops.
 
-``standard`` is what small graphs train with: batches of ``BATCH_FULL`` supervision edges,
-validation at epoch ends, many epochs (on the 2,000 real playlists an epoch is ~11 steps). At
-the full MPD that is ~7,800 propagations per epoch, 55 h on a 2-core CPU. ``large-graph`` makes
-an epoch ``STEPS_PER_EPOCH`` propagations whatever the graph: one propagation serves a batch of
-any size (the loss is computed chunk by chunk; only it grows with the batch), with fewer layers
-and validation within the epoch, where selection and patience then act.
+``standard`` is what small graphs train with: ranking validation, checkpoint selection and
+patience at epoch ends (on the 2,000 real playlists an epoch is ~11 steps). At the full MPD an
+epoch of today's batches is ~7,800 propagations (days on a 2-core CPU), so a run would never
+validate, select or stop: ``large-graph`` keeps the model and its batches and validates every
+``VAL_EVERY`` steps within the epoch, where selection and patience then act. (Epochs of 250
+larger batches with three layers were tried at 1M and ranked worse per wall minute than this:
+bench/log/2026-12-07-1m-training.md.)
 
-``regime=auto`` picks ``large-graph`` when a rank's epoch at the default batch is over
-``MAX_STANDARD_STEPS`` full-graph steps, else ``standard``; resolved once the graph is loaded
-(:func:`for_graph`), recorded in config.json with the keys it chose. Keys the user set are
-never changed.
+``regime=auto`` picks ``large-graph`` when a rank's epoch is over ``MAX_STANDARD_STEPS`` steps,
+else ``standard``; resolved once the graph is loaded (:func:`for_graph`), recorded in config.json
+with the keys it chose. Keys the user set are never changed.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 
-from trainer.config import BATCH_FULL, EARLIER_RUNS, TrainConfig
+from trainer.config import EARLIER_RUNS, TrainConfig
 
 log = logging.getLogger(__name__)
 
-MAX_STANDARD_STEPS = 2000  # per rank and epoch at BATCH_FULL: ~250k playlists on one rank
-STEPS_PER_EPOCH = 250      # large-graph: propagations per epoch
-LAYERS = 3                 # large-graph: depth
-VALIDATIONS_PER_EPOCH = 8  # large-graph: ranking validations (selection, patience) per epoch
+MAX_STANDARD_STEPS = 2000  # per rank and epoch: ~250k playlists on one rank at the default batch
+VAL_EVERY = 20  # large-graph: steps between ranking validations (at 1M: ~21 min of steps on 2 cores)
 
 
 def for_graph(config: TrainConfig, given: frozenset[str], supervisable_per_rank: int) -> TrainConfig:
     """``config`` with ``regime`` resolved for a graph whose rank can supervise
     ``supervisable_per_rank`` edges (an epoch supervises ``supervision_ratio`` of them), and the
     keys of that regime the user left unset."""
-    per_epoch = supervisable_per_rank * config.supervision_ratio
+    steps = supervisable_per_rank * config.supervision_ratio / config.batch_size
     name = config.regime
     if name == "auto":
-        large = config.propagation == "full" and per_epoch > MAX_STANDARD_STEPS * BATCH_FULL
-        name = "large-graph" if large else "standard"
+        name = "large-graph" if steps > MAX_STANDARD_STEPS else "standard"
     chosen: dict = {"regime": name}
-    if name == "large-graph":
-        batch = max(BATCH_FULL, math.ceil(per_epoch / STEPS_PER_EPOCH))
-        wanted = {"batch_size": batch, "layers": LAYERS, "val_every": max(1, STEPS_PER_EPOCH // VALIDATIONS_PER_EPOCH)}
-        chosen |= {k: v for k, v in wanted.items() if k not in given}
-        if "layers" in chosen and "fanout" not in given:
-            chosen["fanout"] = ()  # follows the depth
+    if name == "large-graph" and "val_every" not in given:
+        chosen["val_every"] = VAL_EVERY
     return dataclasses.replace(config, **chosen)
 
 

@@ -7,7 +7,8 @@
 Stages (default: all but ``graph``): ``synth`` (the MPD's JSON slices and a challenge set),
 ``etl`` (``etl.job`` with its defaults), ``graph`` (the same playlists' graph dir straight from
 the generator, no Spark: the chain's input when the ETL is measured on its own), ``train`` (the
-defaults, capped at ``--steps`` steps of one epoch: a smoke run, not a converged model),
+defaults, to their own stop: ``regime=auto`` validates, selects and stops within the epoch at 1M;
+a run cut short is resumed, not redone; ``--steps N`` caps it at N steps of one epoch, a smoke run),
 ``embed``, ``evaluate`` (the test split, gnn, popularity, item-kNN and ALS), ``submit`` (the
 challenge set) and ``recommend`` (one test playlist). Each runs as its own process; a sampler
 adds up the resident memory of its process tree every half second. A finished stage leaves a
@@ -77,8 +78,17 @@ def test_pid(graph: str) -> int:
     return min(t.column("pid").to_pylist())
 
 
-def commands(a: argparse.Namespace) -> dict[str, tuple[list[str], str]]:
-    """Each stage's command and the output whose size the summary reports."""
+def train_start(run: str, a: argparse.Namespace, new_graph: bool) -> list[str]:
+    """The train stage's flags: a run cut short (its last checkpoint there, the graph not rebuilt
+    since) is resumed, anything else started afresh; ``--steps`` caps it at that many steps of one epoch."""
+    cap = ["--epochs=1", f"--max_steps_per_epoch={a.steps}"] if a.steps else []
+    cut = not (a.redo or new_graph) and os.path.exists(os.path.join(run, "checkpoints", "last.pt"))
+    return (["--resume"] if cut else ["--overwrite"]) + cap
+
+
+def commands(a: argparse.Namespace, new_graph: bool) -> dict[str, tuple[list[str], str]]:
+    """Each stage's command and the output whose size the summary reports; ``new_graph``: a stage
+    of this invocation wrote the graph dir."""
     py = sys.executable
     mpd, graph, run = (os.path.join(a.work, d) for d in ("mpd", "graph", "run"))
     challenge = os.path.join(mpd if "synth" in a.stages else graph, "challenge_set.json")
@@ -88,8 +98,8 @@ def commands(a: argparse.Namespace) -> dict[str, tuple[list[str], str]]:
         "etl": ([py, "-m", "etl.job", "--input", mpd, "--output", graph, "--overwrite"], graph),
         "graph": ([py, "-m", "etl.synth", "--playlists", str(a.playlists), "--graph-dir", "--out", graph,
                    "--overwrite", "--challenge-set", str(a.challenge)], graph),
-        "train": ([py, "-m", "trainer.train", "--graph", graph, "--out", run, "--overwrite", "--epochs=1",
-                   f"--max_steps_per_epoch={a.steps}", *a.train_args], os.path.join(run, "checkpoints")),
+        "train": ([py, "-m", "trainer.train", "--graph", graph, "--out", run, *train_start(run, a, new_graph),
+                   *a.train_args], os.path.join(run, "checkpoints")),
         "embed": ([py, "-m", "trainer.embed", "--graph", graph, "--run", run], os.path.join(run, "embeddings")),
         "evaluate": ([py, "-m", "trainer.evaluate", "--graph", graph, "--run", run, "--split", "test",
                       "--methods", a.methods, "--max-playlists", str(a.eval_playlists)],
@@ -152,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", required=True, help="data, graph dir, run dir (and the stages' markers)")
     ap.add_argument("--out", help="logs and summary (default WORK/report)")
     ap.add_argument("--stages", default=",".join(DEFAULT_STAGES), help=f"comma-separated, of {','.join(STAGES)}")
-    ap.add_argument("--steps", type=int, default=3, help="training steps (one epoch, capped)")
+    ap.add_argument("--steps", type=int, default=0,
+                    help="cap training at this many steps of one epoch, a smoke run (0: the defaults, to their own stop)")
     ap.add_argument("--challenge", type=int, default=10_000, help="challenge-set playlists")
     ap.add_argument("--methods", default="gnn,popularity,itemknn,als")
     ap.add_argument("--eval-playlists", type=int, default=0,
@@ -170,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("etl and graph both write the graph dir: pick one")
     a.out = a.out or os.path.join(a.work, "report")
     os.makedirs(os.path.join(a.out, "logs"), exist_ok=True)
-    cmds = commands(a)
+    ran: set[str] = set()
     for name in a.stages:
         marker = os.path.join(a.work, f".done-{name}")
         if os.path.exists(marker) and not a.redo:
@@ -178,10 +189,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if os.path.exists(marker):
             os.remove(marker)
-        cmd, output = cmds[name]
+        cmd, output = commands(a, new_graph=bool(ran & {"synth", "etl", "graph"}))[name]
         if run_stage(name, cmd, output, a)["rc"] != 0:
             print(summary(a.out))
             return 1
+        ran.add(name)
         open(marker, "w").close()
     table = summary(a.out)
     with open(os.path.join(a.out, "summary.md"), "w") as f:

@@ -1,8 +1,9 @@
-"""Paired per-playlist comparison of two methods on a split: the mean difference of each metric
-and its 95% bootstrap interval (resampling playlists), to tell a win from noise.
+"""Paired per-playlist comparison of a method with others on a split: the mean difference of each
+metric and its 95% bootstrap interval (resampling playlists), to tell a win from noise.
 
-    python bench/paired_comparison.py --graph G --run RUN [--splits val,test] [--methods gnn,itemknn]
+    python bench/paired_comparison.py --graph G --run RUN [--splits val,test] [--methods gnn,itemknn,als]
     python bench/paired_comparison.py --graph G --run RUN --against OLD_RUN --methods gnn,gnn
+    python bench/paired_comparison.py --graph G1M --run RUN --splits test --max-playlists 2000 --methods gnn,als,itemknn
 
 Ranks with ``trainer.evaluate``'s own scorers, fallback, catalogue and per-playlist metrics.
 """
@@ -14,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from etl import contract
 from trainer import methods
 from trainer.evaluation import protocol
 from trainer.evaluation.metrics import CHALLENGE_METRICS
@@ -27,27 +27,32 @@ def main(argv=None) -> None:
     p.add_argument("--graph", required=True)
     p.add_argument("--run", required=True)
     p.add_argument("--splits", default="val,test")
-    p.add_argument("--methods", default="gnn,itemknn", help="two methods: first minus second")
-    p.add_argument("--against", help="take the second method from this run (two runs' GNNs: --methods gnn,gnn)")
+    p.add_argument("--methods", default="gnn,itemknn",
+                   help="the first method minus each of the others (ranked once each)")
+    p.add_argument("--against", help="take the other methods from this run (two runs' GNNs: --methods gnn,gnn)")
+    p.add_argument("--max-playlists", type=int, default=0,
+                   help="playlists of each split, evenly spaced as evaluate --max-playlists takes them (0: all)")
     p.add_argument("--resamples", type=int, default=2000)
     args = p.parse_args(argv)
-    a, b = args.methods.split(",")
+    first, *others = args.methods.split(",")
+    if not others:
+        p.error(f"--methods needs two or more methods, got {args.methods!r}")
     graph = load_catalogue(args.graph)
-    allowed = graph.edges(contract.VISIBLE_ROLES).getnnz(axis=0) > 0
-    scorers, fallback = methods.build_scorers(graph, Path(args.run), [a], torch.device("cpu"))
-    first = scorers[a]
-    second = methods.build_scorers(graph, Path(args.against or args.run), [b], torch.device("cpu"))[0][b]
-    if args.against:
-        b = f"{b}@{Path(args.against).name}"
+    allowed = protocol.visible_catalogue(graph)
+    scorers, fallback = methods.build_scorers(graph, Path(args.run), [first], torch.device("cpu"))
+    theirs = methods.build_scorers(graph, Path(args.against or args.run), others, torch.device("cpu"))[0]
+    suffix = f"@{Path(args.against).name}" if args.against else ""
     rng = np.random.default_rng(0)
     for split in args.splits.split(","):
-        held = protocol.held_out(graph, split)
-        va, vb = (per_playlist(graph.track_artist, held, scorer, fallback, allowed) for scorer in (first, second))
-        for m in CHALLENGE_METRICS:
-            d = va[m] - vb[m]
-            lo, hi = interval(d, rng, args.resamples)
-            print(f"{split} {m}: {a} {va[m].mean():.4f} {b} {vb[m].mean():.4f} "
-                  f"diff {d.mean():+.4f} (95% interval {lo:+.4f} .. {hi:+.4f}), n={len(d)}")
+        held = protocol.held_out(graph, split).evenly(args.max_playlists)
+        va = per_playlist(graph.track_artist, held, scorers[first], fallback, allowed)
+        for b in others:
+            vb = per_playlist(graph.track_artist, held, theirs[b], fallback, allowed)
+            for m in CHALLENGE_METRICS:
+                d = va[m] - vb[m]
+                lo, hi = interval(d, rng, args.resamples)
+                print(f"{split} {m}: {first} {va[m].mean():.4f} {b}{suffix} {vb[m].mean():.4f} "
+                      f"diff {d.mean():+.4f} (95% interval {lo:+.4f} .. {hi:+.4f}), n={len(d)}", flush=True)
 
 
 if __name__ == "__main__":

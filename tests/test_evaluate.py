@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -366,3 +367,23 @@ def test_an_export_that_does_not_say_its_bias_takes_the_runs_config_or_is_refuse
     (tmp_path / "run" / run_dir.CONFIG_FILE).write_text(json.dumps(config))
     scorer = gnn_scorer(cat, run, torch.device("cpu"))
     assert scorer.bias_column is config["track_bias"]
+
+
+# --- subsets and paired comparisons --------------------------------------------------------------
+def test_evenly_spaced_playlists_keep_their_order_and_every_category(synth):
+    held = held_out(load_catalogue(synth), "test")
+    assert held.evenly(0) is held and held.evenly(len(held)) is held
+    few = held.evenly(len(held) // 3)
+    assert len(few) == len(held) // 3
+    assert np.all(np.diff(few.playlist_ids) > 0) and set(few.playlist_ids) <= set(held.playlist_ids)
+    assert set(few.categories) == set(held.categories)
+
+
+def test_paired_comparison_ranks_the_first_method_against_each_other(synth, tmp_path, capsys):
+    main_of = runpy.run_path(os.path.join(REPO_ROOT, "bench", "paired_comparison.py"))["main"]
+    main_of(["--graph", synth, "--run", str(tmp_path), "--splits", "test", "--max-playlists", "9",
+             "--methods", "popularity,popularity,itemknn", "--resamples", "50"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 * 3 and all(line.endswith("n=9") for line in lines)
+    itself = [line for line in lines if "itemknn" not in line]
+    assert len(itself) == 3 and all("diff +0.0000 (95% interval +0.0000 .. +0.0000)" in line for line in itself)

@@ -35,3 +35,15 @@ def test_the_chain_runs_stage_by_stage_and_resumes(tmp_path):
     assert again.returncode == 0
     assert all(f"{s}: finished earlier" in again.stdout for s in STAGES)
     assert len(open(tmp_path / "report" / "stages.jsonl").readlines()) == len(STAGES)
+
+
+def test_a_cut_training_stage_is_resumed_not_redone(tmp_path):
+    first = _run(tmp_path, "--stages", "graph,train")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "--overwrite" in next(line for line in first.stdout.splitlines() if "] train: " in line)
+    os.remove(tmp_path / ".done-train")  # as if the stage had been killed after its last checkpoint
+    again = _run(tmp_path, "--stages", "graph,train")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "graph: finished earlier" in again.stdout
+    command = next(line for line in again.stdout.splitlines() if "] train: " in line)
+    assert "--resume" in command and "--overwrite" not in command

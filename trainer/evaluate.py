@@ -89,8 +89,7 @@ def evaluate(
             f" (manifest split: {graph.manifest.get('split')})"
         )
     total, without_hidden = len(held), held.without_hidden
-    if 0 < max_playlists < total:  # evenly spaced over the split, so every category keeps its share
-        held = held.take(np.unique(np.linspace(0, total - 1, max_playlists).round().astype(np.int64)))
+    held = held.evenly(max_playlists)
     scorers, fallback = build_scorers(graph, run, methods, device, beta, gamma,
                                       gnn_query, als, fold_in_steps, neighbours)
     if catalogue_scope not in ("visible", "all"):

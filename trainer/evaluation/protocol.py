@@ -46,6 +46,13 @@ class HeldOut:
                        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
                        np.concatenate(tracks).astype(np.int64) if len(rows) else np.zeros(0, np.int64), 0)
 
+    def evenly(self, n: int) -> "HeldOut":
+        """``n`` of these playlists, evenly spaced over them so every category keeps its share (all of
+        them when ``n`` is 0 or not below their count)."""
+        if not 0 < n < len(self):
+            return self
+        return self.take(np.unique(np.linspace(0, len(self) - 1, n).round().astype(np.int64)))
+
     def slice(self, lo: int, hi: int) -> "HeldOut":
         indptr = self.truth_indptr[lo:hi + 1]
         return HeldOut(self.playlist_ids[lo:hi], self.categories[lo:hi], self.queries.take(np.arange(lo, hi)),

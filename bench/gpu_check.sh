@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check of the trainer on a CUDA machine, from the repo root:
-#   bash bench/gpu_check.sh [PHASE ...]      phases: chain tests full epoch short (default: all five)
+#   bash bench/gpu_check.sh [PHASE ...]      phases: chain regime tests full epoch short (default: all)
 #   PLAYLISTS=1000000 STEPS=20 DEADLINE=480 bash bench/gpu_check.sh chain   # the 1M chain in 8 minutes
+#   PLAYLISTS=1000000 DEADLINE=480 bash bench/gpu_check.sh regime   # the defaults' 1M curve until DEADLINE
 #   PLAYLISTS=1000000 bash bench/gpu_check.sh full    # full-graph training at full-MPD size
 # Knobs: PY (python3), GRAPH (graph dir; default: a PLAYLISTS-playlist synthetic graph written
 # through the contract, generated when missing), STEPS (150), OUT (/tmp/gpu_check), WORK,
@@ -29,7 +30,7 @@ DEADLINE=${DEADLINE:-0}
 DEVICE=${DEVICE:-cuda}
 EVAL_PLAYLISTS=${EVAL_PLAYLISTS:-1000}
 SDISTS=${SDISTS:-.gpu}
-PHASES=${*:-chain tests full epoch short}
+PHASES=${*:-chain regime tests full epoch short}
 LOGS=$WORK/logs
 mkdir -p "$OUT" "$LOGS"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -123,6 +124,23 @@ print(json.dumps({'run': 'chain_evaluate', 'device': '$DEVICE', 'playlists': r['
     'methods': list(r['methods']), 'seconds': s, 'peak_gpu_mb': r.get('peak_gpu_mb'),
     'playlists_per_s': round(r['num_playlists'] * len(r['methods']) / max(s['ranking'], 1e-9), 1)}))" | tee -a "$JSONL"
         ;;
+    regime)
+        # What `trainer.train` does with no flags (regime=auto: at 1M large-graph, a ranking
+        # validation every 20 steps) until patience stops it or DEADLINE does (SIGTERM: the step
+        # finishes and is checkpointed, exit 143). Every validation goes to the JSONL: the curve in
+        # propagations and seconds on this card, from which a converged run's time is projected.
+        rm -rf "${WORK:?}/regime"
+        limited regime "$PY" -m trainer.train --graph "$GRAPH" --out "$WORK/regime" --device="$DEVICE"
+        rc=$?
+        [ -f "$WORK/regime/metrics.jsonl" ] && "$PY" -c "import json
+regime = json.load(open('$WORK/regime/config.json'))['regime']
+for line in open('$WORK/regime/metrics.jsonl'):
+    r = json.loads(line)
+    if r.get('val_r_precision') is not None:
+        print(json.dumps({'run': 'regime', 'device': '$DEVICE', 'regime': regime, 'stopped_by': 'deadline' if $rc else 'itself',
+              **{k: r.get(k) for k in ('epoch', 'global_step', 'elapsed_s', 'val_r_precision', 'val_ndcg')}}))" \
+            | tee -a "$JSONL"
+        ;;
     tests)
         note "trainer tests on this machine (the CUDA ones included)"
         "$PY" -m pytest -q -p no:cacheprovider tests/test_trainer_cuda.py tests/test_neighbor_sampler.py > "$LOGS/pytest.log" 2>&1
@@ -152,7 +170,7 @@ print(json.dumps({'run': 'chain_evaluate', 'device': '$DEVICE', 'playlists': r['
             --run "$WORK/cuda_epoch" --device cuda > "$LOGS/embed.log" 2>&1
         save_logs; tail -n 3 "$LOGS/embed.log"
         ;;
-    *) echo "unknown phase $phase (chain, tests, full, short, epoch)"; exit 2 ;;
+    *) echo "unknown phase $phase (chain, regime, tests, full, short, epoch)"; exit 2 ;;
     esac
 done
 note "done"

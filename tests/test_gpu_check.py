@@ -37,3 +37,14 @@ def test_nothing_starts_past_the_deadline(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:]
     assert "skipped chain_train: past DEADLINE" in done.stdout
     assert not (tmp_path / "out" / "gpu_check.jsonl").exists()
+
+
+def test_the_regime_phase_trains_the_defaults_to_their_own_stop_and_reports_each_validation(tmp_path):
+    done = subprocess.run(["bash", "bench/gpu_check.sh", "regime"], cwd=REPO, capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "PY": sys.executable, "DEVICE": "cpu", "PLAYLISTS": "300",
+                                            "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work")})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "gpu_check.jsonl").read_text().splitlines()]
+    assert rows and all(r["run"] == "regime" and r["regime"] == "standard" for r in rows)  # 300 playlists
+    assert all(r["stopped_by"] == "itself" and 0 <= r["val_r_precision"] <= 1 for r in rows)
+    assert [r["epoch"] for r in rows] == sorted(r["epoch"] for r in rows) and rows[-1]["elapsed_s"] > 0

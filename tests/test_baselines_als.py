@@ -121,6 +121,16 @@ def test_factors_are_kept_in_the_run_dir_for_the_same_graph_and_settings(tmp_pat
     (tmp_path / "run" / als_factors.FILE).write_bytes(b"not a zip")
     als_factors.fitted(run, rebuilt, other.as_dict(), lambda: fit(other))
     assert len(fits) == 4
+    # One flipped byte in the factors: the archive's CRC-32 names it; fitted again, said so.
+    stored = tmp_path / "run" / als_factors.FILE
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        refitted = als_factors.fitted(run, rebuilt, other.as_dict(), lambda: fit(other))
+    assert len(fits) == 5 and f"{als_factors.FILE} unreadable" in caplog.text and "fitting again" in caplog.text
+    np.testing.assert_array_equal(refitted, als_factors.fitted(run, rebuilt, other.as_dict(), lambda: fit(other)))
 
 
 def test_a_run_dir_that_cannot_be_written_costs_only_the_reuse(tmp_path, caplog):

@@ -21,7 +21,7 @@ from trainer.evaluate import main as evaluate_main
 from trainer.evaluation import protocol
 from trainer.evaluation.baselines import ALSParams
 from trainer.evaluation.scoring import top_k
-from trainer.io import ranker
+from trainer.io import ranker, storage
 from trainer.io.graph import load_catalogue
 from trainer.io.run_dir import RunMismatchError
 from trainer.ranker import candidates
@@ -277,7 +277,7 @@ def test_a_damaged_booster_is_named_by_every_command_and_an_unchecked_one_warned
     original = open(model, "rb").read()
     open(model, "wb").write(original[: len(original) // 2])  # cut short, as a full disk or a killed copy leaves it
     try:
-        with pytest.raises(RunMismatchError, match=r"model.txt is damaged .* build it again"):
+        with pytest.raises(storage.Damaged, match=r"model.txt is damaged: its SHA-256 .* build it again"):
             methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
         assert evaluate_main(["--graph", graph, "--run", run, "--methods", "rerank", "--split", "test"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -288,4 +288,4 @@ def test_a_damaged_booster_is_named_by_every_command_and_an_unchecked_one_warned
     with _identity_changed(run, lambda identity: identity.pop("model_sha256")):
         with caplog.at_level("WARNING"):
             methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
-    assert "has no checksum (built by an earlier version): read unchecked" in caplog.text
+    assert "has no recorded checksum (written by an earlier version): read unchecked" in caplog.text

@@ -17,7 +17,7 @@ from trainer.gnn.divergence import TrainingDiverged
 from trainer.gnn.losses import candidate_log_frequency, full_softmax, sampled_softmax
 from trainer.gnn.optim import Optimizer, RowWiseAdagrad
 from trainer.gnn.sampled import loader_workers
-from trainer.io import checkpoint, embeddings, run_dir
+from trainer.io import checkpoint, embeddings, run_dir, storage
 from trainer.io.graph import load_catalogue
 from trainer.train import train_from_args
 
@@ -490,7 +490,7 @@ def test_a_run_dir_holding_a_run_is_refused_unless_resume_or_overwrite(gdir, tmp
     assert not (run / "eval_val.json").exists() and (run / "notes.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "random bytes", "pickled code"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "random bytes", "pickled code", "one flipped byte"])
 def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdir, tmp_path, damage):
     import io
     import subprocess
@@ -503,13 +503,15 @@ def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdi
     data = last.read_bytes()
     code = io.BytesIO()
     torch.save({"model": platform.uname}, code)  # a real checkpoint archive that pickles a function
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF  # inside a tensor's bytes: torch.load alone reads them without complaint
     last.write_bytes({"truncated": data[:len(data) // 2], "garbage": b"not a checkpoint " * 20,
                       "random bytes": np.random.default_rng(0).bytes(4096),
-                      "pickled code": code.getvalue()}[damage])
+                      "pickled code": code.getvalue(), "one flipped byte": bytes(flipped)}[damage])
     reason = {"truncated": "", "garbage": "not a zip archive", "random bytes": "not a zip archive",
-              "pickled code": "could run code"}[damage]
+              "pickled code": "could run code", "one flipped byte": "SHA-256"}[damage]
     with pytest.raises(checkpoint.DamagedCheckpoint,
-                       match=rf"checkpoint {last} is damaged .*{reason}.* restore it from a copy, or start afresh"):
+                       match=rf"{last} is damaged.*{reason}.* restore it from a copy, or start afresh"):
         train_from_args([*args, "--out", str(run), "--epochs=2", "--resume"])
     if damage == "pickled code":  # and on the command line: one line, no advice to unpickle
         proc = subprocess.run([sys.executable, "-m", "trainer.train", *args, "--out", str(run), "--epochs=2",
@@ -518,6 +520,25 @@ def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdi
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert f"error: checkpoint {last} is damaged" in proc.stderr
         assert "weights_only=False" not in proc.stderr and "could run code" in proc.stderr
+
+
+def test_a_checkpoint_without_its_checksum_record_resumes_with_a_warning(gdir, tmp_path, caplog):
+    """Checkpoints from before the record, or a run cut between the checkpoint and its record (the
+    record then names another checkpoint): read unchecked, said so."""
+    args = ["--graph", gdir, "--max_steps_per_epoch=1", *SMALL, "--out", str(tmp_path / "run")]
+    train_from_args([*args, "--epochs=1"])
+    record = tmp_path / "run" / "checkpoints" / "last.pt.sha256.json"
+    assert json.loads(record.read_text())["sha256"] == storage.sha256(str(record)[:-len(".sha256.json")])
+    record.write_text(json.dumps({"checkpoint_id": "another", "sha256": "0" * 64}))
+    with caplog.at_level("WARNING"):
+        train_from_args([*args, "--epochs=2", "--resume"])
+    assert "records checkpoint another" in caplog.text and "read unchecked" in caplog.text
+    assert json.loads(record.read_text())["checkpoint_id"] != "another"  # the next checkpoint wrote its own
+    record.unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        train_from_args([*args, "--epochs=3", "--resume"])
+    assert "has no recorded checksum (written by an earlier version): read unchecked" in caplog.text
 
 
 def test_divergence_stops_the_run_by_name_and_saves_nothing_diverged(gdir, tmp_path):
@@ -600,6 +621,19 @@ def test_embeddings_name_their_checkpoint_and_stale_or_partial_sets_are_refused(
     embed_main(["--graph", gdir, "--run", run])
     second = evaluate(gdir, run, "val", ["gnn"])
     assert second["gnn_checkpoint"]["checkpoint_id"] != first["gnn_checkpoint"]["checkpoint_id"]
+
+    track = embeddings.path(run, "track")  # a flipped byte in a vector: Parquet reads it without complaint
+    original = open(track, "rb").read()
+    flipped = bytearray(original)
+    flipped[len(original) // 3] ^= 0x01
+    open(track, "wb").write(bytes(flipped))
+    with pytest.raises(storage.Damaged, match=r"track.parquet is damaged: its SHA-256 .* export again"):
+        evaluate(gdir, run, "val", ["gnn"])
+    open(track, "wb").write(original)
+    ident = embeddings.path(run, embeddings.IDENTITY)  # a set exported before the checksums: read, with a warning
+    recorded = json.loads(open(ident).read())
+    open(ident, "w").write(json.dumps({k: v for k, v in recorded.items() if k != "sha256"}))
+    assert evaluate(gdir, run, "val", ["gnn"])["methods"]["gnn"] == second["methods"]["gnn"]
     os.remove(os.path.join(run, "embeddings", "identity.json"))
     with pytest.raises(run_dir.RunMismatchError, match="identity.json not found: .* is incomplete"):
         evaluate(gdir, run, "val", ["gnn"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import zipfile
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def load(path: str, wanted: dict) -> np.ndarray | None:
             stored = np.load(io.BytesIO(f.read()))
             found = json.loads(str(stored["identity"]))
             factors = stored["item_factors"]
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # BadZipFile: a CRC-32 that does not match
         log.warning("ALS factors in %s unreadable (%s): fitting again", path, e)
         return None
     if found != wanted:

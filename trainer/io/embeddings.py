@@ -1,9 +1,10 @@
 """The run's embeddings (``RUN_DIR/embeddings/``): one writer, one reader.
 
 The set is published as a whole: written into a temporary folder beside it, ``identity.json``
-last (the checkpoint it came from, its id, the graph), then swapped in. A reader refuses, by
-name, a set without ``identity.json`` (incomplete, or older than identities) and a set whose
-checkpoint is no longer the run's final one (a ``--resume`` wrote a better ``best.pt``).
+last (the checkpoint it came from, its id, the graph, each file's SHA-256), then swapped in. A
+reader refuses, by name, a set without ``identity.json`` (incomplete, or older than identities),
+a set whose checkpoint is no longer the run's final one (a ``--resume`` wrote a better
+``best.pt``) and a file whose bytes are not the ones recorded.
 
 ``track.parquet`` (``track_id`` int64, ``track_uri`` string, ``embedding`` list<float32>),
 ``playlist.parquet`` (``playlist_id``, ``pid``, ``embedding``), and for models whose playlist
@@ -61,9 +62,12 @@ def publish(run: str, tables: dict[str, tuple], seed_query: dict | None, identit
     def write(staging: str) -> None:
         for name, (ids, keys, embedding) in tables.items():
             _write_table(staging, name, ids, keys, embedding)
+        files = [f"{name}.parquet" for name in tables]
         if seed_query is not None:
             storage.atomic_write_json(storage.join(staging, SEED_QUERY), seed_query, indent=None)
-        storage.atomic_write_json(storage.join(staging, IDENTITY), {**identity, "tables": sorted(tables)})
+            files.append(SEED_QUERY)
+        sums = {f: storage.sha256(storage.join(staging, f)) for f in files}
+        storage.atomic_write_json(storage.join(staging, IDENTITY), {**identity, "tables": sorted(tables), "sha256": sums})
 
     storage.publish_dir(run, EMBEDDINGS, write)
     names = [*tables, *([SEED_QUERY] if seed_query is not None else []), IDENTITY]
@@ -89,6 +93,13 @@ def identity(run: str) -> dict:
     return recorded
 
 
+def _verify(run: str, target: str) -> None:
+    """``target`` (a file of the set) against the SHA-256 identity.json recorded for it."""
+    sums = (storage.read_json(path(run, IDENTITY)) or {}).get("sha256", {})
+    storage.verify(target, sums.get(target.rsplit("/", 1)[-1]),
+                   f"export again (python -m trainer.embed --graph GRAPH --run {run})")
+
+
 def read(run: str, name: str) -> pa.Table:
     """One embeddings table, its columns checked, sorted by id."""
     node_type = TABLES[name]
@@ -96,6 +107,7 @@ def read(run: str, name: str) -> pa.Table:
     if not storage.exists(target):
         raise FileNotFoundError(f"{target} not found: export the run's embeddings first "
                                 f"(python -m trainer.embed --graph GRAPH --run {run})")
+    _verify(run, target)
     with storage.open_file(target) as f:
         table = pq.read_table(f)
     expected = {contract.ID_COLUMN[node_type]: "int64", contract.KEY_COLUMN[node_type]: str(_KEY_DTYPE[node_type]),
@@ -151,6 +163,7 @@ def seed_query(run: str, graph: Catalogue) -> dict | None:
     model has none (``conv=sage``) or they were not exported."""
     if not storage.exists(path(run, SEED_QUERY)) or not storage.exists(path(run, "track_seed")):
         return None
+    _verify(run, path(run, SEED_QUERY))
     query = json.loads(storage.read_text(path(run, SEED_QUERY)))
     query["track_seed"] = track_embeddings(run, graph, "track_seed")
     return query

@@ -69,13 +69,8 @@ def read(run: str, checkpoint_id: str | None, manifest: dict, title: str,
             f"version {features_version}: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
     with storage.open_file(path(run, MODEL), "rb") as f:
         data = f.read()
-    want = recorded.get("model_sha256")
-    if want is None:  # built before the booster's checksum was recorded
-        log.warning("%s has no checksum (built by an earlier version): read unchecked", path(run, MODEL))
-    elif hashlib.sha256(data).hexdigest() != want:
-        raise RunMismatchError(
-            f"{path(run, MODEL)} is damaged ({len(data):,} bytes, not the booster identity.json records): build it "
-            f"again (python -m trainer.rerank --graph GRAPH --run {run})")
+    storage.verify(path(run, MODEL), recorded.get("model_sha256"),
+                   f"build it again (python -m trainer.rerank --graph GRAPH --run {run})", data=data)
     model = data.decode()
     factors = als_factors.load(path(run, FACTORS), recorded["als_factors"])
     if factors is None:

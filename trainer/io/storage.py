@@ -4,7 +4,9 @@ so that a reader never sees half a file and a failed write leaves the previous o
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
+import logging
 import os
 import posixpath
 import shutil
@@ -15,6 +17,8 @@ from contextlib import contextmanager
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+log = logging.getLogger(__name__)
 
 
 class OutputError(OSError):
@@ -104,6 +108,33 @@ def read_text(path: str) -> str:
 def read_json(path: str):
     """The JSON document at ``path``; None when there is none."""
     return json.loads(read_text(path)) if exists(path) else None
+
+
+class Damaged(ValueError):
+    """A stored artefact whose bytes are not the ones recorded when it was written."""
+
+
+def sha256(path: str) -> str:
+    """The hex SHA-256 of the file at ``path``, streamed (a 1M-playlist checkpoint is gigabytes)."""
+    digest = hashlib.sha256()
+    with fsspec.open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: str, recorded: str | None, remedy: str, error: type[Damaged] = Damaged,
+           data: bytes | None = None) -> None:
+    """Check the file at ``path`` (or the ``data`` read from it) against the SHA-256 ``recorded``
+    when it was written: ``error`` (a :class:`Damaged`), naming it and ``remedy``, when they
+    differ; a warning when nothing was recorded (written by an earlier version): read unchecked."""
+    if recorded is None:
+        log.warning("%s has no recorded checksum (written by an earlier version): read unchecked", path)
+        return
+    found = sha256(path) if data is None else hashlib.sha256(data).hexdigest()
+    if found != recorded:
+        raise error(f"{path} is damaged: its SHA-256 is {found[:12]}..., not the {recorded[:12]}... recorded "
+                    f"when it was written ({size(path):,} bytes now); {remedy}")
 
 
 def check_writable(path: str, what: str, folder: bool = False) -> None:

@@ -39,8 +39,9 @@ def main(argv=None) -> None:
         p.error(f"--methods needs two or more methods, got {args.methods!r}")
     graph = load_catalogue(args.graph)
     allowed = protocol.visible_catalogue(graph)
-    scorers, fallback = methods.build_scorers(graph, Path(args.run), [first], torch.device("cpu"))
-    theirs = methods.build_scorers(graph, Path(args.against or args.run), others, torch.device("cpu"))[0]
+    scorers, fallback = methods.build_scorers(graph, Path(args.run), [first], torch.device("cpu"), allowed=allowed)
+    theirs = methods.build_scorers(graph, Path(args.against or args.run), others, torch.device("cpu"),
+                                   allowed=allowed)[0]
     suffix = f"@{Path(args.against).name}" if args.against else ""
     rng = np.random.default_rng(0)
     for split in args.splits.split(","):

@@ -39,7 +39,8 @@ def val_examples(graph_dir: str, run: str, params: RankerParams, cache: str | No
     device = dist.pick_device("auto")
     scorers, title = build_scorers(graph, run, list(RETRIEVERS), device)
     tracks = TrackFeatures(graph, popularity_counts(graph.edges(contract.VISIBLE_ROLES)))
-    x, y, group, names, _ = examples(held, scorers, title, tracks, graph.num_tracks, params.k, 256, 1 << 17, device)
+    x, y, group, names, _ = examples(held, scorers, title, tracks, graph.num_tracks, params.k, 256, 1 << 17, device,
+                                     protocol.visible_catalogue(graph))
     truth, categories = np.diff(held.truth_indptr), np.asarray(held.categories, dtype=object)
     if cache:
         np.savez(cache, x=x, y=y, group=group, names=np.array(names), truth=truth, categories=categories)

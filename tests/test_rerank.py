@@ -86,6 +86,50 @@ def test_no_label_is_an_edge_a_retriever_was_fitted_on(graph, run):
 
 
 @pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """A graph holding tracks known only through held-out playlists' hidden edges, and a run whose
+    GNN ranks one of them first for every playlist."""
+    graph = toy_graph_dir(str(tmp_path_factory.mktemp("planted")), 400, holdout=0.1, tracks_per_genre=120,
+                          hidden_only=3)
+    cat = load_catalogue(graph)
+    never = np.flatnonzero(~protocol.visible_catalogue(cat))
+    rng = np.random.default_rng(0)
+    tracks = rng.normal(size=(cat.num_tracks, 8)).astype(np.float32)
+    tracks[never] = 100.0  # far along every playlist's (all positive) direction
+    playlists = np.abs(rng.normal(size=(cat.num_playlists, 8))).astype(np.float32)
+    return graph, write_embeddings(str(tmp_path_factory.mktemp("planted_run")), graph, tracks, playlists), never
+
+
+def test_a_track_known_only_from_hidden_edges_is_neither_a_candidate_nor_an_example(planted, monkeypatch):
+    graph, run, never = planted
+    cat = load_catalogue(graph)
+    held = protocol.held_out(cat, contract.SPLIT_VAL)
+    assert len(never) >= 3 and np.isin(held.truth_tracks, never).any()  # ground truth of val playlists
+    gnn = methods.build_scorers(cat, run, ["gnn"], "cpu")[0]["gnn"]
+    first, _ = top_k(gnn.batch(held.queries), held.queries, cat.num_tracks, 1, 500)
+    assert np.isin(first[:, 0], never).all()  # the GNN's first choice, where nothing masks it
+    seen = []
+
+    def recording(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.append(out.tracks)
+        return out
+
+    real = candidates.generate
+    monkeypatch.setattr(candidates, "generate", recording)  # the build's examples
+    monkeypatch.setattr(second_stage, "generate", recording)  # the ranker at query time
+    params = rerank.RankerParams(k=40, folds=3, max_rounds=20, early_stopping=5, min_data_in_leaf=5)
+    built = rerank.build(graph, run, params, SMALL_ALS, batch_size=16, chunk_size=500, device="cpu")
+    assert built["catalogue"] == "visible" and built["trained_on"]["positives"] > 0
+    assert sum(len(t) for t in seen) == built["trained_on"]["candidates"]  # every example is a candidate
+    assert not np.isin(np.concatenate(seen), never).any()
+    at_build = len(seen)
+    assert evaluate_main(["--graph", graph, "--run", run, "--methods", "rerank,fusion", "--split", "test",
+                          "--chunk-size", "500"]) == 0
+    assert len(seen) > at_build and not np.isin(np.concatenate(seen[at_build:]), never).any()
+
+
+@pytest.fixture(scope="module")
 def built(graph, run):
     params = rerank.RankerParams(k=40, folds=3, max_rounds=30, early_stopping=5, min_data_in_leaf=5)
     return rerank.build(graph, run, params, SMALL_ALS, batch_size=32, chunk_size=500, device="cpu")
@@ -189,7 +233,11 @@ def test_a_ranker_of_another_graph_is_refused(graph, run, built):
 def test_a_ranker_of_other_features_is_refused(graph, run, built):
     # as built when the GNN's seed cosines took its bias column in (no version recorded)
     with _identity_changed(run, lambda identity: identity.pop("features_version")):
-        with pytest.raises(RunMismatchError, match="built on features of version 1, these are of version 2"):
+        with pytest.raises(RunMismatchError, match="built on features of version 1, these are of version 3"):
+            methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
+    # as built when never-visible tracks were candidates
+    with _identity_changed(run, lambda identity: identity.update(features_version=2)):
+        with pytest.raises(RunMismatchError, match="built on features of version 2, these are of version 3"):
             methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
 
 

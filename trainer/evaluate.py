@@ -90,13 +90,11 @@ def evaluate(
         )
     total, without_hidden = len(held), held.without_hidden
     held = held.evenly(max_playlists)
-    scorers, fallback = build_scorers(graph, run, methods, device, beta, gamma,
-                                      gnn_query, als, fold_in_steps, neighbours)
     if catalogue_scope not in ("visible", "all"):
         raise ValueError(f"--catalogue must be visible or all, got {catalogue_scope!r}")
-    allowed = None
-    if catalogue_scope == "visible":
-        allowed = visible_catalogue(graph)
+    allowed = visible_catalogue(graph) if catalogue_scope == "visible" else None
+    scorers, fallback = build_scorers(graph, run, methods, device, beta, gamma,
+                                      gnn_query, als, fold_in_steps, neighbours, allowed)
     groups = category_order(held.categories)
     lo, hi = shard(len(held), rank_, world)
     ranking = time.perf_counter()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import functools
 
+import numpy as np
 import torch
 
 from etl import contract
@@ -65,9 +66,10 @@ def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str 
 def build_scorers(
     graph: Catalogue, run: str, methods: list[str], device: torch.device, beta: float = 0.0,
     gamma: float = 1.0, gnn_query: str = "playlist", als: ALSParams = ALSParams(), fold_in_steps: int = 0,
-    neighbours: int = 0,
+    neighbours: int = 0, allowed: np.ndarray | None = None,
 ) -> tuple[dict[str, Scorer], Scorer]:
-    """The requested methods' scorers and the title fallback they share."""
+    """The requested methods' scorers and the title fallback they share; ``allowed``: the tracks the
+    caller's ranking may return (None: all), which the second stage's candidates honour too."""
     run = str(run)  # a pathlib.Path too
     if gnn_query not in ("playlist", "seeds"):
         raise ValueError(f"--gnn-query must be playlist or seeds, got {gnn_query!r}")
@@ -99,13 +101,14 @@ def build_scorers(
                                              popularity(), track_names(graph.path)))
     second = [m for m in SECOND_STAGE if m in methods]
     if second:
-        scorers.update(rerank_scorers(graph, run, device, train(), popularity(), fallback, second, fold_in_steps))
+        scorers.update(rerank_scorers(graph, run, device, train(), popularity(), fallback, second, fold_in_steps,
+                                      allowed))
     scorers = {m: scorers[m] for m in methods}
     return scorers, fallback
 
 
 def rerank_scorers(graph: Catalogue, run: str, device: torch.device, train, popularity, title: Scorer,
-                   which: list[str], fold_in_steps: int = 0) -> dict[str, Ranker]:
+                   which: list[str], fold_in_steps: int = 0, allowed: np.ndarray | None = None) -> dict[str, Ranker]:
     """The run's second-stage ranker over retrievers rebuilt with the settings it was built with
     (ALS from its own stored factors); refused when the run's embeddings or the graph changed.
     ``which``: rerank (the booster) and/or fusion (its per-category fusion of the retrievers'
@@ -123,7 +126,7 @@ def rerank_scorers(graph: Catalogue, run: str, device: torch.device, train, popu
     }
     second = Ranker(lgb.Booster(model_str=booster), {m: retrievers[m] for m in built["retrievers"]}, title,
                       TrackFeatures(graph, popularity), popularity, graph.num_tracks, RankerParams(**built["params"]),
-                      built["features"], device=device, categories=graph.playlist_category)
+                      built["features"], device=device, categories=graph.playlist_category, allowed=allowed)
     out = {}
     for m in which:
         out[m] = copy.copy(second)

@@ -56,7 +56,7 @@ def build(graph_dir: str, run: str, params: RankerParams = RankerParams(), als: 
     popularity = popularity_counts(graph.edges(contract.VISIBLE_ROLES))
     tracks = TrackFeatures(graph, popularity)
     x, y, group, names, recall = examples(held, scorers, title, tracks, graph.num_tracks, params.k, batch_size,
-                                          chunk_size, device)
+                                          chunk_size, device, protocol.visible_catalogue(graph))
     log.info("%d val playlists, %s candidates (%.1f%% positive); recall of the top-%d: %s", len(held),
              f"{len(y):,}", 100 * y.mean(), params.k, json.dumps({m: round(r, 4) for m, r in recall.items()}))
     booster, cv = fit(x, y, group, names, params)
@@ -71,7 +71,7 @@ def build(graph_dir: str, run: str, params: RankerParams = RankerParams(), als: 
         "retrievers": list(RETRIEVERS), "title": TitleModel.SOURCE, "gnn_query": "playlist",
         "itemknn": itemknn, "als": als.as_dict(),
         "als_factors": factors_identity, "params": params.as_dict(), "features": names,
-        "features_version": FEATURES_VERSION,
+        "features_version": FEATURES_VERSION, "catalogue": "visible",
         "trained_on": {"split": contract.SPLIT_VAL, "playlists": len(held), "candidates": int(len(y)),
                        "positives": int(y.sum())},
         "recall": recall, "cv": cv, "importances": importances, "fusion": fusion,

@@ -18,7 +18,9 @@ from trainer.ranker.candidates import Candidates
 CATEGORY_CODE = {c.name: i for i, c in enumerate(contract.SEED_CATEGORIES)}
 # What the features mean; a ranker built on another version is refused (trainer.io.ranker).
 # 2: the GNN's seed cosines leave out the bias its track vectors end in.
-VERSION = 2
+# 3: candidates only from the catalogue evaluation ranks (the visible one): before, tracks known
+#    only through held-out playlists' hidden edges were candidates, and labels.
+VERSION = 3
 
 
 class TrackFeatures:

@@ -136,10 +136,13 @@ class Ranker:
     def __init__(self, booster, retrievers: dict[str, Scorer], title: Scorer, tracks: TrackFeatures,
                  popularity: np.ndarray, num_tracks: int, params: RankerParams, names: list[str],
                  chunk_size: int = 1 << 17, device: torch.device | str = "cpu",
-                 categories: np.ndarray | None = None, fusion: dict[str, list[float]] | None = None):
-        """``fusion``: rank by the per-category fused z-scores (:func:`fit_fusion`) instead of the booster."""
+                 categories: np.ndarray | None = None, fusion: dict[str, list[float]] | None = None,
+                 allowed: np.ndarray | None = None):
+        """``fusion``: rank by the per-category fused z-scores (:func:`fit_fusion`) instead of the
+        booster; ``allowed``: the only tracks that may be candidates (None: all), as the ranking
+        that reads this scorer allows."""
         self.booster, self.retrievers, self.title, self.tracks = booster, retrievers, title, tracks
-        self.fusion = fusion
+        self.fusion, self.allowed = fusion, allowed
         self.num_tracks, self.params, self.names = num_tracks, params, names
         self.chunk_size, self.device = chunk_size, device
         self.categories = categories  # by graph playlist id: held-out playlists have one
@@ -154,7 +157,7 @@ class Ranker:
 
     def batch(self, queries: Queries) -> ChunkScores:
         cands = generate(self.retrievers, self.title, queries, self.num_tracks, self.params.k,
-                         self.chunk_size, self.device)
+                         self.chunk_size, self.device, self.allowed)
         x, names = features(cands, queries, self.tracks, self._categories(queries), self.similarity)
         if names != self.names:
             raise ValueError(f"rerank: features {names} differ from the model's {self.names}")

@@ -17,7 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from etl import checker, contract, features, manifest, options, storage, validate
+from etl import checker, contract, features, manifest, options, slice_files, storage, validate
 from etl.dedup import dedup_entries, split_bad_uris, split_duplicate_pids, split_missing_pid, split_mistyped
 from etl.flatten import entry_count, playlist_records, track_entries
 from etl.schema import CORRUPT_RECORD, SLICE
@@ -146,11 +146,11 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
                 # A damaged compressed file fails its task instead of becoming a corrupt record,
                 # so --skip-bad-files cannot pass over it.
                 f = unreadable.group(1)
-                raise BadInputError(f"{f}: not a valid MPD slice ({checker.why_not_a_slice(storage.read_bytes(spark, f), f)}); "
+                raise BadInputError(f"{f}: not a valid MPD slice ({slice_files.why_not_a_slice(storage.read_bytes(spark, f), f)}); "
                                     "Spark cannot read past it, even with --skip-bad-files: replace or remove it") from None
             bad_files = list(summary.bad)
             # Spark only says a file is corrupt; the driver reads the first few to say where.
-            why = {f: checker.why_not_a_slice(storage.read_bytes(spark, f), f) for f in bad_files[:MAX_DIAGNOSED]}
+            why = {f: slice_files.why_not_a_slice(storage.read_bytes(spark, f), f) for f in bad_files[:MAX_DIAGNOSED]}
             if bad_files and not args.skip_bad_files:
                 raise BadInputError(
                     f"{bad_files[0]}: not a valid MPD slice ({why[bad_files[0]]})"

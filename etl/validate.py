@@ -14,7 +14,7 @@ catalogue consistency (``uri_name``, ``track_metadata``: from the entity tables)
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from etl import checker
+from etl import checker, slice_files
 from etl.flatten import PLAYLIST_FIELDS, TRACK_FIELDS
 
 MAX_EXAMPLES = 10
@@ -95,7 +95,7 @@ def file_findings(records: DataFrame) -> DataFrame:
     info = F.col("info")
     name = F.regexp_extract(F.col("input_file"), r"([^/]*)$", 1)
     first, last = (_range_part(info["slice"], _RANGE, g) for g in (1, 2))
-    file_re = checker.SLICE_FILE_RE.pattern
+    file_re = slice_files.SLICE_FILE_RE.pattern
     named_first, named_last = (_range_part(name, file_re, g) for g in (1, 2))
     info_bad = info.isNull() | F.exists(F.array(*[info[k].isNull() for k in checker.INFO_FIELDS]), lambda x: x)
     info_bad = info_bad | ~F.coalesce(info["slice"].rlike(_RANGE), F.lit(True))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from etl import checker
+from etl import checker, slice_files
 from etl.synth import challenge, command, playlists, slices, write
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ SEED = 7
 
 
 def _slices(d: Path) -> list[Path]:
-    return sorted(d.glob("mpd.slice.*.json"), key=lambda p: checker.slice_range(p.name))
+    return sorted(d.glob("mpd.slice.*.json"), key=lambda p: slice_files.slice_range(p.name))
 
 
 def _dumps(obj) -> str:

@@ -10,6 +10,8 @@ import sys
 import pytest
 
 from etl import contract
+from etl.job import main as etl_job_main
+from etl.synth.command import main as synth_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,6 +114,23 @@ def test_a_numeric_flag_out_of_range_is_one_line_before_any_work(command, flags,
     assert stopped.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith(f"error: argument {named}") and "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("command, flags, named", [
+    ("etl.job", ["--num-val", "-1"], "--num-val: must be >= 0, got -1"),
+    ("etl.job", ["--shuffle-partitions", "0"], "--shuffle-partitions: must be >= 1, got 0"),
+    ("etl.job", ["--driver-memory", "6 GB"], "--driver-memory: expected a size such as 512m or 6g, got '6 GB'"),
+    ("etl.synth", ["--challenge-set", "-2"], "--challenge-set: must be >= 0, got -2"),
+    ("etl.synth", ["--workers", "two"], "--workers: expected an integer, got 'two'"),
+])
+def test_an_etl_flag_out_of_range_is_refused_as_the_trainers_are(command, flags, named, tmp_path, capsys):
+    main = {"etl.job": etl_job_main, "etl.synth": synth_main}[command]
+    base = (["--input", str(tmp_path / "in"), "--output", str(tmp_path / "g")] if command == "etl.job"
+            else ["--playlists", "10", "--out", str(tmp_path / "g")])
+    with pytest.raises(SystemExit) as stopped:
+        main([*base, *flags])
+    assert stopped.value.code == 2 and not (tmp_path / "g").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: argument {named}")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="needs a machine without s3fs")

@@ -5,13 +5,14 @@ on stderr. A command is ``main(argv) -> int`` over a library function named by i
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import sys
 from collections.abc import Callable
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from etl.flags import count as count  # the flag types, shared with the ETL's commands
+from etl.flags import number as number
 from trainer import dist, process
 from trainer.gnn.divergence import TrainingDiverged
 from trainer.gnn.sampled import SamplerMissing
@@ -31,31 +32,6 @@ class Terminated(BaseException):
 
 def _terminate(signum, frame):
     raise Terminated
-
-
-def _at_least(convert, minimum, kind: str) -> Callable[[str], float]:
-    """An argparse type: ``convert(text)``, finite and at least ``minimum``, refused with the
-    flag's name by argparse (exit 2, one line)."""
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
-        return value
-    parse.__name__ = f"{kind} >= {minimum:g}"
-    return parse
-
-
-def count(minimum: int = 1) -> Callable[[str], int]:
-    """An integer of at least ``minimum``."""
-    return _at_least(int, minimum, "an integer")
-
-
-def number(minimum: float = 0.0) -> Callable[[str], float]:
-    """A finite number of at least ``minimum``."""
-    return _at_least(float, minimum, "a finite number")
 
 
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import sys
 import time
 
 from etl import synth
+from etl.flags import count
 from etl.synth.challenge import CHALLENGE_FILE
 from etl.synth.write import SynthError, generate, write_graph
 
@@ -18,20 +19,20 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     ap = _Parser(prog="python -m etl.synth", description=synth.__doc__.split("\n\n")[0])
-    ap.add_argument("--playlists", type=int, required=True, help="number of playlists (pids 0..N-1)")
+    ap.add_argument("--playlists", type=count(1), required=True, help="number of playlists (pids 0..N-1)")
     ap.add_argument("--out", required=True, help="output directory (created; must be empty unless --overwrite)")
     ap.add_argument("--seed", type=int, default=0, help="catalogue and playlist seed (default 0)")
-    ap.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)),
+    ap.add_argument("--workers", type=count(1), default=max(1, min(8, os.cpu_count() or 1)),
                     help="processes writing slices in parallel (output does not depend on it)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace the synthetic MPD files already in --out (other files are kept)")
-    ap.add_argument("--challenge-set", type=int, default=0, metavar="K",
+    ap.add_argument("--challenge-set", type=count(0), default=0, metavar="K",
                     help=f"also write {CHALLENGE_FILE} from K more playlists (pids N..N+K-1; with "
                          "--graph-dir, beside the tables)")
     ap.add_argument("--graph-dir", action="store_true",
                     help="write a contract graph dir (Parquet tables, no 2-hop features) instead of "
                          "JSON slices: the same playlists, minutes at 1M, no Spark")
-    ap.add_argument("--holdout", type=int, default=None, metavar="K",
+    ap.add_argument("--holdout", type=count(0), default=None, metavar="K",
                     help="with --graph-dir: K validation and K test playlists (default: the ETL's)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     a = ap.parse_args(argv)

@@ -69,7 +69,7 @@ def publish(run: str, tables: dict[str, tuple], seed_query: dict | None, identit
         sums = {f: storage.sha256(storage.join(staging, f)) for f in files}
         storage.atomic_write_json(storage.join(staging, IDENTITY), {**identity, "tables": sorted(tables), "sha256": sums})
 
-    storage.publish_dir(run, EMBEDDINGS, write)
+    storage.publish_dir(run, EMBEDDINGS, write, marker=IDENTITY)
     names = [*tables, *([SEED_QUERY] if seed_query is not None else []), IDENTITY]
     return {n.removesuffix(".json"): path(run, n) for n in names}
 

@@ -39,7 +39,7 @@ def publish(run: str, model: str, factors: np.ndarray, factors_identity: dict, i
         als_factors.save(storage.join(staging, FACTORS), factors, factors_identity)
         storage.atomic_write_json(storage.join(staging, IDENTITY), identity)  # last: the set is complete
 
-    return storage.publish_dir(run, RANKER, write)
+    return storage.publish_dir(run, RANKER, write, marker=IDENTITY)
 
 
 def read(run: str, checkpoint_id: str | None, manifest: dict, title: str,

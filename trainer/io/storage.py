@@ -195,10 +195,11 @@ def atomic_write_json(path: str, obj, indent: int | None = 2) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
 
 
-def publish_dir(parent: str, name: str, write) -> str:
+def publish_dir(parent: str, name: str, write, marker: str = "identity.json") -> str:
     """Write the folder ``parent/name`` whole: ``write(staging)`` fills a staging folder beside
-    it, which then replaces the published one. Readers see the old folder or the new one (or, for
-    an instant, none); a write that fails leaves the published folder untouched."""
+    it, ``marker`` (the file readers check first) last, which then replaces the published one.
+    Locally, readers see the old folder or the new one (or, for an instant, none); a write that
+    fails leaves the published folder untouched. On object stores see :func:`_publish_by_copy`."""
     fs, root = filesystem(parent)
     tag = uuid.uuid4().hex[:12]
     staging, old = (join(parent, f"{name}.{kind}-{tag}") for kind in ("tmp", "old"))
@@ -208,11 +209,36 @@ def publish_dir(parent: str, name: str, write) -> str:
         remove(staging)
         raise
     final = posixpath.join(root, name)
+    if not is_local(fs):
+        _publish_by_copy(fs, filesystem(staging)[1], final, marker)
+        return join(parent, name)
     if fs.exists(final):
         fs.mv(final, filesystem(old)[1], recursive=True)
     fs.mv(filesystem(staging)[1], final, recursive=True)
     remove(old)
     return join(parent, name)
+
+
+def _publish_by_copy(fs, staging: str, final: str, marker: str) -> None:
+    """Object stores have no rename, only whole-object copies (fsspec's ``mv`` of a folder is a
+    copy of every object, then deletes, through listings that may be stale). So: the published
+    folder's ``marker`` is removed first (from then on readers refuse the folder by name, as
+    incomplete), its other objects are overwritten one by one, the new ``marker`` is copied last.
+    A publish killed half way leaves a folder without its marker: refused by name, never read as
+    a mix of two sets."""
+    fs.invalidate_cache()
+    names = sorted(posixpath.relpath(p, staging) for p in fs.find(staging))
+    if marker not in names:
+        raise ValueError(f"{staging}: no {marker}; nothing published")
+    if fs.exists(posixpath.join(final, marker)):
+        fs.rm(posixpath.join(final, marker))
+    for path in fs.find(final):
+        if posixpath.relpath(path, final) not in names:
+            fs.rm(path)
+    for n in [*(n for n in names if n != marker), marker]:
+        fs.copy(posixpath.join(staging, n), posixpath.join(final, n))
+    fs.rm(staging, recursive=True)
+    fs.invalidate_cache()
 
 
 class Locked(RuntimeError):

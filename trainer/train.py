@@ -363,8 +363,11 @@ def _train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, re
     if tensorboard:
         tensorboard.close()
     dist.barrier(env)
-    log.info(f"done: {len(records)} epochs, train_loss {record.get('train_loss')}, "
-        f"val_r_precision {record.get('val_r_precision')}, best epoch {selection['best_epoch']}; run dir {run.path}")
+    # records: one per epoch end and one per validation within an epoch (val_every)
+    best = f"{selection['best']:.4f}" if selection["best"] is not None else None
+    log.info(f"done: {global_step} steps, {sum('train_loss' in r for r in records)} whole epochs, "
+             f"{sum(r.get('val_r_precision') is not None for r in records)} ranking validations; best val "
+             f"R-precision {best} (epoch {selection['best_epoch']}, step {selection.get('best_step')}); run dir {run.path}")
     return TrainResult(record, model, global_step)
 
 

@@ -249,7 +249,7 @@ def test_cli_one_line_errors():
     r = subprocess.run([sys.executable, "-m", "etl.synth", "--playlists", "ten", "--out", "x"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
-    assert "argument --playlists: invalid int value: 'ten'" in r.stderr
+    assert "argument --playlists: expected an integer, got 'ten'" in r.stderr
 
 
 def test_selection_rules_hold_for_a_degenerate_catalogue(monkeypatch):

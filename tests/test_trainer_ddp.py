@@ -60,7 +60,8 @@ def test_two_gloo_processes_stay_in_lockstep(tmp_path, propagation):
                                               "rank0.json", "rank0.pt", "rank1.json", "rank1.pt", *tensorboard])
     if tensorboard:  # the epoch's scalars, from rank 0 alone
         assert len(os.listdir(run / "tensorboard")) == 1
-    assert sorted(os.listdir(run / "checkpoints")) == ["best.pt", "last.pt"]
+    assert sorted(os.listdir(run / "checkpoints")) == ["best.pt", "best.pt.sha256.json", "last.pt",
+                                                       "last.pt.sha256.json"]  # rank 0 alone writes
 
 
 KILLER = textwrap.dedent("""

@@ -9,14 +9,11 @@ other features are refused by name.
 from __future__ import annotations
 
 import hashlib
-import logging
 
 import numpy as np
 
 from trainer.io import als_factors, storage
 from trainer.io.run_dir import RANKER, RunMismatchError, graph_identity
-
-log = logging.getLogger(__name__)
 
 MODEL = "model.txt"
 FACTORS = "als_factors.npz"

@@ -25,7 +25,7 @@ from trainer import methods
 from trainer.evaluation import protocol
 from trainer.evaluation.baselines import ALS, ALSParams, ItemKNN, popularity_counts
 from trainer.evaluation.metrics import K
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 
 
 def floats(text: str) -> list[float]:

@@ -24,7 +24,7 @@ from etl import contract
 from trainer import methods as registry
 from trainer.evaluation.metrics import K
 from trainer.evaluation.protocol import held_out, metrics_per_batch, visible_catalogue
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from trainer import methods
 from trainer.evaluation import protocol
 from trainer.evaluation.metrics import CHALLENGE_METRICS
 from trainer.evaluation.paired import interval, per_playlist
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 
 
 def main(argv=None) -> None:

@@ -24,7 +24,7 @@ from trainer.evaluation import protocol
 from trainer.evaluation.metrics import CHALLENGE_METRICS
 from trainer.evaluation.paired import interval, per_playlist
 from trainer.io import ranker
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 
 BASELINES = ("popularity", "itemknn", "als")
 

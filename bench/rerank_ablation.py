@@ -23,7 +23,7 @@ from trainer import dist, process
 from trainer.evaluation import protocol
 from trainer.evaluation.baselines import popularity_counts
 from trainer.evaluation.paired import interval
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 from trainer.methods import build_scorers
 from trainer.ranker.candidate_features import TrackFeatures, groups
 from trainer.ranker.examples import examples

@@ -21,7 +21,8 @@ from trainer.config import TrainConfig
 from trainer.evaluation.metrics import K
 from trainer.evaluation.protocol import metrics_per_batch
 from trainer.gnn.validation import RANK_METRICS, ranking_set
-from trainer.io.graph import load_catalogue, load_graph
+from trainer.io.catalogue import load_catalogue
+from trainer.io.graph import load_graph
 
 
 def main(argv=None) -> int:

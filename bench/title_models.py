@@ -29,7 +29,7 @@ from trainer.evaluation.paired import interval, per_playlist
 from trainer.evaluation.protocol import HeldOut, held_out, visible_catalogue
 from trainer.evaluation.scoring import Queries
 from trainer.evaluation.title import TitleModel
-from trainer.io.graph import load_catalogue, track_names
+from trainer.io.catalogue import load_catalogue, track_names
 
 
 def grams(title: str, unit: str) -> set[str]:

@@ -50,6 +50,7 @@ RULE_URI_NAME = "uri_name"  # one URI, two names (across all slices checked toge
 RULE_TRACK_METADATA = "track_metadata"  # one track URI, two albums/artists/durations
 RULE_DUPLICATE_PID = "duplicate_pid"  # the same pid in two places
 
+# fmt: off
 RULES = (
     RULE_JSON, RULE_SLICE_INFO, RULE_SLICE_NAME, RULE_PID_SEQUENCE, RULE_REQUIRED_FIELD,
     RULE_UNKNOWN_FIELD, RULE_FIELD_TYPE, RULE_COLLABORATIVE, RULE_NUM_TRACKS, RULE_NUM_ALBUMS,
@@ -81,6 +82,9 @@ _TRACK_TYPES = {
     "pos": int, "artist_name": str, "track_uri": str, "artist_uri": str, "track_name": str,
     "album_uri": str, "duration_ms": int, "album_name": str,
 }
+_JSON_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object",
+               type(None): "null"}
+# fmt: on
 
 MIN_TRACKS, MAX_TRACKS = 5, 250
 MIN_ARTISTS, MIN_ALBUMS, MIN_FOLLOWERS = 3, 2, 1
@@ -117,8 +121,11 @@ def _type_ok(v, t) -> bool:
 
 
 def _json_type(v) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-            dict: "object", type(None): "null"}.get(type(v), type(v).__name__)
+    return _JSON_NAMES.get(type(v), type(v).__name__)
+
+
+def _type_message(where: str, value, expected: type) -> str:
+    return f"{where} is a JSON {_json_type(value)}, expected {_json_type(expected())}"
 
 
 def check_playlist(p: dict, file: str | None = None) -> list[Finding]:
@@ -139,8 +146,7 @@ def check_playlist(p: dict, file: str | None = None) -> list[Finding]:
         if k not in _PLAYLIST_TYPES:
             bad(RULE_UNKNOWN_FIELD, f"playlist field {k!r} is not an MPD field")
         elif not _type_ok(p[k], _PLAYLIST_TYPES[k]):
-            bad(RULE_FIELD_TYPE, f"playlist field {k!r} is a JSON {_json_type(p[k])}, "
-                                 f"expected {_json_type(_PLAYLIST_TYPES[k]())}")
+            bad(RULE_FIELD_TYPE, _type_message(f"playlist field {k!r}", p[k], _PLAYLIST_TYPES[k]))
     if out:  # counting over a malformed record would only add noise
         return out
 
@@ -164,8 +170,7 @@ def check_playlist(p: dict, file: str | None = None) -> list[Finding]:
             if k not in _TRACK_TYPES:
                 bad(RULE_UNKNOWN_FIELD, f"tracks[{i}] field {k!r} is not an MPD track field")
             elif not _type_ok(v, _TRACK_TYPES[k]):
-                bad(RULE_FIELD_TYPE, f"tracks[{i}] field {k!r} is a JSON {_json_type(v)}, "
-                                     f"expected {_json_type(_TRACK_TYPES[k]())}")
+                bad(RULE_FIELD_TYPE, _type_message(f"tracks[{i}] field {k!r}", v, _TRACK_TYPES[k]))
                 tracks_ok = False
         if not tracks_ok:
             continue
@@ -201,8 +206,8 @@ def check_playlist(p: dict, file: str | None = None) -> list[Finding]:
     if ts % SECONDS_PER_DAY:
         bad(RULE_MODIFIED_MIDNIGHT, f"modified_at {ts} is not at midnight GMT")
     if not MIN_MODIFIED_AT <= ts <= MAX_MODIFIED_AT:
-        bad(RULE_MODIFIED_RANGE, f"modified_at {ts} is outside {MIN_MODIFIED_AT} (2010-01-01)"
-                                 f"..{MAX_MODIFIED_AT} (2017-11-01)")
+        span = f"{MIN_MODIFIED_AT} (2010-01-01)..{MAX_MODIFIED_AT} (2017-11-01)"
+        bad(RULE_MODIFIED_RANGE, f"modified_at {ts} is outside {span}")
     return out
 
 
@@ -233,16 +238,16 @@ def check_slice(obj, path: str | None = None) -> list[Finding]:
     if path is not None and first is not None:
         named = slice_range(path)
         if named is not None and named != (first, last):
-            out.append(Finding(RULE_SLICE_NAME, f"file name says {named[0]}-{named[1]}, "
-                                                 f"info.slice says {first}-{last}", None, file))
+            msg = f"file name says {named[0]}-{named[1]}, info.slice says {first}-{last}"
+            out.append(Finding(RULE_SLICE_NAME, msg, None, file))
     expected = first
     for i, p in enumerate(obj["playlists"]):
         out.extend(check_playlist(p, file))
         pid = p.get("pid") if isinstance(p, dict) else None
         if expected is not None and _is_int(pid):
             if pid != expected or pid > last:
-                out.append(Finding(RULE_PID_SEQUENCE, f"playlists[{i}] has pid {pid}, expected {expected} "
-                                                      f"(slice {first}-{last})", pid, file))
+                msg = f"playlists[{i}] has pid {pid}, expected {expected} (slice {first}-{last})"
+                out.append(Finding(RULE_PID_SEQUENCE, msg, pid, file))
             expected = pid + 1
     return out
 
@@ -283,15 +288,14 @@ class CatalogueConsistency:
                 uri, name = t[f"{kind}_uri"], t[f"{kind}_name"]
                 seen = self._name.setdefault(uri, (name, pid, file))
                 if seen[0] != name:
-                    self._conflict(RULE_URI_NAME, (uri, name),
-                                   f"{uri} is named {name!r} here but {seen[0]!r} in pid {seen[1]} ({seen[2]})",
-                                   pid, file)
+                    msg = f"{uri} is named {name!r} here but {seen[0]!r} in pid {seen[1]} ({seen[2]})"
+                    self._conflict(RULE_URI_NAME, (uri, name), msg, pid, file)
             meta = (t["album_uri"], t["artist_uri"], t["duration_ms"])
             seen_t = self._track.setdefault(t["track_uri"], (meta, pid, file))
             if seen_t[0] != meta:
-                self._conflict(RULE_TRACK_METADATA, (t["track_uri"], meta),
-                               f"{t['track_uri']} has album/artist/duration {meta} here but {seen_t[0]} "
-                               f"in pid {seen_t[1]} ({seen_t[2]})", pid, file)
+                msg = (f"{t['track_uri']} has album/artist/duration {meta} here but {seen_t[0]} "
+                       f"in pid {seen_t[1]} ({seen_t[2]})")
+                self._conflict(RULE_TRACK_METADATA, (t["track_uri"], meta), msg, pid, file)
 
     def add_slice(self, obj, path: str | None = None) -> None:
         """Record every playlist of a parsed slice."""

@@ -27,7 +27,7 @@ from pyspark import SparkContext  # noqa: E402  (after the script-mode path fix 
 
 from etl import session, storage  # noqa: E402
 from etl.options import parse_args  # noqa: E402
-from etl.pipeline import BadInputError, OutputExistsError, build_graph_dir  # noqa: E402
+from etl.pipeline import BadInputError, build_graph_dir  # noqa: E402
 from etl.session import RuntimeMissing, spark_session  # noqa: E402
 from etl.stages import STOP, Terminated  # noqa: E402
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             what, code = ("interrupted (Ctrl-C)", 130) if isinstance(e, KeyboardInterrupt) else ("terminated (SIGTERM)", 143)
             log.error("%s: stopped; nothing was published and the staging dir of %s is removed", what, args.output)
             return code
-        if isinstance(e, (BadInputError, OutputExistsError, storage.InputError, storage.OutputError,
+        if isinstance(e, (BadInputError, storage.OutputExistsError, storage.InputError, storage.OutputError,
                           storage.Locked, RuntimeMissing)):
             log.error("%s", e)
             return 2

@@ -10,7 +10,6 @@ import argparse
 import logging
 import math
 import re
-import uuid
 
 from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
@@ -22,10 +21,19 @@ from etl.dedup import dedup_entries, split_bad_uris, split_duplicate_pids, split
 from etl.flatten import entry_count, playlist_records, track_entries
 from etl.schema import CORRUPT_RECORD, SLICE
 from etl.session import spark_session
-from etl.splits import default_holdout, holdout_table, with_roles, with_split
+from etl.splits import default_holdout, holdout_table, split_record, with_roles, with_split
 from etl.stages import Stages
 from etl.subgraph import split_top_followed
-from etl.tables import album_nodes, artist_nodes, catalogue_rows, playlist_nodes, playlist_track_edges, track_nodes
+from etl.tables import (
+    album_nodes,
+    arrow_dtypes,
+    artist_nodes,
+    catalogue_rows,
+    contract_frame,
+    playlist_nodes,
+    playlist_track_edges,
+    track_nodes,
+)
 
 log = logging.getLogger("etl")
 
@@ -37,47 +45,58 @@ MAX_DIAGNOSED = 20  # bad files read back on the driver to say what is wrong wit
 # What Spark says of a file it cannot read at all (a damaged gzip stream), naming it.
 FAILED_READ = re.compile(r"Encountered error while reading file (\S+?)\.?\s+SQLSTATE")
 BASE = "_base"  # scratch dir inside the temporary output, removed before the rename
-TEMP_SUFFIX = r"\.tmp-[0-9a-f]{32}"  # what f"{output}.tmp-{uuid4().hex}" appends
+
 
 
 class BadInputError(ValueError):
     """An input file is not a readable MPD slice."""
 
 
-class OutputExistsError(FileExistsError):
-    """The output exists and --overwrite was not given."""
-
-
-def _contract_frame(df: DataFrame, table: str) -> DataFrame:
-    """The contract's columns, in its order and dtypes, rows sorted by key within each file."""
-    cols = [F.col(c).cast({"int64": "long", "string": "string", "bool": "boolean",
-                           "double": "double"}[t]).alias(c)
-            for c, t in contract.TABLES[table].items()]
-    key = ["playlist_id", "pos"] if table == "edges/playlist_track" else [next(iter(contract.TABLES[table]))]
-    return df.select(*cols).sortWithinPartitions(*key)
-
-
-_ARROW_NAMES = {"LongType()": "int64", "StringType()": "string", "BooleanType()": "bool",
-                "DoubleType()": "double", "IntegerType()": "int32"}
-
-
-def _arrow_dtypes(df: DataFrame) -> dict[str, str]:
-    return {f.name: _ARROW_NAMES.get(repr(f.dataType), f.dataType.simpleString()) for f in df.schema}
-
-
-def check_output(spark: SparkSession, output: str, overwrite: bool, own_temp: str) -> None:
-    """Remove, saying so, the temporary dirs that killed runs of the same output left behind
-    (called under the output's lock: no live job but this one, ``own_temp``, has one); then
-    refuse an existing output without ``overwrite``."""
-    stale = [d for d in storage.temp_dirs(spark, output, TEMP_SUFFIX) if not d.endswith(own_temp.rsplit("/", 1)[-1])]
-    for path in stale:
-        storage.delete(spark, path)
-    if stale:
-        log.warning("removed %d temporary dir(s) of %s left by runs that did not finish: %s", len(stale), output,
-                    ", ".join(stale))
-    if storage.exists(spark, output) and not overwrite:
-        raise OutputExistsError(f"output {output} exists; pass --overwrite to replace it")
-
+def _parse(spark: SparkSession, files: list[tuple[str, int]], keep, input_path: str, skip_bad_files: bool,
+           hop2: str) -> tuple[DataFrame, dict, list[str], dict[str, str]]:
+    """The slices' playlist records (the good ones), the input counts, the bad files and why each
+    of the first few is bad; one pass over the records decides all of it."""
+    slices = (
+        spark.read.schema(SLICE).option("multiLine", True).option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT_RECORD).json([f for f, _ in files])
+    )
+    records = keep(slices.transform(playlist_records))
+    # One pass over the records: bad files, input counts and the checker's rules.
+    good = ~F.col("bad_file") & F.col("playlist_index").isNotNull()
+    try:
+        summary = records.agg(
+            F.array_sort(F.collect_set(F.when(F.col("bad_file"), F.col("input_file")))).alias("bad"),
+            F.count(F.when(good, F.lit(1))).alias("playlists"),
+            F.sum(F.when(good, entry_count(records))).alias("entries"),
+            F.max(F.when(good, entry_count(records))).alias("longest"),
+        ).first()
+    except Py4JJavaError as e:
+        unreadable = FAILED_READ.search(str(e.java_exception))
+        if unreadable is None:
+            raise
+        # A damaged compressed file fails its task instead of becoming a corrupt record,
+        # so --skip-bad-files cannot pass over it.
+        f = unreadable.group(1)
+        why = slice_files.why_not_a_slice(storage.read_bytes(spark, f), f)
+        raise BadInputError(f"{f}: not a valid MPD slice ({why}); "
+                            "Spark cannot read past it, even with --skip-bad-files: replace or remove it") from None
+    bad_files = list(summary.bad)
+    # Spark only says a file is corrupt; the driver reads the first few to say where.
+    why = {f: slice_files.why_not_a_slice(storage.read_bytes(spark, f), f) for f in bad_files[:MAX_DIAGNOSED]}
+    if bad_files and not skip_bad_files:
+        raise BadInputError(
+            f"{bad_files[0]}: not a valid MPD slice ({why[bad_files[0]]})"
+            f"{f'; also {len(bad_files) - 1} more bad files' if len(bad_files) > 1 else ''}; "
+            "fix or remove it, or pass --skip-bad-files"
+        )
+    if hop2 == "exact" and (summary.longest or 0) > checker.MAX_TRACKS:
+        log.warning("a playlist of %d tracks (the MPD keeps at most %d): the exact 2-hop join grows with the "
+                    "square of a playlist's length; --hop2 hll bounds it", summary.longest, checker.MAX_TRACKS)
+    counts = {"input_files": len(files) - len(bad_files),
+              "input_playlists": int(summary.playlists), "input_entries": int(summary.entries or 0)}
+    if counts["input_playlists"] == 0:
+        raise storage.InputError(f"no playlists in the input {input_path!r} ({len(files)} files)")
+    return records.where(good), counts, bad_files, why
 
 def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
     """Run the job; return the manifest written with the graph dir."""
@@ -100,7 +119,7 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         persisted.append(df.persist(CACHE_LEVEL))
         return df
 
-    tmp = f"{output}.tmp-{uuid.uuid4().hex}"
+    tmp = storage.temp_path(output)
     output_lock = None
     try:
         # Before any input is read: a path that cannot be created failed only at the first
@@ -110,7 +129,8 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         except storage.OutputError as e:
             raise storage.OutputError(f"output {output} cannot be created ({e}); choose another --output") from None
         output_lock = storage.lock(spark, output, f"etl.job --input {args.input}")  # one writer per output
-        check_output(spark, output, args.overwrite, tmp)
+        storage.clear_stale_temps(spark, output, tmp)
+        storage.refuse_existing(spark, output, args.overwrite)
         with stages("list input"):
             files = storage.list_slices(spark, args.input)
             total_bytes = storage.json_bytes(files)
@@ -125,46 +145,7 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         hop2 = args.hop2 if args.hop2 != "auto" else ("exact" if total_bytes <= options.AUTO_EXACT_MAX_BYTES else "hll")
 
         with stages("parse"):
-            slices = (
-                spark.read.schema(SLICE).option("multiLine", True).option("mode", "PERMISSIVE")
-                .option("columnNameOfCorruptRecord", CORRUPT_RECORD).json([f for f, _ in files])
-            )
-            records = keep(slices.transform(playlist_records))
-            # One pass over the records: bad files, input counts and the checker's rules.
-            good = ~F.col("bad_file") & F.col("playlist_index").isNotNull()
-            try:
-                summary = records.agg(
-                    F.array_sort(F.collect_set(F.when(F.col("bad_file"), F.col("input_file")))).alias("bad"),
-                    F.count(F.when(good, F.lit(1))).alias("playlists"),
-                    F.sum(F.when(good, entry_count(records))).alias("entries"),
-                    F.max(F.when(good, entry_count(records))).alias("longest"),
-                ).first()
-            except Py4JJavaError as e:
-                unreadable = FAILED_READ.search(str(e.java_exception))
-                if unreadable is None:
-                    raise
-                # A damaged compressed file fails its task instead of becoming a corrupt record,
-                # so --skip-bad-files cannot pass over it.
-                f = unreadable.group(1)
-                raise BadInputError(f"{f}: not a valid MPD slice ({slice_files.why_not_a_slice(storage.read_bytes(spark, f), f)}); "
-                                    "Spark cannot read past it, even with --skip-bad-files: replace or remove it") from None
-            bad_files = list(summary.bad)
-            # Spark only says a file is corrupt; the driver reads the first few to say where.
-            why = {f: slice_files.why_not_a_slice(storage.read_bytes(spark, f), f) for f in bad_files[:MAX_DIAGNOSED]}
-            if bad_files and not args.skip_bad_files:
-                raise BadInputError(
-                    f"{bad_files[0]}: not a valid MPD slice ({why[bad_files[0]]})"
-                    f"{f'; also {len(bad_files) - 1} more bad files' if len(bad_files) > 1 else ''}; "
-                    "fix or remove it, or pass --skip-bad-files"
-                )
-            if hop2 == "exact" and (summary.longest or 0) > checker.MAX_TRACKS:
-                log.warning("a playlist of %d tracks (the MPD keeps at most %d): the exact 2-hop join grows with the "
-                            "square of a playlist's length; --hop2 hll bounds it", summary.longest, checker.MAX_TRACKS)
-            counts = {"input_files": len(files) - len(bad_files),
-                      "input_playlists": int(summary.playlists), "input_entries": int(summary.entries or 0)}
-            if counts["input_playlists"] == 0:
-                raise storage.InputError(f"no playlists in the input {args.input!r} ({len(files)} files)")
-            records = records.where(good)
+            records, counts, bad_files, why = _parse(spark, files, keep, args.input, args.skip_bad_files, hop2)
 
         with stages("validate"):
             # A mistyped record leaves alone; its pid, when it has one, still counts in its file's sequence.
@@ -216,9 +197,9 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         written = {}
 
         def write(table: str, df: DataFrame) -> None:
-            df.transform(lambda d: _contract_frame(d, table)).write.parquet(f"{tmp}/{table}")
+            df.transform(lambda d: contract_frame(d, table)).write.parquet(f"{tmp}/{table}")
             written[table] = spark.read.parquet(f"{tmp}/{table}")
-            contract.check_columns(table, _arrow_dtypes(written[table]))
+            contract.check_columns(table, arrow_dtypes(written[table]))
             counts[table] = written[table].count()
 
         with stages("write edges"):
@@ -250,14 +231,6 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
             manifest.check_accounting(counts, dropped)
 
         validation.update(validate.catalogue_findings(conflicts, dropped, bad_files))
-        by_category = {c.name: {"val": 0, "test": 0} for c in categories}
-        for r in held:
-            by_category[r.seed_category][r.split] = int(r["count"])
-        n_val = sum(v["val"] for v in by_category.values())
-        n_test = sum(v["test"] for v in by_category.values())
-        if n_val + n_test > counts["nodes/playlist"] // 4:
-            log.warning("%d of %d playlists are held out (val %d, test %d): few are left to train on; "
-                        "--num-val and --num-test set the sizes", n_val + n_test, counts["nodes/playlist"], n_val, n_test)
         sc = spark.sparkContext
         result = manifest.build(
             input={"path": args.input, "files": [{"path": f, "size": s} for f, s in files
@@ -267,14 +240,7 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
             counts=counts,
             dropped=dropped,
             validation=validation,
-            # num_val/num_test: what was held out; fewer than asked when too few playlists qualify.
-            split={"seed": args.seed, "num_val": n_val, "num_test": n_test,
-                   "requested": {"num_val": num_val, "num_test": num_test},
-                   "categories": {k: v["val"] + v["test"] for k, v in by_category.items()},
-                   "categories_by_split": by_category,
-                   "sizes": {contract.SPLIT_TRAIN: counts["nodes/playlist"] - n_val - n_test,
-                             contract.SPLIT_VAL: n_val, contract.SPLIT_TEST: n_test},
-                   "hash": "xxhash64(seed, pid); random seeds: xxhash64(seed, pid, pos)"},
+            split=split_record(held, categories, counts["nodes/playlist"], num_val, num_test, args.seed),
             hop2={"mode": hop2,
                   "relative_error": {"exact": 0.0, "hll": features.HLL_RELATIVE_ERROR, "off": None}[hop2],
                   "hll_lg_config_k": features.HLL_LG_CONFIG_K if hop2 == "hll" else None},
@@ -287,16 +253,7 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
             options={k: v for k, v in vars(args).items() if k not in ("input", "output")},
         )
         storage.write_text(spark, f"{tmp}/{contract.MANIFEST}", manifest.dumps(result))
-        if storage.exists(spark, output):
-            if not args.overwrite:  # written meanwhile by something that ignores the lock
-                raise OutputExistsError(f"output {output} appeared while this job ran; it is not replaced "
-                                        "without --overwrite")
-            old = f"{output}.old-{uuid.uuid4().hex}"
-            storage.rename(spark, output, old)
-            storage.rename(spark, tmp, output)
-            storage.delete(spark, old)
-        else:
-            storage.rename(spark, tmp, output)
+        storage.publish(spark, tmp, output, args.overwrite)
         log.info("wrote %s: %s", output, {t: counts[t] for t in contract.TABLES})
         for reason, d in dropped.items():  # the console is what a user reads, not the manifest
             if d["count"]:

@@ -5,6 +5,7 @@ the split is the same whatever the partitioning or the master. Categories are fi
 first (highest ``min_tracks``), each taking the eligible playlists with the smallest draws;
 a category that cannot fill its equal share leaves the rest to the categories after it.
 """
+import logging
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -22,6 +23,8 @@ from etl.contract import (
 )
 
 FULL_SCALE_HOLDOUT = 10_000
+
+log = logging.getLogger(__name__)
 
 
 def default_holdout(n_playlists: int, n_categories: int) -> int:
@@ -130,3 +133,23 @@ def with_roles(entries: DataFrame, playlists: DataFrame, seed: int) -> DataFrame
         F.when(rank <= num_seeds[F.col("seed_category")], F.lit(ROLE_SEED)).otherwise(ROLE_HIDDEN),
     )
     return train.unionByName(held).drop("split", "seed_category")
+
+
+def split_record(held: list, categories: list, n_playlists: int, num_val: int, num_test: int, seed: int) -> dict:
+    """The manifest's ``split``: num_val/num_test are what was held out, fewer than asked when too
+    few playlists qualify."""
+    by_category = {c.name: {"val": 0, "test": 0} for c in categories}
+    for r in held:
+        by_category[r.seed_category][r.split] = int(r["count"])
+    n_val = sum(v["val"] for v in by_category.values())
+    n_test = sum(v["test"] for v in by_category.values())
+    if n_val + n_test > n_playlists // 4:
+        log.warning("%d of %d playlists are held out (val %d, test %d): few are left to train on; "
+                    "--num-val and --num-test set the sizes", n_val + n_test, n_playlists, n_val, n_test)
+    return {"seed": seed, "num_val": n_val, "num_test": n_test,
+            "requested": {"num_val": num_val, "num_test": num_test},
+            "categories": {k: v["val"] + v["test"] for k, v in by_category.items()},
+            "categories_by_split": by_category,
+            "sizes": {SPLIT_TRAIN: n_playlists - n_val - n_test,
+                      SPLIT_VAL: n_val, SPLIT_TEST: n_test},
+            "hash": "xxhash64(seed, pid); random seeds: xxhash64(seed, pid, pos)"}

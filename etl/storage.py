@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import glob as _glob
 import json
+import logging
 import os
 import re
 import shutil
 import socket
 import tempfile
 import time
+import uuid
 
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
@@ -19,6 +21,9 @@ SLICE_PATTERN = "mpd.slice.*.{json,json.gz}"  # a Hadoop glob: plain or gzip-com
 # JSON bytes per byte of a gzip-compressed slice (MPD slices, real and synthetic: 5.9-6.5), for
 # sizing the job by the JSON it will parse.
 GZIP_EXPANSION = 6
+TEMP_SUFFIX = r"\.tmp-[0-9a-f]{32}"  # what temp_path appends to the output
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -146,6 +151,46 @@ def temp_dirs(spark: SparkSession, output: str, pattern: str) -> list[str]:
         return []
     name = re.compile(re.escape(jpath.getName()) + pattern + "$")
     return sorted(str(s.getPath()) for s in fs.listStatus(parent) if name.match(s.getPath().getName()))
+
+
+class OutputExistsError(FileExistsError):
+    """The output exists and --overwrite was not given."""
+
+
+def temp_path(output: str) -> str:
+    """Where a job stages ``output`` until :func:`publish` moves it into place whole."""
+    return f"{output}.tmp-{uuid.uuid4().hex}"
+
+
+def clear_stale_temps(spark: SparkSession, output: str, own_temp: str) -> None:
+    """Remove, saying so, the temporary dirs that killed runs of the same output left behind
+    (called under the output's lock: no live job but this one, ``own_temp``, has one)."""
+    stale = [d for d in temp_dirs(spark, output, TEMP_SUFFIX) if not d.endswith(own_temp.rsplit("/", 1)[-1])]
+    for path in stale:
+        delete(spark, path)
+    if stale:
+        log.warning("removed %d temporary dir(s) of %s left by runs that did not finish: %s", len(stale), output,
+                    ", ".join(stale))
+
+
+def refuse_existing(spark: SparkSession, output: str, overwrite: bool) -> None:
+    if exists(spark, output) and not overwrite:
+        raise OutputExistsError(f"output {output} exists; pass --overwrite to replace it")
+
+
+def publish(spark: SparkSession, tmp: str, output: str, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``output``; an output that appeared while the job ran (written
+    by something that ignores the lock) is replaced only with ``overwrite``."""
+    if exists(spark, output):
+        if not overwrite:
+            raise OutputExistsError(f"output {output} appeared while this job ran; it is not replaced "
+                                    "without --overwrite")
+        old = f"{output}.old-{uuid.uuid4().hex}"
+        rename(spark, output, old)
+        rename(spark, tmp, output)
+        delete(spark, old)
+    else:
+        rename(spark, tmp, output)
 
 
 def delete(spark: SparkSession, path: str) -> None:

@@ -2,6 +2,7 @@
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from etl import contract
 from etl.dedup import entities
 from etl.ids import pid_bucket, uri_bucket, with_dense_ids
 
@@ -67,3 +68,20 @@ def track_nodes(entries: DataFrame, albums: DataFrame, artists: DataFrame) -> Da
 def playlist_track_edges(entries: DataFrame, tracks: DataFrame) -> DataFrame:
     """Deduplicated entries (track_uri, ...) -> (track_id, ...): edges once they carry playlist_id."""
     return entries.join(tracks.select("track_uri", "track_id"), "track_uri").drop("track_uri")
+
+
+def contract_frame(df: DataFrame, table: str) -> DataFrame:
+    """The contract's columns, in its order and dtypes, rows sorted by key within each file."""
+    cols = [F.col(c).cast({"int64": "long", "string": "string", "bool": "boolean",
+                           "double": "double"}[t]).alias(c)
+            for c, t in contract.TABLES[table].items()]
+    key = ["playlist_id", "pos"] if table == "edges/playlist_track" else [next(iter(contract.TABLES[table]))]
+    return df.select(*cols).sortWithinPartitions(*key)
+
+
+_ARROW_NAMES = {"LongType()": "int64", "StringType()": "string", "BooleanType()": "bool",
+                 "DoubleType()": "double", "IntegerType()": "int32"}
+
+
+def arrow_dtypes(df: DataFrame) -> dict[str, str]:
+    return {f.name: _ARROW_NAMES.get(repr(f.dataType), f.dataType.simpleString()) for f in df.schema}

@@ -15,7 +15,8 @@ import os
 import numpy as np
 
 from etl import contract
-from etl.synth.graphdir import ColumnarMPD, columnar_from_mpd, write_graph_dir
+from etl.synth.columnar import ColumnarMPD, columnar_from_mpd
+from etl.synth.graphdir import write_graph_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")

@@ -16,8 +16,8 @@ from etl_run import run_etl
 from graphdir_fixture import REPO_ROOT
 
 from etl import checker, contract, validate
-from etl.pipeline import BadInputError, OutputExistsError
-from etl.storage import InputError, Locked, OutputError
+from etl.pipeline import BadInputError
+from etl.storage import InputError, Locked, OutputError, OutputExistsError
 
 pytestmark = pytest.mark.slow
 

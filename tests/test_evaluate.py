@@ -24,7 +24,7 @@ from trainer.evaluation.protocol import held_out, score_sums, shard
 from trainer.evaluation.scoring import Queries, top_k
 from trainer.evaluation.title import TitleModel
 from trainer.io import embeddings, run_dir
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 
 needs_sample = pytest.mark.skipif(
     not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")

@@ -8,7 +8,8 @@ import pytest
 from graphdir_fixture import toy_graph_dir
 
 from etl import contract
-from trainer.io.graph import load_catalogue, load_graph
+from trainer.io.catalogue import load_catalogue
+from trainer.io.graph import load_graph
 
 
 @pytest.fixture()

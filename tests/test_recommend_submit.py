@@ -14,7 +14,7 @@ from test_evaluate import write_embeddings
 from etl import contract
 from trainer import recommend, submit
 from trainer.io import embeddings
-from trainer.io.graph import load_catalogue, normalise_title
+from trainer.io.catalogue import load_catalogue, normalise_title
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
@@ -56,7 +56,7 @@ def test_recommend_for_a_pid_excludes_its_tracks(graph, run, uri_names, method):
 
 def test_a_gnn_query_with_seeds_builds_no_playlist_track_matrix(graph, run, monkeypatch):
     # At 1M playlists each such matrix takes seconds and gigabytes; the gnn needs none of them.
-    from trainer.io.graph import Catalogue
+    from trainer.io.catalogue import Catalogue
 
     cat = load_catalogue(graph)
     pid = int(cat.playlist_pid[np.flatnonzero(cat.playlist_split == contract.SPLIT_TRAIN)[0]])

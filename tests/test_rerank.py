@@ -22,7 +22,7 @@ from trainer.evaluation import protocol
 from trainer.evaluation.baselines import ALSParams
 from trainer.evaluation.scoring import top_k
 from trainer.io import ranker, storage
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 from trainer.io.run_dir import RunMismatchError
 from trainer.ranker import candidates
 from trainer.ranker import model as second_stage

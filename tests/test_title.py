@@ -17,7 +17,7 @@ from trainer.evaluation.baselines import popularity_counts
 from trainer.evaluation.protocol import held_out
 from trainer.evaluation.scoring import Queries, top_k
 from trainer.evaluation.title import NameIndex, TitleModel
-from trainer.io.graph import load_catalogue, normalise_title, track_names
+from trainer.io.catalogue import load_catalogue, normalise_title, track_names
 from trainer.methods import build_scorers
 
 needs_sample = pytest.mark.skipif(

@@ -18,7 +18,7 @@ from trainer.gnn.losses import candidate_log_frequency, full_softmax, sampled_so
 from trainer.gnn.optim import Optimizer, RowWiseAdagrad
 from trainer.gnn.sampled import loader_workers
 from trainer.io import checkpoint, embeddings, run_dir, storage
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 from trainer.train import train_from_args
 
 SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu",

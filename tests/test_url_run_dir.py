@@ -9,7 +9,7 @@ from graphdir_fixture import toy_graph_dir
 
 from etl import contract
 from trainer import embed, evaluate, recommend, submit, train
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 
 SMALL = ["--hidden=16", "--id_dim=8", "--batch_size=64", "--device=cpu", "--val_rank_playlists=20",
          "--epochs=1", "--max_steps_per_epoch=2"]

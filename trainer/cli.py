@@ -5,8 +5,10 @@ on stderr. A command is ``main(argv) -> int`` over a library function named by i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -32,6 +34,22 @@ class Terminated(BaseException):
 
 def _terminate(signum, frame):
     raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_after_the_step():
+    """SIGTERM (preemption, a scheduler's time limit) while training: the step in progress
+    finishes, a checkpoint is written, then the run stops (``--resume`` continues it). The
+    yielded list holds the signal once it came."""
+    came: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield came
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: came.append(signum))
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:

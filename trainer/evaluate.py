@@ -48,7 +48,7 @@ from trainer.evaluation.protocol import (
 )
 from trainer.evaluation.title import TitleModel
 from trainer.io import embeddings, ranker, run_dir, storage
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 from trainer.methods import METHODS, SECOND_STAGE, build_scorers, source_of
 
 # Under torchrun the other ranks wait for rank 0's ALS fit (18.5 min at 1M playlists on 2 cores,

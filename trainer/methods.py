@@ -23,7 +23,7 @@ from trainer.evaluation.baselines import (
 from trainer.evaluation.scoring import EmbeddingScorer, Scorer
 from trainer.evaluation.title import TitleModel
 from trainer.io import als_factors, embeddings, ranker, run_dir
-from trainer.io.graph import Catalogue, track_names
+from trainer.io.catalogue import Catalogue, track_names
 from trainer.ranker.candidate_features import VERSION as FEATURES_VERSION
 from trainer.ranker.candidate_features import TrackFeatures
 from trainer.ranker.model import Ranker, RankerParams

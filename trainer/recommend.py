@@ -25,7 +25,7 @@ import numpy as np
 from etl import contract
 from trainer import cli, dist
 from trainer.evaluation.scoring import Queries, rank
-from trainer.io.graph import Catalogue, load_catalogue, normalise_title, track_details
+from trainer.io.catalogue import Catalogue, load_catalogue, normalise_title, track_details
 from trainer.methods import METHODS, build_scorers, default_method, source_of
 
 

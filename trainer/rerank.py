@@ -27,7 +27,7 @@ from trainer.evaluation import protocol
 from trainer.evaluation.baselines import ALSParams, popularity_counts
 from trainer.evaluation.title import TitleModel
 from trainer.io import als_factors, embeddings, ranker, run_dir, storage
-from trainer.io.graph import load_catalogue
+from trainer.io.catalogue import load_catalogue
 from trainer.methods import build_scorers
 from trainer.ranker.candidate_features import VERSION as FEATURES_VERSION
 from trainer.ranker.candidate_features import TrackFeatures

@@ -30,7 +30,7 @@ from trainer import cli, dist
 from trainer.evaluation.metrics import K
 from trainer.evaluation.scoring import Queries, rank
 from trainer.io import storage
-from trainer.io.graph import Catalogue, load_catalogue, normalise_title
+from trainer.io.catalogue import Catalogue, load_catalogue, normalise_title
 from trainer.methods import METHODS, build_scorers, default_method, source_of
 
 

@@ -16,9 +16,10 @@ The catalogue is implicit and unbounded, so no file needs another's: a track is
 that key and the seed, so a track keeps them in every file. Each file's content is a pure
 function of ``(seed, file index, N)``; ``--workers`` only changes the speed.
 
-Modules: ``calibration`` (the numbers), ``catalogue`` (the implicit catalogue), ``playlists``
-(the generator), ``slices`` and ``challenge`` (MPD JSON), ``graphdir`` (a contract graph dir
-straight from the generator, no Spark), ``write`` (the output, published whole), ``command``.
+Modules: ``calibration`` (the numbers), ``tracks`` (the implicit catalogue), ``playlists``
+(the generator), ``slices`` and ``challenge`` (MPD JSON), ``columnar`` (playlists as
+columns), ``graphdir`` (a contract graph dir straight from the generator, no Spark), ``write``
+(the output, published whole), ``command``.
 
 Generative model (constants in ``calibration``, calibrated to ``shared/data/mpd_stats.txt``; see
 ``bench/RESULTS.md`` for generated-vs-real numbers):

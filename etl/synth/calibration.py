@@ -40,6 +40,7 @@ DESCRIPTION_SHARE = 18_760 / 1_000_000
 COLLABORATIVE_SHARE = 0.023  # not in stats.txt; the published MPD has ~2.3% collaborative
 
 # Real top-20 histograms (mpd_stats.txt): {value: playlists per million}.
+# fmt: off
 _LENGTH_TOP20 = {20: 15057, 15: 14177, 21: 13876, 16: 13856, 17: 13685, 18: 13629, 22: 13602,
                  19: 13531, 24: 13250, 23: 13149, 30: 13077, 14: 13043, 25: 13031, 26: 12834,
                  28: 12513, 27: 12502, 29: 12332, 13: 12318, 12: 12016, 31: 11882}
@@ -52,6 +53,7 @@ _EDITS_TOP20 = {2: 92252, 3: 81820, 4: 71973, 5: 61978, 6: 53085, 7: 46860, 8: 4
 # Last-modified days, counted back from 2017-10-30 (the top day).
 MODIFIED_TOP20 = (19018, 15495, 11083, 9994, 11640, 9727, 9142, 8588, 7953, 6407, 5979, 6980,
                    5986, 5792, 5653, 5375, 4483, 4431, 4840, 4460)
+# fmt: on
 LAST_DAY = 1_509_321_600  # 2017-10-30T00:00:00Z
 MEAN_LENGTH = 66.346428
 
@@ -142,6 +144,7 @@ class Genre:
 
 # Title pools: {title: playlists per million titled so (case/space-normalised)}; the real top-20
 # titles carry their real counts (mpd_stats.txt), the rest are plausible smaller ones.
+# fmt: off
 GENRES = (
     Genre("hiphop", 0.19, {"rap": 8493, "lit": 4124, "hip hop": 3000, "turn up": 1500, "trap": 1500, "bangers": 1200, "hype": 1000}),
     Genre("pop", 0.11, {"jams": 5063, "new": 4612, "music": 3886, "pop": 3000, "hits": 2000, "good vibes": 1500, "car": 1000}),
@@ -182,4 +185,4 @@ NAME_FIRST = ("Sarah", "Abby", "Jake", "Emma", "Chris", "Alex", "Sam", "Taylor",
                "José", "Zoë", "Noah", "Liam", "Mia", "Ava", "Lucas", "Leah", "Kyle", "Dani")
 DESCRIPTIONS = ("my favorite {t} songs", "{t} for every day", "songs for {t}", "the best of {t}",
                  "{t} ✨", "updated weekly", "a little bit of everything", "for the car")
-
+# fmt: on

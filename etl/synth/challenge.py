@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from etl import checker
-from etl.synth.catalogue import describe_tracks
 from etl.synth.playlists import STREAM_CHALLENGE, generate_batch, stream_rng
 from etl.synth.slices import PLAYLISTS_PER_SLICE, SLICE_VERSION, generated_on
+from etl.synth.tracks import describe_tracks
 
 CHALLENGE_FILE = "challenge_set.json"
 CHALLENGE_HOLDOUTS_FILE = "challenge_set_holdouts.json"

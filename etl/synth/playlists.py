@@ -40,7 +40,7 @@ from etl.synth.calibration import (
     TITLE_WORDS,
     TRACK_EXPONENT,
 )
-from etl.synth.catalogue import album_length, album_of, artist_of
+from etl.synth.tracks import album_length, album_of, artist_of
 
 _U64 = np.uint64
 

@@ -9,8 +9,8 @@ from json.encoder import (
 
 import numpy as np
 
-from etl.synth.catalogue import Tracks, album_of, artist_of, describe_tracks
 from etl.synth.playlists import STREAM_SLICE, Batch, distinct_per_playlist, generate_batch
+from etl.synth.tracks import Tracks, album_of, artist_of, describe_tracks
 
 PLAYLISTS_PER_SLICE = 1000
 SLICE_VERSION = "v1"

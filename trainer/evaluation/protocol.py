@@ -19,7 +19,7 @@ from tqdm import tqdm
 from etl import contract
 from trainer.evaluation.metrics import METRICS, batch_metrics, summarise
 from trainer.evaluation.scoring import Queries, Scorer, rank
-from trainer.io.graph import Catalogue
+from trainer.io.catalogue import Catalogue
 
 FIXED_POINT = float(2**32)
 

@@ -29,7 +29,7 @@ class NameIndex:
     """Which tracks have a name (one field: artist, album or track) holding every word of a title.
 
     ``names``: per field, a code per track into a list of distinct normalised names
-    (``trainer.io.graph.track_names``)."""
+    (``trainer.io.catalogue.track_names``)."""
 
     def __init__(self, names: dict[str, tuple[np.ndarray, list[str]]]):
         self.fields = []

@@ -10,6 +10,8 @@ batches.
 """
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import torch
 
@@ -80,3 +82,10 @@ def rank_shard(num_edges: int, rank: int, world_size: int, seed: int, epoch: int
     per_rank = num_edges // world_size
     perm = torch.randperm(num_edges, generator=generator(seed, SHARD, epoch))
     return perm[rank * per_rank:(rank + 1) * per_rank]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and Python's generators (derive ``seed`` with :func:`mix`)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)

@@ -11,10 +11,13 @@
   does (seeds masked, tracks without a visible edge excluded, top 500), from embeddings of the
   whole visible graph. Playlists without seeds are left out: every method ranks them by title.
 - :func:`update_selection`, :func:`should_stop`: the best epoch by those metrics, and patience.
+- :class:`Validation`: a run's validation sets and its selection so far, as the loop uses them.
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +31,12 @@ from trainer.config import TrainConfig
 from trainer.evaluation.metrics import CHALLENGE_METRICS, K
 from trainer.evaluation.protocol import HeldOut, build_held_out, metrics_per_batch, visible_tracks
 from trainer.evaluation.scoring import EmbeddingScorer
+from trainer.gnn.divergence import check_metrics
 from trainer.gnn.shards import VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS, generator, rank_shard
 
 RANK_METRICS = CHALLENGE_METRICS
+
+log = logging.getLogger(__name__)
 
 
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
@@ -180,3 +186,35 @@ def update_selection(selection: dict, ranked: dict, epoch: int, global_step: int
 def should_stop(selection: dict, config: TrainConfig) -> bool:
     """Whether ``patience`` validations in a row brought no better model."""
     return bool(config.patience) and selection["bad_epochs"] >= config.patience
+
+
+class Validation:
+    """A run's validation: its fixed sets (this rank's share of the val edges for the sampled
+    diagnostics, the seeded playlists ranking selects by) and the selection so far (which
+    checkpoints keep)."""
+
+    def __init__(self, graph, config: TrainConfig, env, selection: dict | None = None):
+        self.config, self.env = config, env
+        self.selection = selection or {"best": None, "best_epoch": None, "bad_epochs": 0}
+        self.edges = val_edges_for_rank(graph, config, env)
+        ranking = ranking_set(graph, config.val_rank_playlists, config.seed) if config.val_rank_playlists else None
+        if ranking is not None and len(ranking) == 0:
+            # Zeros would pass for a metric and stop the run after `patience` epochs of them.
+            log.warning("no seeded val playlist with hidden tracks: no ranking validation, no early stopping; "
+                        "the last epoch is exported")
+            ranking = None
+        self.ranking = ranking
+
+    def should_stop(self) -> bool:
+        return should_stop(self.selection, self.config)
+
+    def select(self, model, strategy, epoch: int, global_step: int, run_path: str,
+               diagnosed: dict | None = None) -> tuple[dict, float, bool]:
+        """Rank the validation playlists with ``model``, check the numbers (beside ``diagnosed``,
+        the sampled diagnostics of an epoch's end) and update the selection: (the ranking
+        metrics, seconds spent ranking, whether this model is the best so far)."""
+        start = time.perf_counter()
+        ranked = rank_metrics(model, strategy, self.ranking, self.env)
+        seconds = time.perf_counter() - start
+        check_metrics({**(diagnosed or {}), **ranked}, epoch, self.config, run_path)
+        return ranked, seconds, update_selection(self.selection, ranked, epoch, global_step)

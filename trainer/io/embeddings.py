@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from etl import contract
 from trainer.io import checkpoint, storage
-from trainer.io.graph import Catalogue
+from trainer.io.catalogue import Catalogue
 from trainer.io.run_dir import EMBEDDINGS, RunMismatchError
 
 SEED_QUERY = "seed_query.json"

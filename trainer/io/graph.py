@@ -1,6 +1,6 @@
 """The one reader of a graph dir (``etl/contract.py``), with two views of it: the training
 graph (:func:`load_graph`: features, edge tensors, PyG ``HeteroData``) and the ranking catalogue
-(:func:`load_catalogue`: URIs, artists, titles, splits and the playlist-track edges as numpy).
+(``trainer/io/catalogue.py``: URIs, artists, titles, splits and the playlist-track edges as numpy).
 
 Everything read is checked against the contract first: the manifest's schema version and keys,
 each table's Parquet dtypes, that ids are dense ``0..N-1``, and that roles and splits are the
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import re
 import time
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import scipy.sparse as sp
 import torch
 import torch_geometric.transforms as T
 from torch_geometric.data import HeteroData
@@ -122,7 +120,7 @@ def read_table(path: str, table: str, columns: list[str] | None = None, filter=N
     return read
 
 
-def _ids(table: pa.Table, name: str, column: str, n: int | None = None) -> np.ndarray:
+def checked_ids(table: pa.Table, name: str, column: str, n: int | None = None) -> np.ndarray:
     ids = table.column(column).to_numpy()
     if ids.size and (ids.min() < 0 or (n is not None and ids.max() >= n)):
         raise contract.ContractError(f"{name}: {column} out of range [0, {n}): min {ids.min()}, max {ids.max()}")
@@ -140,7 +138,7 @@ def _dense_order(table: pa.Table, name: str, column: str) -> np.ndarray:
     return order
 
 
-def _read_nodes(path: str, node_type: str, columns: list[str]) -> pa.Table:
+def read_nodes(path: str, node_type: str, columns: list[str]) -> pa.Table:
     """``nodes/<type>``'s id column and ``columns``, sorted by id, ids checked dense."""
     name, id_col = f"nodes/{node_type}", contract.ID_COLUMN[node_type]
     table = read_table(path, name, [id_col, *columns])
@@ -149,11 +147,11 @@ def _read_nodes(path: str, node_type: str, columns: list[str]) -> pa.Table:
 
 def node_columns(path: str, node_type: str, columns: list[str]) -> dict[str, np.ndarray]:
     """Some columns of ``nodes/<type>`` as arrays indexed by node id (nulls as NaN in floats)."""
-    table = _read_nodes(path, node_type, columns)
+    table = read_nodes(path, node_type, columns)
     return {c: table[c].to_numpy(zero_copy_only=False) for c in columns}
 
 
-def _splits(playlists: pa.Table) -> np.ndarray:
+def playlist_splits(playlists: pa.Table) -> np.ndarray:
     """The playlists' split column as an object array, checked against the contract's splits."""
     split = np.asarray(playlists.column("split").to_pylist(), dtype=object)
     bad = set(split) - set(contract.SPLITS)
@@ -162,7 +160,7 @@ def _splits(playlists: pa.Table) -> np.ndarray:
     return split
 
 
-def _playlist_track(path: str, num_nodes: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def playlist_track_edges(path: str, num_nodes: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(playlist_id, track_id, role)`` of every playlist-track edge; role as int8 codes into
     ``contract.ROLES``, ids checked against the node counts."""
     name = "edges/playlist_track"
@@ -173,7 +171,7 @@ def _playlist_track(path: str, num_nodes: dict[str, int]) -> tuple[np.ndarray, n
         raise contract.ContractError(f"{name}: role has values {sorted(map(str, unknown + [None] * bool(role.null_count)))}, "
                               f"contract allows {contract.ROLES}")
     codes = np.array([contract.ROLES.index(r) for r in role.dictionary.to_pylist()], dtype=np.int8)
-    return (_ids(table, name, "playlist_id", num_nodes["playlist"]), _ids(table, name, "track_id", num_nodes["track"]),
+    return (checked_ids(table, name, "playlist_id", num_nodes["playlist"]), checked_ids(table, name, "track_id", num_nodes["track"]),
             codes[role.indices.to_numpy()])
 
 
@@ -211,12 +209,12 @@ def load_graph(path: str) -> Graph:
     num_nodes, x = {}, {}
     playlist_split = None
     for t in contract.NODE_TYPES:
-        table = _read_nodes(path, t, [*contract.FEATURE_COLUMNS[t]] + (["split"] if t == "playlist" else []))
+        table = read_nodes(path, t, [*contract.FEATURE_COLUMNS[t]] + (["split"] if t == "playlist" else []))
         num_nodes[t] = table.num_rows
         x[t] = node_features(table, t, stats)
         if t == "playlist":
-            playlist_split = _splits(table)
-    src, dst, roles = _playlist_track(path, num_nodes)
+            playlist_split = playlist_splits(table)
+    src, dst, roles = playlist_track_edges(path, num_nodes)
     masks = {r: roles == i for i, r in enumerate(contract.ROLES)}
     index = _index_dtype(num_nodes)
     val_mask = masks[contract.ROLE_HIDDEN] & (playlist_split == contract.SPLIT_VAL)[src]
@@ -230,8 +228,8 @@ def load_graph(path: str) -> Graph:
             continue
         s_col, d_col = contract.ID_COLUMN[rel[0]], contract.ID_COLUMN[rel[2]]
         e = read_table(path, name, [s_col, d_col])
-        other[rel] = torch.from_numpy(np.stack([_ids(e, name, s_col, num_nodes[rel[0]]),
-                                                _ids(e, name, d_col, num_nodes[rel[2]])]).astype(index))
+        other[rel] = torch.from_numpy(np.stack([checked_ids(e, name, s_col, num_nodes[rel[0]]),
+                                                checked_ids(e, name, d_col, num_nodes[rel[2]])]).astype(index))
         del e
     pa.default_memory_pool().release_unused()  # the Arrow tables are gone; hand their pages back
     return Graph(path=path, manifest=manifest, num_nodes=num_nodes, x=x,
@@ -241,101 +239,4 @@ def load_graph(path: str) -> Graph:
 
 def read_keys(path: str, node_type: str) -> pa.Table:
     """``(id, key)`` of every node of a type, sorted by id (e.g. track_id, track_uri)."""
-    return _read_nodes(path, node_type, [contract.KEY_COLUMN[node_type]])
-
-
-# --- the ranking catalogue ----------------------------------------------------------------------
-_PUNCTUATION = re.compile(r"[.,/#!$%^*;:{}=_`~()@'\"\-\[\]?&+<>|\\]")
-
-
-def normalise_title(title: str | None) -> str:
-    """Lower-case, punctuation to spaces, whitespace collapsed (the challenge's normalize_name)."""
-    if not title:
-        return ""
-    return " ".join(_PUNCTUATION.sub(" ", title.lower()).split())
-
-
-@dataclass
-class Catalogue:
-    """The parts of a graph dir that ranking needs, as numpy arrays indexed by dense id."""
-
-    path: str
-    manifest: dict
-    track_uri: np.ndarray        # object [T]
-    track_artist: np.ndarray     # int64 [T]
-    playlist_pid: np.ndarray     # int64 [P]
-    playlist_split: np.ndarray   # object [P]
-    playlist_category: np.ndarray  # object [P]; None for training playlists
-    playlist_title: list[str]    # normalised titles [P]
-    edge_playlist: np.ndarray    # int64 [E]
-    edge_track: np.ndarray       # int64 [E]
-    edge_role: np.ndarray        # int8 [E]: index into contract.ROLES (train / seed / hidden)
-
-    @property
-    def num_tracks(self) -> int:
-        return len(self.track_uri)
-
-    @property
-    def num_playlists(self) -> int:
-        return len(self.playlist_pid)
-
-    def edges(self, roles: tuple[str, ...], splits: tuple[str, ...] | None = None) -> sp.csr_matrix:
-        """Binary playlist × track matrix of the edges with these roles (repeats counted once)."""
-        keep = np.isin(self.edge_role, [contract.ROLES.index(r) for r in roles])
-        if splits is not None:
-            keep &= np.isin(self.playlist_split[self.edge_playlist], splits)
-        m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
-                           (self.edge_playlist[keep], self.edge_track[keep])),
-                          shape=(self.num_playlists, self.num_tracks))
-        m.sum_duplicates()
-        m.data[:] = 1.0
-        return m
-
-    def track_index(self) -> dict[str, int]:
-        return {u: i for i, u in enumerate(self.track_uri)}
-
-
-def load_catalogue(path: str) -> Catalogue:
-    """Read and check the tables ranking needs from a graph dir."""
-    path = str(path)
-    manifest = read_manifest(path)
-    tracks = _read_nodes(path, "track", ["track_uri", "artist_id"])
-    playlists = _read_nodes(path, "playlist", ["pid", "name", "split", "seed_category"])
-    src, dst, roles = _playlist_track(path, {"playlist": playlists.num_rows, "track": tracks.num_rows})
-    return Catalogue(
-        path=path,
-        manifest=manifest,
-        track_uri=tracks["track_uri"].to_numpy(zero_copy_only=False).astype(object),
-        track_artist=tracks["artist_id"].to_numpy().astype(np.int64),
-        playlist_pid=playlists["pid"].to_numpy().astype(np.int64),
-        playlist_split=_splits(playlists),
-        playlist_category=playlists["seed_category"].to_numpy(zero_copy_only=False).astype(object),
-        playlist_title=[normalise_title(t) for t in playlists["name"].to_pylist()],
-        edge_playlist=src.astype(np.int64), edge_track=dst.astype(np.int64), edge_role=roles,
-    )
-
-
-def track_names(path: str) -> dict[str, tuple[np.ndarray, list[str]]]:
-    """Each track's artist, album and track name, normalised as titles are: per field, an int64
-    code per track (dense id) into a list of the distinct names (a name is normalised once,
-    whichever of the 2.3M tracks of the full MPD carry it)."""
-    tracks = _read_nodes(path, "track", ["track_name", "album_id", "artist_id"])
-    out = {}
-    for field in ("artist", "album"):
-        names = _read_nodes(path, field, [f"{field}_name"])[f"{field}_name"].to_pylist()
-        out[field] = (_ids(tracks, "nodes/track", f"{field}_id", len(names)).astype(np.int64),
-                      [normalise_title(n) for n in names])
-    coded = pc.dictionary_encode(pc.fill_null(tracks["track_name"], "")).combine_chunks()
-    out["track"] = (coded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-                    [normalise_title(n) for n in coded.dictionary.to_pylist()])
-    return out
-
-
-def track_details(path: str, track_ids: np.ndarray) -> list[dict]:
-    """Name, artist and URI of some tracks (for printing recommendations)."""
-    tracks = read_table(path, "nodes/track", ["track_id", "track_uri", "track_name", "artist_id"])
-    artists = read_table(path, "nodes/artist", ["artist_id", "artist_name"])
-    want = pa.array(np.asarray(track_ids, dtype=np.int64))
-    by_id = {t["track_id"]: t for t in tracks.filter(pc.is_in(tracks["track_id"], want)).to_pylist()}
-    artist_name = dict(zip(artists["artist_id"].to_pylist(), artists["artist_name"].to_pylist()))
-    return [{**by_id[int(t)], "artist_name": artist_name.get(by_id[int(t)]["artist_id"])} for t in track_ids]
+    return read_nodes(path, node_type, [contract.KEY_COLUMN[node_type]])

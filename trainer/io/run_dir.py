@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import posixpath
 
 from trainer.config import EARLIER_RUNS, ConfigError, TrainConfig
@@ -62,6 +63,12 @@ class RunDir:
         if not storage.exists(self.join(METRICS_FILE)):
             return []
         return [json.loads(line) for line in storage.read_text(self.join(METRICS_FILE)).splitlines() if line.strip()]
+
+    def metrics_until(self, epoch: int, global_step: int) -> list[dict]:
+        """The records a run resumed at ``epoch`` after ``global_step`` steps keeps: those of the
+        steps it does not repeat."""
+        return [r for r in self.read_metrics() if r["epoch"] < epoch
+                or (r["epoch"] == epoch and r.get("global_step", math.inf) <= global_step)]
 
     def write_metrics(self, records: list[dict]) -> None:
         text = "".join(json.dumps(r) + "\n" for r in records)

@@ -12,7 +12,8 @@ import torch
 
 from etl import contract
 from trainer.evaluation.scoring import Queries, Scorer
-from trainer.io.graph import Catalogue, node_columns
+from trainer.io.catalogue import Catalogue
+from trainer.io.graph import node_columns
 from trainer.ranker.candidates import Candidates
 
 CATEGORY_CODE = {c.name: i for i, c in enumerate(contract.SEED_CATEGORIES)}

@@ -11,6 +11,7 @@ from etl.synth.calibration import B_BITS, R_BITS, SINGLE_SHARE, T_BITS
 _U64 = np.uint64
 
 
+# fmt: off
 _SYLLABLES = ("ka", "ri", "mo", "lu", "ven", "dra", "ke", "zo", "ta", "mi", "nel", "so", "ra",
               "bel", "jo", "an", "el", "is", "on", "ay", "lee", "mar", "cy", "te", "ny", "vé",
               "lö", "ña", "ko", "da", "rin", "sha", "tr", "quin", "fa", "gi")
@@ -29,6 +30,7 @@ _ALBUM_SUFFIX = ("", "", "", "", " (Deluxe)", " (Deluxe Edition)", " - EP", " (R
                  " (Original Motion Picture Soundtrack)", " - Single")
 _TRACK_SUFFIX = ("", "", "", "", "", "", "", "", "", "", "", "", " - Remix", " - Live",
                  " - Radio Edit", " - Acoustic")
+# fmt: on
 
 
 # --- hashing ------------------------------------------------------------------------------------

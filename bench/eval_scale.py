@@ -5,9 +5,9 @@
 
 Each method ranks the same evenly spaced held-out playlists through
 ``trainer.evaluation.protocol.metrics_per_batch`` (what ``trainer.evaluate`` runs: scoring, masking,
-top-500, metrics) over the visible catalogue; the median of its batches is reported (wall and CPU time), with the
-time to build the method (ALS: its fit) and the process's peak RSS so far. To compare two versions of the code, run it from both
-checkouts on the same graph dir, alternately.
+top-500, metrics) over the visible catalogue; the median of its batches is reported (wall and CPU
+time), with the time to build the method (ALS: its fit) and the process's peak RSS so far. To
+compare two versions of the code, run it from both checkouts on the same graph dir, alternately.
 """
 from __future__ import annotations
 

@@ -57,7 +57,8 @@ def main(argv=None) -> None:
     masks = {g: np.ones(len(held), bool) if g == "overall" else held.categories == g for g in groups}
     out = {"split": args.split, "graph": args.graph, "runs": runs, "num_playlists": len(held), "table": {},
            "seeds": {}, "paired": {}, "itemknn_neighbours": args.itemknn_neighbours}
-    print(f"{args.split}: {len(held)} playlists; {', '.join(per_run)} = mean of {len(runs)} training seeds (spread: min..max)")
+    seeds_note = f"{', '.join(per_run)} = mean of {len(runs)} training seeds (spread: min..max)"
+    print(f"{args.split}: {len(held)} playlists; {seeds_note}")
     print(f"{'method':<11}{'group':<12}{'n':>5}" + "".join(f"{m:>26}" for m in CHALLENGE_METRICS))
     for method in (*per_run, *BASELINES):
         for g in groups:

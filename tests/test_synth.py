@@ -88,8 +88,9 @@ def test_layout_matches_the_real_sample(small):
     assert list(real["playlists"][0]["tracks"][0]) == list(ours["playlists"][0]["tracks"][0])
     ours_raw = _slices(small)[0].read_bytes()
     # Same line shapes: every line of both files matches one of the MPD's line patterns.
-    shapes = lambda raw: {line.split(b":")[0].rstrip() if b":" in line else line  # noqa: E731
-                          for line in raw.split(b"\n")}
+    def shapes(raw):
+        return {line.split(b":")[0].rstrip() if b":" in line else line for line in raw.split(b"\n")}
+
     assert shapes(ours_raw) <= shapes(real_raw) | {b'            "description"'}
 
 

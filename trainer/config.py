@@ -31,6 +31,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
+    # fmt: off
     # model
     hidden: int = 64                      # width of every layer
     layers: int = 0                       # message-passing layers (to_hetero); 0: auto (len(fanout) if given, else LAYERS_FULL for propagation=full, LAYERS_SAMPLED for sampled)
@@ -74,6 +75,7 @@ class TrainConfig:
     num_workers: int = -1                 # loader worker processes per rank; -1: auto (CPU: one if the rank has a spare core; CUDA: every spare core, at most 16)
     checkpoint_every: int = 0             # also checkpoint every N steps (0: per epoch only)
     malloc_arenas: int = 1                # glibc heap arenas per process (0: glibc's default, 8 per core)
+    # fmt: on
 
     def __post_init__(self):
         def need(ok: bool, msg: str):

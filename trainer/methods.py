@@ -55,8 +55,9 @@ def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str 
         config = run_dir.RunDir(run).read_json(run_dir.CONFIG_FILE)
         if config is None or "track_bias" not in config:
             raise run_dir.RunMismatchError(
-                f"{run}/{run_dir.EMBEDDINGS} do not say whether their track vectors end in a bias, and {run} has no "
-                f"{run_dir.CONFIG_FILE} that does; export them again (python -m trainer.embed --graph GRAPH --run {run})")
+                f"{run}/{run_dir.EMBEDDINGS} do not say whether their track vectors end in a bias, and {run} "
+                f"has no {run_dir.CONFIG_FILE} that does; export them again "
+                f"(python -m trainer.embed --graph GRAPH --run {run})")
         bias = bool(config["track_bias"])
     scorer = EmbeddingScorer(tracks, playlists, device, query, fold_in_steps=fold_in_steps, bias_column=bias)
     scorer.source = source  # what every result ranked by it names

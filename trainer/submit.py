@@ -44,7 +44,8 @@ def read_challenge(path: str) -> list[dict]:
     if isinstance(playlists, list) and not playlists:
         raise ValueError(f"--challenge {path}: its 'playlists' list is empty: nothing to submit")
     if not isinstance(playlists, list):
-        raise ValueError(f"--challenge {path}: no 'playlists' list (keys: {sorted(data) if isinstance(data, dict) else type(data).__name__})")
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"--challenge {path}: no 'playlists' list (keys: {keys})")
     pids = [p.get("pid") for p in playlists]
     bad = [i for i, p in enumerate(playlists) if not isinstance(p.get("pid"), int) or not isinstance(p.get("tracks", []), list)]
     if bad:

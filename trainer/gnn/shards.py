@@ -2,8 +2,9 @@
 
 Per-epoch disjoint split: a seeded hash of ``(seed, epoch, playlist_id, track_id)`` marks a
 ``ratio`` of the train edges (and, with ``supervise_seeds``, of the held-out playlists' seed
-edges) as the epoch's supervision edges; the epoch's message-passing graph drops exactly those, so no batch can see the edges it is asked to predict. Every rank computes the
-same split from the same edges (every rank holds all visible edges for sampling). The supervision
+edges) as the epoch's supervision edges; the epoch's message-passing graph drops exactly those,
+so no batch can see the edges it is asked to predict. Every rank computes the same split from
+the same edges (every rank holds all visible edges for sampling). The supervision
 edges are then permuted with ``(seed, epoch)`` and cut into ``world_size`` equal contiguous
 shards; the remainder (< world_size edges) is left out so all ranks run the same number of
 batches.

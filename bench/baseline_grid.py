@@ -10,6 +10,7 @@ Loads the graph once and scores every configuration with ``trainer.evaluate``'s 
 playlists, fallback, catalogue and metrics; one JSON line per configuration (and seed), sorted
 by R-precision (NDCG as tie-break) at the end (``--out`` keeps the lines).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,21 +65,27 @@ def main(argv=None) -> None:
     popularity = popularity_counts(graph.edges(contract.VISIBLE_ROLES))
 
     def score(scorers: dict) -> dict:
-        sums, counts = protocol.score_sums(held, scorers, fallback, groups, graph.track_artist,
-                                           K, 256, 1 << 17, device, allowed=allowed)
+        sums, counts = protocol.score_sums(
+            held, scorers, fallback, groups, graph.track_artist, K, 256, 1 << 17, device, allowed=allowed
+        )
         rep = protocol.report(sums, counts, list(scorers), groups)
-        return {m: {k: rep[m]["overall"][k] for k in ("r_precision", "ndcg", "clicks")}
-                for m in rep}
+        return {m: {k: rep[m]["overall"][k] for k in ("r_precision", "ndcg", "clicks")} for m in rep}
 
     if args.method == "als":
-        grid = [ALSParams(f, reg, a, it, seed, args.threads).as_dict() for f, reg, a, it, seed in itertools.product(
-            args.factors, args.regularization, args.alpha, args.iterations, args.seeds)]
+        grid = [
+            ALSParams(f, reg, a, it, seed, args.threads).as_dict()
+            for f, reg, a, it, seed in itertools.product(
+                args.factors, args.regularization, args.alpha, args.iterations, args.seeds
+            )
+        ]
 
         def scorer(settings):
             return ALS(train, popularity, ALSParams(**settings))
     else:
-        grid = [{"beta": b, "gamma": g, "neighbours": n}
-                for b, g, n in itertools.product(args.beta, args.gamma, args.neighbours)]
+        grid = [
+            {"beta": b, "gamma": g, "neighbours": n}
+            for b, g, n in itertools.product(args.beta, args.gamma, args.neighbours)
+        ]
 
         def scorer(settings):
             return ItemKNN(train, popularity, **settings)

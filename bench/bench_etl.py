@@ -10,6 +10,7 @@ core is timed on a warm JVM (one warm-up pass over the real sample, or a tiny sy
 
 Prints one JSON line per measurement and a summary table (medians).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,12 +32,16 @@ SAMPLE = os.path.join(REPO, "..", "shared", "data", "mpd_sample")
 # The same core in DuckDB, the yardstick: parse (explicit column types) -> explode playlists and
 # tracks -> dedup (pid: first record by file and index; entries: first pos per (pid, track_uri);
 # entities: smallest attribute per URI) -> dense ids in key order -> the contract's tables.
-TRACK = ("STRUCT(pos BIGINT, artist_name VARCHAR, track_uri VARCHAR, artist_uri VARCHAR, "
-         "track_name VARCHAR, album_uri VARCHAR, duration_ms BIGINT, album_name VARCHAR)")
-PLAYLIST = ("STRUCT(name VARCHAR, collaborative VARCHAR, pid BIGINT, modified_at BIGINT, "
-            "num_tracks BIGINT, num_albums BIGINT, num_followers BIGINT, "
-            f"tracks {TRACK}[], num_edits BIGINT, duration_ms BIGINT, num_artists BIGINT, "
-            "description VARCHAR)")
+TRACK = (
+    "STRUCT(pos BIGINT, artist_name VARCHAR, track_uri VARCHAR, artist_uri VARCHAR, "
+    "track_name VARCHAR, album_uri VARCHAR, duration_ms BIGINT, album_name VARCHAR)"
+)
+PLAYLIST = (
+    "STRUCT(name VARCHAR, collaborative VARCHAR, pid BIGINT, modified_at BIGINT, "
+    "num_tracks BIGINT, num_albums BIGINT, num_followers BIGINT, "
+    f"tracks {TRACK}[], num_edits BIGINT, duration_ms BIGINT, num_artists BIGINT, "
+    "description VARCHAR)"
+)
 
 SQL = """
 CREATE TEMP TABLE raw AS
@@ -116,8 +121,12 @@ def spark_core(spark, input_dir: str, output: str) -> dict[str, int]:
     from etl.tables import album_nodes, artist_nodes, catalogue_rows, playlist_nodes, playlist_track_edges, track_nodes
 
     files = [f for f, _ in list_slices(spark, input_dir)]
-    slices = (spark.read.schema(SLICE).option("multiLine", True)
-              .option("columnNameOfCorruptRecord", CORRUPT_RECORD).json(files))
+    slices = (
+        spark.read.schema(SLICE)
+        .option("multiLine", True)
+        .option("columnNameOfCorruptRecord", CORRUPT_RECORD)
+        .json(files)
+    )
     records = slices.transform(playlist_records).where(~F.col("bad_file"))
     records, _ = split_missing_pid(records, entry_count(records))
     records, _ = split_duplicate_pids(records, entry_count(records))
@@ -131,9 +140,13 @@ def spark_core(spark, input_dir: str, output: str) -> dict[str, int]:
     artists = artist_nodes(catalogue).persist()
     tracks = track_nodes(catalogue, albums, artists).persist()
     tables = {
-        "nodes/playlist": playlists, "nodes/track": tracks.drop("conflict"),
-        "nodes/album": albums.drop("conflict"), "nodes/artist": artists.drop("conflict"),
-        "edges/playlist_track": playlist_track_edges(unique.join(playlists.select("pid", "playlist_id"), "pid"), tracks).drop("pid"),
+        "nodes/playlist": playlists,
+        "nodes/track": tracks.drop("conflict"),
+        "nodes/album": albums.drop("conflict"),
+        "nodes/artist": artists.drop("conflict"),
+        "edges/playlist_track": playlist_track_edges(
+            unique.join(playlists.select("pid", "playlist_id"), "pid"), tracks
+        ).drop("pid"),
         "edges/track_album": tracks.select("track_id", "album_id"),
         "edges/track_artist": tracks.select("track_id", "artist_id"),
     }
@@ -184,9 +197,20 @@ def worker(engine: str, input_dir: str, output: str, full: bool, hop2: str) -> d
 
         t = time.perf_counter()
         # The job's own session settings (broadcast limits for hll, adaptive execution).
-        spark = session.spark_session(options.parse_args(
-            ["--input", input_dir, "--output", output, "--master", "local[*]",
-             "--driver-memory", os.environ.get("BENCH_DRIVER_MEMORY", "6g")]))
+        spark = session.spark_session(
+            options.parse_args(
+                [
+                    "--input",
+                    input_dir,
+                    "--output",
+                    output,
+                    "--master",
+                    "local[*]",
+                    "--driver-memory",
+                    os.environ.get("BENCH_DRIVER_MEMORY", "6g"),
+                ]
+            )
+        )
         spark.sparkContext.setLogLevel("ERROR")
         result["startup_s"] = time.perf_counter() - t
         size = sum(os.path.getsize(os.path.join(input_dir, f)) for f in os.listdir(input_dir))
@@ -195,7 +219,10 @@ def worker(engine: str, input_dir: str, output: str, full: bool, hop2: str) -> d
         t = time.perf_counter()
         if full:
             args = ["--input", input_dir, "--output", output, "--hop2", hop2, "--overwrite"]
-            pipeline.build_graph_dir(options.parse_args(["--input", warm, "--output", output + "-warm", "--hop2", "off", "--overwrite"]), spark)
+            pipeline.build_graph_dir(
+                options.parse_args(["--input", warm, "--output", output + "-warm", "--hop2", "off", "--overwrite"]),
+                spark,
+            )
             result["warmup_s"] = time.perf_counter() - t
             t = time.perf_counter()
             m = pipeline.build_graph_dir(options.parse_args(args), spark)
@@ -211,8 +238,7 @@ def worker(engine: str, input_dir: str, output: str, full: bool, hop2: str) -> d
         spark.stop()
     result["children_peak_rss_mb"] = jvm.stop() / 2**20
     result["python_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["output_mb"] = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(output)
-                              for f in fs) / 2**20
+    result["output_mb"] = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(output) for f in fs) / 2**20
     return result
 
 
@@ -236,21 +262,38 @@ def main() -> None:
     for n in args.sizes:
         data = os.path.join(args.data, f"mpd{n // 1000}k")
         if not os.path.isdir(data):
-            subprocess.run([sys.executable, "-m", "etl.synth", "--playlists", str(n), "--out", data,
-                            "--seed", "1", "--quiet"], check=True, cwd=REPO)
-        for engine in (["spark"] if args.full else args.engines):
+            subprocess.run(
+                [sys.executable, "-m", "etl.synth", "--playlists", str(n), "--out", data, "--seed", "1", "--quiet"],
+                check=True,
+                cwd=REPO,
+            )
+        for engine in ["spark"] if args.full else args.engines:
             for r in range(args.repeats):
                 out = os.path.join(args.data, f"out-{engine}-{n}")
                 shutil.rmtree(out, ignore_errors=True)
-                cmd = [sys.executable, __file__, "--worker", engine, "--input", data, "--output", out,
-                       "--hop2", args.hop2] + (["--full"] if args.full else [])
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    engine,
+                    "--input",
+                    data,
+                    "--output",
+                    out,
+                    "--hop2",
+                    args.hop2,
+                ] + (["--full"] if args.full else [])
                 start = time.perf_counter()
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
                 if proc.returncode:
                     sys.exit(f"{engine} at {n} failed:\n{proc.stderr[-3000:]}")
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
-                res.update(playlists=n, repeat=r, process_s=time.perf_counter() - start,
-                           input_mb=sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)) / 2**20)
+                res.update(
+                    playlists=n,
+                    repeat=r,
+                    process_s=time.perf_counter() - start,
+                    input_mb=sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)) / 2**20,
+                )
                 du = subprocess.run(["du", "-sm", out], capture_output=True, text=True)
                 res["disk_mb"] = int(du.stdout.split()[0]) if du.returncode == 0 else None
                 print(json.dumps(res), flush=True)
@@ -260,12 +303,16 @@ def main() -> None:
     print("\n| playlists | engine | core s (median) | start-up s | python peak MB | JVM/children peak MB |")
     print("|---|---|---|---|---|---|")
     for n in args.sizes:
-        for engine in (["spark"] if args.full else args.engines):
+        for engine in ["spark"] if args.full else args.engines:
             rs = [r for r in rows if r["playlists"] == n and r["engine"] == engine]
+
             def med(k):
                 return statistics.median(r[k] for r in rs) if rs and k in rs[0] else float("nan")
-            print(f"| {n} | {engine} | {med('core_s'):.1f} | {med('startup_s'):.1f} | "
-                  f"{med('python_peak_rss_mb'):.0f} | {med('children_peak_rss_mb'):.0f} |")
+
+            print(
+                f"| {n} | {engine} | {med('core_s'):.1f} | {med('startup_s'):.1f} | "
+                f"{med('python_peak_rss_mb'):.0f} | {med('children_peak_rss_mb'):.0f} |"
+            )
 
 
 if __name__ == "__main__":

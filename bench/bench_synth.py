@@ -9,6 +9,7 @@ written JSON) next to the real MPD's (``shared/data/mpd_stats.txt``; per-playlis
 scale-free, distinct counts are given at 100k and 1M and extrapolated elsewhere with the real
 Heaps exponent).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -118,11 +119,13 @@ def generated_stats(n: int, seed: int = 0) -> dict:
         # artist is among the seeds (the track-artist/album structure can).
         pos = np.arange(b.tracks.size) - b.offsets[playlist]
         held = (ln >= 20)[playlist]
-        seed_artist = (playlist[held & (pos < 10)].astype(np.uint64) << np.uint64(calibration.KEY_BITS)) | \
-            track_keys.artist_of(b.tracks[held & (pos < 10)])
+        seed_artist = (
+            playlist[held & (pos < 10)].astype(np.uint64) << np.uint64(calibration.KEY_BITS)
+        ) | track_keys.artist_of(b.tracks[held & (pos < 10)])
         hidden = held & (pos >= 10) & ~rep
-        hidden_artist = (playlist[hidden].astype(np.uint64) << np.uint64(calibration.KEY_BITS)) | \
-            track_keys.artist_of(b.tracks[hidden])
+        hidden_artist = (playlist[hidden].astype(np.uint64) << np.uint64(calibration.KEY_BITS)) | track_keys.artist_of(
+            b.tracks[hidden]
+        )
         hidden_tracks.append(b.tracks[hidden])
         hidden_artist_in_seeds.append(np.isin(hidden_artist, seed_artist))
     lengths, followers, edits = map(np.concatenate, (lengths, followers, edits))
@@ -179,8 +182,12 @@ def expected_distinct(n: int) -> dict:
     head = 20_000
     edges = np.unique(np.logspace(np.log10(head), 9, 400).astype(np.int64)).astype(np.float64)
     s = (1 + edges / calibration.ARTIST_OFFSET) ** (-(calibration.ARTIST_EXPONENT - 1))
-    p_artist = np.concatenate([_law(calibration.ARTIST_EXPONENT, calibration.ARTIST_OFFSET, np.arange(head, dtype=np.float64)),
-                               (s[:-1] - s[1:]) / np.diff(edges)])
+    p_artist = np.concatenate(
+        [
+            _law(calibration.ARTIST_EXPONENT, calibration.ARTIST_OFFSET, np.arange(head, dtype=np.float64)),
+            (s[:-1] - s[1:]) / np.diff(edges),
+        ]
+    )
     n_artist = np.concatenate([np.ones(head), np.diff(edges)])
     # Per artist drawn lambda times: expected distinct albums f_album(lambda), tracks f_track(lambda).
     lam = np.logspace(-10, 9, 300)
@@ -195,8 +202,12 @@ def expected_distinct(n: int) -> dict:
     full = [(length, 1 / 11) for length in range(10, 21)]
     for b, pb in enumerate(p_album):
         f_album += 1 - np.exp(-k_album / k_artist * lam * pb)
-        lengths = full if b < 3 else [(ln, w * (1 - calibration.SINGLE_SHARE)) for ln, w in full] + \
-            [(ln, calibration.SINGLE_SHARE / 3) for ln in (1, 2, 3)]
+        lengths = (
+            full
+            if b < 3
+            else [(ln, w * (1 - calibration.SINGLE_SHARE)) for ln, w in full]
+            + [(ln, calibration.SINGLE_SHARE / 3) for ln in (1, 2, 3)]
+        )
         for length, w in lengths:
             f_track += w * (1 - np.exp(-np.outer(lam * pb / k_artist, p_track(length)))).sum(1)
     out = {"artists": 0.0, "albums": 0.0, "tracks": 0.0}
@@ -231,17 +242,28 @@ def main() -> None:
     ap.add_argument("--scales", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--throughput-playlists", type=int, default=10_000)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "results_synth.md"),
-                    help="report written here (Markdown; its sections go into bench/RESULTS.md)")
+    ap.add_argument(
+        "--out",
+        default=str(Path(__file__).parent / "out" / "results_synth.md"),
+        help="report written here (Markdown; its sections go into bench/RESULTS.md)",
+    )
     a = ap.parse_args()
 
-    lines = ["# Synthetic MPD generator: throughput and calibration", "",
-             f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
-             f"numpy {np.__version__}, 24 GB RAM; shared with other jobs (load average "
-             f"{os.getloadavg()[0]:.1f} at start), so medians. "
-             f"Command: `python bench/bench_synth.py --scales {' '.join(map(str, a.scales))}`.", ""]
-    lines += ["## Throughput (slices written to local disk)", "",
-              f"| workers | playlists/s (median of {a.repeats}, {a.throughput_playlists:,} playlists) |", "|---|---|"]
+    lines = [
+        "# Synthetic MPD generator: throughput and calibration",
+        "",
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, 24 GB RAM; shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.1f} at start), so medians. "
+        f"Command: `python bench/bench_synth.py --scales {' '.join(map(str, a.scales))}`.",
+        "",
+    ]
+    lines += [
+        "## Throughput (slices written to local disk)",
+        "",
+        f"| workers | playlists/s (median of {a.repeats}, {a.throughput_playlists:,} playlists) |",
+        "|---|---|",
+    ]
     rates = {}
     for w in (1, 2):
         rates[w] = throughput(a.throughput_playlists, w, a.repeats)
@@ -255,15 +277,21 @@ def main() -> None:
         g = generated_stats(n)
         expected = expected_distinct(n)
         print(f"stats at {n}: {time.perf_counter() - t0:.0f}s", flush=True)
-        lines += [f"## Calibration at {n:,} playlists (seed 0)", "", "| statistic | generated | real MPD | note |",
-                  "|---|---|---|---|"]
+        lines += [
+            f"## Calibration at {n:,} playlists (seed 0)",
+            "",
+            "| statistic | generated | real MPD | note |",
+            "|---|---|---|---|",
+        ]
         for k, v in g.items():
             if k in REAL:
                 lines.append(f"| {k} | {_fmt(v)} | {_fmt(REAL[k])} | scale-free |")
             elif k.startswith("distinct "):
                 real, how = real_distinct(k.split()[1], n)
-                lines.append(f"| {k} | {_fmt(v)} | {_fmt(real)} | {how}; ratio {v / real:.2f}; "
-                             f"model expectation {_fmt(expected[k.split()[1]])} |")
+                lines.append(
+                    f"| {k} | {_fmt(v)} | {_fmt(real)} | {how}; ratio {v / real:.2f}; "
+                    f"model expectation {_fmt(expected[k.split()[1]])} |"
+                )
             elif k == "entries repeating a track of the same playlist":
                 lines.append(f"| {k} | {_fmt(v)} | ~1.3% (sample: 32/2,023 = 1.58%) | |")
             elif k == "share of tracks that appear once":
@@ -273,24 +301,27 @@ def main() -> None:
             else:
                 lines.append(f"| {k} | {_fmt(v)} | n/a | planted structure |")
         lines.append("")
-    lines += ["## How to read this", "",
-              "- Per-playlist statistics come from the real top-20 histograms and are matched by "
-              "construction; they are scale-free, so the real column holds at every scale.",
-              "- Distinct counts: the catalogue laws (etl/synth.py constants) were fitted so the model "
-              "expectation (`expected_distinct`, a Poisson calculation over the same laws) meets the "
-              "real tracks at 100k and 1M and albums/artists at 1M; the generated column checks the "
-              "calculation. Real values other than 100k tracks and 1M counts are extrapolations.",
-              "- Known gaps (seed 0): the generated track curve is a little steeper than the real "
-              "one (Heaps exponent ~0.55 vs 0.52: -2% at 100k, +6% at 1M), albums run ~6% short at 1M, "
-              "the head is flatter (top track ~3.9% of playlists vs 4.66%, top artist ~0.9% of entries "
-              "vs Drake's 1.28%), and playlists repeat artists a little more than the real sample "
-              "(num_artists/num_tracks 0.63 vs 0.69): one offset power law per level cannot meet all "
-              "of these at once.",
-              "- Throughput: one slice is ~0.05 s of sampling and ~0.3 s of text rendering on one core; "
-              "with the machine shared (load average well above 2), a second worker mostly adds "
-              "process start-up and contention, so 2 workers can measure slower than 1. Files are "
-              "independent, so free cores should scale it; not measured here (no idle machine).",
-              ""]
+    lines += [
+        "## How to read this",
+        "",
+        "- Per-playlist statistics come from the real top-20 histograms and are matched by "
+        "construction; they are scale-free, so the real column holds at every scale.",
+        "- Distinct counts: the catalogue laws (etl/synth.py constants) were fitted so the model "
+        "expectation (`expected_distinct`, a Poisson calculation over the same laws) meets the "
+        "real tracks at 100k and 1M and albums/artists at 1M; the generated column checks the "
+        "calculation. Real values other than 100k tracks and 1M counts are extrapolations.",
+        "- Known gaps (seed 0): the generated track curve is a little steeper than the real "
+        "one (Heaps exponent ~0.55 vs 0.52: -2% at 100k, +6% at 1M), albums run ~6% short at 1M, "
+        "the head is flatter (top track ~3.9% of playlists vs 4.66%, top artist ~0.9% of entries "
+        "vs Drake's 1.28%), and playlists repeat artists a little more than the real sample "
+        "(num_artists/num_tracks 0.63 vs 0.69): one offset power law per level cannot meet all "
+        "of these at once.",
+        "- Throughput: one slice is ~0.05 s of sampling and ~0.3 s of text rendering on one core; "
+        "with the machine shared (load average well above 2), a second worker mostly adds "
+        "process start-up and contention, so 2 workers can measure slower than 1. Files are "
+        "independent, so free cores should scale it; not measured here (no idle machine).",
+        "",
+    ]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}")

@@ -16,6 +16,7 @@ falls on both), and prints each one's median and their ratio. ``--propagation`` 
 against sampled training instead (``MODES``; each mode a real limited run, alternating; reported:
 supervision edges/s, data share of the step, set-up, peak RSS).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,30 +54,59 @@ def sampler_throughput(graph_path: str, steps: int, num_workers: int, extra: dic
         next(it)
         n += 1
     dt = time.perf_counter() - t0
-    return {"what": "sampler", "sampler": config.sampler, "num_workers": num_workers,
-            "batches_per_s": round(n / dt, 2),
-            "edges_per_s": round(n * config.batch_size / dt, 1), "setup_s": round(setup, 2)}
+    return {
+        "what": "sampler",
+        "sampler": config.sampler,
+        "num_workers": num_workers,
+        "batches_per_s": round(n / dt, 2),
+        "edges_per_s": round(n * config.batch_size / dt, 1),
+        "setup_s": round(setup, 2),
+    }
 
 
 def train_run(graph_path: str, procs: int, steps: int, extra: dict, workdir: str) -> dict:
     """One limited ``trainer.train`` run; its metrics record."""
     out = tempfile.mkdtemp(dir=workdir, prefix=f"run{procs}_")
-    keys = [f"--{k}={v}" for k, v in {"epochs": 1, "max_steps_per_epoch": steps, "device": "cpu",
-                                       "val_max_edges": 2000, **extra}.items()]
+    keys = [
+        f"--{k}={v}"
+        for k, v in {"epochs": 1, "max_steps_per_epoch": steps, "device": "cpu", "val_max_edges": 2000, **extra}.items()
+    ]
     if procs == 1:
         cmd = [sys.executable, "-m", "trainer.train"]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-               "-m", "trainer.train"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={procs}",
+            "-m",
+            "trainer.train",
+        ]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.run([*cmd, "--graph", graph_path, "--out", out, *keys], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*cmd, "--graph", graph_path, "--out", out, *keys], cwd=REPO, env=env, capture_output=True, text=True
+    )
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
     with open(os.path.join(out, "metrics.jsonl")) as f:
         record = [json.loads(line) for line in f][-1]
-    return {"what": "train", "procs": procs, **{k: record[k] for k in (
-        "edges_per_s", "data_fraction", "data_s_per_step", "compute_s_per_step", "setup_s", "peak_rss_mb", "steps")}}
+    return {
+        "what": "train",
+        "procs": procs,
+        **{
+            k: record[k]
+            for k in (
+                "edges_per_s",
+                "data_fraction",
+                "data_s_per_step",
+                "compute_s_per_step",
+                "setup_s",
+                "peak_rss_mb",
+                "steps",
+            )
+        },
+    }
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -120,12 +150,13 @@ def compare_propagation(args) -> None:
     base = next((s for s in summary if s["mode"] == "sampled_torch_sparse"), None)
     if base:
         for s in summary:
-            print(f"{s['mode']}: {s['edges_per_s']['median'] / base['edges_per_s']['median']:.2f}x "
-                  "sampled_torch_sparse's median edges/s")
+            print(
+                f"{s['mode']}: {s['edges_per_s']['median'] / base['edges_per_s']['median']:.2f}x "
+                "sampled_torch_sparse's median edges/s"
+            )
     if args.out:
         with open(args.out, "a") as f:
             f.writelines(json.dumps(x) + "\n" for x in [*[r for rs in runs.values() for r in rs], *summary])
-
 
 
 def main() -> None:
@@ -139,12 +170,16 @@ def main() -> None:
     ap.add_argument("--workers", default="0,1", help="loader workers to try for the sampler")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
-    ap.add_argument("--samplers", default="", help="sampler kinds to compare, e.g. torch_sparse,device "
-                    "(default: the config's)")
+    ap.add_argument(
+        "--samplers", default="", help="sampler kinds to compare, e.g. torch_sparse,device (default: the config's)"
+    )
     ap.add_argument("--skip-sampler", action="store_true")
     ap.add_argument("--out", help="append JSON lines here too")
-    ap.add_argument("--propagation", action="store_true",
-                    help="compare the training modes instead (--modes), one limited trainer.train run each")
+    ap.add_argument(
+        "--propagation",
+        action="store_true",
+        help="compare the training modes instead (--modes), one limited trainer.train run each",
+    )
     ap.add_argument("--modes", default=",".join(MODES), help=f"with --propagation: of {list(MODES)}")
     args = ap.parse_args()
     if args.propagation:
@@ -154,11 +189,16 @@ def main() -> None:
     graph = args.graph
     if args.synthetic:
         from etl.synth.graphdir import synthetic_graph_dir
+
         graph = os.path.join(args.workdir, f"synthetic{args.synthetic}")
         if not os.path.exists(os.path.join(graph, "manifest.json")):
             t0 = time.perf_counter()
             synthetic_graph_dir(graph, args.synthetic)
-            print(json.dumps({"what": "build", "playlists": args.synthetic, "seconds": round(time.perf_counter() - t0, 1)}))
+            print(
+                json.dumps(
+                    {"what": "build", "playlists": args.synthetic, "seconds": round(time.perf_counter() - t0, 1)}
+                )
+            )
     with open(os.path.join(graph, "manifest.json")) as f:
         counts = json.load(f)["counts"]
     results = [{"what": "graph", "path": graph, **counts}]
@@ -167,7 +207,9 @@ def main() -> None:
         kinds = [k for k in args.samplers.split(",") if k]
         for w in map(int, args.workers.split(",")):
             if not kinds:
-                results.append(median_of([sampler_throughput(graph, args.steps, w, extra) for _ in range(args.repeats)]))
+                results.append(
+                    median_of([sampler_throughput(graph, args.steps, w, extra) for _ in range(args.repeats)])
+                )
                 print(json.dumps(results[-1]), flush=True)
                 continue
             runs = {k: [] for k in kinds}
@@ -179,8 +221,12 @@ def main() -> None:
             results.extend(medians)
             for m in medians:
                 print(json.dumps(m), flush=True)
-            ratio = {"what": "sampler_ratio", "num_workers": w, "over": kinds[0],
-                     **{k: round(m["batches_per_s"] / medians[0]["batches_per_s"], 2) for k, m in zip(kinds, medians)}}
+            ratio = {
+                "what": "sampler_ratio",
+                "num_workers": w,
+                "over": kinds[0],
+                **{k: round(m["batches_per_s"] / medians[0]["batches_per_s"], 2) for k, m in zip(kinds, medians)},
+            }
             results.append(ratio)
             print(json.dumps(ratio), flush=True)
     for p in [int(p) for p in args.procs.split(",") if p]:

@@ -9,6 +9,7 @@ top-500, metrics) over the visible catalogue; the median of its batches is repor
 time), with the time to build the method (ALS: its fit) and the process's peak RSS so far. To
 compare two versions of the code, run it from both checkouts on the same graph dir, alternately.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,21 +50,31 @@ def main() -> None:
         scorers, fallback = registry.build_scorers(graph, args.run, [method], device)
         build = time.perf_counter() - t0
         times, cpu, t0, c0 = [], [], time.perf_counter(), time.process_time()
-        for lo, hi, _ in metrics_per_batch(held, scorers[method], fallback, graph.track_artist, K,
-                                           args.batch, args.chunk, device, allowed):
+        for lo, hi, _ in metrics_per_batch(
+            held, scorers[method], fallback, graph.track_artist, K, args.batch, args.chunk, device, allowed
+        ):
             times.append((time.perf_counter() - t0) / (hi - lo))
             cpu.append((time.process_time() - c0) / (hi - lo))
             t0, c0 = time.perf_counter(), time.process_time()
-        print(json.dumps({
-            "method": method, "tracks": graph.num_tracks, "playlists": len(held), "batch": args.batch,
-            "load_s": round(load, 1), "build_s": round(build, 1),
-            "median_s_per_playlist": round(statistics.median(times), 4),
-            "s_per_playlist_by_batch": [round(t, 4) for t in times],
-            # CPU seconds (all threads): less moved than wall time by other jobs on the machine.
-            "median_cpu_s_per_playlist": round(statistics.median(cpu), 4),
-            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
-            "threads": torch.get_num_threads(),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "method": method,
+                    "tracks": graph.num_tracks,
+                    "playlists": len(held),
+                    "batch": args.batch,
+                    "load_s": round(load, 1),
+                    "build_s": round(build, 1),
+                    "median_s_per_playlist": round(statistics.median(times), 4),
+                    "s_per_playlist_by_batch": [round(t, 4) for t in times],
+                    # CPU seconds (all threads): less moved than wall time by other jobs on the machine.
+                    "median_cpu_s_per_playlist": round(statistics.median(cpu), 4),
+                    "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+                    "threads": torch.get_num_threads(),
+                }
+            ),
+            flush=True,
+        )
         del scorers, fallback
 
 

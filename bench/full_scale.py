@@ -15,6 +15,7 @@ adds up the resident memory of its process tree every half second. A finished st
 marker in WORK, so a rerun resumes after the last finished one. Logs go to OUT/logs/, one JSON
 line per stage to OUT/stages.jsonl, and the summary table to OUT/summary.md and stdout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,7 +75,8 @@ def test_pid(graph: str) -> int:
     import pyarrow.dataset as ds
 
     t = ds.dataset(os.path.join(graph, "nodes/playlist"), format="parquet").to_table(
-        columns=["pid", "split", "num_tracks"], filter=(ds.field("split") == "test") & (ds.field("num_tracks") >= 10))
+        columns=["pid", "split", "num_tracks"], filter=(ds.field("split") == "test") & (ds.field("num_tracks") >= 10)
+    )
     return min(t.column("pid").to_pylist())
 
 
@@ -93,20 +95,83 @@ def commands(a: argparse.Namespace, new_graph: bool) -> dict[str, tuple[list[str
     mpd, graph, run = (os.path.join(a.work, d) for d in ("mpd", "graph", "run"))
     challenge = os.path.join(mpd if "synth" in a.stages else graph, "challenge_set.json")
     return {
-        "synth": ([py, "-m", "etl.synth", "--playlists", str(a.playlists), "--out", mpd, "--overwrite",
-                   "--workers", str(a.workers), "--challenge-set", str(a.challenge)], mpd),
+        "synth": (
+            [
+                py,
+                "-m",
+                "etl.synth",
+                "--playlists",
+                str(a.playlists),
+                "--out",
+                mpd,
+                "--overwrite",
+                "--workers",
+                str(a.workers),
+                "--challenge-set",
+                str(a.challenge),
+            ],
+            mpd,
+        ),
         "etl": ([py, "-m", "etl.job", "--input", mpd, "--output", graph, "--overwrite"], graph),
-        "graph": ([py, "-m", "etl.synth", "--playlists", str(a.playlists), "--graph-dir", "--out", graph,
-                   "--overwrite", "--challenge-set", str(a.challenge)], graph),
-        "train": ([py, "-m", "trainer.train", "--graph", graph, "--out", run, *train_start(run, a, new_graph),
-                   *a.train_args], os.path.join(run, "checkpoints")),
+        "graph": (
+            [
+                py,
+                "-m",
+                "etl.synth",
+                "--playlists",
+                str(a.playlists),
+                "--graph-dir",
+                "--out",
+                graph,
+                "--overwrite",
+                "--challenge-set",
+                str(a.challenge),
+            ],
+            graph,
+        ),
+        "train": (
+            [py, "-m", "trainer.train", "--graph", graph, "--out", run, *train_start(run, a, new_graph), *a.train_args],
+            os.path.join(run, "checkpoints"),
+        ),
         "embed": ([py, "-m", "trainer.embed", "--graph", graph, "--run", run], os.path.join(run, "embeddings")),
-        "evaluate": ([py, "-m", "trainer.evaluate", "--graph", graph, "--run", run, "--split", "test",
-                      "--methods", a.methods, "--max-playlists", str(a.eval_playlists)],
-                     os.path.join(run, "eval_test.json")),
-        "submit": ([py, "-m", "trainer.submit", "--graph", graph, "--run", run, "--challenge", challenge,
-                    "--out", os.path.join(a.work, "submission.csv.gz"), "--team", "full-scale",
-                    "--email", "bench@example.com"], os.path.join(a.work, "submission.csv.gz")),
+        "evaluate": (
+            [
+                py,
+                "-m",
+                "trainer.evaluate",
+                "--graph",
+                graph,
+                "--run",
+                run,
+                "--split",
+                "test",
+                "--methods",
+                a.methods,
+                "--max-playlists",
+                str(a.eval_playlists),
+            ],
+            os.path.join(run, "eval_test.json"),
+        ),
+        "submit": (
+            [
+                py,
+                "-m",
+                "trainer.submit",
+                "--graph",
+                graph,
+                "--run",
+                run,
+                "--challenge",
+                challenge,
+                "--out",
+                os.path.join(a.work, "submission.csv.gz"),
+                "--team",
+                "full-scale",
+                "--email",
+                "bench@example.com",
+            ],
+            os.path.join(a.work, "submission.csv.gz"),
+        ),
         "recommend": ([py, "-m", "trainer.recommend", "--graph", graph, "--run", run, "--pid", "{pid}"], graph),
     }
 
@@ -124,14 +189,23 @@ def run_stage(name: str, cmd: list[str], output: str, a: argparse.Namespace) -> 
         rc = proc.wait()
         memory.stop()
     seconds = time.perf_counter() - t0
-    result = {"stage": name, "rc": rc, "seconds": round(seconds, 1), "peak_rss_gb": round(memory.peak_sum / 2**30, 2),
-              "largest_process_gb": round(memory.peak_one / 2**30, 2),
-              "output_gb": round(size_of(output) / 2**30, 3) if os.path.exists(output) else None,
-              "playlists": a.playlists, "log": log_path}
+    result = {
+        "stage": name,
+        "rc": rc,
+        "seconds": round(seconds, 1),
+        "peak_rss_gb": round(memory.peak_sum / 2**30, 2),
+        "largest_process_gb": round(memory.peak_one / 2**30, 2),
+        "output_gb": round(size_of(output) / 2**30, 3) if os.path.exists(output) else None,
+        "playlists": a.playlists,
+        "log": log_path,
+    }
     with open(os.path.join(a.out, "stages.jsonl"), "a") as f:
         f.write(json.dumps(result) + "\n")
-    print(f"[{time.strftime('%H:%M:%S')}] {name}: rc {rc}, {seconds / 60:.1f} min, peak RSS "
-          f"{result['peak_rss_gb']} GB (largest process {result['largest_process_gb']} GB)", flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {name}: rc {rc}, {seconds / 60:.1f} min, peak RSS "
+        f"{result['peak_rss_gb']} GB (largest process {result['largest_process_gb']} GB)",
+        flush=True,
+    )
     if rc != 0:
         with open(log_path) as f:
             tail = f.readlines()[-15:]
@@ -146,13 +220,17 @@ def summary(out: str) -> str:
         for line in open(path):
             r = json.loads(line)
             rows[r["stage"]] = r  # the latest run of each stage
-    lines = ["| stage | rc | minutes | peak RSS, process tree (GB) | largest process (GB) | output (GB) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| stage | rc | minutes | peak RSS, process tree (GB) | largest process (GB) | output (GB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in STAGES:
         if s in rows:
             r = rows[s]
-            lines.append(f"| {s} | {r['rc']} | {r['seconds'] / 60:.1f} | {r['peak_rss_gb']} | "
-                         f"{r['largest_process_gb']} | {r['output_gb']} |")
+            lines.append(
+                f"| {s} | {r['rc']} | {r['seconds'] / 60:.1f} | {r['peak_rss_gb']} | "
+                f"{r['largest_process_gb']} | {r['output_gb']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -162,15 +240,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", required=True, help="data, graph dir, run dir (and the stages' markers)")
     ap.add_argument("--out", help="logs and summary (default WORK/report)")
     ap.add_argument("--stages", default=",".join(DEFAULT_STAGES), help=f"comma-separated, of {','.join(STAGES)}")
-    ap.add_argument("--steps", type=int, default=0,
-                    help="cap training at this many steps of one epoch, a smoke run (0: the defaults, to their own stop)")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="cap training at this many steps of one epoch, a smoke run (0: the defaults, to their own stop)",
+    )
     ap.add_argument("--challenge", type=int, default=10_000, help="challenge-set playlists")
     ap.add_argument("--methods", default="gnn,popularity,itemknn,als")
-    ap.add_argument("--eval-playlists", type=int, default=0,
-                    help="test playlists evaluated, evenly spaced (0: all); a subset is for extrapolating")
+    ap.add_argument(
+        "--eval-playlists",
+        type=int,
+        default=0,
+        help="test playlists evaluated, evenly spaced (0: all); a subset is for extrapolating",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="synth processes")
-    ap.add_argument("--train-arg", dest="train_args", action="append", default=[],
-                    help="extra trainer.train argument, e.g. --train-arg=--val_rank_playlists=1000")
+    ap.add_argument(
+        "--train-arg",
+        dest="train_args",
+        action="append",
+        default=[],
+        help="extra trainer.train argument, e.g. --train-arg=--val_rank_playlists=1000",
+    )
     ap.add_argument("--redo", action="store_true", help="run every stage again, finished or not")
     a = ap.parse_args(argv)
     a.stages = [s for s in a.stages.split(",") if s]

@@ -8,6 +8,7 @@ playlists (``bench/selection_lines.py``'s JSON lines).
 Reads each run's ``metrics.jsonl`` (validations within epochs carry ``global_step`` and
 ``elapsed_s``; ``--val_every`` makes them). ``--table`` prints the points as a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,16 @@ def points(run: str) -> list[dict]:
     """The run's validations in order: global step, wall minutes, R-precision, NDCG."""
     with open(os.path.join(run, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f if line.strip()]
-    return [{"step": r["global_step"], "minutes": r["elapsed_s"] / 60, "r_precision": r["val_r_precision"],
-             "ndcg": r["val_ndcg"]} for r in records
-            if r.get("val_r_precision") is not None and "global_step" in r and "elapsed_s" in r]
+    return [
+        {
+            "step": r["global_step"],
+            "minutes": r["elapsed_s"] / 60,
+            "r_precision": r["val_r_precision"],
+            "ndcg": r["val_ndcg"],
+        }
+        for r in records
+        if r.get("val_r_precision") is not None and "global_step" in r and "elapsed_s" in r
+    ]
 
 
 def main(argv=None) -> int:
@@ -46,8 +54,12 @@ def main(argv=None) -> int:
         for name, ps in runs.items():
             ax.plot([p[x] for p in ps], [p["r_precision"] for p in ps], "o-", label=name)
         for line, style in zip(lines, ("--", ":", "-.")):
-            ax.axhline(line["val_r_precision"], linestyle=style, color="grey",
-                       label=f"{line['method']} {line['val_r_precision']:.4f}")
+            ax.axhline(
+                line["val_r_precision"],
+                linestyle=style,
+                color="grey",
+                label=f"{line['method']} {line['val_r_precision']:.4f}",
+            )
         ax.set(xlabel=label, ylabel="val R-precision", title=f"val R-precision against {label}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

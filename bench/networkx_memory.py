@@ -7,6 +7,7 @@ Spark job, whose driver memory does not grow with the input.
 
     python bench/networkx_memory.py --input /tmp/bench_etl/mpd10k --playlists 1000 2000 4000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,10 +59,18 @@ def main() -> None:
         before = rss_mb()
         g = build(playlists[:n])
         after = rss_mb()
-        print(json.dumps({"playlists": n, "nodes": g.number_of_nodes(), "edges": g.number_of_edges(),
-                          "rss_delta_mb": round(after - before, 1),
-                          "kb_per_playlist": round((after - before) * 1024 / n, 1),
-                          "extrapolated_1m_playlists_gb": round((after - before) / n * 1e6 / 1024, 1)}))
+        print(
+            json.dumps(
+                {
+                    "playlists": n,
+                    "nodes": g.number_of_nodes(),
+                    "edges": g.number_of_edges(),
+                    "rss_delta_mb": round(after - before, 1),
+                    "kb_per_playlist": round((after - before) * 1024 / n, 1),
+                    "extrapolated_1m_playlists_gb": round((after - before) / n * 1e6 / 1024, 1),
+                }
+            )
+        )
         del g
 
 

@@ -7,6 +7,7 @@ metric and its 95% bootstrap interval (resampling playlists), to tell a win from
 
 Ranks with ``trainer.evaluate``'s own scorers, fallback, catalogue and per-playlist metrics.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,16 @@ def main(argv=None) -> None:
     p.add_argument("--graph", required=True)
     p.add_argument("--run", required=True)
     p.add_argument("--splits", default="val,test")
-    p.add_argument("--methods", default="gnn,itemknn",
-                   help="the first method minus each of the others (ranked once each)")
+    p.add_argument(
+        "--methods", default="gnn,itemknn", help="the first method minus each of the others (ranked once each)"
+    )
     p.add_argument("--against", help="take the other methods from this run (two runs' GNNs: --methods gnn,gnn)")
-    p.add_argument("--max-playlists", type=int, default=0,
-                   help="playlists of each split, evenly spaced as evaluate --max-playlists takes them (0: all)")
+    p.add_argument(
+        "--max-playlists",
+        type=int,
+        default=0,
+        help="playlists of each split, evenly spaced as evaluate --max-playlists takes them (0: all)",
+    )
     p.add_argument("--resamples", type=int, default=2000)
     args = p.parse_args(argv)
     first, *others = args.methods.split(",")
@@ -40,8 +46,9 @@ def main(argv=None) -> None:
     graph = load_catalogue(args.graph)
     allowed = protocol.visible_catalogue(graph)
     scorers, fallback = methods.build_scorers(graph, Path(args.run), [first], torch.device("cpu"), allowed=allowed)
-    theirs = methods.build_scorers(graph, Path(args.against or args.run), others, torch.device("cpu"),
-                                   allowed=allowed)[0]
+    theirs = methods.build_scorers(graph, Path(args.against or args.run), others, torch.device("cpu"), allowed=allowed)[
+        0
+    ]
     suffix = f"@{Path(args.against).name}" if args.against else ""
     rng = np.random.default_rng(0)
     for split in args.splits.split(","):
@@ -52,8 +59,11 @@ def main(argv=None) -> None:
             for m in CHALLENGE_METRICS:
                 d = va[m] - vb[m]
                 lo, hi = interval(d, rng, args.resamples)
-                print(f"{split} {m}: {first} {va[m].mean():.4f} {b}{suffix} {vb[m].mean():.4f} "
-                      f"diff {d.mean():+.4f} (95% interval {lo:+.4f} .. {hi:+.4f}), n={len(d)}", flush=True)
+                print(
+                    f"{split} {m}: {first} {va[m].mean():.4f} {b}{suffix} {vb[m].mean():.4f} "
+                    f"diff {d.mean():+.4f} (95% interval {lo:+.4f} .. {hi:+.4f}), n={len(d)}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Every method is ranked by ``trainer.evaluate``'s own scorers, title fallback, ca
 per-playlist metrics. A per-run method's per-playlist metric is averaged over the runs (seeds)
 before it is paired with another's on the same playlist; intervals resample playlists (2,000 times).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ def main(argv=None) -> None:
     allowed = graph.edges(contract.VISIBLE_ROLES).getnnz(axis=0) > 0
     held = protocol.held_out(graph, args.split)
     runs = args.runs.split(",")
-    scorers, fallback = methods.build_scorers(graph, Path(runs[0]), list(BASELINES), torch.device("cpu"),
-                                              neighbours=args.itemknn_neighbours)
+    scorers, fallback = methods.build_scorers(
+        graph, Path(runs[0]), list(BASELINES), torch.device("cpu"), neighbours=args.itemknn_neighbours
+    )
     values = {m: per_playlist(graph.track_artist, held, s, fallback, allowed) for m, s in scorers.items()}
     per_run = ["gnn", *(["rerank", "fusion"] if all(ranker.exists(r) for r in runs) else [])]
     seeds = {m: [] for m in per_run}
@@ -55,8 +57,16 @@ def main(argv=None) -> None:
 
     groups = ["overall", *protocol.category_order(held.categories)]
     masks = {g: np.ones(len(held), bool) if g == "overall" else held.categories == g for g in groups}
-    out = {"split": args.split, "graph": args.graph, "runs": runs, "num_playlists": len(held), "table": {},
-           "seeds": {}, "paired": {}, "itemknn_neighbours": args.itemknn_neighbours}
+    out = {
+        "split": args.split,
+        "graph": args.graph,
+        "runs": runs,
+        "num_playlists": len(held),
+        "table": {},
+        "seeds": {},
+        "paired": {},
+        "itemknn_neighbours": args.itemknn_neighbours,
+    }
     seeds_note = f"{', '.join(per_run)} = mean of {len(runs)} training seeds (spread: min..max)"
     print(f"{args.split}: {len(held)} playlists; {seeds_note}")
     print(f"{'method':<11}{'group':<12}{'n':>5}" + "".join(f"{m:>26}" for m in CHALLENGE_METRICS))
@@ -83,10 +93,13 @@ def main(argv=None) -> None:
             lo, hi = interval(d, rng)
             base = values[b][m].mean()
             ratio = values[a][m].mean() / base if base else float("nan")
-            out["paired"].setdefault(f"{a}-{b}", {})[m] = {"diff": float(d.mean()), "lo": lo, "hi": hi,
-                                                           "ratio": float(ratio)}
-            print(f"{a} - {b:<8} {m:<12} {d.mean():+.4f} (95% interval {lo:+.4f} .. {hi:+.4f}); "
-                  f"ratio {ratio:.3f}")
+            out["paired"].setdefault(f"{a}-{b}", {})[m] = {
+                "diff": float(d.mean()),
+                "lo": lo,
+                "hi": hi,
+                "ratio": float(ratio),
+            }
+            print(f"{a} - {b:<8} {m:<12} {d.mean():+.4f} (95% interval {lo:+.4f} .. {hi:+.4f}); ratio {ratio:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -9,6 +9,7 @@ The candidates and features are those ``python -m trainer.rerank`` trains on (it
 settings are the build's own (``trainer.ranker.model.cross_validate``); the intervals are
 paired bootstraps over val playlists against the full set.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,18 @@ def val_examples(graph_dir: str, run: str, params: RankerParams, cache: str | No
     device = dist.pick_device("auto")
     scorers, title = build_scorers(graph, run, list(RETRIEVERS), device)
     tracks = TrackFeatures(graph, popularity_counts(graph.edges(contract.VISIBLE_ROLES)))
-    x, y, group, names, _ = examples(held, scorers, title, tracks, graph.num_tracks, params.k, 256, 1 << 17, device,
-                                     protocol.visible_catalogue(graph))
+    x, y, group, names, _ = examples(
+        held,
+        scorers,
+        title,
+        tracks,
+        graph.num_tracks,
+        params.k,
+        256,
+        1 << 17,
+        device,
+        protocol.visible_catalogue(graph),
+    )
     truth, categories = np.diff(held.truth_indptr), np.asarray(held.categories, dtype=object)
     if cache:
         np.savez(cache, x=x, y=y, group=group, names=np.array(names), truth=truth, categories=categories)
@@ -69,9 +80,12 @@ def main(argv=None) -> None:
     print(f"{len(group)} val playlists, {len(y):,} candidates; out-of-fold R-precision (track matches)")
     for label, per in results.items():
         lo, hi = interval(per - full, np.random.default_rng(0))
-        row = {"r_precision": float(per.mean()), "minus_all": float(per.mean() - full.mean()),
-               "interval": [float(lo), float(hi)],
-               "by_category": {c: float(per[categories == c].mean()) for c in sorted(set(categories) - {None})}}
+        row = {
+            "r_precision": float(per.mean()),
+            "minus_all": float(per.mean() - full.mean()),
+            "interval": [float(lo), float(hi)],
+            "by_category": {c: float(per[categories == c].mean()) for c in sorted(set(categories) - {None})},
+        }
         out["rows"][label] = row
         print(f"  {label:<28} {row['r_precision']:.4f}  vs all {row['minus_all']:+.4f} ({lo:+.4f} .. {hi:+.4f})")
     if args.json:

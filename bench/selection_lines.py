@@ -7,6 +7,7 @@ by the baselines exactly as ``trainer.gnn.validation.rank_validation`` ranks the
 ``--run``: where ALS keeps its fit (the evaluation's store: a later ``trainer.evaluate`` on the same
 graph and settings reuses it). Prints one JSON line per method: val R-precision, NDCG, clicks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,12 @@ def main(argv=None) -> int:
     ap.add_argument("--graph", required=True)
     ap.add_argument("--run", required=True, help="run dir where ALS's fit is kept")
     ap.add_argument("--methods", default="als,itemknn,popularity")
-    ap.add_argument("--playlists", type=int, default=TrainConfig.val_rank_playlists,
-                    help="the trainer's val_rank_playlists (default: its default)")
+    ap.add_argument(
+        "--playlists",
+        type=int,
+        default=TrainConfig.val_rank_playlists,
+        help="the trainer's val_rank_playlists (default: its default)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="the trainer's seed")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -45,14 +50,23 @@ def main(argv=None) -> int:
         t1 = time.perf_counter()
         scorers, _ = ranking_methods.build_scorers(catalogue, a.run, [method], device)
         sums = dict.fromkeys(RANK_METRICS, 0.0)
-        for _, _, values in metrics_per_batch(ranking.held, scorers[method], None, ranking.track_artist, K, 256,
-                                              1 << 17, device, ranking.allowed):
+        for _, _, values in metrics_per_batch(
+            ranking.held, scorers[method], None, ranking.track_artist, K, 256, 1 << 17, device, ranking.allowed
+        ):
             for m in RANK_METRICS:
                 sums[m] += float(values[m].sum())
-        print(json.dumps({"method": method, "playlists": len(ranking),
-                          **{f"val_{m}": round(sums[m] / len(ranking), 4) for m in RANK_METRICS},
-                          "seconds": round(time.perf_counter() - t1, 1),
-                          "total_seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "method": method,
+                    "playlists": len(ranking),
+                    **{f"val_{m}": round(sums[m] / len(ranking), 4) for m in RANK_METRICS},
+                    "seconds": round(time.perf_counter() - t1, 1),
+                    "total_seconds": round(time.perf_counter() - t0, 1),
+                }
+            ),
+            flush=True,
+        )
         del scorers
         gc.collect()
     return 0

@@ -14,6 +14,7 @@ split's title-only playlists, the same question. ``--titled`` leaves out the pla
 title normalises to nothing (half of the real dev set's, which has no names for pids 37-999):
 every model ranks those by popularity alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ def grams(title: str, unit: str) -> set[str]:
             out.add(w)
         else:
             w = f" {w} "
-            out.update(w[i:i + n] for n in (3, 4, 5) for i in range(max(1, len(w) - n + 1)))
+            out.update(w[i : i + n] for n in (3, 4, 5) for i in range(max(1, len(w) - n + 1)))
     return out
 
 
@@ -50,8 +51,16 @@ class TitleNeighbours:
     ``grams``), scaled to a maximum of 1; ``smooth`` mixes in the tracks that co-occur with those
     (one playlist-track-playlist step); plus ``lam`` × popularity (scaled to 1)."""
 
-    def __init__(self, edges: sp.csr_matrix, titles: list[str], popularity: np.ndarray, unit: str,
-                 alpha: float = 2.0, lam: float = 0.2, smooth: float = 0.0):
+    def __init__(
+        self,
+        edges: sp.csr_matrix,
+        titles: list[str],
+        popularity: np.ndarray,
+        unit: str,
+        alpha: float = 2.0,
+        lam: float = 0.2,
+        smooth: float = 0.0,
+    ):
         self.unit, self.alpha, self.lam, self.smooth = unit, alpha, lam, smooth
         rows = np.flatnonzero((np.diff(edges.indptr) > 0) & np.array([bool(t) for t in titles]))
         self.edges = edges[rows].astype(np.float32)
@@ -95,11 +104,14 @@ MODELS = {  # (train edges, visible edges, titles, popularity, track names) -> s
     "exact_train": lambda train, visible, titles, pop, names: TitleModel(train, titles, pop),
     "exact_visible": lambda train, visible, titles, pop, names: TitleModel(visible, titles, pop),
     "names": lambda train, visible, titles, pop, names: TitleModel(visible, titles, pop, names),
-    "exact_visible+popularity":
-        lambda train, visible, titles, pop, names: TitleNeighbours(visible, titles, pop, "exact", 1, 1.0),
+    "exact_visible+popularity": lambda train, visible, titles, pop, names: TitleNeighbours(
+        visible, titles, pop, "exact", 1, 1.0
+    ),
     "words": lambda train, visible, titles, pop, names: TitleNeighbours(visible, titles, pop, "words"),
     "chars": lambda train, visible, titles, pop, names: TitleNeighbours(visible, titles, pop, "chars"),
-    "chars+smooth": lambda train, visible, titles, pop, names: TitleNeighbours(visible, titles, pop, "chars", 2, 0.05, 0.6),
+    "chars+smooth": lambda train, visible, titles, pop, names: TitleNeighbours(
+        visible, titles, pop, "chars", 2, 0.05, 0.6
+    ),
 }
 
 
@@ -115,7 +127,9 @@ def main(argv=None) -> None:
     p.add_argument("--split", default=contract.SPLIT_VAL, choices=(contract.SPLIT_VAL, contract.SPLIT_TEST))
     p.add_argument("--as-title-only", action="store_true", help="every playlist of the split, by its title alone")
     p.add_argument("--titled", action="store_true", help="only the playlists whose title has words")
-    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, the first the reference: {list(MODELS)}")
+    p.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma-separated, the first the reference: {list(MODELS)}"
+    )
     args = p.parse_args(argv)
     names = args.models.split(",")
     unknown = [m for m in names if m not in MODELS]

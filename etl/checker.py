@@ -16,6 +16,7 @@ Usage::
 
     python -m etl.checker DIR_OR_FILES...     # exit 0 if clean, 1 with findings, 2 on bad input
 """
+
 from __future__ import annotations
 
 import re
@@ -193,7 +194,10 @@ def check_playlist(p: dict, file: str | None = None) -> list[Finding]:
         if p["num_albums"] != len(albums):
             bad(RULE_NUM_ALBUMS, f"num_albums is {p['num_albums']}, the tracks have {len(albums)} distinct album URIs")
         if p["num_artists"] != len(artists):
-            bad(RULE_NUM_ARTISTS, f"num_artists is {p['num_artists']}, the tracks have {len(artists)} distinct artist URIs")
+            bad(
+                RULE_NUM_ARTISTS,
+                f"num_artists is {p['num_artists']}, the tracks have {len(artists)} distinct artist URIs",
+            )
         if p["duration_ms"] != duration:
             bad(RULE_DURATION, f"duration_ms is {p['duration_ms']}, the tracks sum to {duration}")
         if len(artists) < MIN_ARTISTS:
@@ -277,8 +281,9 @@ class CatalogueConsistency:
         pid = p.get("pid")
         if _is_int(pid):
             if pid in self._pids:
-                self._conflict(RULE_DUPLICATE_PID, ("pid", pid),
-                               f"pid {pid} already appeared in {self._pids[pid]}", pid, file)
+                self._conflict(
+                    RULE_DUPLICATE_PID, ("pid", pid), f"pid {pid} already appeared in {self._pids[pid]}", pid, file
+                )
             else:
                 self._pids[pid] = file
         for t in p.get("tracks", ()) if isinstance(p.get("tracks"), list) else ():
@@ -293,8 +298,10 @@ class CatalogueConsistency:
             meta = (t["album_uri"], t["artist_uri"], t["duration_ms"])
             seen_t = self._track.setdefault(t["track_uri"], (meta, pid, file))
             if seen_t[0] != meta:
-                msg = (f"{t['track_uri']} has album/artist/duration {meta} here but {seen_t[0]} "
-                       f"in pid {seen_t[1]} ({seen_t[2]})")
+                msg = (
+                    f"{t['track_uri']} has album/artist/duration {meta} here but {seen_t[0]} "
+                    f"in pid {seen_t[1]} ({seen_t[2]})"
+                )
                 self._conflict(RULE_TRACK_METADATA, (t["track_uri"], meta), msg, pid, file)
 
     def add_slice(self, obj, path: str | None = None) -> None:

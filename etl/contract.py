@@ -13,6 +13,7 @@ Layout of a graph dir::
 Ids are dense int64 ``0..N-1`` per node type; a node table row's id is its row's identity, and
 the node tables double as the id maps (uri/pid <-> id).
 """
+
 from __future__ import annotations
 
 import json
@@ -138,8 +139,16 @@ EDGE_TYPES = (
 # manifest's ``feature_stats``); booleans count as 0/1.
 FEATURE_COLUMNS: dict[str, tuple[str, ...]] = {
     "playlist": (
-        "num_followers", "collaborative", "num_edits", "num_tracks", "num_albums",
-        "num_artists", "duration_ms", "deg_track", "hop2_walks", "hop2_reach",
+        "num_followers",
+        "collaborative",
+        "num_edits",
+        "num_tracks",
+        "num_albums",
+        "num_artists",
+        "duration_ms",
+        "deg_track",
+        "hop2_walks",
+        "hop2_reach",
     ),
     "track": ("duration_ms", "deg_playlist", "hop2_walks", "hop2_reach"),
     "album": ("deg_track", "hop2_walks", "hop2_reach"),
@@ -148,17 +157,17 @@ FEATURE_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # Keys every manifest.json carries (the ETL may add more).
 MANIFEST_KEYS = (
-    "schema_version",   # int, == SCHEMA_VERSION
-    "created_at",       # ISO 8601 UTC
-    "input",            # {"files": [{"path", "size"}], "skipped_files": [...]}
-    "counts",           # {table: rows} for every table in TABLES, plus input entry counts
-    "dropped",          # {reason: {"count": n, "examples": [...]}}
-    "validation",       # {rule: {"count": n, "examples": [pid, ...]}}
-    "split",            # {"seed", "num_val", "num_test", "categories": {name: count}}
-    "hop2",             # {"mode": "exact"|"hll"|"off", "relative_error": float|None}
-    "feature_stats",    # {node type: {column: {"mean", "std"}}} of log1p(value)
-    "timings",          # {stage: seconds}
-    "spark",            # {"version", "master", "conf": {...}}
+    "schema_version",  # int, == SCHEMA_VERSION
+    "created_at",  # ISO 8601 UTC
+    "input",  # {"files": [{"path", "size"}], "skipped_files": [...]}
+    "counts",  # {table: rows} for every table in TABLES, plus input entry counts
+    "dropped",  # {reason: {"count": n, "examples": [...]}}
+    "validation",  # {rule: {"count": n, "examples": [pid, ...]}}
+    "split",  # {"seed", "num_val", "num_test", "categories": {name: count}}
+    "hop2",  # {"mode": "exact"|"hll"|"off", "relative_error": float|None}
+    "feature_stats",  # {node type: {column: {"mean", "std"}}} of log1p(value)
+    "timings",  # {stage: seconds}
+    "spark",  # {"version", "master", "conf": {...}}
 )
 
 
@@ -182,8 +191,7 @@ def check_columns(table: str, actual: dict[str, str]) -> None:
             problems.append(f"column {column} is {actual[column]}, contract says {dtype}")
     if problems:
         raise ContractError(
-            f"{table}: {'; '.join(problems)}; found columns {sorted(actual)}"
-            f" (schema version {SCHEMA_VERSION})"
+            f"{table}: {'; '.join(problems)}; found columns {sorted(actual)} (schema version {SCHEMA_VERSION})"
         )
 
 

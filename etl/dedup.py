@@ -3,6 +3,7 @@
 Each step returns what it keeps and, where rows leave, a *drops* DataFrame with the common
 schema ``reason, example, playlists, entries`` so the job can account for every input row.
 """
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -35,13 +36,17 @@ def split_mistyped(records: DataFrame, entries) -> tuple[DataFrame, DataFrame]:
     n = F.size("mistyped")
     fields = F.concat(
         F.array_join(F.slice("mistyped", 1, MAX_FIELDS_SHOWN), ", "),
-        F.when(n > MAX_FIELDS_SHOWN, F.format_string(" and %d more", n - MAX_FIELDS_SHOWN)).otherwise(""))
+        F.when(n > MAX_FIELDS_SHOWN, F.format_string(" and %d more", n - MAX_FIELDS_SHOWN)).otherwise(""),
+    )
     example = F.concat(
-        F.col("input_file"), F.lit("#"), F.col("playlist_index").cast("string"),
+        F.col("input_file"),
+        F.lit("#"),
+        F.col("playlist_index").cast("string"),
         F.when(F.col("pid").isNotNull(), F.format_string(" (pid %d)", F.col("pid"))).otherwise(""),
-        F.lit(": "), fields)
-    return (records.where(~bad).drop("mistyped"),
-            drops(records.where(bad), RULE_FIELD_TYPE, example, 1, entries))
+        F.lit(": "),
+        fields,
+    )
+    return (records.where(~bad).drop("mistyped"), drops(records.where(bad), RULE_FIELD_TYPE, example, 1, entries))
 
 
 def split_missing_pid(records: DataFrame, entries) -> tuple[DataFrame, DataFrame]:
@@ -60,8 +65,7 @@ def split_duplicate_pids(records: DataFrame, entries) -> tuple[DataFrame, DataFr
     where = ["input_file", "playlist_index"]
     first = Window.partitionBy("pid").orderBy(*where)
     losers = (
-        records.select("pid", *where).withColumn("_rank", F.row_number().over(first))
-        .where("_rank > 1").select(*where)
+        records.select("pid", *where).withColumn("_rank", F.row_number().over(first)).where("_rank > 1").select(*where)
     )
     kept = records.join(F.broadcast(losers), where, "left_anti")
     dup = records.join(F.broadcast(losers), where, "left_semi")
@@ -104,9 +108,11 @@ def dedup_entries(entries: DataFrame, keep=lambda df: df) -> tuple[DataFrame, Da
     so the joins on pid that follow (roles, playlist ids) leave them where they are. ``keep``
     (e.g. a persist) is applied to the grouped entries, which both results read.
     """
-    grouped = keep(entries.repartition("pid").groupBy("pid", "track_uri").agg(
-        F.min("pos").alias("pos"), F.count(F.lit(1)).alias("_n")
-    ))
+    grouped = keep(
+        entries.repartition("pid")
+        .groupBy("pid", "track_uri")
+        .agg(F.min("pos").alias("pos"), F.count(F.lit(1)).alias("_n"))
+    )
     dup = grouped.where("_n > 1")
     dropped = dup.select(
         F.lit("duplicate_entry").alias("reason"),

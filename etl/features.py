@@ -13,6 +13,7 @@ edge from the input changes no feature of any node (see tests/test_etl_leakage.p
   HyperLogLog estimates (``lgConfigK`` 12: relative standard error 1.04 / 2**6 = 1.6%); every
   other term is exact, so the relative error of the sum is at most that of those terms.
 """
+
 import math
 from contextlib import contextmanager
 from decimal import Decimal
@@ -49,8 +50,10 @@ def _two_step(paths, key: str, mode: str) -> DataFrame:
             p = left.join(right, "v").select("k", "o")
             pairs = p if pairs is None else pairs.unionByName(p)
         return (
-            pairs.groupBy("k", "o").agg(F.count(F.lit(1)).alias("n"))
-            .groupBy("k").agg(F.sum("n").alias("walks"), F.count(F.lit(1)).alias("ends"))
+            pairs.groupBy("k", "o")
+            .agg(F.count(F.lit(1)).alias("n"))
+            .groupBy("k")
+            .agg(F.sum("n").alias("walks"), F.count(F.lit(1)).alias("ends"))
             .withColumnRenamed("k", key)
         )
     # A sketch is up to 4 KiB (dense, lgConfigK 12) and a popular ``v`` sits on tens of
@@ -68,7 +71,8 @@ def _two_step(paths, key: str, mode: str) -> DataFrame:
         left = lf if left is None else left.unionByName(lf)
         right = rt if right is None else right.unionByName(rt)
     sketches = right.groupBy("v").agg(
-        F.hll_sketch_agg("o", HLL_LG_CONFIG_K).alias("sk"), F.count(F.lit(1)).alias("deg"))
+        F.hll_sketch_agg("o", HLL_LG_CONFIG_K).alias("sk"), F.count(F.lit(1)).alias("deg")
+    )
     return (
         left.repartition(int(left.sparkSession.conf.get("spark.sql.shuffle.partitions")), "k")
         .join(F.broadcast(sketches), "v")
@@ -113,8 +117,12 @@ def _renamed(df: DataFrame, **names: str) -> DataFrame:
 
 
 def with_structural_features(
-    playlists: DataFrame, tracks: DataFrame, albums: DataFrame, artists: DataFrame,
-    edges: DataFrame, hop2: str,
+    playlists: DataFrame,
+    tracks: DataFrame,
+    albums: DataFrame,
+    artists: DataFrame,
+    edges: DataFrame,
+    hop2: str,
 ) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
     """Add ``deg_*``, ``hop2_walks`` and ``hop2_reach`` to the four node tables.
 
@@ -132,7 +140,8 @@ def with_structural_features(
     # one-hop terms; its two count-distincts are exact in every mode.
     per_playlist = (
         pt.join(tracks.select("track_id", "album_id", "artist_id", "duration_ms"), "track_id")
-        .groupBy("playlist_id").agg(
+        .groupBy("playlist_id")
+        .agg(
             F.count(F.lit(1)).alias("deg_track"),
             F.count_distinct("album_id").alias("visible_albums"),
             F.count_distinct("artist_id").alias("visible_artists"),
@@ -158,55 +167,96 @@ def with_structural_features(
     # term below is a path count from _two_step, or a degree where every v has one such o (a
     # visible track has one album and one artist; an album's or artist's tracks lead back to it).
     # Reach: two-hop sets split by node type; types never collide, so reach is a sum of counts.
-    co_playlists = _renamed(_two_step(
-        [(_kv(pt, "playlist_id", "track_id"), _vo(pt, "track_id", "playlist_id"))], "playlist_id", hop2,
-    ), walks="w_p", ends="n_p2")
-    co_tracks = _renamed(_two_step(
-        [
-            (_kv(pt, "track_id", "playlist_id"), _vo(pt, "playlist_id", "track_id")),
-            (_kv(links, "track_id", "album_id"), _vo(links, "album_id", "track_id")),
-            (_kv(links, "track_id", "artist_id"), _vo(links, "artist_id", "track_id")),
-        ],
-        "track_id", hop2,
-    ), walks="hop2_walks", ends="n_t2")
-    al_playlists = _renamed(_two_step(
-        [(_kv(links, "album_id", "track_id"), _vo(pt, "track_id", "playlist_id"))], "album_id", "exact",
-    ), walks="w_p", ends="n_p")
-    al_artists = _renamed(_two_step(
-        [(_kv(links, "album_id", "track_id"), _vo(links, "track_id", "artist_id"))], "album_id", "exact",
-    ).drop("walks"), ends="n_ar")
-    ar_playlists = _renamed(_two_step(
-        [(_kv(links, "artist_id", "track_id"), _vo(pt, "track_id", "playlist_id"))], "artist_id", "exact",
-    ), walks="w_p", ends="n_p")
-    ar_albums = _renamed(_two_step(
-        [(_kv(links, "artist_id", "track_id"), _vo(links, "track_id", "album_id"))], "artist_id", "exact",
-    ).drop("walks"), ends="n_al")
+    co_playlists = _renamed(
+        _two_step(
+            [(_kv(pt, "playlist_id", "track_id"), _vo(pt, "track_id", "playlist_id"))],
+            "playlist_id",
+            hop2,
+        ),
+        walks="w_p",
+        ends="n_p2",
+    )
+    co_tracks = _renamed(
+        _two_step(
+            [
+                (_kv(pt, "track_id", "playlist_id"), _vo(pt, "playlist_id", "track_id")),
+                (_kv(links, "track_id", "album_id"), _vo(links, "album_id", "track_id")),
+                (_kv(links, "track_id", "artist_id"), _vo(links, "artist_id", "track_id")),
+            ],
+            "track_id",
+            hop2,
+        ),
+        walks="hop2_walks",
+        ends="n_t2",
+    )
+    al_playlists = _renamed(
+        _two_step(
+            [(_kv(links, "album_id", "track_id"), _vo(pt, "track_id", "playlist_id"))],
+            "album_id",
+            "exact",
+        ),
+        walks="w_p",
+        ends="n_p",
+    )
+    al_artists = _renamed(
+        _two_step(
+            [(_kv(links, "album_id", "track_id"), _vo(links, "track_id", "artist_id"))],
+            "album_id",
+            "exact",
+        ).drop("walks"),
+        ends="n_ar",
+    )
+    ar_playlists = _renamed(
+        _two_step(
+            [(_kv(links, "artist_id", "track_id"), _vo(pt, "track_id", "playlist_id"))],
+            "artist_id",
+            "exact",
+        ),
+        walks="w_p",
+        ends="n_p",
+    )
+    ar_albums = _renamed(
+        _two_step(
+            [(_kv(links, "artist_id", "track_id"), _vo(links, "track_id", "album_id"))],
+            "artist_id",
+            "exact",
+        ).drop("walks"),
+        ends="n_al",
+    )
 
     playlists = (
         playlists.join(co_playlists, "playlist_id", "left")
         .withColumn("hop2_walks", _zero("w_p") + 2 * F.col("deg_track"))
         # The playlist itself is among its co-playlists as soon as it has a visible track.
-        .withColumn("hop2_reach", F.col("deg_track") + F.col("visible_albums") + F.col("visible_artists")
-                    + F.greatest(_zero("n_p2"), F.lit(1)))
+        .withColumn(
+            "hop2_reach",
+            F.col("deg_track")
+            + F.col("visible_albums")
+            + F.col("visible_artists")
+            + F.greatest(_zero("n_p2"), F.lit(1)),
+        )
         .drop("w_p", "n_p2")
     )
     tracks = (
         tracks.join(co_tracks, "track_id", "left")
         .withColumn("hop2_walks", _zero("hop2_walks"))
         # A visible track reaches its album and artist, and itself among its co-tracks.
-        .withColumn("hop2_reach", F.when(F.col("deg_playlist") > 0,
-                                         F.col("deg_playlist") + 2 + _zero("n_t2")).otherwise(1)
-                    .cast("long"))
+        .withColumn(
+            "hop2_reach",
+            F.when(F.col("deg_playlist") > 0, F.col("deg_playlist") + 2 + _zero("n_t2")).otherwise(1).cast("long"),
+        )
         .drop("n_t2")
     )
     albums = (
-        albums.join(al_playlists, "album_id", "left").join(al_artists, "album_id", "left")
+        albums.join(al_playlists, "album_id", "left")
+        .join(al_artists, "album_id", "left")
         .withColumn("hop2_walks", _zero("w_p") + 2 * F.col("deg_track"))
         .withColumn("hop2_reach", 1 + F.col("deg_track") + _zero("n_p") + _zero("n_ar"))
         .drop("w_p", "n_p", "n_ar")
     )
     artists = (
-        artists.join(ar_playlists, "artist_id", "left").join(ar_albums, "artist_id", "left")
+        artists.join(ar_playlists, "artist_id", "left")
+        .join(ar_albums, "artist_id", "left")
         .withColumn("hop2_walks", _zero("w_p") + 2 * F.col("deg_track"))
         .withColumn("hop2_reach", 1 + F.col("deg_track") + _zero("n_p") + _zero("n_al"))
         .drop("w_p", "n_p", "n_al")
@@ -239,8 +289,11 @@ def feature_stats(df: DataFrame, columns) -> dict:
     aggs = [F.count(F.lit(1)).alias("__n")]
     for c in columns:
         x = F.log1p(F.col(c).cast("double"))
-        aggs += [F.sum(x.cast(exact)).alias(f"{c}__s"), F.sum((x * x).cast(exact)).alias(f"{c}__q"),
-                 F.count(x).alias(f"{c}__n")]
+        aggs += [
+            F.sum(x.cast(exact)).alias(f"{c}__s"),
+            F.sum((x * x).cast(exact)).alias(f"{c}__q"),
+            F.count(x).alias(f"{c}__n"),
+        ]
     row = df.agg(*aggs).first()
     out = {}
     for c in columns:

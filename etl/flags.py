@@ -1,6 +1,7 @@
 """Flag types every command shares (the ETL's and the trainer's): each number is checked as
 argparse reads it, so a bad one is refused with the flag's name in one line (exit 2) before any
 work starts."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,7 @@ _MEMORY = re.compile(r"^[1-9][0-9]*[kmgt]?$", re.IGNORECASE)
 
 def _at_least(convert, minimum, kind: str) -> Callable[[str], float]:
     """An argparse type: ``convert(text)``, finite and at least ``minimum``."""
+
     def parse(text: str):
         try:
             value = convert(text)
@@ -21,6 +23,7 @@ def _at_least(convert, minimum, kind: str) -> Callable[[str], float]:
         if not math.isfinite(value) or value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
         return value
+
     parse.__name__ = f"{kind} >= {minimum:g}"
     return parse
 

@@ -1,4 +1,5 @@
 """Flatten parsed MPD slices: one row per playlist record, then one row per track entry."""
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -18,22 +19,39 @@ def playlist_records(slices: DataFrame) -> DataFrame:
     of the wrong JSON type (``pid``, ``tracks[3].pos``; ``playlist`` or ``tracks[3]`` for one
     that is not an object), empty for a well-typed record.
     """
-    parsed = slices.select(
-        F.col("_metadata.file_path").alias("input_file"),
-        F.col(CORRUPT_RECORD).isNotNull().alias("bad_file"),
-        F.col("info"),
-        F.posexplode_outer("playlists").alias("playlist_index", "raw"),
-    ).select(
-        "input_file", "bad_file", "info", "playlist_index", "raw",
-        F.from_json("raw", PLAYLIST_SHALLOW).alias("p"),
-    ).select(
-        "input_file", "bad_file", "info", "playlist_index", "raw",
-        *[F.col(f"p.{f}").alias(f) for f in PLAYLIST_FIELDS],
-        F.col("p.tracks").alias(RAW_TRACKS),
-        F.transform("p.tracks", lambda t: F.from_json(t, TRACK)).alias("tracks"),
+    parsed = (
+        slices.select(
+            F.col("_metadata.file_path").alias("input_file"),
+            F.col(CORRUPT_RECORD).isNotNull().alias("bad_file"),
+            F.col("info"),
+            F.posexplode_outer("playlists").alias("playlist_index", "raw"),
+        )
+        .select(
+            "input_file",
+            "bad_file",
+            "info",
+            "playlist_index",
+            "raw",
+            F.from_json("raw", PLAYLIST_SHALLOW).alias("p"),
+        )
+        .select(
+            "input_file",
+            "bad_file",
+            "info",
+            "playlist_index",
+            "raw",
+            *[F.col(f"p.{f}").alias(f) for f in PLAYLIST_FIELDS],
+            F.col("p.tracks").alias(RAW_TRACKS),
+            F.transform("p.tracks", lambda t: F.from_json(t, TRACK)).alias("tracks"),
+        )
     )
     return parsed.select(
-        "input_file", "bad_file", "info", "playlist_index", *PLAYLIST_FIELDS, "tracks",
+        "input_file",
+        "bad_file",
+        "info",
+        "playlist_index",
+        *PLAYLIST_FIELDS,
+        "tracks",
         _mistyped(F.col("raw"), F.col(RAW_TRACKS)).alias("mistyped"),
     )
 
@@ -44,21 +62,28 @@ def _not_object(raw: Column) -> Column:
 
 def _mistyped_in(raw: Column, parsed, fields: list[str], prefix: Column) -> list[Column]:
     # Null after the parse, yet present and not null in the text: the value had another type.
-    return [F.when(parsed(f).isNull() & F.get_json_object(raw, f"$.{f}").isNotNull(),
-                   F.concat(prefix, F.lit(f))) for f in fields]
+    return [
+        F.when(parsed(f).isNull() & F.get_json_object(raw, f"$.{f}").isNotNull(), F.concat(prefix, F.lit(f)))
+        for f in fields
+    ]
 
 
 def _mistyped(raw: Column, raw_tracks: Column) -> Column:
     """The mistyped fields of a record, from its JSON text and its tracks' (see playlist_records)."""
-    playlist = [F.when(_not_object(raw), F.lit("playlist")),
-                *_mistyped_in(raw, lambda f: F.col(f if f != "tracks" else RAW_TRACKS),
-                              typed_fields(PLAYLIST_SHALLOW), F.lit(""))]
+    playlist = [
+        F.when(_not_object(raw), F.lit("playlist")),
+        *_mistyped_in(
+            raw, lambda f: F.col(f if f != "tracks" else RAW_TRACKS), typed_fields(PLAYLIST_SHALLOW), F.lit("")
+        ),
+    ]
 
     def track(t: Column, i: Column) -> Column:
         where = F.concat(F.lit("tracks["), i.cast("string"), F.lit("]"))
         raw_t = F.element_at(raw_tracks, i + 1)
-        return F.array(F.when(_not_object(raw_t), where),
-                       *_mistyped_in(raw_t, lambda f: t[f], typed_fields(TRACK), F.concat(where, F.lit("."))))
+        return F.array(
+            F.when(_not_object(raw_t), where),
+            *_mistyped_in(raw_t, lambda f: t[f], typed_fields(TRACK), F.concat(where, F.lit("."))),
+        )
 
     tracks = F.flatten(F.transform(F.col("tracks"), track))
     both = F.concat(F.array(*playlist), F.coalesce(tracks, F.array().cast("array<string>")))
@@ -71,9 +96,7 @@ def track_entries(playlists: DataFrame) -> DataFrame:
     ``track_index`` is the entry's index in the record's list; ``pos`` falls back to it when the
     record has none (the checker reports pos != index separately).
     """
-    return playlists.select(
-        "pid", F.posexplode("tracks").alias("track_index", "t")
-    ).select(
+    return playlists.select("pid", F.posexplode("tracks").alias("track_index", "t")).select(
         "pid",
         "track_index",
         F.coalesce(F.col("t.pos"), F.col("track_index")).alias("pos"),

@@ -6,6 +6,7 @@ constant), so ranking needs only a window partitioned by bucket plus a small tab
 offsets: it scales with the data and does not depend on partitioning, on the number of
 executors or on any sampling, unlike ``monotonically_increasing_id`` or range partitioning.
 """
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -35,9 +36,7 @@ def with_dense_ids(df: DataFrame, key: str, id_column: str, bucket: Column) -> D
         .withColumn(
             "_offset",
             F.coalesce(
-                F.sum("_size").over(
-                    Window.orderBy("_bucket").rowsBetween(Window.unboundedPreceding, -1)
-                ),
+                F.sum("_size").over(Window.orderBy("_bucket").rowsBetween(Window.unboundedPreceding, -1)),
                 F.lit(0),
             ),
         )

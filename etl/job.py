@@ -1,8 +1,9 @@
 """The ETL's command: MPD JSON slices -> Parquet graph dir (``etl.pipeline.build_graph_dir``).
 
-    python -m etl.job --input DATA_DIR_OR_GLOB --output GRAPH_DIR [--hop2 exact|hll|off|auto]
-    spark-submit --py-files etl.zip etl/job.py --input hdfs:///mpd/data --output hdfs:///graph
+python -m etl.job --input DATA_DIR_OR_GLOB --output GRAPH_DIR [--hop2 exact|hll|off|auto]
+spark-submit --py-files etl.zip etl/job.py --input hdfs:///mpd/data --output hdfs:///graph
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,35 +54,51 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         build_graph_dir(args, spark_session(args))
     except (KeyboardInterrupt, Terminated, Exception) as e:
         if isinstance(e, KeyboardInterrupt) or STOP.is_set():  # a cancelled job fails with a Py4J error
-            what, code = ("interrupted (Ctrl-C)", 130) if isinstance(e, KeyboardInterrupt) else ("terminated (SIGTERM)", 143)
+            what, code = (
+                ("interrupted (Ctrl-C)", 130) if isinstance(e, KeyboardInterrupt) else ("terminated (SIGTERM)", 143)
+            )
             log.error("%s: stopped; nothing was published and the staging dir of %s is removed", what, args.output)
             return code
-        if isinstance(e, (BadInputError, storage.OutputExistsError, storage.InputError, storage.OutputError,
-                          storage.Locked, RuntimeMissing)):
+        if isinstance(
+            e,
+            (
+                BadInputError,
+                storage.OutputExistsError,
+                storage.InputError,
+                storage.OutputError,
+                storage.Locked,
+                RuntimeMissing,
+            ),
+        ):
             log.error("%s", e)
             return 2
         # Otherwise buried in a Py4J trace of hundreds of lines; the temporary output is gone.
         if storage.no_space_left(e):
-            log.error("no space left on device while writing %s or Spark's scratch files (spark.local.dir, "
-                      "SPARK_LOCAL_DIRS): nothing was published; free space there, or choose other places", args.output)
+            log.error(
+                "no space left on device while writing %s or Spark's scratch files (spark.local.dir, "
+                "SPARK_LOCAL_DIRS): nothing was published; free space there, or choose other places",
+                args.output,
+            )
         elif said := session.out_of_memory(e):
-            log.error("the Spark driver ran out of memory (%s): nothing was published; raise --driver-memory "
-                      "(now %s; spark.driver.memory under spark-submit)", said, args.driver_memory)
+            log.error(
+                "the Spark driver ran out of memory (%s): nothing was published; raise --driver-memory "
+                "(now %s; spark.driver.memory under spark-submit)",
+                said,
+                args.driver_memory,
+            )
         else:
             raise
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
-
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Assemble ``manifest.json`` (pure: plain values in, a dict out) and check the accounting."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -8,9 +9,16 @@ import re
 from etl.contract import MANIFEST_KEYS, SCHEMA_VERSION, check_manifest
 
 # Spark conf keys worth recording; anything that may hold a credential is left out.
-_CONF_PREFIXES = ("spark.master", "spark.app.name", "spark.driver.memory", "spark.executor.",
-                  "spark.sql.shuffle.partitions", "spark.sql.adaptive.", "spark.default.parallelism",
-                  "spark.submit.deployMode")
+_CONF_PREFIXES = (
+    "spark.master",
+    "spark.app.name",
+    "spark.driver.memory",
+    "spark.executor.",
+    "spark.sql.shuffle.partitions",
+    "spark.sql.adaptive.",
+    "spark.default.parallelism",
+    "spark.submit.deployMode",
+)
 _SECRET = re.compile(r"secret|password|token|credential|key", re.IGNORECASE)
 
 
@@ -19,8 +27,11 @@ class AccountingError(AssertionError):
 
 
 def spark_conf_subset(conf: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in sorted(conf.items())
-            if k.startswith(_CONF_PREFIXES) and not _SECRET.search(k) and "JavaOptions" not in k}
+    return {
+        k: v
+        for k, v in sorted(conf.items())
+        if k.startswith(_CONF_PREFIXES) and not _SECRET.search(k) and "JavaOptions" not in k
+    }
 
 
 def check_accounting(counts: dict, dropped: dict) -> None:

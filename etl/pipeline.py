@@ -4,6 +4,7 @@
 Only this module reads or writes; every step between is a DataFrame -> DataFrame function.
 The graph dir appears atomically: it is written to ``<output>.tmp-<uuid>`` and renamed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,18 +48,21 @@ FAILED_READ = re.compile(r"Encountered error while reading file (\S+?)\.?\s+SQLS
 BASE = "_base"  # scratch dir inside the temporary output, removed before the rename
 
 
-
 class BadInputError(ValueError):
     """An input file is not a readable MPD slice."""
 
 
-def _parse(spark: SparkSession, files: list[tuple[str, int]], keep, input_path: str, skip_bad_files: bool,
-           hop2: str) -> tuple[DataFrame, dict, list[str], dict[str, str]]:
+def _parse(
+    spark: SparkSession, files: list[tuple[str, int]], keep, input_path: str, skip_bad_files: bool, hop2: str
+) -> tuple[DataFrame, dict, list[str], dict[str, str]]:
     """The slices' playlist records (the good ones), the input counts, the bad files and why each
     of the first few is bad; one pass over the records decides all of it."""
     slices = (
-        spark.read.schema(SLICE).option("multiLine", True).option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT_RECORD).json([f for f, _ in files])
+        spark.read.schema(SLICE)
+        .option("multiLine", True)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT_RECORD)
+        .json([f for f, _ in files])
     )
     records = keep(slices.transform(playlist_records))
     # One pass over the records: bad files, input counts and the checker's rules.
@@ -78,8 +82,10 @@ def _parse(spark: SparkSession, files: list[tuple[str, int]], keep, input_path: 
         # so --skip-bad-files cannot pass over it.
         f = unreadable.group(1)
         why = slice_files.why_not_a_slice(storage.read_bytes(spark, f), f)
-        raise BadInputError(f"{f}: not a valid MPD slice ({why}); "
-                            "Spark cannot read past it, even with --skip-bad-files: replace or remove it") from None
+        raise BadInputError(
+            f"{f}: not a valid MPD slice ({why}); "
+            "Spark cannot read past it, even with --skip-bad-files: replace or remove it"
+        ) from None
     bad_files = list(summary.bad)
     # Spark only says a file is corrupt; the driver reads the first few to say where.
     why = {f: slice_files.why_not_a_slice(storage.read_bytes(spark, f), f) for f in bad_files[:MAX_DIAGNOSED]}
@@ -90,13 +96,21 @@ def _parse(spark: SparkSession, files: list[tuple[str, int]], keep, input_path: 
             "fix or remove it, or pass --skip-bad-files"
         )
     if hop2 == "exact" and (summary.longest or 0) > checker.MAX_TRACKS:
-        log.warning("a playlist of %d tracks (the MPD keeps at most %d): the exact 2-hop join grows with the "
-                    "square of a playlist's length; --hop2 hll bounds it", summary.longest, checker.MAX_TRACKS)
-    counts = {"input_files": len(files) - len(bad_files),
-              "input_playlists": int(summary.playlists), "input_entries": int(summary.entries or 0)}
+        log.warning(
+            "a playlist of %d tracks (the MPD keeps at most %d): the exact 2-hop join grows with the "
+            "square of a playlist's length; --hop2 hll bounds it",
+            summary.longest,
+            checker.MAX_TRACKS,
+        )
+    counts = {
+        "input_files": len(files) - len(bad_files),
+        "input_playlists": int(summary.playlists),
+        "input_entries": int(summary.entries or 0),
+    }
     if counts["input_playlists"] == 0:
         raise storage.InputError(f"no playlists in the input {input_path!r} ({len(files)} files)")
     return records.where(good), counts, bad_files, why
+
 
 def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None) -> dict:
     """Run the job; return the manifest written with the graph dir."""
@@ -134,9 +148,14 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         with stages("list input"):
             files = storage.list_slices(spark, args.input)
             total_bytes = storage.json_bytes(files)
-            log.info("%d slice files, %.1f MiB of JSON%s", len(files), total_bytes / 2**20,
-                     " (compressed files counted at their estimated JSON size)"
-                     if any(f.endswith(".gz") for f, _ in files) else "")
+            log.info(
+                "%d slice files, %.1f MiB of JSON%s",
+                len(files),
+                total_bytes / 2**20,
+                " (compressed files counted at their estimated JSON size)"
+                if any(f.endswith(".gz") for f, _ in files)
+                else "",
+            )
             storage.check_free_disk(spark, output, total_bytes)
         partitions = args.shuffle_partitions or max(
             spark.sparkContext.defaultParallelism, math.ceil(total_bytes / options.BYTES_PER_SHUFFLE_PARTITION)
@@ -186,9 +205,14 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
             holdout = holdout_table(spark, playlists, args.seed, categories, num_val, num_test)
             playlists = keep(playlists.transform(lambda df: with_split(df, holdout)))
             # Not persisted: the write below is the edges' only reader.
-            edges = playlist_track_edges(with_roles(
-                unique_entries, playlists.select("pid", "playlist_id", "split", "seed_category"), args.seed,
-            ), tracks)
+            edges = playlist_track_edges(
+                with_roles(
+                    unique_entries,
+                    playlists.select("pid", "playlist_id", "split", "seed_category"),
+                    args.seed,
+                ),
+                tracks,
+            )
             held = holdout.groupBy("seed_category", "split").count().collect()
 
         # Edge tables are final now; node tables go to a scratch dir first. Reading them back
@@ -216,7 +240,12 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         with stages("features"):
             edges = written["edges/playlist_track"]
             playlists, *others = features.with_structural_features(
-                base["playlist"], base["track"], base["album"], base["artist"], edges, hop2,
+                base["playlist"],
+                base["track"],
+                base["album"],
+                base["artist"],
+                edges,
+                hop2,
             )
             featured = [features.with_visible_playlist_attributes(playlists), *others]
 
@@ -226,29 +255,39 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
             storage.delete(spark, f"{tmp}/{BASE}")
 
         with stages("stats"):
-            stats = {t: features.feature_stats(written[f"nodes/{t}"], cols)
-                     for t, cols in contract.FEATURE_COLUMNS.items()}
+            stats = {
+                t: features.feature_stats(written[f"nodes/{t}"], cols) for t, cols in contract.FEATURE_COLUMNS.items()
+            }
             manifest.check_accounting(counts, dropped)
 
         validation.update(validate.catalogue_findings(conflicts, dropped, bad_files))
         sc = spark.sparkContext
         result = manifest.build(
-            input={"path": args.input, "files": [{"path": f, "size": s} for f, s in files
-                                                 if f not in bad_files],
-                   "skipped_files": [{"path": f, "reason": why.get(f, "does not parse as an MPD slice")}
-                                     for f in bad_files]},
+            input={
+                "path": args.input,
+                "files": [{"path": f, "size": s} for f, s in files if f not in bad_files],
+                "skipped_files": [
+                    {"path": f, "reason": why.get(f, "does not parse as an MPD slice")} for f in bad_files
+                ],
+            },
             counts=counts,
             dropped=dropped,
             validation=validation,
             split=split_record(held, categories, counts["nodes/playlist"], num_val, num_test, args.seed),
-            hop2={"mode": hop2,
-                  "relative_error": {"exact": 0.0, "hll": features.HLL_RELATIVE_ERROR, "off": None}[hop2],
-                  "hll_lg_config_k": features.HLL_LG_CONFIG_K if hop2 == "hll" else None},
+            hop2={
+                "mode": hop2,
+                "relative_error": {"exact": 0.0, "hll": features.HLL_RELATIVE_ERROR, "off": None}[hop2],
+                "hll_lg_config_k": features.HLL_LG_CONFIG_K if hop2 == "hll" else None,
+            },
             feature_stats=stats,
             timings=stages.seconds,
-            spark={"version": spark.version, "master": sc.master,
-                   "conf": manifest.spark_conf_subset(dict(sc.getConf().getAll())
-                                                      | {"spark.sql.shuffle.partitions": str(partitions)})},
+            spark={
+                "version": spark.version,
+                "master": sc.master,
+                "conf": manifest.spark_conf_subset(
+                    dict(sc.getConf().getAll()) | {"spark.sql.shuffle.partitions": str(partitions)}
+                ),
+            },
             conflicts=conflicts,
             options={k: v for k, v in vars(args).items() if k not in ("input", "output")},
         )
@@ -257,8 +296,14 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         log.info("wrote %s: %s", output, {t: counts[t] for t in contract.TABLES})
         for reason, d in dropped.items():  # the console is what a user reads, not the manifest
             if d["count"]:
-                log.warning("dropped %s: %d playlist(s), %d track entries; e.g. %s (manifest.json: dropped.%s)",
-                            reason, d["playlists"], d["entries"], ", ".join(map(str, d["examples"][:3])), reason)
+                log.warning(
+                    "dropped %s: %d playlist(s), %d track entries; e.g. %s (manifest.json: dropped.%s)",
+                    reason,
+                    d["playlists"],
+                    d["entries"],
+                    ", ".join(map(str, d["examples"][:3])),
+                    reason,
+                )
         return result
     finally:
         # Stopped mid-job (Ctrl-C, SIGTERM, an error): no task may write into tmp after it goes.

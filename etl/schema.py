@@ -9,6 +9,7 @@ on its own (:data:`PLAYLIST_SHALLOW`, then :data:`TRACK` per track): read with t
 wrongly typed value (``"pid": "1000"``) made the whole file unparseable. Parsed alone, the
 record's mistyped fields come out null, and etl/flatten.py names them.
 """
+
 from pyspark.sql.types import (
     ArrayType,
     LongType,

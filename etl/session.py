@@ -1,5 +1,6 @@
 """The Spark session the job runs in, the runtime it needs (Java, Spark) checked first, and its
 running out of memory told from its errors."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,28 +31,32 @@ def require_spark_runtime() -> None:
     if spark_home and not os.access(os.path.join(spark_home, "bin", "spark-submit"), os.X_OK):
         raise RuntimeMissing(
             f"SPARK_HOME={spark_home} has no bin/spark-submit: unset SPARK_HOME to use the pyspark "
-            "package's own Spark, or point it at a Spark installation")
+            "package's own Spark, or point it at a Spark installation"
+        )
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
         java = os.path.join(java_home, "bin", "java")
         if not os.access(java, os.X_OK):
             raise RuntimeMissing(
                 f"JAVA_HOME={java_home} has no bin/java, and Spark runs the java of JAVA_HOME before any on "
-                f"PATH: point JAVA_HOME at a Java {MIN_JAVA} installation, or unset it")
+                f"PATH: point JAVA_HOME at a Java {MIN_JAVA} installation, or unset it"
+            )
         where = f"JAVA_HOME={java_home}"
     else:
         java = shutil.which("java")
         if not java:
             raise RuntimeMissing(
                 f"Java not found (no java on PATH, JAVA_HOME unset): Spark needs Java {MIN_JAVA}; install it "
-                "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+                "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+            )
         where = f"{java} (first on PATH, JAVA_HOME unset)"
     version = java_version(java)
     if version is None or version < MIN_JAVA:
         said = "an unreadable version" if version is None else f"Java {version}"
         raise RuntimeMissing(
             f"{where} is {said}; Spark {SPARK_MAJOR} needs Java {MIN_JAVA} or newer: set JAVA_HOME to a Java "
-            f"{MIN_JAVA}+ installation (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
+            f"{MIN_JAVA}+ installation (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)"
+        )
 
 
 def java_version(java: str) -> int | None:
@@ -88,8 +93,11 @@ def spark_session(args: argparse.Namespace) -> SparkSession:
     # Spark's progress bar redraws itself with carriage returns: on a terminal it is progress, in a
     # log file megabytes of one line (the stages' own start and end lines say the same there).
     progress = "true" if sys.stderr.isatty() else "false"
-    for key, value in (("spark.driver.maxResultSize", "2g"), ("spark.sql.broadcastTimeout", "3600"),
-                       ("spark.ui.showConsoleProgress", progress)):
+    for key, value in (
+        ("spark.driver.maxResultSize", "2g"),
+        ("spark.sql.broadcastTimeout", "3600"),
+        ("spark.ui.showConsoleProgress", progress),
+    ):
         if given is None or not given.contains(key):
             builder = builder.config(key, value)
     return (

@@ -1,6 +1,7 @@
 """MPD slice files: their names (``mpd.slice.A-B.json``, or ``.json.gz``), their bytes (gunzipped
 when compressed) and their JSON, with errors that say where a file stops being readable. The
 record rules a parsed slice must meet are etl/checker.py's."""
+
 from __future__ import annotations
 
 import gzip
@@ -53,8 +54,9 @@ def parse_slice(data: bytes):
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"byte 0x{data[e.start]:02x} at offset {e.start} (line {line}) is not UTF-8, "
-                         "which JSON requires") from None
+        raise ValueError(
+            f"byte 0x{data[e.start]:02x} at offset {e.start} (line {line}) is not UTF-8, which JSON requires"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -5,6 +5,7 @@ the split is the same whatever the partitioning or the master. Categories are fi
 first (highest ``min_tracks``), each taking the eligible playlists with the smallest draws;
 a category that cannot fill its equal share leaves the rest to the categories after it.
 """
+
 import logging
 from dataclasses import dataclass
 
@@ -77,8 +78,12 @@ def choose_holdout(
 
 
 def holdout_table(
-    spark: SparkSession, playlists: DataFrame, seed: int, categories: list[SeedCategory],
-    num_val: int, num_test: int,
+    spark: SparkSession,
+    playlists: DataFrame,
+    seed: int,
+    categories: list[SeedCategory],
+    num_val: int,
+    num_test: int,
 ) -> DataFrame:
     """(pid, split, seed_category) for the held-out playlists.
 
@@ -90,8 +95,12 @@ def holdout_table(
     tiers = sorted({c.min_tracks for c in categories})
     top = None
     for min_tracks in tiers:
-        t = (drawn.where(F.col("num_tracks") >= min_tracks).orderBy("_draw", "pid").limit(limit)
-             .select(F.lit(min_tracks).alias("tier"), "pid", "_draw"))
+        t = (
+            drawn.where(F.col("num_tracks") >= min_tracks)
+            .orderBy("_draw", "pid")
+            .limit(limit)
+            .select(F.lit(min_tracks).alias("tier"), "pid", "_draw")
+        )
         top = t if top is None else top.unionByName(t)
     candidates: dict[int, list[int]] = {t: [] for t in tiers}
     for r in sorted(top.collect(), key=lambda r: (r.tier, r._draw, r.pid)):  # one job, any order
@@ -105,9 +114,8 @@ def holdout_table(
 
 def with_split(playlists: DataFrame, holdout: DataFrame) -> DataFrame:
     """Playlists + ``split`` and ``seed_category`` (null for train)."""
-    return (
-        playlists.join(F.broadcast(holdout), "pid", "left")
-        .withColumn("split", F.coalesce(F.col("split"), F.lit(SPLIT_TRAIN)))
+    return playlists.join(F.broadcast(holdout), "pid", "left").withColumn(
+        "split", F.coalesce(F.col("split"), F.lit(SPLIT_TRAIN))
     )
 
 
@@ -122,10 +130,8 @@ def with_roles(entries: DataFrame, playlists: DataFrame, seed: int) -> DataFrame
     tagged = entries.join(playlists, "pid")
     train = tagged.where(F.col("split") == SPLIT_TRAIN).withColumn("role", F.lit(ROLE_TRAIN))
     held = tagged.where(F.col("split") != SPLIT_TRAIN)
-    num_seeds = F.create_map(*[x for c in SEED_CATEGORY_BY_NAME.values()
-                               for x in (F.lit(c.name), F.lit(c.num_seeds))])
-    randomised = F.create_map(*[x for c in SEED_CATEGORY_BY_NAME.values()
-                                for x in (F.lit(c.name), F.lit(c.random))])
+    num_seeds = F.create_map(*[x for c in SEED_CATEGORY_BY_NAME.values() for x in (F.lit(c.name), F.lit(c.num_seeds))])
+    randomised = F.create_map(*[x for c in SEED_CATEGORY_BY_NAME.values() for x in (F.lit(c.name), F.lit(c.random))])
     order_key = F.when(randomised[F.col("seed_category")], entry_draw(seed)).otherwise(F.lit(0))
     rank = F.row_number().over(Window.partitionBy("pid").orderBy(order_key, F.col("pos")))
     held = held.withColumn(
@@ -144,12 +150,21 @@ def split_record(held: list, categories: list, n_playlists: int, num_val: int, n
     n_val = sum(v["val"] for v in by_category.values())
     n_test = sum(v["test"] for v in by_category.values())
     if n_val + n_test > n_playlists // 4:
-        log.warning("%d of %d playlists are held out (val %d, test %d): few are left to train on; "
-                    "--num-val and --num-test set the sizes", n_val + n_test, n_playlists, n_val, n_test)
-    return {"seed": seed, "num_val": n_val, "num_test": n_test,
-            "requested": {"num_val": num_val, "num_test": num_test},
-            "categories": {k: v["val"] + v["test"] for k, v in by_category.items()},
-            "categories_by_split": by_category,
-            "sizes": {SPLIT_TRAIN: n_playlists - n_val - n_test,
-                      SPLIT_VAL: n_val, SPLIT_TEST: n_test},
-            "hash": "xxhash64(seed, pid); random seeds: xxhash64(seed, pid, pos)"}
+        log.warning(
+            "%d of %d playlists are held out (val %d, test %d): few are left to train on; "
+            "--num-val and --num-test set the sizes",
+            n_val + n_test,
+            n_playlists,
+            n_val,
+            n_test,
+        )
+    return {
+        "seed": seed,
+        "num_val": n_val,
+        "num_test": n_test,
+        "requested": {"num_val": num_val, "num_test": num_test},
+        "categories": {k: v["val"] + v["test"] for k, v in by_category.items()},
+        "categories_by_split": by_category,
+        "sizes": {SPLIT_TRAIN: n_playlists - n_val - n_test, SPLIT_VAL: n_val, SPLIT_TEST: n_test},
+        "hash": "xxhash64(seed, pid); random seeds: xxhash64(seed, pid, pos)",
+    }

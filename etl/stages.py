@@ -1,5 +1,6 @@
 """Per-stage progress on stderr and timings for the manifest; a stop asked for (SIGTERM) is
 honoured at the next stage boundary."""
+
 import logging
 import threading
 import time

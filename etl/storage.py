@@ -1,5 +1,6 @@
 """File-system operations through Hadoop's FileSystem API, so that every URL Spark can read
 (file://, hdfs://, s3a://, gs://, abfs://...) works the same, with the cluster's credentials."""
+
 from __future__ import annotations
 
 import errno
@@ -114,7 +115,8 @@ def check_free_disk(spark: SparkSession, output: str, json_size: int) -> None:
             raise NotEnoughDisk(
                 f"not enough free disk: {_size(json_size)} of JSON needs about {' and '.join(whats)}, "
                 f"{_size(free)} free on that disk; free space there, or point SPARK_LOCAL_DIRS "
-                "(spark.local.dir) or --output at a larger disk (gzip-compressed input takes a sixth of the room)")
+                "(spark.local.dir) or --output at a larger disk (gzip-compressed input takes a sixth of the room)"
+            )
 
 
 def _size(n: float) -> str:
@@ -169,8 +171,12 @@ def clear_stale_temps(spark: SparkSession, output: str, own_temp: str) -> None:
     for path in stale:
         delete(spark, path)
     if stale:
-        log.warning("removed %d temporary dir(s) of %s left by runs that did not finish: %s", len(stale), output,
-                    ", ".join(stale))
+        log.warning(
+            "removed %d temporary dir(s) of %s left by runs that did not finish: %s",
+            len(stale),
+            output,
+            ", ".join(stale),
+        )
 
 
 def refuse_existing(spark: SparkSession, output: str, overwrite: bool) -> None:
@@ -183,8 +189,9 @@ def publish(spark: SparkSession, tmp: str, output: str, overwrite: bool) -> None
     by something that ignores the lock) is replaced only with ``overwrite``."""
     if exists(spark, output):
         if not overwrite:
-            raise OutputExistsError(f"output {output} appeared while this job ran; it is not replaced "
-                                    "without --overwrite")
+            raise OutputExistsError(
+                f"output {output} appeared while this job ran; it is not replaced without --overwrite"
+            )
         old = f"{output}.old-{uuid.uuid4().hex}"
         rename(spark, output, old)
         rename(spark, tmp, output)
@@ -237,16 +244,21 @@ def lock(spark: SparkSession, output: str, command: str) -> str:
     have no exclusive create, so there it guards against mistakes rather than races."""
     path = f"{output}.lock"
     fs, jpath = _fs(spark, path)
-    me = {"pid": os.getpid(), "host": socket.gethostname(),
-          "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command,
+    }
     while True:
         try:
             out = fs.create(jpath, False)  # overwrite=False: FileAlreadyExistsException if held
         except Py4JJavaError as e:
             java = e.java_exception
             if not fs.exists(jpath):  # not a held lock: the place itself is unusable
-                raise OutputError(f"cannot create {path}: {java.getClass().getSimpleName()}: "
-                                  f"{java.getMessage()}") from None
+                raise OutputError(
+                    f"cannot create {path}: {java.getClass().getSimpleName()}: {java.getMessage()}"
+                ) from None
             try:
                 holder = json.loads(read_text(spark, path))
             except (Py4JJavaError, ValueError):  # being written this instant, or half written
@@ -254,10 +266,12 @@ def lock(spark: SparkSession, output: str, command: str) -> str:
             if holder.get("host") == me["host"] and holder.get("pid") and not _alive(int(holder["pid"])):
                 fs.delete(jpath, False)  # its job is gone
                 continue
-            raise Locked(f"output {output} is being written by another job: {holder.get('command', '?')} "
-                         f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
-                         f"{holder.get('since', '?')}); wait for it to end, or remove {path} if that job "
-                         "is gone") from None
+            raise Locked(
+                f"output {output} is being written by another job: {holder.get('command', '?')} "
+                f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
+                f"{holder.get('since', '?')}); wait for it to end, or remove {path} if that job "
+                "is gone"
+            ) from None
         try:
             out.write(bytearray(json.dumps(me).encode()))
         finally:

@@ -1,4 +1,5 @@
 """Node and edge tables (with dense ids) from deduplicated playlist records and track entries."""
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -7,8 +8,15 @@ from etl.dedup import entities
 from etl.ids import pid_bucket, uri_bucket, with_dense_ids
 
 PLAYLIST_ATTRIBUTES = (
-    "name", "num_followers", "collaborative", "num_edits", "modified_at", "num_tracks",
-    "num_albums", "num_artists", "duration_ms",
+    "name",
+    "num_followers",
+    "collaborative",
+    "num_edits",
+    "modified_at",
+    "num_tracks",
+    "num_albums",
+    "num_artists",
+    "duration_ms",
 )
 
 
@@ -20,7 +28,9 @@ def playlist_nodes(records: DataFrame) -> DataFrame:
             *[c for c in PLAYLIST_ATTRIBUTES if c != "collaborative"],
             (F.lower(F.col("collaborative")) == "true").alias("collaborative"),
         ),
-        "pid", "playlist_id", pid_bucket(),
+        "pid",
+        "playlist_id",
+        pid_bucket(),
     )
 
 
@@ -39,7 +49,9 @@ def catalogue_rows(entries: DataFrame) -> DataFrame:
 def album_nodes(entries: DataFrame) -> DataFrame:
     """album_id, album_uri, album_name, conflict (the attribute a URI disagreed on, or null)."""
     return with_dense_ids(
-        entities(entries, "album_uri", ["album_name"]), "album_uri", "album_id",
+        entities(entries, "album_uri", ["album_name"]),
+        "album_uri",
+        "album_id",
         uri_bucket("album_uri", "spotify:album:"),
     )
 
@@ -47,7 +59,9 @@ def album_nodes(entries: DataFrame) -> DataFrame:
 def artist_nodes(entries: DataFrame) -> DataFrame:
     """artist_id, artist_uri, artist_name, conflict."""
     return with_dense_ids(
-        entities(entries, "artist_uri", ["artist_name"]), "artist_uri", "artist_id",
+        entities(entries, "artist_uri", ["artist_name"]),
+        "artist_uri",
+        "artist_id",
         uri_bucket("artist_uri", "spotify:artist:"),
     )
 
@@ -56,7 +70,9 @@ def track_nodes(entries: DataFrame, albums: DataFrame, artists: DataFrame) -> Da
     """track_id, track_uri, track_name, duration_ms, album_id, artist_id, conflict."""
     tracks = with_dense_ids(
         entities(entries, "track_uri", ["track_name", "duration_ms", "album_uri", "artist_uri"]),
-        "track_uri", "track_id", uri_bucket("track_uri", "spotify:track:"),
+        "track_uri",
+        "track_id",
+        uri_bucket("track_uri", "spotify:track:"),
     )
     return (
         tracks.join(albums.select("album_uri", "album_id"), "album_uri")
@@ -72,15 +88,21 @@ def playlist_track_edges(entries: DataFrame, tracks: DataFrame) -> DataFrame:
 
 def contract_frame(df: DataFrame, table: str) -> DataFrame:
     """The contract's columns, in its order and dtypes, rows sorted by key within each file."""
-    cols = [F.col(c).cast({"int64": "long", "string": "string", "bool": "boolean",
-                           "double": "double"}[t]).alias(c)
-            for c, t in contract.TABLES[table].items()]
+    cols = [
+        F.col(c).cast({"int64": "long", "string": "string", "bool": "boolean", "double": "double"}[t]).alias(c)
+        for c, t in contract.TABLES[table].items()
+    ]
     key = ["playlist_id", "pos"] if table == "edges/playlist_track" else [next(iter(contract.TABLES[table]))]
     return df.select(*cols).sortWithinPartitions(*key)
 
 
-_ARROW_NAMES = {"LongType()": "int64", "StringType()": "string", "BooleanType()": "bool",
-                 "DoubleType()": "double", "IntegerType()": "int32"}
+_ARROW_NAMES = {
+    "LongType()": "int64",
+    "StringType()": "string",
+    "BooleanType()": "bool",
+    "DoubleType()": "double",
+    "IntegerType()": "int32",
+}
 
 
 def arrow_dtypes(df: DataFrame) -> dict[str, str]:

@@ -11,6 +11,7 @@ dropped one by one; a string field takes any value's text), duplicate pids (drop
 catalogue consistency (``uri_name``, ``track_metadata``: from the entity tables). Not evaluated:
 ``unknown_field`` (the explicit schema reads only the MPD's fields).
 """
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -37,15 +38,20 @@ def _distinct(name: str) -> Column:
 def violations() -> dict[str, Column]:
     """Checker rule name -> Column, true where a playlist record breaks that rule."""
     n = F.size(_tracks())
-    duration = F.aggregate(_field("duration_ms"), F.lit(0).cast("long"),
-                           lambda acc, d: acc + F.coalesce(d, F.lit(0).cast("long")))
+    duration = F.aggregate(
+        _field("duration_ms"), F.lit(0).cast("long"), lambda acc, d: acc + F.coalesce(d, F.lit(0).cast("long"))
+    )
     missing = [F.col(c).isNull() for c in REQUIRED_PLAYLIST_FIELDS if c in PLAYLIST_FIELDS]
     missing.append(F.col("tracks").isNull())
-    missing.append(F.exists(_tracks(), lambda t: F.exists(
-        F.array(*[t[f].isNull() for f in TRACK_FIELDS]), lambda x: x)))
-    uri_bad = F.exists(_tracks(), lambda t: F.exists(
-        F.array(*[~t[f"{k}_uri"].rlike(checker.URI_REGEX[k]) for k in checker.URI_KINDS]),
-        lambda x: x))
+    missing.append(
+        F.exists(_tracks(), lambda t: F.exists(F.array(*[t[f].isNull() for f in TRACK_FIELDS]), lambda x: x))
+    )
+    uri_bad = F.exists(
+        _tracks(),
+        lambda t: F.exists(
+            F.array(*[~t[f"{k}_uri"].rlike(checker.URI_REGEX[k]) for k in checker.URI_KINDS]), lambda x: x
+        ),
+    )
     rules = {
         checker.RULE_REQUIRED_FIELD: F.exists(F.array(*missing), lambda x: x),
         checker.RULE_COLLABORATIVE: ~F.col("collaborative").isin("true", "false"),
@@ -59,8 +65,7 @@ def violations() -> dict[str, Column]:
         checker.RULE_MIN_FOLLOWERS: F.col("num_followers") < checker.MIN_FOLLOWERS,
         checker.RULE_POS: F.exists(F.transform(_tracks(), lambda t, i: t["pos"] != i), lambda x: x),
         checker.RULE_MODIFIED_MIDNIGHT: F.col("modified_at") % checker.SECONDS_PER_DAY != 0,
-        checker.RULE_MODIFIED_RANGE: ~F.col("modified_at").between(
-            checker.MIN_MODIFIED_AT, checker.MAX_MODIFIED_AT),
+        checker.RULE_MODIFIED_RANGE: ~F.col("modified_at").between(checker.MIN_MODIFIED_AT, checker.MAX_MODIFIED_AT),
         checker.RULE_URI_FORMAT: uri_bad,
     }
     # A comparison with a missing value is null: that record counts under required_field only.
@@ -72,8 +77,11 @@ def findings(records: DataFrame) -> DataFrame:
     aggs = []
     for rule, broken in violations().items():
         aggs.append(F.sum(broken.cast("long")).alias(f"{rule}__count"))
-        aggs.append(F.slice(F.array_sort(F.collect_set(F.when(broken, F.col("pid")))), 1, MAX_EXAMPLES)
-                    .alias(f"{rule}__examples"))
+        aggs.append(
+            F.slice(F.array_sort(F.collect_set(F.when(broken, F.col("pid")))), 1, MAX_EXAMPLES).alias(
+                f"{rule}__examples"
+            )
+        )
     return records.agg(*aggs)
 
 
@@ -104,14 +112,18 @@ def file_findings(records: DataFrame) -> DataFrame:
     expected = F.coalesce(F.last("pid", ignorenulls=True).over(before) + 1, first)
     pid_bad = first.isNotNull() & F.col("pid").isNotNull() & ((F.col("pid") != expected) | (F.col("pid") > last))
     flagged = records.select(
-        name.alias("file"), "pid",
+        name.alias("file"),
+        "pid",
         F.coalesce(info_bad, F.lit(False)).alias(checker.RULE_SLICE_INFO),
         F.coalesce(name_bad, F.lit(False)).alias(checker.RULE_SLICE_NAME),
         F.coalesce(pid_bad, F.lit(False)).alias(checker.RULE_PID_SEQUENCE),
     )
     aggs = []
-    for rule, unit in ((checker.RULE_SLICE_INFO, "file"), (checker.RULE_SLICE_NAME, "file"),
-                       (checker.RULE_PID_SEQUENCE, "pid")):
+    for rule, unit in (
+        (checker.RULE_SLICE_INFO, "file"),
+        (checker.RULE_SLICE_NAME, "file"),
+        (checker.RULE_PID_SEQUENCE, "pid"),
+    ):
         hit = F.when(F.col(rule), F.col(unit))
         aggs.append((F.count_distinct(hit) if unit == "file" else F.count(hit)).alias(f"{rule}__count"))
         aggs.append(F.slice(F.array_sort(F.collect_set(hit)), 1, MAX_EXAMPLES).alias(f"{rule}__examples"))
@@ -122,29 +134,41 @@ def findings_dict(row) -> dict:
     """The manifest's ``validation`` entries from the row :func:`findings` or
     :func:`file_findings` returned."""
     row = row.asDict()
-    return {r: {"count": int(row[f"{r}__count"] or 0), "examples": list(row[f"{r}__examples"] or [])}
-            for r in (*violations(), *FILE_RULES) if f"{r}__count" in row}
+    return {
+        r: {"count": int(row[f"{r}__count"] or 0), "examples": list(row[f"{r}__examples"] or [])}
+        for r in (*violations(), *FILE_RULES)
+        if f"{r}__count" in row
+    }
 
 
 # --- what other stages found, as findings -------------------------------------------------------
 def drop_summary(drops: DataFrame) -> dict:
     """{reason: {"count", "playlists", "entries", "examples"}} from the union of drop rows."""
-    totals = drops.groupBy("reason").agg(
-        F.sum("playlists").alias("playlists"), F.sum("entries").alias("entries"),
-        F.count(F.lit(1)).alias("rows"),
-    ).collect()
-    first = drops.select(
-        "reason", "example",
-        F.row_number().over(
-            Window.partitionBy("reason").orderBy("example")
-        ).alias("_n"),
-    ).where(F.col("_n") <= MAX_DROP_EXAMPLES).collect()
+    totals = (
+        drops.groupBy("reason")
+        .agg(
+            F.sum("playlists").alias("playlists"),
+            F.sum("entries").alias("entries"),
+            F.count(F.lit(1)).alias("rows"),
+        )
+        .collect()
+    )
+    first = (
+        drops.select(
+            "reason",
+            "example",
+            F.row_number().over(Window.partitionBy("reason").orderBy("example")).alias("_n"),
+        )
+        .where(F.col("_n") <= MAX_DROP_EXAMPLES)
+        .collect()
+    )
     out = {}
     for r in sorted(totals, key=lambda r: r.reason):
         # A dropped record counts as one; a dropped entry as one; count = input rows lost.
         out[r.reason] = {
             "count": int(r.playlists if r.playlists else r.entries),
-            "playlists": int(r.playlists), "entries": int(r.entries),
+            "playlists": int(r.playlists),
+            "entries": int(r.entries),
             "examples": sorted(x.example for x in first if x.reason == r.reason),
         }
     return out
@@ -155,12 +179,17 @@ def conflicts(nodes: dict[str, DataFrame]) -> dict:
     union = None
     for kind, df in nodes.items():
         part = df.where(F.col("conflict").isNotNull()).select(
-            F.lit(kind).alias("kind"), "conflict", F.col(f"{kind}_uri").alias("uri"))
+            F.lit(kind).alias("kind"), "conflict", F.col(f"{kind}_uri").alias("uri")
+        )
         union = part if union is None else union.unionByName(part)
-    rows = union.groupBy("kind", "conflict").agg(
-        F.count(F.lit(1)).alias("n"),
-        F.slice(F.array_sort(F.collect_list("uri")), 1, MAX_DROP_EXAMPLES).alias("examples"),
-    ).collect()
+    rows = (
+        union.groupBy("kind", "conflict")
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.slice(F.array_sort(F.collect_list("uri")), 1, MAX_DROP_EXAMPLES).alias("examples"),
+        )
+        .collect()
+    )
     out: dict = {kind: {} for kind in nodes}
     for r in rows:
         out[r.kind][r.conflict] = {"count": int(r.n), "examples": list(r.examples)}
@@ -169,10 +198,13 @@ def conflicts(nodes: dict[str, DataFrame]) -> dict:
 
 def catalogue_findings(conflicts: dict, dropped: dict, bad_files: list[str]) -> dict:
     """The checker's file, pid and catalogue rules, from what the other stages found."""
+
     def merged(pick):
         found = [(k, v) for kind in conflicts.values() for k, v in kind.items() if pick(k)]
-        return {"count": sum(v["count"] for _, v in found),
-                "examples": sorted(x for _, v in found for x in v["examples"])[:MAX_DROP_EXAMPLES]}
+        return {
+            "count": sum(v["count"] for _, v in found),
+            "examples": sorted(x for _, v in found for x in v["examples"])[:MAX_DROP_EXAMPLES],
+        }
 
     names = ("track_name", "album_name", "artist_name")
     dup = dropped.get(checker.RULE_DUPLICATE_PID, {"count": 0, "examples": []})

@@ -1,4 +1,5 @@
 """Shared fixtures: one local Spark session for every Spark test in the run."""
+
 import os
 
 import pytest
@@ -61,8 +62,9 @@ def pytest_collection_modifyitems(config, items):
 
     if pyg_typing.WITH_TORCH_SPARSE:
         return
-    skip = pytest.mark.skip(reason="torch-sparse is not installed (pip install -e '.[pyg-sparse]', "
-                                   "or `make install-pyg-sparse`)")
+    skip = pytest.mark.skip(
+        reason="torch-sparse is not installed (pip install -e '.[pyg-sparse]', or `make install-pyg-sparse`)"
+    )
     for item in items:
         if "pyg_sparse" in item.keywords:
             item.add_marker(skip)

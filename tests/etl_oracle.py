@@ -1,4 +1,5 @@
 """An independent, pure-Python/networkx reading of MPD slices and graph dirs, for ETL tests."""
+
 from __future__ import annotations
 
 import glob

@@ -6,6 +6,7 @@ hundred playlists: there, most of the MPD's long tail is tracks seen once, so no
 anything a test could check. Benchmarks use the calibrated generator (``python -m etl.synth
 --graph-dir``), whose popularity head is the MPD's.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,7 +82,8 @@ def toy_mpd(num_playlists: int, seed: int = 0, tracks_per_genre: int = 600) -> C
         track_uri=[f"spotify:track:synth{t:08d}" for t in used],
         track_name=[f"track {t}" for t in used],
         track_duration=rng.integers(90_000, 400_000, len(used)),
-        track_album=track_album[used], track_artist=track_artist[used],
+        track_album=track_album[used],
+        track_artist=track_artist[used],
         album_uri=[f"spotify:album:synth{a:07d}" for a in range(num_albums)],
         album_name=[f"album {a}" for a in range(num_albums)],
         artist_uri=[f"spotify:artist:synth{a:06d}" for a in range(num_artists)],
@@ -89,8 +91,13 @@ def toy_mpd(num_playlists: int, seed: int = 0, tracks_per_genre: int = 600) -> C
     )
 
 
-def toy_holdout(cat: ColumnarMPD, num_val: int, num_test: int, seed: int = 0,
-                   categories: tuple[str, ...] = ("first_5", "first_10", "random_25", "title_only")):
+def toy_holdout(
+    cat: ColumnarMPD,
+    num_val: int,
+    num_test: int,
+    seed: int = 0,
+    categories: tuple[str, ...] = ("first_5", "first_10", "random_25", "title_only"),
+):
     """Deterministically pick val/test playlists and their seed categories."""
     rng = np.random.default_rng(seed)
     length = np.bincount(cat.entry_playlist, minlength=len(cat.pid))
@@ -116,8 +123,14 @@ def sample_graph_dir(root: str, num_val: int = 4, num_test: int = 4, seed: int =
     return write_graph_dir(root, cat, split, category, seed)
 
 
-def toy_graph_dir(root: str, num_playlists: int, seed: int = 0, holdout: float = 0.05,
-                  tracks_per_genre: int = 600, hidden_only: int = 0) -> str:
+def toy_graph_dir(
+    root: str,
+    num_playlists: int,
+    seed: int = 0,
+    holdout: float = 0.05,
+    tracks_per_genre: int = 600,
+    hidden_only: int = 0,
+) -> str:
     """Graph dir of ``num_playlists`` generated playlists, ``holdout`` of them val and as many test;
     ``hidden_only``: that many extra tracks that occur only after the seeds of held-out playlists."""
     cat = toy_mpd(num_playlists, seed, tracks_per_genre)

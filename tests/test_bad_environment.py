@@ -1,4 +1,5 @@
 """A broken environment fails early with a message that says how to fix it."""
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,12 @@ def _without_java_env(tmp_path):
 def test_etl_without_java_says_what_to_install(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "etl.job", "--input", str(tmp_path), "--output", str(tmp_path / "g")],
-        cwd=REPO, env=_without_java_env(tmp_path), capture_output=True, text=True, timeout=120)
+        cwd=REPO,
+        env=_without_java_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "Java" in done.stderr and "openjdk-17" in done.stderr
     assert not (tmp_path / "g").exists()
@@ -51,21 +57,36 @@ def test_etl_checks_java_home_and_spark_home_as_spark_uses_them(tmp_path):
     """java on PATH does not help when JAVA_HOME names a folder without it: Spark runs JAVA_HOME's."""
     (tmp_path / "jdk").mkdir()
     cmd = [sys.executable, "-m", "etl.job", "--input", str(tmp_path), "--output", str(tmp_path / "g")]
-    done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "JAVA_HOME": str(tmp_path / "jdk")},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env={**os.environ, "JAVA_HOME": str(tmp_path / "jdk")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert f"JAVA_HOME={tmp_path}/jdk has no bin/java" in done.stderr and "Traceback" not in done.stderr
-    done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "SPARK_HOME": str(tmp_path / "spark")},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env={**os.environ, "SPARK_HOME": str(tmp_path / "spark")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert f"SPARK_HOME={tmp_path}/spark has no bin/spark-submit" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "g").exists()
 
 
-@pytest.mark.parametrize("said, where", [
-    ('openjdk version "11.0.22" 2024-01-16', "PATH"),
-    ('java version "1.8.0_392"', "JAVA_HOME"),
-])
+@pytest.mark.parametrize(
+    "said, where",
+    [
+        ('openjdk version "11.0.22" 2024-01-16', "PATH"),
+        ('java version "1.8.0_392"', "JAVA_HOME"),
+    ],
+)
 def test_etl_names_a_java_older_than_spark_needs(tmp_path, said, where):
     # A java that reports an old version (as `java -version` does, on stderr), first on PATH or
     # as JAVA_HOME's: named with its version before Spark tries to start a JVM with it.
@@ -78,8 +99,14 @@ def test_etl_names_a_java_older_than_spark_needs(tmp_path, said, where):
         env["PATH"] = f"{jdk}:{env['PATH']}"
     else:
         env["JAVA_HOME"] = str(jdk.parent)
-    done = subprocess.run([sys.executable, "-m", "etl.job", "--input", str(tmp_path), "--output", str(tmp_path / "g")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "etl.job", "--input", str(tmp_path), "--output", str(tmp_path / "g")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     version = 11 if where == "PATH" else 8
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"is Java {version}; Spark 4 needs Java 17 or newer" in done.stderr
@@ -87,23 +114,34 @@ def test_etl_names_a_java_older_than_spark_needs(tmp_path, said, where):
 
 
 def test_demo_with_missing_mpd_dir(tmp_path):
-    done = subprocess.run(["bash", "launch/demo.sh"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "MPD_DIR": str(tmp_path / "nope"), "PY": sys.executable,
-                               "DEMO_DIR": str(tmp_path / "demo")}, timeout=60)
+    done = subprocess.run(
+        ["bash", "launch/demo.sh"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MPD_DIR": str(tmp_path / "nope"), "PY": sys.executable, "DEMO_DIR": str(tmp_path / "demo")},
+        timeout=60,
+    )
     assert done.returncode == 2
     assert f"MPD_DIR={tmp_path / 'nope'} is not a directory" in done.stderr
 
 
-@pytest.mark.parametrize("command, flags, named", [
-    ("trainer.evaluate", ["--batch-size", "0"], "--batch-size: must be >= 1, got 0"),
-    ("trainer.evaluate", ["--max-playlists", "-3"], "--max-playlists: must be >= 0, got -3"),
-    ("trainer.evaluate", ["--itemknn-beta", "nan"], "--itemknn-beta: must be >= 0, got nan"),
-    ("trainer.embed", ["--batch-size", "-1"], "--batch-size: must be >= 1, got -1"),
-    ("trainer.recommend", ["-k", "0", "--pid", "1"], "-k: must be >= 1, got 0"),
-    ("trainer.rerank", ["--folds", "1"], "--folds: must be >= 2, got 1"),
-    ("trainer.submit", ["--fold-in-steps", "-2", "--challenge", "c", "--out", "o", "--team", "t", "--email", "e"],
-     "--fold-in-steps: must be >= 0, got -2"),
-])
+@pytest.mark.parametrize(
+    "command, flags, named",
+    [
+        ("trainer.evaluate", ["--batch-size", "0"], "--batch-size: must be >= 1, got 0"),
+        ("trainer.evaluate", ["--max-playlists", "-3"], "--max-playlists: must be >= 0, got -3"),
+        ("trainer.evaluate", ["--itemknn-beta", "nan"], "--itemknn-beta: must be >= 0, got nan"),
+        ("trainer.embed", ["--batch-size", "-1"], "--batch-size: must be >= 1, got -1"),
+        ("trainer.recommend", ["-k", "0", "--pid", "1"], "-k: must be >= 1, got 0"),
+        ("trainer.rerank", ["--folds", "1"], "--folds: must be >= 2, got 1"),
+        (
+            "trainer.submit",
+            ["--fold-in-steps", "-2", "--challenge", "c", "--out", "o", "--team", "t", "--email", "e"],
+            "--fold-in-steps: must be >= 0, got -2",
+        ),
+    ],
+)
 def test_a_numeric_flag_out_of_range_is_one_line_before_any_work(command, flags, named, capsys):
     import importlib
 
@@ -115,17 +153,23 @@ def test_a_numeric_flag_out_of_range_is_one_line_before_any_work(command, flags,
     assert err[-1].endswith(f"error: argument {named}") and "Traceback" not in "\n".join(err)
 
 
-@pytest.mark.parametrize("command, flags, named", [
-    ("etl.job", ["--num-val", "-1"], "--num-val: must be >= 0, got -1"),
-    ("etl.job", ["--shuffle-partitions", "0"], "--shuffle-partitions: must be >= 1, got 0"),
-    ("etl.job", ["--driver-memory", "6 GB"], "--driver-memory: expected a size such as 512m or 6g, got '6 GB'"),
-    ("etl.synth", ["--challenge-set", "-2"], "--challenge-set: must be >= 0, got -2"),
-    ("etl.synth", ["--workers", "two"], "--workers: expected an integer, got 'two'"),
-])
+@pytest.mark.parametrize(
+    "command, flags, named",
+    [
+        ("etl.job", ["--num-val", "-1"], "--num-val: must be >= 0, got -1"),
+        ("etl.job", ["--shuffle-partitions", "0"], "--shuffle-partitions: must be >= 1, got 0"),
+        ("etl.job", ["--driver-memory", "6 GB"], "--driver-memory: expected a size such as 512m or 6g, got '6 GB'"),
+        ("etl.synth", ["--challenge-set", "-2"], "--challenge-set: must be >= 0, got -2"),
+        ("etl.synth", ["--workers", "two"], "--workers: expected an integer, got 'two'"),
+    ],
+)
 def test_an_etl_flag_out_of_range_is_refused_as_the_trainers_are(command, flags, named, tmp_path, capsys):
     main = {"etl.job": etl_job_main, "etl.synth": synth_main}[command]
-    base = (["--input", str(tmp_path / "in"), "--output", str(tmp_path / "g")] if command == "etl.job"
-            else ["--playlists", "10", "--out", str(tmp_path / "g")])
+    base = (
+        ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "g")]
+        if command == "etl.job"
+        else ["--playlists", "10", "--out", str(tmp_path / "g")]
+    )
     with pytest.raises(SystemExit) as stopped:
         main([*base, *flags])
     assert stopped.value.code == 2 and not (tmp_path / "g").exists()
@@ -145,5 +189,8 @@ def test_an_object_store_path_without_its_extra_names_the_extra(command, capsys,
     where = ["--out", "s3://bucket/run"] if command == "trainer.train" else ["--run", "s3://bucket/run"]
     assert main(["--graph", "/nonexistent", *where]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and re.fullmatch(r"error: s3://bucket/run(/eval_val\.json)?: s3:// paths need s3fs, which is "
-                                          r"not installed: pip install 'mpd-graph\[s3\]' \(or pip install s3fs\)", err[0])
+    assert len(err) == 1 and re.fullmatch(
+        r"error: s3://bucket/run(/eval_val\.json)?: s3:// paths need s3fs, which is "
+        r"not installed: pip install 'mpd-graph\[s3\]' \(or pip install s3fs\)",
+        err[0],
+    )

@@ -1,4 +1,5 @@
 """The MPD record checker: the real sample passes; each rule catches its own violation."""
+
 from __future__ import annotations
 
 import copy
@@ -12,8 +13,9 @@ from etl import checker as C
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "mpd_sample" / "mpd.slice.0-999.json"
-needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason=f"real MPD sample not found at {SAMPLE} "
-                                                           "(../shared/data is absent on this machine)")
+needs_sample = pytest.mark.skipif(
+    not SAMPLE.exists(), reason=f"real MPD sample not found at {SAMPLE} (../shared/data is absent on this machine)"
+)
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -23,19 +25,34 @@ def _uri(kind: str, i: int) -> str:
 
 
 def _track(pos: int, track: int, album: int, artist: int, duration: int = 200_000) -> dict:
-    return {"pos": pos, "artist_name": f"Artist {artist}", "track_uri": _uri("track", track),
-            "artist_uri": _uri("artist", artist), "track_name": f"Track {track}",
-            "album_uri": _uri("album", album), "duration_ms": duration, "album_name": f"Album {album}"}
+    return {
+        "pos": pos,
+        "artist_name": f"Artist {artist}",
+        "track_uri": _uri("track", track),
+        "artist_uri": _uri("artist", artist),
+        "track_name": f"Track {track}",
+        "album_uri": _uri("album", album),
+        "duration_ms": duration,
+        "album_name": f"Album {album}",
+    }
 
 
 def _playlist(pid: int = 7, spec=((1, 1, 1), (2, 1, 1), (3, 2, 2), (4, 3, 3), (1, 1, 1))) -> dict:
     """A valid playlist; ``spec`` lists (track, album, artist) per entry (a repeat included)."""
     tracks = [_track(i, *s, duration=200_000 + s[0]) for i, s in enumerate(spec)]
-    return {"name": "chill", "collaborative": "false", "pid": pid, "modified_at": 1_493_424_000,
-            "num_tracks": len(tracks), "num_albums": len({t["album_uri"] for t in tracks}),
-            "num_followers": 1, "tracks": tracks, "num_edits": 3,
-            "duration_ms": sum(t["duration_ms"] for t in tracks),
-            "num_artists": len({t["artist_uri"] for t in tracks})}
+    return {
+        "name": "chill",
+        "collaborative": "false",
+        "pid": pid,
+        "modified_at": 1_493_424_000,
+        "num_tracks": len(tracks),
+        "num_albums": len({t["album_uri"] for t in tracks}),
+        "num_followers": 1,
+        "tracks": tracks,
+        "num_edits": 3,
+        "duration_ms": sum(t["duration_ms"] for t in tracks),
+        "num_artists": len({t["artist_uri"] for t in tracks}),
+    }
 
 
 def _recount(p: dict) -> dict:
@@ -87,8 +104,7 @@ def test_valid_playlist_has_no_findings():
     assert C.check_playlist(_playlist()) == []
 
 
-@pytest.mark.parametrize("rule,mutate", PLAYLIST_CASES,
-                         ids=[f"{r}-{i}" for i, (r, _) in enumerate(PLAYLIST_CASES)])
+@pytest.mark.parametrize("rule,mutate", PLAYLIST_CASES, ids=[f"{r}-{i}" for i, (r, _) in enumerate(PLAYLIST_CASES)])
 def test_playlist_rule_is_caught(rule, mutate):
     bad = mutate(copy.deepcopy(_playlist(pid=7)))
     findings = C.check_playlist(bad, "mpd.slice.0-999.json")
@@ -101,15 +117,19 @@ def test_playlist_rule_is_caught(rule, mutate):
 
 
 def _slice(playlists, first=0, last=999) -> dict:
-    return {"info": {"generated_on": "2017-12-03 08:41:42.057563", "slice": f"{first}-{last}",
-                     "version": "v1"}, "playlists": playlists}
+    return {
+        "info": {"generated_on": "2017-12-03 08:41:42.057563", "slice": f"{first}-{last}", "version": "v1"},
+        "playlists": playlists,
+    }
 
 
 SLICE_CASES = [
     (C.RULE_JSON, lambda: ([_playlist()], "mpd.slice.0-999.json")),
     (C.RULE_SLICE_INFO, lambda: (_del(_slice([_playlist(0)]), "info"), "mpd.slice.0-999.json")),
-    (C.RULE_SLICE_INFO, lambda: ((lambda s: (s["info"].update(slice="first"), s)[1])(_slice([_playlist(0)])),
-                                 "mpd.slice.0-999.json")),
+    (
+        C.RULE_SLICE_INFO,
+        lambda: ((lambda s: (s["info"].update(slice="first"), s)[1])(_slice([_playlist(0)])), "mpd.slice.0-999.json"),
+    ),
     (C.RULE_SLICE_NAME, lambda: (_slice([_playlist(0)]), "mpd.slice.1000-1999.json")),
     (C.RULE_PID_SEQUENCE, lambda: (_slice([_playlist(0), _playlist(2)]), "mpd.slice.0-999.json")),
     (C.RULE_PID_SEQUENCE, lambda: (_slice([_playlist(0), _playlist(1)], 0, 0), "mpd.slice.0-0.json")),

@@ -5,6 +5,7 @@ two CPU processes over gloo) -> ``launch/evaluate.sh`` (embeddings, then evaluat
 torchrun processes) -> ``trainer.recommend``.
 Each stage's outputs are checked against the previous stage's, not just for existence.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,18 +19,17 @@ import pytest
 from etl import contract
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METRICS = ("r_precision", "r_precision_track", "ndcg", "clicks",
-           "recall@10", "recall@50", "recall@100", "recall@500")
+METRICS = ("r_precision", "r_precision_track", "ndcg", "clicks", "recall@10", "recall@50", "recall@100", "recall@500")
 
 pytestmark = pytest.mark.slow
 
 
 def _run(cmd, env=None, timeout=600):
     full_env = {**os.environ, "PY": sys.executable, **(env or {})}
-    done = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, (
-        f"{cmd} exited {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}")
+        f"{cmd} exited {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+    )
     return done
 
 
@@ -42,17 +42,32 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     mpd, graph, run = root / "mpd", root / "graph", root / "run"
     _run([sys.executable, "-m", "etl.synth", "--playlists", "300", "--out", str(mpd), "--quiet"])
-    _run(["launch/etl.sh", "--shuffle-partitions", "4"],
-         env={"INPUT": str(mpd), "OUTPUT": str(graph), "SPARK_MASTER": "local[2]",
-              "DRIVER_MEMORY": "1g"})
-    train = _run(["launch/train.sh", "--epochs=1", "--max_steps_per_epoch=4", "--batch_size=64",
-                  "--val_max_edges=500"],
-                 env={"GRAPH": str(graph), "RUN": str(run), "NPROC_PER_NODE": "2",
-                      "LOG_DIR": str(root / "logs"), "OMP_NUM_THREADS": "1"})
+    _run(
+        ["launch/etl.sh", "--shuffle-partitions", "4"],
+        env={"INPUT": str(mpd), "OUTPUT": str(graph), "SPARK_MASTER": "local[2]", "DRIVER_MEMORY": "1g"},
+    )
+    train = _run(
+        ["launch/train.sh", "--epochs=1", "--max_steps_per_epoch=4", "--batch_size=64", "--val_max_edges=500"],
+        env={
+            "GRAPH": str(graph),
+            "RUN": str(run),
+            "NPROC_PER_NODE": "2",
+            "LOG_DIR": str(root / "logs"),
+            "OMP_NUM_THREADS": "1",
+        },
+    )
     # Export, then evaluation with playlists sharded over two torchrun processes.
-    _run(["launch/evaluate.sh"],
-         env={"GRAPH": str(graph), "RUN": str(run), "SPLIT": "val", "NPROC_PER_NODE": "2",
-              "LOG_DIR": str(root / "logs"), "OMP_NUM_THREADS": "1"})
+    _run(
+        ["launch/evaluate.sh"],
+        env={
+            "GRAPH": str(graph),
+            "RUN": str(run),
+            "SPLIT": "val",
+            "NPROC_PER_NODE": "2",
+            "LOG_DIR": str(root / "logs"),
+            "OMP_NUM_THREADS": "1",
+        },
+    )
     return {"mpd": mpd, "graph": str(graph), "run": str(run), "train_stdout": train.stdout}
 
 
@@ -62,8 +77,11 @@ def test_manifest_counts_match_parquet(pipeline):
         t = _table(pipeline["graph"], table)
         assert manifest["counts"][table] == t.num_rows, table
         contract.check_columns(table, {f.name: str(f.type) for f in t.schema})
-    synth_entries = sum(len(p["tracks"]) for f in sorted(pipeline["mpd"].glob("mpd.slice.*.json"))
-                        for p in json.load(open(f))["playlists"])
+    synth_entries = sum(
+        len(p["tracks"])
+        for f in sorted(pipeline["mpd"].glob("mpd.slice.*.json"))
+        for p in json.load(open(f))["playlists"]
+    )
     edges = _table(pipeline["graph"], "edges/playlist_track").num_rows
     dropped = sum(v["count"] for v in manifest["dropped"].values())
     assert edges + dropped == synth_entries
@@ -108,8 +126,21 @@ def test_recommendation_excludes_seeds(pipeline):
     seeds = edges[(edges["playlist_id"] == playlist_id) & (edges["role"] == contract.ROLE_SEED)]
     seed_uris = set(tracks.set_index("track_id").loc[seeds["track_id"], "track_uri"])
     assert len(seed_uris) == 5
-    out = _run([sys.executable, "-m", "trainer.recommend", "--graph", pipeline["graph"],
-                "--run", pipeline["run"], "--pid", str(pid), "-k", "20"]).stdout
+    out = _run(
+        [
+            sys.executable,
+            "-m",
+            "trainer.recommend",
+            "--graph",
+            pipeline["graph"],
+            "--run",
+            pipeline["run"],
+            "--pid",
+            str(pid),
+            "-k",
+            "20",
+        ]
+    ).stdout
     recommended = [u for u in tracks["track_uri"] if u in out]
     assert len(recommended) == 20
     assert not seed_uris & set(recommended)
@@ -123,11 +154,12 @@ def test_generator_graph_dir_agrees_with_the_etl(pipeline, tmp_path):
     direct = tmp_path / "direct"
     _run([sys.executable, "-m", "etl.synth", "--playlists", "300", "--graph-dir", "--out", str(direct), "--quiet"])
     etl, ours = pipeline["graph"], str(direct)
-    for kind, cols in (("track", ["track_uri", "track_name", "duration_ms"]),
-                       ("album", ["album_uri", "album_name"]),
-                       ("artist", ["artist_uri", "artist_name"]),
-                       ("playlist", ["pid", "name", "num_followers", "collaborative", "num_edits",
-                                     "modified_at", "num_tracks"])):
+    for kind, cols in (
+        ("track", ["track_uri", "track_name", "duration_ms"]),
+        ("album", ["album_uri", "album_name"]),
+        ("artist", ["artist_uri", "artist_name"]),
+        ("playlist", ["pid", "name", "num_followers", "collaborative", "num_edits", "modified_at", "num_tracks"]),
+    ):
         a = _table(etl, f"nodes/{kind}").select([f"{kind}_id", *cols]).sort_by(f"{kind}_id")
         b = _table(ours, f"nodes/{kind}").select([f"{kind}_id", *cols]).sort_by(f"{kind}_id")
         assert a.to_pydict() == b.to_pydict(), kind  # values; the ETL's schema also says "not null"
@@ -136,18 +168,26 @@ def test_generator_graph_dir_agrees_with_the_etl(pipeline, tmp_path):
         assert _table(etl, name).sort_by(key).to_pydict() == _table(ours, name).sort_by(key).to_pydict(), name
     cols = ["playlist_id", "track_id", "pos"]
     sort = [(c, "ascending") for c in cols]
-    assert _table(etl, "edges/playlist_track").select(cols).sort_by(sort).to_pydict() == \
-        _table(ours, "edges/playlist_track").select(cols).sort_by(sort).to_pydict()
+    assert (
+        _table(etl, "edges/playlist_track").select(cols).sort_by(sort).to_pydict()
+        == _table(ours, "edges/playlist_track").select(cols).sort_by(sort).to_pydict()
+    )
     m_etl = json.load(open(os.path.join(etl, contract.MANIFEST)))
     m_ours = json.load(open(os.path.join(ours, contract.MANIFEST)))
-    assert (m_ours["split"]["num_val"], m_ours["split"]["num_test"]) == \
-        (m_etl["split"]["num_val"], m_etl["split"]["num_test"])
+    assert (m_ours["split"]["num_val"], m_ours["split"]["num_test"]) == (
+        m_etl["split"]["num_val"],
+        m_etl["split"]["num_test"],
+    )
     assert m_ours["dropped"]["duplicate_entry"]["count"] == m_etl["dropped"]["duplicate_entry"]["count"] > 0
-    roles = _table(ours, "edges/playlist_track").to_pandas().merge(
-        _table(ours, "nodes/playlist").to_pandas()[["playlist_id", "split", "seed_category"]], on="playlist_id")
+    roles = (
+        _table(ours, "edges/playlist_track")
+        .to_pandas()
+        .merge(_table(ours, "nodes/playlist").to_pandas()[["playlist_id", "split", "seed_category"]], on="playlist_id")
+    )
     held = roles[roles["split"] != contract.SPLIT_TRAIN]
     seeds = held[held["role"] == contract.ROLE_SEED].groupby("playlist_id").size()
-    want = held.groupby("playlist_id")["seed_category"].first().map(
-        lambda c: contract.SEED_CATEGORY_BY_NAME[c].num_seeds)
+    want = (
+        held.groupby("playlist_id")["seed_category"].first().map(lambda c: contract.SEED_CATEGORY_BY_NAME[c].num_seeds)
+    )
     assert seeds.reindex(want.index, fill_value=0).equals(want)
     assert set(roles.loc[roles["split"] == contract.SPLIT_TRAIN, "role"]) == {contract.ROLE_TRAIN}

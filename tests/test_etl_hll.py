@@ -1,4 +1,5 @@
 """HyperLogLog 2-hop reach stays within its stated error of the exact count."""
+
 import math
 import random
 

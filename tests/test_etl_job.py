@@ -1,4 +1,5 @@
 """End to end on the real MPD sample, against an independent pure-Python/networkx oracle."""
+
 import math
 
 import pyarrow.parquet as pq
@@ -50,9 +51,12 @@ def test_counts_dedup_and_accounting(graph, oracle, mpd_sample_dir):
 def test_ids_are_a_dense_bijection_in_key_order(graph, oracle):
     _, _, g = graph
     records, _, tracks = oracle
-    for kind, keys in (("playlist", records), ("track", tracks),
-                       ("album", {t["album_uri"] for t in tracks.values()}),
-                       ("artist", {t["artist_uri"] for t in tracks.values()})):
+    for kind, keys in (
+        ("playlist", records),
+        ("track", tracks),
+        ("album", {t["album_uri"] for t in tracks.values()}),
+        ("artist", {t["artist_uri"] for t in tracks.values()}),
+    ):
         rows = g[f"nodes/{kind}"]
         ids = {r[contract.KEY_COLUMN[kind]]: r[contract.ID_COLUMN[kind]] for r in rows}
         assert ids == {k: i for i, k in enumerate(sorted(keys))}, kind
@@ -61,9 +65,14 @@ def test_ids_are_a_dense_bijection_in_key_order(graph, oracle):
     for r in g["nodes/track"]:
         t = tracks[r["track_uri"]]
         assert (r["track_name"], r["duration_ms"], r["album_id"], r["artist_id"]) == (
-            t["track_name"], t["duration_ms"], album_id[t["album_uri"]], artist_id[t["artist_uri"]])
+            t["track_name"],
+            t["duration_ms"],
+            album_id[t["album_uri"]],
+            artist_id[t["artist_uri"]],
+        )
     assert sorted((r["track_id"], r["album_id"]) for r in g["edges/track_album"]) == sorted(
-        (r["track_id"], r["album_id"]) for r in g["nodes/track"])
+        (r["track_id"], r["album_id"]) for r in g["nodes/track"]
+    )
 
 
 def _edges_by_key(g):
@@ -101,8 +110,12 @@ def test_features_equal_networkx_on_the_visible_graph(graph, oracle):
     edges = _edges_by_key(g)
     visible = {k for k, e in edges.items() if e["role"] in contract.VISIBLE_ROLES}
     nxg = visible_graph(visible, tracks)
-    for kind, deg_col in (("playlist", "deg_track"), ("track", "deg_playlist"),
-                          ("album", "deg_track"), ("artist", "deg_track")):
+    for kind, deg_col in (
+        ("playlist", "deg_track"),
+        ("track", "deg_playlist"),
+        ("album", "deg_track"),
+        ("artist", "deg_track"),
+    ):
         for r in g[f"nodes/{kind}"]:
             v = (kind, r[contract.KEY_COLUMN[kind]])
             if kind == "playlist":
@@ -123,10 +136,12 @@ def test_held_out_playlist_attributes_come_from_visible_tracks(graph, oracle):
         if r["split"] == contract.SPLIT_TRAIN:
             want = (published["num_albums"], published["num_artists"], published["duration_ms"])
         else:
-            seen = [tracks[u] for (q, u), e in edges.items()
-                    if q == r["pid"] and e["role"] == contract.ROLE_SEED]
-            want = (len({t["album_uri"] for t in seen}), len({t["artist_uri"] for t in seen}),
-                    sum(t["duration_ms"] for t in seen))
+            seen = [tracks[u] for (q, u), e in edges.items() if q == r["pid"] and e["role"] == contract.ROLE_SEED]
+            want = (
+                len({t["album_uri"] for t in seen}),
+                len({t["artist_uri"] for t in seen}),
+                sum(t["duration_ms"] for t in seen),
+            )
         assert (r["num_albums"], r["num_artists"], r["duration_ms"]) == want, r["pid"]
         assert r["collaborative"] == (published["collaborative"] == "true")
 
@@ -144,10 +159,12 @@ def test_feature_stats_are_log1p_mean_and_std(graph):
 
 def test_same_input_gives_identical_tables_whatever_the_partitioning(spark, graph, mpd_sample_dir, tmp_path):
     out, manifest, g = graph
-    again = run_etl(spark, "--input", mpd_sample_dir, "--output", tmp_path / "again",
-                    "--hop2", "exact", "--shuffle-partitions", "5")
+    again = run_etl(
+        spark, "--input", mpd_sample_dir, "--output", tmp_path / "again", "--hop2", "exact", "--shuffle-partitions", "5"
+    )
     assert again["spark"]["conf"]["spark.sql.shuffle.partitions"] == "5"
     h = read_graph(tmp_path / "again")
+
     def rows(tables, table):
         return sorted(repr(tuple(r.values())) for r in tables[table])
 

@@ -1,4 +1,5 @@
 """No feature may see a hidden edge: deleting every hidden entry from the input changes nothing."""
+
 import json
 
 import pytest
@@ -10,8 +11,17 @@ from etl import contract
 pytestmark = pytest.mark.slow
 
 FEATURES = {
-    "playlist": ("split", "seed_category", "num_tracks", "num_albums", "num_artists", "duration_ms",
-                 "deg_track", "hop2_walks", "hop2_reach"),
+    "playlist": (
+        "split",
+        "seed_category",
+        "num_tracks",
+        "num_albums",
+        "num_artists",
+        "duration_ms",
+        "deg_track",
+        "hop2_walks",
+        "hop2_reach",
+    ),
     "track": ("duration_ms", "deg_playlist", "hop2_walks", "hop2_reach"),
     "album": ("deg_track", "hop2_walks", "hop2_reach"),
     "artist": ("deg_track", "hop2_walks", "hop2_reach"),
@@ -23,8 +33,11 @@ def test_removing_hidden_edges_changes_no_feature(spark, sample_graph, mpd_sampl
     g = read_graph(out)
     pid = {r["playlist_id"]: r["pid"] for r in g["nodes/playlist"]}
     uri = {r["track_id"]: r["track_uri"] for r in g["nodes/track"]}
-    hidden = {(pid[e["playlist_id"]], uri[e["track_id"]]) for e in g["edges/playlist_track"]
-              if e["role"] == contract.ROLE_HIDDEN}
+    hidden = {
+        (pid[e["playlist_id"]], uri[e["track_id"]])
+        for e in g["edges/playlist_track"]
+        if e["role"] == contract.ROLE_HIDDEN
+    }
     assert hidden, "the sample split should hide some edges"
 
     # num_tracks and every pos stay as published, so the split and the seeds cannot move.

@@ -1,4 +1,5 @@
 """Each ETL transformation on a few inline rows (with a duplicate and a null)."""
+
 import pytest
 
 from etl import contract
@@ -34,10 +35,19 @@ def test_playlist_dedup_keeps_first_record_and_drops_missing_pid(spark):
 def test_entries_dedup_keeps_first_pos_and_uri_drops_name_the_first_bad_uri(spark):
     ta, tb, tc = (f"spotify:track:{c * 22}" for c in "abc")
     al, ar = "spotify:album:" + "A" * 22, "spotify:artist:" + "0" * 22
-    rows = [(1, 0, ta, al, ar), (1, 5, ta, al, ar), (1, 2, tb, al, ar),
-            (2, 0, None, None, ar), (2, 1, tc, None, ar), (2, 4, ta, al, ar),
-            (3, 0, "", al, ar), (3, 1, "not a uri", None, ar), (3, 2, "https://open.spotify.com/track/abc", al, ar),
-            (3, 3, tb, "spotify:album:" + "A" * 21, ar), (3, 4, tc, al, "spotify:track:" + "0" * 22)]
+    rows = [
+        (1, 0, ta, al, ar),
+        (1, 5, ta, al, ar),
+        (1, 2, tb, al, ar),
+        (2, 0, None, None, ar),
+        (2, 1, tc, None, ar),
+        (2, 4, ta, al, ar),
+        (3, 0, "", al, ar),
+        (3, 1, "not a uri", None, ar),
+        (3, 2, "https://open.spotify.com/track/abc", al, ar),
+        (3, 3, tb, "spotify:album:" + "A" * 21, ar),
+        (3, 4, tc, al, "spotify:track:" + "0" * 22),
+    ]
     df = spark.createDataFrame(rows, "pid long, pos long, track_uri string, album_uri string, artist_uri string")
     ok, bad = split_bad_uris(df)
     assert sorted((r.reason, r.example) for r in bad.collect()) == [
@@ -46,7 +56,9 @@ def test_entries_dedup_keeps_first_pos_and_uri_drops_name_the_first_bad_uri(spar
         ("malformed_track_uri", '3#0 ""'),
         ("malformed_track_uri", '3#1 "not a uri"'),
         ("malformed_track_uri", '3#2 "https://open.spotify.com/track/abc"'),
-        ("missing_album_uri", "2#1"), ("missing_track_uri", "2#0")]
+        ("missing_album_uri", "2#1"),
+        ("missing_track_uri", "2#0"),
+    ]
     assert bad.where("playlists != 0 or entries != 1").count() == 0
     unique, dup = dedup_entries(ok)
     assert sorted(tuple(r) for r in unique.collect()) == [(1, ta, 0), (1, tb, 2), (2, ta, 4)]
@@ -61,26 +73,50 @@ def test_entities_pick_smallest_value_and_flag_conflicts(spark):
 
 
 def test_validation_rules_as_column_expressions(spark):
-    good = {"pid": 1, "name": "x", "collaborative": "false", "modified_at": 1493424000, "num_tracks": 5,
-            "num_albums": 2, "num_artists": 3, "num_followers": 1, "num_edits": 1, "duration_ms": 50,
-            "description": None}
-    tracks = [{"pos": i, "artist_name": "a", "track_uri": f"spotify:track:{i:022d}",
-               "artist_uri": f"spotify:artist:{i % 3:022d}", "track_name": "t",
-               "album_uri": f"spotify:album:{i % 2:022d}", "duration_ms": 10, "album_name": "b"} for i in range(5)]
+    good = {
+        "pid": 1,
+        "name": "x",
+        "collaborative": "false",
+        "modified_at": 1493424000,
+        "num_tracks": 5,
+        "num_albums": 2,
+        "num_artists": 3,
+        "num_followers": 1,
+        "num_edits": 1,
+        "duration_ms": 50,
+        "description": None,
+    }
+    tracks = [
+        {
+            "pos": i,
+            "artist_name": "a",
+            "track_uri": f"spotify:track:{i:022d}",
+            "artist_uri": f"spotify:artist:{i % 3:022d}",
+            "track_name": "t",
+            "album_uri": f"spotify:album:{i % 2:022d}",
+            "duration_ms": 10,
+            "album_name": "b",
+        }
+        for i in range(5)
+    ]
     bad = dict(good, pid=2, num_tracks=6, collaborative="yes", modified_at=1493424001)
     badpos = dict(good, pid=3)
     from etl.schema import PLAYLIST
 
-    rows = [dict(good, tracks=tracks), dict(bad, tracks=tracks),
-            dict(badpos, tracks=[dict(t, pos=t["pos"] + 1) for t in tracks])]
+    rows = [
+        dict(good, tracks=tracks),
+        dict(bad, tracks=tracks),
+        dict(badpos, tracks=[dict(t, pos=t["pos"] + 1) for t in tracks]),
+    ]
     df = spark.createDataFrame(rows, PLAYLIST)
     f = findings_dict(df.transform(findings).first())
     assert f["num_tracks"] == {"count": 1, "examples": [2]}
     assert f["collaborative"] == {"count": 1, "examples": [2]}
     assert f["modified_at_midnight"] == {"count": 1, "examples": [2]}
     assert f["pos"] == {"count": 1, "examples": [3]}
-    assert all(v["count"] == 0 for k, v in f.items()
-               if k not in ("num_tracks", "collaborative", "modified_at_midnight", "pos")), f
+    assert all(
+        v["count"] == 0 for k, v in f.items() if k not in ("num_tracks", "collaborative", "modified_at_midnight", "pos")
+    ), f
 
 
 def test_holdout_fills_strict_categories_first_with_equal_shares():
@@ -89,9 +125,12 @@ def test_holdout_fills_strict_categories_first_with_equal_shares():
     candidates = {10: list(range(10)), 150: [0, 5], 40: [0, 2, 5, 7]}
     got = choose_holdout(candidates, cats, num_val=3, num_test=3)
     assert got == [
-        Holdout(0, "val", "first_100"), Holdout(5, "test", "first_100"),
-        Holdout(2, "val", "random_25"), Holdout(7, "test", "random_25"),
-        Holdout(1, "val", "title_only"), Holdout(3, "test", "title_only"),
+        Holdout(0, "val", "first_100"),
+        Holdout(5, "test", "first_100"),
+        Holdout(2, "val", "random_25"),
+        Holdout(7, "test", "random_25"),
+        Holdout(1, "val", "title_only"),
+        Holdout(3, "test", "title_only"),
     ]
     # Not enough eligible playlists for first_100: the others make up the difference.
     short = choose_holdout({10: list(range(10)), 150: [], 40: [2, 5, 7]}, cats, 3, 3)
@@ -101,8 +140,10 @@ def test_holdout_fills_strict_categories_first_with_equal_shares():
 
 
 def test_roles_first_k_by_pos_random_k_by_hash(spark):
-    pls = spark.createDataFrame([(1, "train", None), (2, "val", "first_1"), (3, "test", "random_25")],
-                                "pid long, split string, seed_category string")
+    pls = spark.createDataFrame(
+        [(1, "train", None), (2, "val", "first_1"), (3, "test", "random_25")],
+        "pid long, split string, seed_category string",
+    )
     entries = [(1, p) for p in range(3)] + [(2, p) for p in (4, 2, 9)] + [(3, p) for p in range(30)]
     df = spark.createDataFrame(entries, "pid long, pos long")
     got = {(r.pid, r.pos): r.role for r in with_roles(df, pls, seed=5).collect()}

@@ -1,4 +1,5 @@
 """Full-catalogue evaluation: top-k, baselines and metrics against independent computations."""
+
 from __future__ import annotations
 
 import json
@@ -26,19 +27,29 @@ from trainer.evaluation.title import TitleModel
 from trainer.io import embeddings, run_dir
 from trainer.io.catalogue import load_catalogue
 
-needs_sample = pytest.mark.skipif(
-    not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
+needs_sample = pytest.mark.skipif(not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
 
 
-def write_embeddings(run: str, graph_dir: str, tracks: np.ndarray, playlists: np.ndarray,
-                     track_bias: bool = False) -> str:
+def write_embeddings(
+    run: str, graph_dir: str, tracks: np.ndarray, playlists: np.ndarray, track_bias: bool = False
+) -> str:
     """A run dir holding embeddings alone (no checkpoint), published as trainer.embed publishes them;
     ``track_bias``: the track vectors' last column is a bias."""
     cat = load_catalogue(graph_dir)
-    embeddings.publish(run, {"track": (np.arange(cat.num_tracks), list(cat.track_uri), tracks),
-                             "playlist": (np.arange(cat.num_playlists), cat.playlist_pid, playlists)}, None,
-                       {"checkpoint": None, "checkpoint_id": None, **run_dir.graph_record(graph_dir, cat.manifest),
-                        "track_bias": track_bias})
+    embeddings.publish(
+        run,
+        {
+            "track": (np.arange(cat.num_tracks), list(cat.track_uri), tracks),
+            "playlist": (np.arange(cat.num_playlists), cat.playlist_pid, playlists),
+        },
+        None,
+        {
+            "checkpoint": None,
+            "checkpoint_id": None,
+            **run_dir.graph_record(graph_dir, cat.manifest),
+            "track_bias": track_bias,
+        },
+    )
     return run
 
 
@@ -51,8 +62,7 @@ def sample(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return toy_graph_dir(str(tmp_path_factory.mktemp("synth")), 600, holdout=0.05,
-                               tracks_per_genre=200)
+    return toy_graph_dir(str(tmp_path_factory.mktemp("synth")), 600, holdout=0.05, tracks_per_genre=200)
 
 
 # --- top-k ---------------------------------------------------------------------------------------
@@ -86,8 +96,7 @@ def test_top_k_pads_a_small_catalogue():
 # --- baselines -----------------------------------------------------------------------------------
 def _edges(graph_dir):
     t = pq.read_table(os.path.join(graph_dir, "edges/playlist_track")).to_pylist()
-    split = {r["playlist_id"]: r["split"] for r in
-             pq.read_table(os.path.join(graph_dir, "nodes/playlist")).to_pylist()}
+    split = {r["playlist_id"]: r["split"] for r in pq.read_table(os.path.join(graph_dir, "nodes/playlist")).to_pylist()}
     return t, split
 
 
@@ -102,7 +111,8 @@ def test_popularity_counts_visible_edges_only(sample):
     got = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
     assert got.tolist() == [len(want[t]) for t in range(cat.num_tracks)]
     only_hidden = {e["track_id"] for e in edges if e["role"] == contract.ROLE_HIDDEN} - {
-        t for t, ps in want.items() if ps}
+        t for t, ps in want.items() if ps
+    }
     assert only_hidden and all(got[t] == 0 for t in only_hidden)
 
 
@@ -119,8 +129,9 @@ def test_itemknn_equals_plain_python_co_occurrence(request, graph, gamma, neighb
     cat = load_catalogue(sample)
     held = held_out(cat, contract.SPLIT_VAL)
     pop = popularity_counts(cat.edges(contract.VISIBLE_ROLES))
-    knn = ItemKNN(cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,)), pop, beta=0.5,
-                  gamma=gamma, neighbours=neighbours)
+    knn = ItemKNN(
+        cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,)), pop, beta=0.5, gamma=gamma, neighbours=neighbours
+    )
     chunk = knn.batch(held.queries)
     got = torch.cat([chunk(a, min(a + 50, cat.num_tracks)) for a in range(0, cat.num_tracks, 50)], 1)
     cut_rows = 0
@@ -137,10 +148,10 @@ def test_itemknn_equals_plain_python_co_occurrence(request, graph, gamma, neighb
             weight = {p: sum(idf[s] for s in idf if s in tracks) for p, tracks in train.items()}
             near = sorted((p for p in weight if weight[p] > 0), key=lambda p: (-weight[p], p))
             cut_rows += len(near) > neighbours > 0
-            for p in near[:neighbours or None]:
+            for p in near[: neighbours or None]:
                 w, tracks = weight[p], train[p]
                 for t in tracks:
-                    want[t] += w ** gamma / df[t] ** 0.5
+                    want[t] += w**gamma / df[t] ** 0.5
         scored = want > 0
         np.testing.assert_allclose(got[b].numpy()[scored], want[scored], rtol=1e-5)
         # Unscored tracks come after, in popularity order.
@@ -157,8 +168,7 @@ def test_planted_embeddings_score_perfectly(sample, tmp_path):
     outranks every other, so R-precision, NDCG and recall@500 are 1 and clicks 0."""
     cat = load_catalogue(sample)
     hidden = cat.edges((contract.ROLE_HIDDEN,))
-    run = write_embeddings(str(tmp_path / "run"), sample, np.eye(cat.num_tracks),
-                           hidden.toarray())
+    run = write_embeddings(str(tmp_path / "run"), sample, np.eye(cat.num_tracks), hidden.toarray())
     out = evaluate(sample, run, contract.SPLIT_VAL, ["gnn"], chunk_size=128, catalogue_scope="all")
     seeded = [c for c in out["methods"]["gnn"]["by_category"] if c != "title_only"]
     assert seeded
@@ -175,25 +185,36 @@ def test_evaluation_equals_independent_ranking(sample, tmp_path, gnn_query, scop
     rng = np.random.default_rng(3)
     tracks, playlists = rng.standard_normal((cat.num_tracks, 8)), rng.standard_normal((cat.num_playlists, 8))
     run = write_embeddings(str(tmp_path / "run"), sample, tracks, playlists)
-    out = evaluate(sample, run, contract.SPLIT_TEST, ["gnn"], chunk_size=100, batch_size=3,
-                   gnn_query=gnn_query, catalogue_scope=scope)
+    out = evaluate(
+        sample,
+        run,
+        contract.SPLIT_TEST,
+        ["gnn"],
+        chunk_size=100,
+        batch_size=3,
+        gnn_query=gnn_query,
+        catalogue_scope=scope,
+    )
     edges, split = _edges(sample)
     seen = {e["track_id"] for e in edges if e["role"] != contract.ROLE_HIDDEN}
     candidates = set(range(cat.num_tracks)) if scope == "all" else seen
     assert out["num_tracks_ranked"] == len(candidates) and out["catalogue"] == scope
-    category = {r["playlist_id"]: r["seed_category"] for r in
-                pq.read_table(os.path.join(sample, "nodes/playlist")).to_pylist()}
+    category = {
+        r["playlist_id"]: r["seed_category"] for r in pq.read_table(os.path.join(sample, "nodes/playlist")).to_pylist()
+    }
     per_cat = defaultdict(list)
     for p in sorted(p for p, s in split.items() if s == contract.SPLIT_TEST):
         seeds = {e["track_id"] for e in edges if e["playlist_id"] == p and e["role"] == contract.ROLE_SEED}
-        truth = [e["track_id"] for e in edges if e["playlist_id"] == p and e["role"] == contract.ROLE_HIDDEN
-                 and e["track_id"] not in seeds]  # a repeated seed cannot be recommended
+        truth = [
+            e["track_id"]
+            for e in edges
+            if e["playlist_id"] == p and e["role"] == contract.ROLE_HIDDEN and e["track_id"] not in seeds
+        ]  # a repeated seed cannot be recommended
         if not seeds:
             continue
         query = playlists[p] if gnn_query == "playlist" else tracks[sorted(seeds)].mean(axis=0)
         scores = tracks.astype(np.float32) @ query.astype(np.float32)
-        order = [t for t in np.argsort(-scores, kind="stable")
-                 if t not in seeds and t in candidates][:500]
+        order = [t for t in np.argsort(-scores, kind="stable") if t not in seeds and t in candidates][:500]
         per_cat[category[p]].append(playlist_metrics(order, truth, cat.track_artist))
     assert per_cat
     for c, rows in per_cat.items():
@@ -224,17 +245,49 @@ def test_shards_add_up_to_the_whole_exactly(synth):
 def test_torchrun_two_processes_write_the_numbers_of_one(synth, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO_ROOT}
     # Rank 0 fits ALS and sends the factors: both ranks rank with the very fit one process makes.
-    args = ["--graph", synth, "--methods", "popularity,itemknn,als", "--batch-size", "5",
-            "--chunk-size", "300", "--als-factors", "8", "--als-iterations", "5"]
-    one = subprocess.run([sys.executable, "-m", "trainer.evaluate", *args, "--run",
-                          str(tmp_path / "one")], env=env, capture_output=True, text=True,
-                         cwd=REPO_ROOT)
+    args = [
+        "--graph",
+        synth,
+        "--methods",
+        "popularity,itemknn,als",
+        "--batch-size",
+        "5",
+        "--chunk-size",
+        "300",
+        "--als-factors",
+        "8",
+        "--als-iterations",
+        "5",
+    ]
+    one = subprocess.run(
+        [sys.executable, "-m", "trainer.evaluate", *args, "--run", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     assert one.returncode == 0, one.stderr
     # "--" ends torchrun's own options: without it, torchrun reads "--run" as its "--run-path".
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "--", "trainer.evaluate", *args, "--run", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "--",
+            "trainer.evaluate",
+            *args,
+            "--run",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     a = json.loads((tmp_path / "one" / "eval_val.json").read_text())
     b = json.loads((tmp_path / "two" / "eval_val.json").read_text())
@@ -271,12 +324,13 @@ def test_unknown_method_is_named(synth, tmp_path):
 def test_run_trained_on_another_graph_is_refused(synth, tmp_path):
     other = toy_graph_dir(str(tmp_path / "other"), 300, seed=5, tracks_per_genre=200)
     cat = load_catalogue(other)
-    run = write_embeddings(str(tmp_path / "run"), other, np.zeros((cat.num_tracks, 4)),
-                           np.zeros((cat.num_playlists, 4)))
+    run = write_embeddings(
+        str(tmp_path / "run"), other, np.zeros((cat.num_tracks, 4)), np.zeros((cat.num_playlists, 4))
+    )
     with pytest.raises(run_dir.RunMismatchError, match="was trained on graph .* not on"):
         evaluate(synth, run, contract.SPLIT_VAL, ["gnn"])
     identity = os.path.join(run, "embeddings", "identity.json")  # without the graph record,
-    with open(identity, "w") as f:                                # the embeddings themselves give it away
+    with open(identity, "w") as f:  # the embeddings themselves give it away
         json.dump({"checkpoint": None, "checkpoint_id": None}, f)
     with pytest.raises(run_dir.RunMismatchError, match="embeddings of another graph"):
         evaluate(synth, run, contract.SPLIT_VAL, ["gnn"])
@@ -284,6 +338,7 @@ def test_run_trained_on_another_graph_is_refused(synth, tmp_path):
 
 def test_mistyped_edge_table_is_named(synth, tmp_path):
     import shutil
+
     bad = str(tmp_path / "bad")
     shutil.copytree(synth, bad)
     d = os.path.join(bad, "edges/playlist_track")
@@ -296,12 +351,34 @@ def test_mistyped_edge_table_is_named(synth, tmp_path):
 
 def test_als_end_to_end_from_the_command_line(synth, tmp_path, monkeypatch):
     run = tmp_path / "als"
-    args = ["--graph", synth, "--run", str(run), "--methods", "als,popularity", "--als-factors", "8",
-            "--als-iterations", "5", "--als-alpha", "10", "--als-threads", "1", "--chunk-size", "300"]
+    args = [
+        "--graph",
+        synth,
+        "--run",
+        str(run),
+        "--methods",
+        "als,popularity",
+        "--als-factors",
+        "8",
+        "--als-iterations",
+        "5",
+        "--als-alpha",
+        "10",
+        "--als-threads",
+        "1",
+        "--chunk-size",
+        "300",
+    ]
     assert main(args) == 0
     out = json.loads((run / "eval_val.json").read_text())
-    assert out["als"] == {"factors": 8, "regularization": ALSParams().regularization,
-                          "alpha": 10.0, "iterations": 5, "random_state": 0, "num_threads": 1}
+    assert out["als"] == {
+        "factors": 8,
+        "regularization": ALSParams().regularization,
+        "alpha": 10.0,
+        "iterations": 5,
+        "random_state": 0,
+        "num_threads": 1,
+    }
     als, pop = out["methods"]["als"]["overall"], out["methods"]["popularity"]["overall"]
     assert als["num_playlists"] == pop["num_playlists"] == out["num_playlists"] > 0
     # The synthetic playlists have planted genres: co-occurrence beats popularity by far.
@@ -323,8 +400,23 @@ def test_itemknn_neighbour_cut_off_from_the_command_line(synth, tmp_path):
     run = tmp_path / "knn"
     results = {}
     for n in (0, 5):
-        assert main(["--graph", synth, "--run", str(run), "--methods", "itemknn",
-                     "--itemknn-neighbours", str(n), "--chunk-size", "300"]) == 0
+        assert (
+            main(
+                [
+                    "--graph",
+                    synth,
+                    "--run",
+                    str(run),
+                    "--methods",
+                    "itemknn",
+                    "--itemknn-neighbours",
+                    str(n),
+                    "--chunk-size",
+                    "300",
+                ]
+            )
+            == 0
+        )
         out = json.loads((run / "eval_val.json").read_text())
         assert out["itemknn"] == {"beta": 0.0, "gamma": 1.0, "neighbours": n}
         results[n] = out["methods"]["itemknn"]["overall"]
@@ -354,8 +446,12 @@ def test_an_export_that_does_not_say_its_bias_takes_the_runs_config_or_is_refuse
 
     cat = load_catalogue(synth)
     rng = np.random.default_rng(0)
-    run = write_embeddings(str(tmp_path / "run"), synth, rng.normal(size=(cat.num_tracks, 5)).astype(np.float32),
-                           rng.normal(size=(cat.num_playlists, 5)).astype(np.float32))
+    run = write_embeddings(
+        str(tmp_path / "run"),
+        synth,
+        rng.normal(size=(cat.num_tracks, 5)).astype(np.float32),
+        rng.normal(size=(cat.num_playlists, 5)).astype(np.float32),
+    )
     ident = embeddings.path(run, embeddings.IDENTITY)
     recorded = json.loads(open(ident).read())
     del recorded["track_bias"]
@@ -381,8 +477,22 @@ def test_evenly_spaced_playlists_keep_their_order_and_every_category(synth):
 
 def test_paired_comparison_ranks_the_first_method_against_each_other(synth, tmp_path, capsys):
     main_of = runpy.run_path(os.path.join(REPO_ROOT, "bench", "paired_comparison.py"))["main"]
-    main_of(["--graph", synth, "--run", str(tmp_path), "--splits", "test", "--max-playlists", "9",
-             "--methods", "popularity,popularity,itemknn", "--resamples", "50"])
+    main_of(
+        [
+            "--graph",
+            synth,
+            "--run",
+            str(tmp_path),
+            "--splits",
+            "test",
+            "--max-playlists",
+            "9",
+            "--methods",
+            "popularity,popularity,itemknn",
+            "--resamples",
+            "50",
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 * 3 and all(line.endswith("n=9") for line in lines)
     itself = [line for line in lines if "itemknn" not in line]

@@ -1,5 +1,6 @@
 """bench/full_scale.py at a small size: every stage of the chain runs, the summary names each,
 and a rerun resumes (finished stages are skipped)."""
+
 import json
 import os
 import subprocess
@@ -14,10 +15,28 @@ pytestmark = pytest.mark.slow
 
 
 def _run(work, *extra):
-    return subprocess.run([sys.executable, "bench/full_scale.py", "--playlists", "600", "--work", str(work),
-                           "--stages", ",".join(STAGES), "--challenge", "40", "--steps", "2", *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [
+            sys.executable,
+            "bench/full_scale.py",
+            "--playlists",
+            "600",
+            "--work",
+            str(work),
+            "--stages",
+            ",".join(STAGES),
+            "--challenge",
+            "40",
+            "--steps",
+            "2",
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_the_chain_runs_stage_by_stage_and_resumes(tmp_path):

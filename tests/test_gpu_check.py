@@ -1,5 +1,6 @@
 """bench/gpu_check.sh's chain phase runs to completion on the CPU at a small size (the GPU run of
 the 1M chain is this same script with DEVICE=cuda), and stops at its deadline."""
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,20 @@ pytestmark = pytest.mark.slow
 
 
 def gpu_check(tmp_path, **knobs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PY": sys.executable, "DEVICE": "cpu", "PLAYLISTS": "1500", "STEPS": "2",
-           "EVAL_PLAYLISTS": "30", "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), **knobs}
-    return subprocess.run(["bash", "bench/gpu_check.sh", "chain"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
+    env = {
+        **os.environ,
+        "PY": sys.executable,
+        "DEVICE": "cpu",
+        "PLAYLISTS": "1500",
+        "STEPS": "2",
+        "EVAL_PLAYLISTS": "30",
+        "OUT": str(tmp_path / "out"),
+        "WORK": str(tmp_path / "work"),
+        **knobs,
+    }
+    return subprocess.run(
+        ["bash", "bench/gpu_check.sh", "chain"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_the_chain_phase_runs_on_the_cpu_and_reports(tmp_path):
@@ -40,9 +51,21 @@ def test_nothing_starts_past_the_deadline(tmp_path):
 
 
 def test_the_regime_phase_trains_the_defaults_to_their_own_stop_and_reports_each_validation(tmp_path):
-    done = subprocess.run(["bash", "bench/gpu_check.sh", "regime"], cwd=REPO, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "PY": sys.executable, "DEVICE": "cpu", "PLAYLISTS": "300",
-                                            "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work")})
+    done = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "regime"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={
+            **os.environ,
+            "PY": sys.executable,
+            "DEVICE": "cpu",
+            "PLAYLISTS": "300",
+            "OUT": str(tmp_path / "out"),
+            "WORK": str(tmp_path / "work"),
+        },
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "out" / "gpu_check.jsonl").read_text().splitlines()]
     assert rows and all(r["run"] == "regime" and r["regime"] == "standard" for r in rows)  # 300 playlists

@@ -1,5 +1,6 @@
 """A damaged graph dir is refused by name: a missing or extra Parquet part (the manifest counts
 every table's rows) and a truncated part, for both views of the reader."""
+
 import glob
 import os
 import shutil
@@ -22,8 +23,11 @@ def test_a_missing_part_is_named_with_the_manifest_count(graph, load):
     parts = sorted(glob.glob(os.path.join(graph, "edges", "playlist_track", "*.parquet")))
     assert len(parts) >= 2
     os.remove(parts[0])
-    with pytest.raises(contract.ContractError, match=r"edges/playlist_track holds [\d,]+ rows in 1 Parquet file\(s\), "
-                                                      r"the manifest counts [\d,]+: a part is missing"):
+    with pytest.raises(
+        contract.ContractError,
+        match=r"edges/playlist_track holds [\d,]+ rows in 1 Parquet file\(s\), "
+        r"the manifest counts [\d,]+: a part is missing",
+    ):
         load(graph)
 
 
@@ -41,5 +45,7 @@ def test_a_truncated_part_is_named(graph, load):
         data = f.read()
     with open(part, "wb") as f:
         f.write(data[: len(data) // 2])
-    with pytest.raises(contract.ContractError, match="edges/playlist_track cannot be read .* a Parquet part is damaged"):
+    with pytest.raises(
+        contract.ContractError, match="edges/playlist_track cannot be read .* a Parquet part is damaged"
+    ):
         load(graph)

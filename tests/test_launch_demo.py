@@ -1,5 +1,6 @@
 """launch/demo.sh keys the work it reuses on the input itself, and says what it removes. The
 product's commands are replaced by a stub that records its calls: this is about the script."""
+
 import json
 import os
 import subprocess
@@ -23,8 +24,13 @@ def _input(root, name: str, content: str):
 
 
 def _demo(tmp_path, mpd_dir, calls):
-    env = {**os.environ, "MPD_DIR": str(mpd_dir), "PY": str(tmp_path / "py"), "DEMO_DIR": str(tmp_path / "demo"),
-           "CALLS": str(calls)}
+    env = {
+        **os.environ,
+        "MPD_DIR": str(mpd_dir),
+        "PY": str(tmp_path / "py"),
+        "DEMO_DIR": str(tmp_path / "demo"),
+        "CALLS": str(calls),
+    }
     done = subprocess.run(["bash", "launch/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -43,8 +49,14 @@ def test_two_inputs_named_data_get_two_graphs_and_a_removed_run_is_said(tmp_path
     assert "removing the previous demo run" not in first + second  # each input's first run
     # The second-stage ranker is built from the trained run before the evaluation that ranks it.
     steps = [line.split()[1] for line in calls.read_text().splitlines() if line.startswith("-m ")]
-    assert steps[:6] == ["etl.job", "trainer.train", "trainer.embed", "trainer.rerank", "trainer.evaluate",
-                         "trainer.recommend"], steps
+    assert steps[:6] == [
+        "etl.job",
+        "trainer.train",
+        "trainer.embed",
+        "trainer.rerank",
+        "trainer.evaluate",
+        "trainer.recommend",
+    ], steps
 
     again = _demo(tmp_path, a, calls)
     assert "== 2/7 ETL: reusing" in again  # the same input reuses its graph

@@ -1,6 +1,7 @@
 """The layout is the architecture: imports form a DAG, layers only import downwards, commands
 import the library and never each other, bench/ reaches into no test module, no source file
 outgrows one screenful of responsibility, and the README's Layout tree is the tree git holds."""
+
 import ast
 import os
 import re
@@ -9,13 +10,27 @@ import subprocess
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMANDS = {"trainer.train", "trainer.embed", "trainer.evaluate", "trainer.recommend", "trainer.submit",
-            "trainer.rerank"}
+COMMANDS = {
+    "trainer.train",
+    "trainer.embed",
+    "trainer.evaluate",
+    "trainer.recommend",
+    "trainer.submit",
+    "trainer.rerank",
+}
 ETL_COMMANDS = {"etl.job", "etl.synth.command", "etl.synth.__main__"}
 # etl/contract <- trainer/{config,dist} <- io <- ranking <- gnn <- commands
-LAYERS = [("etl.contract",), ("trainer.config", "trainer.dist", "trainer.process", "trainer.hugepages", "trainer.regime"), ("trainer.io",), ("trainer.evaluation",),
-          ("trainer.ranker",), ("trainer.gnn",), ("trainer.methods",), ("trainer.cli",),
-          tuple(sorted(COMMANDS))]
+LAYERS = [
+    ("etl.contract",),
+    ("trainer.config", "trainer.dist", "trainer.process", "trainer.hugepages", "trainer.regime"),
+    ("trainer.io",),
+    ("trainer.evaluation",),
+    ("trainer.ranker",),
+    ("trainer.gnn",),
+    ("trainer.methods",),
+    ("trainer.cli",),
+    tuple(sorted(COMMANDS)),
+]
 MAX_LINES = 400
 
 
@@ -64,21 +79,26 @@ def test_trainer_imports_only_downwards():
             there = _layer(imported)
             # etl.flags: the flag types every command shares, no ETL logic
             if imported.startswith("etl.") and imported not in ("etl.contract", "etl.flags"):
-                upward.append(f"{path} imports {imported}: the trainer reads only the contract (and flag types) of etl/")
+                upward.append(
+                    f"{path} imports {imported}: the trainer reads only the contract (and flag types) of etl/"
+                )
             elif there is not None and there > here:
                 upward.append(f"{path} (layer {here}) imports {imported} (layer {there})")
     assert upward == []
 
 
 def test_commands_never_import_each_other_and_etl_never_imports_the_trainer():
-    wrong = [f"{p} imports {m}" for p in _trainer_sources() if _module(p) in COMMANDS
-             for m in _imports(p) if m in COMMANDS]
+    wrong = [
+        f"{p} imports {m}" for p in _trainer_sources() if _module(p) in COMMANDS for m in _imports(p) if m in COMMANDS
+    ]
     wrong += [f"{p} imports {m}" for p in _tracked("etl/*.py") for m in _imports(p) if m.startswith("trainer")]
     assert wrong == []
 
 
 def test_the_import_graph_has_no_cycle():
-    graph = {_module(p): {m for m in _imports(p) if not m.endswith("__init__")} for p in _tracked("etl/*.py", "trainer/*.py")}
+    graph = {
+        _module(p): {m for m in _imports(p) if not m.endswith("__init__")} for p in _tracked("etl/*.py", "trainer/*.py")
+    }
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]):
@@ -133,8 +153,13 @@ def test_bench_is_a_plain_client_of_the_installed_package():
         imported = _imports(path) | {m for m in _plain_imports(path) if m in modules}
         wrong += [f"{path} imports the command {m}" for m in imported if m in COMMANDS | ETL_COMMANDS]
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 wrong.append(f"{path} uses the private {aliases[node.value.id]}.{node.attr}")
     assert wrong == []
 
@@ -189,8 +214,11 @@ def _readme_layout() -> tuple[set[str], set[str]]:
 
 def test_readme_layout_lists_every_tracked_file():
     files, folders = _readme_layout()
-    tracked = {p for p in _tracked() if not p.startswith(".") and not p.endswith("__init__.py")
-               and not any(p.startswith(f) for f in folders)}
+    tracked = {
+        p
+        for p in _tracked()
+        if not p.startswith(".") and not p.endswith("__init__.py") and not any(p.startswith(f) for f in folders)
+    }
     assert sorted(tracked - files) == [], "tracked but missing from the README's Layout"
     assert sorted(files - tracked) == [], "in the README's Layout but not tracked"
     assert {"tests/", "bench/log/"} <= folders

@@ -1,4 +1,5 @@
 """The RecSys 2018 metrics on hand-computed cases, and the vectorised form against the reference."""
+
 import math
 
 import numpy as np
@@ -43,9 +44,9 @@ def test_ndcg_normalised_by_hits_found():
 
 def test_clicks_from_first_hit_rank():
     pad = list(range(100, 130))  # tracks never in the ground truth
-    assert both(pad[:9] + [1], [1])["clicks"] == 0    # rank 10
-    assert both(pad[:10] + [1], [1])["clicks"] == 1   # rank 11
-    assert both(pad[:20] + [1], [1])["clicks"] == 2   # rank 21
+    assert both(pad[:9] + [1], [1])["clicks"] == 0  # rank 10
+    assert both(pad[:10] + [1], [1])["clicks"] == 1  # rank 11
+    assert both(pad[:20] + [1], [1])["clicks"] == 2  # rank 21
 
 
 def test_duplicate_recommendation_counts_once():
@@ -126,7 +127,7 @@ def test_batch_matches_reference_on_random_lists():
     ranked = np.stack(rows)
     batch = batch_metrics(ranked, np.array(indptr), np.array(truth), track_artist)
     for b in range(len(rows)):
-        ref = playlist_metrics(ranked[b], truth[indptr[b]:indptr[b + 1]], track_artist)
+        ref = playlist_metrics(ranked[b], truth[indptr[b] : indptr[b + 1]], track_artist)
         for m in METRICS:
             assert batch[m][b] == pytest.approx(ref[m], abs=1e-12), (b, m)
     assert (batch["r_precision"] >= batch["r_precision_track"]).all()

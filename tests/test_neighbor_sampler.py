@@ -2,6 +2,7 @@
 fan-outs hold, seeds come first; at full fan-out the subgraph is exactly the k-hop
 in-neighbourhood (a plain-Python BFS is the oracle) and the model's loss equals torch-sparse's;
 training with it learns. CUDA-only checks skip without a GPU."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,10 @@ from trainer.io.graph import PLAYLIST_TRACK, load_graph
 from trainer.train import train_from_args
 
 CPU = dist.DistEnv(0, 0, 1, torch.device("cpu"), None)
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                 reason="needs a CUDA device"))]
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")),
+]
 
 
 def tiny_graph(seed: int = 0, playlists: int = 12, tracks: int = 20, albums: int = 5) -> HeteroData:
@@ -48,15 +51,21 @@ def tiny_graph(seed: int = 0, playlists: int = 12, tracks: int = 20, albums: int
     pt = torch.tensor(sorted(pairs)).T
     data[PLAYLIST_TRACK].edge_index = pt[:, torch.randperm(pt.size(1), generator=g)]
     data["track", "in_album", "album"].edge_index = torch.stack(
-        [torch.arange(tracks), torch.randint(albums, (tracks,), generator=g)])
+        [torch.arange(tracks), torch.randint(albums, (tracks,), generator=g)]
+    )
     return T.ToUndirected()(data)
 
 
 def loader(data, fanout, label_index, negatives=2, **kw):
     return LinkNeighborLoader(
-        data, num_neighbors=fanout, edge_label_index=(PLAYLIST_TRACK, label_index),
+        data,
+        num_neighbors=fanout,
+        edge_label_index=(PLAYLIST_TRACK, label_index),
         neg_sampling=NegativeSampling("triplet", amount=negatives) if negatives else None,
-        batch_size=label_index.size(1), neighbor_sampler=DeviceNeighborSampler(data, fanout), **kw)
+        batch_size=label_index.size(1),
+        neighbor_sampler=DeviceNeighborSampler(data, fanout),
+        **kw,
+    )
 
 
 def global_edges(batch, et) -> list[tuple[int, int]]:
@@ -66,8 +75,9 @@ def global_edges(batch, et) -> list[tuple[int, int]]:
 
 def hop_of(batch, t) -> torch.Tensor:
     """Per node of type ``t`` in the batch, the hop that first reached it (0: seed)."""
-    return torch.repeat_interleave(torch.arange(len(batch[t].num_sampled_nodes)),
-                                   torch.tensor(batch[t].num_sampled_nodes))
+    return torch.repeat_interleave(
+        torch.arange(len(batch[t].num_sampled_nodes)), torch.tensor(batch[t].num_sampled_nodes)
+    )
 
 
 def bfs_oracle(data: HeteroData, seeds: dict[str, set[int]], depth: int):
@@ -121,8 +131,7 @@ def test_sampled_edges_exist_point_to_the_previous_hop_and_respect_fanouts(seed)
         # e_id names that very edge of the graph (through the sampler's sort permutation)
         assert [graph_edges[e] for e in batch[et].e_id.tolist()] == pairs, et
         # an edge of hop h runs from a node reached by hop h to one first reached in hop h-1
-        edge_hop = torch.repeat_interleave(torch.arange(1, len(fanout) + 1),
-                                           torch.tensor(batch[et].num_sampled_edges))
+        edge_hop = torch.repeat_interleave(torch.arange(1, len(fanout) + 1), torch.tensor(batch[et].num_sampled_edges))
         assert torch.equal(hop[et[2]][dst], edge_hop - 1), et
         assert bool((hop[et[0]][src] <= edge_hop).all()), et
         # fan-out: min(degree, fan-out) distinct in-edges of every node expanded
@@ -133,9 +142,18 @@ def test_sampled_edges_exist_point_to_the_previous_hop_and_respect_fanouts(seed)
         for h, f in enumerate(fanout):
             for v in batch[et[2]].n_id[hop[et[2]] == h].tolist():
                 assert expanded[v] == min(degree[v], f), (et, v)
-    assert hop_counts({"playlist": batch["playlist"].src_index,
-                       "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()])},
-                      batch.edge_index_dict, batch.num_nodes_dict, len(fanout)) is not None
+    assert (
+        hop_counts(
+            {
+                "playlist": batch["playlist"].src_index,
+                "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()]),
+            },
+            batch.edge_index_dict,
+            batch.num_nodes_dict,
+            len(fanout),
+        )
+        is not None
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -144,8 +162,9 @@ def test_full_fanout_gives_exactly_the_k_hop_in_neighbourhood(fanout, device):
     data = tiny_graph(7, playlists=30, tracks=40, albums=6)
     label_index = data[PLAYLIST_TRACK].edge_index[:, 3:8]
     batch = next(iter(loader(data.to(device), fanout, label_index, negatives=0)))
-    hops, sampled = bfs_oracle(data, {"playlist": set(label_index[0].tolist()),
-                                      "track": set(label_index[1].tolist())}, len(fanout))
+    hops, sampled = bfs_oracle(
+        data, {"playlist": set(label_index[0].tolist()), "track": set(label_index[1].tolist())}, len(fanout)
+    )
     for t in data.node_types:
         n_id, hop = batch[t].n_id.cpu(), hop_of(batch, t)
         assert [set(n_id[hop == h].tolist()) for h in range(len(hops))] == [hops_h[t] for hops_h in hops], t
@@ -161,11 +180,22 @@ def test_same_seed_same_batches(device):
     runs = []
     for _ in range(2):
         torch.manual_seed(11)
-        batches = list(LinkNeighborLoader(
-            data, num_neighbors=[2, 2], edge_label_index=(PLAYLIST_TRACK, label_index), batch_size=4,
-            neg_sampling=NegativeSampling("triplet", amount=3), neighbor_sampler=DeviceNeighborSampler(data, [2, 2])))
-        runs.append([(b["track"].n_id, b["track"].dst_neg_index, b["playlist"].n_id,
-                      tuple(b.edge_index_dict.values())) for b in batches])
+        batches = list(
+            LinkNeighborLoader(
+                data,
+                num_neighbors=[2, 2],
+                edge_label_index=(PLAYLIST_TRACK, label_index),
+                batch_size=4,
+                neg_sampling=NegativeSampling("triplet", amount=3),
+                neighbor_sampler=DeviceNeighborSampler(data, [2, 2]),
+            )
+        )
+        runs.append(
+            [
+                (b["track"].n_id, b["track"].dst_neg_index, b["playlist"].n_id, tuple(b.edge_index_dict.values()))
+                for b in batches
+            ]
+        )
     for a, b in zip(*runs):
         for x, y in zip(a[:3], b[:3]):
             assert torch.equal(x, y)
@@ -196,8 +226,9 @@ def test_loss_at_full_fanout_equals_torch_sparse(gdir):
     graph = load_graph(gdir)
     frequency = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], 64, 10, 0.0)
     torch.manual_seed(1)
-    base = TrainConfig(hidden=16, id_dim=8, fanout=(-1, -1, -1), batch_size=64, conv="sage",
-                       layer_mean=True, num_workers=0)
+    base = TrainConfig(
+        hidden=16, id_dim=8, fanout=(-1, -1, -1), batch_size=64, conv="sage", layer_mean=True, num_workers=0
+    )
     model = build_model(base, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes)
     results = {}
     for kind in ("device", "torch_sparse"):
@@ -210,13 +241,19 @@ def test_loss_at_full_fanout_equals_torch_sparse(gdir):
     assert (t_dev, p_dev) == (t_ts, p_ts)
     for t in ("playlist", "track"):
         assert b_dev[t].num_nodes == b_ts[t].num_nodes
-    assert torch.equal(b_dev["playlist"].n_id[b_dev["playlist"].src_index], b_ts["playlist"].n_id[b_ts["playlist"].src_index])
-    assert torch.equal(b_dev["track"].n_id[b_dev["track"].dst_neg_index], b_ts["track"].n_id[b_ts["track"].dst_neg_index])
+    assert torch.equal(
+        b_dev["playlist"].n_id[b_dev["playlist"].src_index], b_ts["playlist"].n_id[b_ts["playlist"].src_index]
+    )
+    assert torch.equal(
+        b_dev["track"].n_id[b_dev["track"].dst_neg_index], b_ts["track"].n_id[b_ts["track"].dst_neg_index]
+    )
     assert l_dev == pytest.approx(l_ts, rel=1e-5, abs=1e-6)
     outputs = []
     for batch in (b_dev, b_ts):
-        seeds = {"playlist": batch["playlist"].src_index,
-                 "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()])}
+        seeds = {
+            "playlist": batch["playlist"].src_index,
+            "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()]),
+        }
         within = hop_counts(seeds, batch.edge_index_dict, batch.num_nodes_dict, 3)
         assert within is not None
         with torch.no_grad():
@@ -235,9 +272,23 @@ def test_training_with_the_device_sampler_learns_in_hop_order(gdir, tmp_path, mo
 
     monkeypatch.setattr(sampled_module, "hop_counts", recording)
     run = tmp_path / "run"
-    train_from_args(["--graph", gdir, "--out", str(run), "--hidden=16", "--id_dim=8", "--fanout=5,5,3",
-          "--batch_size=64", "--device=cpu", "--val_rank_playlists=20", "--epochs=2",
-          "--propagation=sampled", "--sampler=device"])
+    train_from_args(
+        [
+            "--graph",
+            gdir,
+            "--out",
+            str(run),
+            "--hidden=16",
+            "--id_dim=8",
+            "--fanout=5,5,3",
+            "--batch_size=64",
+            "--device=cpu",
+            "--val_rank_playlists=20",
+            "--epochs=2",
+            "--propagation=sampled",
+            "--sampler=device",
+        ]
+    )
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < records[0]["train_loss"], records
     assert records[0]["sampler"] == "device"

@@ -1,5 +1,6 @@
 """The training regime: what ``regime=auto`` picks for a graph's size, what it leaves to the user,
 a run of the large-graph path on a tiny graph, and runs from before regimes resuming as trained."""
+
 import json
 
 import pytest
@@ -49,7 +50,9 @@ def test_the_regime_leaves_the_keys_a_user_set():
 
 def test_a_large_graph_run_on_a_tiny_graph_records_what_it_chose(gdir, tmp_path):
     run = tmp_path / "run"
-    result = train_from_args(["--graph", gdir, "--out", str(run), "--regime=large-graph", "--epochs=2", "--patience=0", *SMALL])
+    result = train_from_args(
+        ["--graph", gdir, "--out", str(run), "--regime=large-graph", "--epochs=2", "--patience=0", *SMALL]
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["regime"] == "large-graph" and config["val_every"] == regime.VAL_EVERY
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

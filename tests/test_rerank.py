@@ -1,5 +1,6 @@
 """The two-stage ranker end to end on a small graph: candidates, examples free of leaked labels,
 the booster built from val, and ``rerank`` as a method of evaluate."""
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,12 @@ def run(graph, tmp_path_factory):
     cat = load_catalogue(graph)
     rng = np.random.default_rng(0)
     path = str(tmp_path_factory.mktemp("run"))
-    return write_embeddings(path, graph, rng.normal(size=(cat.num_tracks, 8)).astype(np.float32),
-                            rng.normal(size=(cat.num_playlists, 8)).astype(np.float32))
+    return write_embeddings(
+        path,
+        graph,
+        rng.normal(size=(cat.num_tracks, 8)).astype(np.float32),
+        rng.normal(size=(cat.num_playlists, 8)).astype(np.float32),
+    )
 
 
 def test_candidates_are_the_union_of_the_retrievers_top_k(graph, run):
@@ -55,13 +60,13 @@ def test_candidates_are_the_union_of_the_retrievers_top_k(graph, run):
         sub = held.queries.take(rows)
         ids, values = top_k(scorer.batch(sub), sub, cat.num_tracks, 20, 97)  # same chunking: same ties
         for i, b in enumerate(rows):
-            mine = cands.tracks[cands.indptr[b]:cands.indptr[b + 1]]
-            rank = cands.ranks[name][cands.indptr[b]:cands.indptr[b + 1]]
-            score = cands.scores[name][cands.indptr[b]:cands.indptr[b + 1]]
+            mine = cands.tracks[cands.indptr[b] : cands.indptr[b + 1]]
+            rank = cands.ranks[name][cands.indptr[b] : cands.indptr[b + 1]]
+            score = cands.scores[name][cands.indptr[b] : cands.indptr[b + 1]]
             proposed = mine[~np.isnan(rank)][np.argsort(rank[~np.isnan(rank)])]
             np.testing.assert_array_equal(proposed, ids[i][ids[i] >= 0])
             np.testing.assert_allclose(np.sort(score[~np.isnan(score)])[::-1], values[i][ids[i] >= 0], rtol=1e-6)
-    union = [set(cands.tracks[cands.indptr[b]:cands.indptr[b + 1]]) for b in range(len(held))]
+    union = [set(cands.tracks[cands.indptr[b] : cands.indptr[b + 1]]) for b in range(len(held))]
     assert all(not (u & set(held.queries.seeds(b))) for b, u in enumerate(union))  # seeds never proposed
     assert all(len(u) >= 20 for u in union)
 
@@ -89,8 +94,9 @@ def test_no_label_is_an_edge_a_retriever_was_fitted_on(graph, run):
 def planted(tmp_path_factory):
     """A graph holding tracks known only through held-out playlists' hidden edges, and a run whose
     GNN ranks one of them first for every playlist."""
-    graph = toy_graph_dir(str(tmp_path_factory.mktemp("planted")), 400, holdout=0.1, tracks_per_genre=120,
-                          hidden_only=3)
+    graph = toy_graph_dir(
+        str(tmp_path_factory.mktemp("planted")), 400, holdout=0.1, tracks_per_genre=120, hidden_only=3
+    )
     cat = load_catalogue(graph)
     never = np.flatnonzero(~protocol.visible_catalogue(cat))
     rng = np.random.default_rng(0)
@@ -124,8 +130,12 @@ def test_a_track_known_only_from_hidden_edges_is_neither_a_candidate_nor_an_exam
     assert sum(len(t) for t in seen) == built["trained_on"]["candidates"]  # every example is a candidate
     assert not np.isin(np.concatenate(seen), never).any()
     at_build = len(seen)
-    assert evaluate_main(["--graph", graph, "--run", run, "--methods", "rerank,fusion", "--split", "test",
-                          "--chunk-size", "500"]) == 0
+    assert (
+        evaluate_main(
+            ["--graph", graph, "--run", run, "--methods", "rerank,fusion", "--split", "test", "--chunk-size", "500"]
+        )
+        == 0
+    )
     assert len(seen) > at_build and not np.isin(np.concatenate(seen[at_build:]), never).any()
 
 
@@ -138,12 +148,32 @@ def built(graph, run):
 def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, built):
     assert built["trained_on"]["split"] == contract.SPLIT_VAL and built["trained_on"]["positives"] > 0
     assert 0 < built["recall"]["all"] <= 1 and built["recall"]["all"] >= max(
-        built["recall"][m] for m in ("gnn", "als", "itemknn"))
+        built["recall"][m] for m in ("gnn", "als", "itemknn")
+    )
     assert set(built["importances"]) == set(built["features"]) and 1 <= built["cv"]["rounds"] <= 30
     assert ranker.exists(run)
     # Without --methods, evaluate ranks with it beside the others.
-    assert evaluate_main(["--graph", graph, "--run", run, "--split", "test", "--chunk-size", "500",
-                          "--als-factors", "8", "--als-iterations", "4", "--als-threads", "1"]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--graph",
+                graph,
+                "--run",
+                run,
+                "--split",
+                "test",
+                "--chunk-size",
+                "500",
+                "--als-factors",
+                "8",
+                "--als-iterations",
+                "4",
+                "--als-threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = json.loads(open(f"{run}/eval_test.json").read())
     assert {"rerank", "fusion", "gnn", "itemknn", "als", "popularity"} <= set(out["methods"])
     assert set(built["fusion"]) >= {"*"} and all(abs(sum(w) - 1) < 1e-9 for w in built["fusion"].values())
@@ -163,6 +193,7 @@ def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, built):
 
 def test_every_feature_is_in_one_ablation_group(built):
     from trainer.ranker.candidate_features import groups
+
     by_group = groups(built["features"])
     assert set(by_group) == {"retrievers", "title", "track", "seed_overlap", "seed_similarity", "query"}
     assert sorted(n for names in by_group.values() for n in names) == sorted(built["features"])
@@ -187,8 +218,9 @@ def test_rerank_and_fusion_share_one_set_of_retrievers_and_rank_as_built_alone(g
         alone = methods.build_scorers(cat, run, [m], "cpu")[0][m]
         ids = [top_k(s.batch(held.queries), held.queries, cat.num_tracks, 50, 500)[0] for s in (both[m], alone)]
         np.testing.assert_array_equal(*ids)
-    assert not np.array_equal(*(top_k(both[m].batch(held.queries), held.queries, cat.num_tracks, 50, 500)[0]
-                                for m in ("rerank", "fusion")))
+    assert not np.array_equal(
+        *(top_k(both[m].batch(held.queries), held.queries, cat.num_tracks, 50, 500)[0] for m in ("rerank", "fusion"))
+    )
 
 
 @contextlib.contextmanager
@@ -211,10 +243,13 @@ def test_a_ranker_of_another_checkpoint_is_refused(graph, run, built):
             methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
 
 
-@pytest.mark.parametrize("recorded, named", [
-    (None, "training"),        # built when the title model counted the training playlists' edges alone
-    ("visible", "visible"),    # built when it counted every visible edge, without the name tier
-])
+@pytest.mark.parametrize(
+    "recorded, named",
+    [
+        (None, "training"),  # built when the title model counted the training playlists' edges alone
+        ("visible", "visible"),  # built when it counted every visible edge, without the name tier
+    ],
+)
 def test_a_ranker_built_on_another_title_model_is_refused(graph, run, built, recorded, named):
     def change(identity):
         identity.pop("title") if recorded is None else identity.update(title=recorded)
@@ -254,20 +289,26 @@ def test_fusion_weights_find_the_retriever_that_ranks_the_hidden_tracks_first():
     categories = np.array(["first_5", "first_5", "random_25", "random_25"], dtype=object)
     weights = second_stage.fit_fusion(x, y, group, names, ["gnn", "als", "itemknn"], categories, truth)
     retrievers = ["gnn", "als", "itemknn"]
-    best = second_stage.r_precision_track(second_stage.fused(x, names, retrievers, np.array([0.0, 1.0, 0.0])), y, group, truth)
+    best = second_stage.r_precision_track(
+        second_stage.fused(x, names, retrievers, np.array([0.0, 1.0, 0.0])), y, group, truth
+    )
     for c in ("first_5", "random_25", "*"):
         assert weights[c][1] >= 0.5  # als carries the most weight ...
-        mine = second_stage.r_precision_track(second_stage.fused(x, names, retrievers, np.array(weights[c])), y, group, truth)
+        mine = second_stage.r_precision_track(
+            second_stage.fused(x, names, retrievers, np.array(weights[c])), y, group, truth
+        )
         assert mine.mean() == pytest.approx(best.mean())  # ... and ranks as well as als alone
-    noise = second_stage.r_precision_track(second_stage.fused(x, names, retrievers, np.array([1.0, 0.0, 0.0])), y, group, truth)
+    noise = second_stage.r_precision_track(
+        second_stage.fused(x, names, retrievers, np.array([1.0, 0.0, 0.0])), y, group, truth
+    )
     assert noise.mean() < best.mean()
     # R-precision over the candidates, against plain Python.
     score = second_stage.fused(x, names, ["gnn", "als", "itemknn"], np.array([0.5, 0.2, 0.3]))
     got = second_stage.r_precision_track(score, y, group, truth)
     start = 0
     for q, size in enumerate(group):
-        s, lab = score[start:start + size], y[start:start + size]
-        top = sorted(range(size), key=lambda i: -s[i])[:truth[q]]
+        s, lab = score[start : start + size], y[start : start + size]
+        top = sorted(range(size), key=lambda i: -s[i])[: truth[q]]
         assert got[q] == pytest.approx(sum(lab[i] for i in top) / truth[q])
         start += size
 
@@ -284,8 +325,9 @@ def test_seed_similarity_against_plain_python(graph, run, track_bias, tmp_path):
         rng = np.random.default_rng(1)
         tracks = rng.normal(size=(cat.num_tracks, 8)).astype(np.float32)
         tracks[:, -1] *= 50  # a bias that would swamp the cosine
-        run = write_embeddings(str(tmp_path), graph, tracks, rng.normal(size=(cat.num_playlists, 8)).astype(np.float32),
-                               track_bias=True)
+        run = write_embeddings(
+            str(tmp_path), graph, tracks, rng.normal(size=(cat.num_playlists, 8)).astype(np.float32), track_bias=True
+        )
     held = protocol.held_out(cat, contract.SPLIT_VAL)
     scorers, title = methods.build_scorers(cat, run, ["gnn", "als", "itemknn"], "cpu", als=SMALL_ALS)
     cands = candidates.generate(scorers, title, held.queries, cat.num_tracks, 10, 1000)
@@ -293,7 +335,7 @@ def test_seed_similarity_against_plain_python(graph, run, track_bias, tmp_path):
     train = cat.edges((contract.ROLE_TRAIN,), splits=(contract.SPLIT_TRAIN,)).tocsr()
     playlists_of = {}
     for p in range(train.shape[0]):
-        for t in train.indices[train.indptr[p]:train.indptr[p + 1]]:
+        for t in train.indices[train.indptr[p] : train.indptr[p + 1]]:
             playlists_of.setdefault(int(t), set()).add(p)
     vectors = {m: scorers[m].tracks.numpy().astype(np.float64) for m in ("gnn", "als")}
     if track_bias:

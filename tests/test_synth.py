@@ -3,6 +3,7 @@
 Every statistic here is computed from the written JSON with plain Python (the oracle), never
 from the generator's own arrays.
 """
+
 from __future__ import annotations
 
 import collections
@@ -19,8 +20,9 @@ from etl.synth import challenge, command, playlists, slices, write
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "mpd_sample" / "mpd.slice.0-999.json"
-needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason=f"real MPD sample not found at {SAMPLE} "
-                                                           "(../shared/data is absent on this machine)")
+needs_sample = pytest.mark.skipif(
+    not SAMPLE.exists(), reason=f"real MPD sample not found at {SAMPLE} (../shared/data is absent on this machine)"
+)
 
 SMALL = 2_500  # three slices, the last one short
 SEED = 7
@@ -54,8 +56,7 @@ def calib(tmp_path_factory) -> list[dict]:
 
 def test_files_pids_and_checker(small):
     files = _slices(small)
-    assert [f.name for f in files] == ["mpd.slice.0-999.json", "mpd.slice.1000-1999.json",
-                                       "mpd.slice.2000-2499.json"]
+    assert [f.name for f in files] == ["mpd.slice.0-999.json", "mpd.slice.1000-1999.json", "mpd.slice.2000-2499.json"]
     pids = [p["pid"] for f in files for p in json.loads(f.read_bytes())["playlists"]]
     assert pids == list(range(SMALL))
     assert list(checker.check_files([str(small)])) == []
@@ -68,7 +69,7 @@ def test_byte_layout_is_the_mpd_layout(small):
         obj = json.loads(raw)
         assert raw == _dumps(obj).encode("ascii")  # indent 4, ", " / ": ", \uXXXX escapes, final newline
         assert list(obj) == ["info", "playlists"] and tuple(obj["info"]) == checker.INFO_FIELDS
-        assert obj["info"]["slice"] == f.name[len("mpd.slice."):-len(".json")]
+        assert obj["info"]["slice"] == f.name[len("mpd.slice.") : -len(".json")]
         for p in obj["playlists"]:
             keys = tuple(p)
             assert keys in (checker.PLAYLIST_FIELDS, checker.PLAYLIST_FIELDS + ("description",))
@@ -87,6 +88,7 @@ def test_layout_matches_the_real_sample(small):
     assert list(real["playlists"][0]) == list(ours["playlists"][0])
     assert list(real["playlists"][0]["tracks"][0]) == list(ours["playlists"][0]["tracks"][0])
     ours_raw = _slices(small)[0].read_bytes()
+
     # Same line shapes: every line of both files matches one of the MPD's line patterns.
     def shapes(raw):
         return {line.split(b":")[0].rstrip() if b":" in line else line for line in raw.split(b"\n")}
@@ -126,7 +128,10 @@ def test_a_slice_depends_only_on_seed_and_index(small, tmp_path):
 
 def test_challenge_set(small):
     cs = json.loads((small / challenge.CHALLENGE_FILE).read_bytes())
-    truth = {p["pid"]: p["holdouts"] for p in json.loads((small / challenge.CHALLENGE_HOLDOUTS_FILE).read_bytes())["playlists"]}
+    truth = {
+        p["pid"]: p["holdouts"]
+        for p in json.loads((small / challenge.CHALLENGE_HOLDOUTS_FILE).read_bytes())["playlists"]
+    }
     assert set(cs) == {"date", "version", "playlists"}
     assert [p["pid"] for p in cs["playlists"]] == list(range(SMALL, SMALL + 60))
     seen_categories = set()
@@ -247,8 +252,13 @@ def test_unwritable_out(tmp_path, capsys):
 
 
 def test_cli_one_line_errors():
-    r = subprocess.run([sys.executable, "-m", "etl.synth", "--playlists", "ten", "--out", "x"],
-                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "etl.synth", "--playlists", "ten", "--out", "x"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "argument --playlists: expected an integer, got 'ten'" in r.stderr
 

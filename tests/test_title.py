@@ -1,6 +1,7 @@
 """The title model every method shares for playlists without seeds (``trainer.evaluation.title``):
 exact-title counts over visible edges, then tracks whose artist, album or track name holds every
 word of the title, then popularity; each tier checked against a plain-Python count."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,7 @@ from trainer.evaluation.title import NameIndex, TitleModel
 from trainer.io.catalogue import load_catalogue, normalise_title, track_names
 from trainer.methods import build_scorers
 
-needs_sample = pytest.mark.skipif(
-    not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
+needs_sample = pytest.mark.skipif(not os.path.exists(MPD_SAMPLE), reason=f"real MPD sample not found at {MPD_SAMPLE}")
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,11 @@ def title_model(sample):
 @pytest.fixture(scope="module")
 def raw_names():
     """Track URI -> its (artist, album, track) names normalised, from the sample's JSON."""
-    return {t["track_uri"]: tuple(normalise_title(t[k]) for k in ("artist_name", "album_name", "track_name"))
-            for p in load_mpd_sample() for t in p["tracks"]}
+    return {
+        t["track_uri"]: tuple(normalise_title(t[k]) for k in ("artist_name", "album_name", "track_name"))
+        for p in load_mpd_sample()
+        for t in p["tracks"]
+    }
 
 
 def _name_oracle(title: str, raw_names: dict, uris) -> set[int]:
@@ -61,11 +64,19 @@ def test_name_index_finds_every_track_whose_one_name_holds_every_word(sample, ra
     index = NameIndex(track_names(sample))
     artists = Counter(raw_names[u][0] for u in cat.track_uri)
     words = Counter(w for u in cat.track_uri for name in raw_names[u] for w in set(name.split()))
-    titles = [artists.most_common(1)[0][0], words.most_common(1)[0][0], *[w for w, _ in words.most_common(40)[-3:]],
-              # two artists' names: each in some name, never together in one (no match)
-              next(f"{a} {b}" for a, b in zip(artists, list(artists)[1:])
-                   if not _name_oracle(f"{a} {b}", raw_names, cat.track_uri)),
-              "zzyzx", ""]
+    titles = [
+        artists.most_common(1)[0][0],
+        words.most_common(1)[0][0],
+        *[w for w, _ in words.most_common(40)[-3:]],
+        # two artists' names: each in some name, never together in one (no match)
+        next(
+            f"{a} {b}"
+            for a, b in zip(artists, list(artists)[1:])
+            if not _name_oracle(f"{a} {b}", raw_names, cat.track_uri)
+        ),
+        "zzyzx",
+        "",
+    ]
     found = 0
     for title in titles:
         want = _name_oracle(title, raw_names, cat.track_uri) if title else set()
@@ -85,9 +96,9 @@ def test_a_title_no_playlist_carries_ranks_its_name_matches_by_popularity(title_
     query = Queries.from_lists([np.zeros(0, np.int64)], [title])
     ids, _ = top_k(model.batch(query), query, cat.num_tracks, 50, 64)
     ids = ids[0].tolist()
-    assert set(ids[:len(want)]) == want  # the name tier, then the rest
-    assert [pop[t] for t in ids[:len(want)]] == sorted((pop[t] for t in want), reverse=True)
-    rest = [pop[t] for t in ids[len(want):]]
+    assert set(ids[: len(want)]) == want  # the name tier, then the rest
+    assert [pop[t] for t in ids[: len(want)]] == sorted((pop[t] for t in want), reverse=True)
+    rest = [pop[t] for t in ids[len(want) :]]
     assert rest == sorted(rest, reverse=True)
     assert len(model.name_matches(title)) == len(want)
 
@@ -97,17 +108,18 @@ def test_exact_title_tracks_come_before_name_matches(title_model, raw_names):
     cat, visible, pop, model = title_model
     checked = 0
     for title in sorted({t for t in cat.playlist_title if t}):
-        counts = Counter(t for p in np.flatnonzero([t == title for t in cat.playlist_title])
-                         for t in visible[p].indices.tolist())
+        counts = Counter(
+            t for p in np.flatnonzero([t == title for t in cat.playlist_title]) for t in visible[p].indices.tolist()
+        )
         named = _name_oracle(title, raw_names, cat.track_uri) & set(np.flatnonzero(pop > 0).tolist()) - set(counts)
         if not counts or not named:
             continue
         query = Queries.from_lists([np.zeros(0, np.int64)], [title])
         ids, _ = top_k(model.batch(query), query, cat.num_tracks, len(counts) + len(named), 64)
         ids = ids[0].tolist()
-        assert set(ids[:len(counts)]) == set(counts), title
-        assert [counts[t] for t in ids[:len(counts)]] == sorted(counts.values(), reverse=True)
-        assert set(ids[len(counts):]) == named, title
+        assert set(ids[: len(counts)]) == set(counts), title
+        assert [counts[t] for t in ids[: len(counts)]] == sorted(counts.values(), reverse=True)
+        assert set(ids[len(counts) :]) == named, title
         checked += 1
     assert checked, "some sample title is also a word of some track's name"
 
@@ -145,9 +157,13 @@ def test_title_models_bench_ranks_the_shared_fallback_as_evaluate_does(synth, ca
 
     from trainer.evaluation.paired import per_playlist
     from trainer.evaluation.protocol import visible_catalogue
+
     title_models.main(["--graph", synth, "--split", "val", "--models", "exact_train,names,words,chars+smooth"])
-    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| ") and not line.startswith("| model")}
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| ") and not line.startswith("| model")
+    }
     assert set(rows) == {"exact_train", "names", "words", "chars+smooth"}
     cat = load_catalogue(synth)
     held = held_out(cat, contract.SPLIT_VAL)
@@ -161,11 +177,13 @@ def test_title_models_bench_ranks_the_shared_fallback_as_evaluate_does(synth, ca
 @needs_sample
 def test_a_common_word_keeps_its_most_popular_name_matches(title_model, raw_names, monkeypatch):
     from trainer.evaluation import title as title_module
+
     cat, _, pop, model = title_model
     words = Counter(w for u, p in zip(cat.track_uri, pop) if p for name in raw_names[u] for w in set(name.split()))
     word = words.most_common(1)[0][0]
-    want = sorted(_name_oracle(word, raw_names, cat.track_uri) & set(np.flatnonzero(pop > 0).tolist()),
-                  key=lambda t: -pop[t])
+    want = sorted(
+        _name_oracle(word, raw_names, cat.track_uri) & set(np.flatnonzero(pop > 0).tolist()), key=lambda t: -pop[t]
+    )
     assert len(want) > 3
     monkeypatch.setattr(title_module, "MAX_NAME_MATCHES", 3)
     got = model.name_matches(word)

@@ -4,6 +4,7 @@ fp32 and bf16, and a checkpoint written on the GPU that embeds the same on CPU.
 Skipped where torch sees no CUDA device (CI has none); ``bench/gpu_check.sh`` runs this file on
 a GPU machine.
 """
+
 import copy
 import json
 
@@ -34,10 +35,12 @@ def gdir(tmp_path_factory):
 def _model_and_frequency(graph, config):
     torch.manual_seed(1)
     # Dense ID-embedding gradients on both sides, as the CUDA trainer uses.
-    model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()},
-                        graph.num_nodes, sparse_embeddings=False)
-    frequency = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], config.batch_size,
-                                        config.negatives, config.negative_power)
+    model = build_model(
+        config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes, sparse_embeddings=False
+    )
+    frequency = candidate_log_frequency(
+        graph.train_edges, graph.num_nodes["track"], config.batch_size, config.negatives, config.negative_power
+    )
     return model, frequency
 
 
@@ -54,10 +57,10 @@ def test_batch_loss_and_gradients_on_cuda_equal_cpu(gdir, loss):
         m = copy.deepcopy(model).to(device)
         env = dist.DistEnv(0, 0, 1, torch.device(device), None)
         value, terms, positives = SampledTraining(graph, config, env, frequency.to(device)).loss(
-            m, copy.copy(batch).to(device), amp=False)
+            m, copy.copy(batch).to(device), amp=False
+        )
         value.backward()
-        results[device] = (value.item(), terms, positives,
-                           {n: p.grad.detach().cpu() for n, p in m.named_parameters()})
+        results[device] = (value.item(), terms, positives, {n: p.grad.detach().cpu() for n, p in m.named_parameters()})
     (l_cpu, t_cpu, p_cpu, g_cpu), (l_gpu, t_gpu, p_gpu, g_gpu) = results["cpu"], results["cuda"]
     assert (t_cpu, p_cpu) == (t_gpu, p_gpu)
     assert l_gpu == pytest.approx(l_cpu, rel=1e-4, abs=1e-5)
@@ -68,8 +71,19 @@ def test_batch_loss_and_gradients_on_cuda_equal_cpu(gdir, loss):
 @pytest.mark.parametrize("amp", [False, True])
 def test_trains_on_cuda_and_embeds_alike_on_cpu(gdir, tmp_path, amp):
     run = tmp_path / "run"
-    train_from_args(["--graph", gdir, "--out", str(run), "--epochs=3", "--max_steps_per_epoch=8",
-          "--device=cuda", f"--amp={amp}", *SMALL])
+    train_from_args(
+        [
+            "--graph",
+            gdir,
+            "--out",
+            str(run),
+            "--epochs=3",
+            "--max_steps_per_epoch=8",
+            "--device=cuda",
+            f"--amp={amp}",
+            *SMALL,
+        ]
+    )
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1, 2]
     for r in records:
@@ -90,8 +104,9 @@ def test_full_graph_loss_and_gradients_on_cuda_equal_cpu(gdir):
     results = {}
     for device in ("cpu", "cuda"):
         m = copy.deepcopy(model).to(device)
-        training = FullGraphTraining(graph, config, dist.DistEnv(0, 0, 1, torch.device(device), None),
-                                     frequency.to(device))
+        training = FullGraphTraining(
+            graph, config, dist.DistEnv(0, 0, 1, torch.device(device), None), frequency.to(device)
+        )
         training.start_epoch(0)
         batch = next(training.batches(1))
         # The same edges and negatives on both devices (CUDA draws its own random numbers).
@@ -108,8 +123,21 @@ def test_full_graph_loss_and_gradients_on_cuda_equal_cpu(gdir):
 
 def test_full_graph_trains_on_cuda(gdir, tmp_path):
     run = tmp_path / "run"
-    train_from_args(["--graph", gdir, "--out", str(run), "--epochs=3", "--device=cuda", "--propagation=full",
-          "--hidden=16", "--id_dim=8", "--batch_size=512", "--val_rank_playlists=50"])
+    train_from_args(
+        [
+            "--graph",
+            gdir,
+            "--out",
+            str(run),
+            "--epochs=3",
+            "--device=cuda",
+            "--propagation=full",
+            "--hidden=16",
+            "--id_dim=8",
+            "--batch_size=512",
+            "--val_rank_playlists=50",
+        ]
+    )
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert all(0 <= r["val_r_precision"] <= 1 and r["peak_gpu_mb"] > 0 for r in records)

@@ -1,6 +1,7 @@
 """Full-graph training (propagation=full): the prebuilt adjacency propagates exactly as the
 edge-list model does, gradients match, ranking validation equals trainer.evaluate, early
 stopping keeps the best checkpoint."""
+
 import json
 
 import pytest
@@ -33,9 +34,19 @@ def graph(gdir):
 
 def _model(graph, **kw):
     torch.manual_seed(0)
-    return LinkPredictor(graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes,
-                         hidden=16, layers=3, id_dim=8, layer_mean=True, temperature=0.2, conv="lightgcn",
-                         track_bias=True, **kw)
+    return LinkPredictor(
+        graph.metadata(),
+        {t: x.size(1) for t, x in graph.x.items()},
+        graph.num_nodes,
+        hidden=16,
+        layers=3,
+        id_dim=8,
+        layer_mean=True,
+        temperature=0.2,
+        conv="lightgcn",
+        track_bias=True,
+        **kw,
+    )
 
 
 def test_mean_adjacency_product_and_its_gradient_are_the_neighbour_mean():
@@ -85,9 +96,18 @@ def test_chunked_loss_value_and_gradients_equal_one_backward_of_all_chunks(graph
             value, terms, _ = training.loss(model, batch, amp=False)
         else:
             h = training.forward(model)
-            parts = [batch_loss(loss, h["playlist"][batch.playlist[lo:lo + 64]], h["track"], batch.playlist[lo:lo + 64],
-                                batch.positive[lo:lo + 64], batch.negative[lo:lo + 64], log_freq)
-                     for lo in range(0, 300, 64)]
+            parts = [
+                batch_loss(
+                    loss,
+                    h["playlist"][batch.playlist[lo : lo + 64]],
+                    h["track"],
+                    batch.playlist[lo : lo + 64],
+                    batch.positive[lo : lo + 64],
+                    batch.negative[lo : lo + 64],
+                    log_freq,
+                )
+                for lo in range(0, 300, 64)
+            ]
             value = sum(v * n for v, n, _ in parts) / sum(n for _, n, _ in parts)
         value.backward()
         values.append(float(value))
@@ -151,8 +171,11 @@ def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypat
 
     # A scripted validation curve: best at epoch 1, then worse twice -> stop after epoch 3.
     curve = iter([0.10, 0.30, 0.20, 0.25, 0.40, 0.50])
-    monkeypatch.setattr(train_module, "rank_metrics", lambda *a: (lambda v: {
-        "val_r_precision": v, "val_ndcg": v, "val_clicks": 1.0})(next(curve)))
+    monkeypatch.setattr(
+        train_module,
+        "rank_metrics",
+        lambda *a: (lambda v: {"val_r_precision": v, "val_ndcg": v, "val_clicks": 1.0})(next(curve)),
+    )
     run = tmp_path / "run"
     result = train_from_args(["--graph", gdir, "--out", str(run), "--epochs=6", "--patience=2", *SMALL])
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -195,11 +218,23 @@ def test_validation_within_epochs_selects_stops_and_resumes(gdir, tmp_path, monk
     # val_every=2 with 3 steps an epoch validates at global steps 2 (mid), 3 (end), 4 (mid)...;
     # best at the end of epoch 0, worse at the next validation -> patience 1 stops inside epoch 1.
     curve = iter([0.10, 0.30, 0.20, 0.50, 0.60])
-    monkeypatch.setattr(train_module, "rank_metrics", lambda *a: (lambda v: {
-        "val_r_precision": v, "val_ndcg": v, "val_clicks": 1.0})(next(curve)))
+    monkeypatch.setattr(
+        train_module,
+        "rank_metrics",
+        lambda *a: (lambda v: {"val_r_precision": v, "val_ndcg": v, "val_clicks": 1.0})(next(curve)),
+    )
     run = tmp_path / "run"
-    args = ["--graph", gdir, "--out", str(run), "--epochs=3", "--patience=1", "--val_every=2",
-            "--max_steps_per_epoch=3", *SMALL]
+    args = [
+        "--graph",
+        gdir,
+        "--out",
+        str(run),
+        "--epochs=3",
+        "--patience=1",
+        "--val_every=2",
+        "--max_steps_per_epoch=3",
+        *SMALL,
+    ]
     result = train_from_args(args)
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r.get("step"), r["global_step"]) for r in records] == [(0, 2, 2), (0, None, 3), (1, 1, 4)]

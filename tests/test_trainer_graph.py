@@ -1,4 +1,5 @@
 """Graph dir -> tensors: contract checks, features indexed by id, edges by role."""
+
 import json
 
 import numpy as np
@@ -61,6 +62,7 @@ def test_file_url(gdir):
 
 def test_wrong_schema_version_is_named(gdir, tmp_path):
     import shutil
+
     bad = tmp_path / "bad"
     shutil.copytree(gdir, bad)
     m = json.load(open(bad / "manifest.json"))
@@ -72,13 +74,16 @@ def test_wrong_schema_version_is_named(gdir, tmp_path):
 
 def test_wrong_dtype_is_named(gdir, tmp_path):
     import shutil
+
     bad = tmp_path / "bad"
     shutil.copytree(gdir, bad)
     for f in (bad / "edges/playlist_track").glob("*.parquet"):
         t = pq.read_table(f)
         t = t.set_column(t.schema.get_field_index("track_id"), "track_id", t.column("track_id").cast(pa.int32()))
         pq.write_table(t, f)
-    with pytest.raises(contract.ContractError, match=r"edges/playlist_track: column track_id is int32, contract says int64"):
+    with pytest.raises(
+        contract.ContractError, match=r"edges/playlist_track: column track_id is int32, contract says int64"
+    ):
         load_graph(str(bad))
 
 
@@ -86,6 +91,7 @@ def test_missing_manifest_and_sparse_ids(gdir, tmp_path):
     with pytest.raises(contract.ContractError, match=r"manifest.json not found: .* is not a graph dir"):
         load_graph(str(tmp_path))
     import shutil
+
     bad = tmp_path / "bad"
     shutil.copytree(gdir, bad)
     for f in (bad / "nodes/album").glob("*.parquet"):
@@ -99,6 +105,7 @@ def test_missing_manifest_and_sparse_ids(gdir, tmp_path):
 @pytest.mark.skipif(not __import__("os").path.exists(MPD_SAMPLE), reason="../shared/data (real MPD sample) absent")
 def test_real_sample_loads(tmp_path):
     from graphdir_fixture import sample_graph_dir
+
     g = load_graph(sample_graph_dir(str(tmp_path / "s")))
     assert g.num_nodes["playlist"] == 37
     assert g.train_edges.size(1) + g.seed_edges.size(1) + (g.val_edges.size(1)) <= 2023

@@ -1,4 +1,5 @@
 """Model, layer-wise inference, AUC and the embeddings format, against independent computations."""
+
 import itertools
 
 import numpy as np
@@ -25,6 +26,7 @@ def _hand_built():
     data["track", "in_album", "album"].edge_index = torch.tensor([[0, 1, 2, 3, 4], [0, 0, 1, 1, 1]])
     data["track", "by_artist", "artist"].edge_index = torch.tensor([[0, 1, 2, 3, 4], [0, 1, 1, 0, 1]])
     import torch_geometric.transforms as T
+
     return T.ToUndirected()(data), sizes, dims
 
 
@@ -59,14 +61,30 @@ def graph(tmp_path_factory):
     return load_graph(toy_graph_dir(str(tmp_path_factory.mktemp("g") / "graph"), 200, seed=2))
 
 
-@pytest.mark.parametrize("conv,layer_mean,temperature,bias",
-                         [("sage", False, 0.0, False), ("sage", True, 0.0, False), ("sage", True, 0.1, True),
-                          ("lightgcn", True, 0.1, False), ("lightgcn", True, 0.1, True)])
+@pytest.mark.parametrize(
+    "conv,layer_mean,temperature,bias",
+    [
+        ("sage", False, 0.0, False),
+        ("sage", True, 0.0, False),
+        ("sage", True, 0.1, True),
+        ("lightgcn", True, 0.1, False),
+        ("lightgcn", True, 0.1, True),
+    ],
+)
 def test_layerwise_inference_equals_full_graph_forward(graph, conv, layer_mean, temperature, bias):
     torch.manual_seed(0)
-    model = LinkPredictor(graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes,
-                          hidden=16, layers=3, id_dim=8, layer_mean=layer_mean, temperature=temperature,
-                          conv=conv, track_bias=bias).eval()
+    model = LinkPredictor(
+        graph.metadata(),
+        {t: x.size(1) for t, x in graph.x.items()},
+        graph.num_nodes,
+        hidden=16,
+        layers=3,
+        id_dim=8,
+        layer_mean=layer_mean,
+        temperature=temperature,
+        conv=conv,
+        track_bias=bias,
+    ).eval()
     data = graph.hetero_data()
     with torch.no_grad():
         full = model(data.x_dict, data.edge_index_dict, {t: torch.arange(n) for t, n in graph.num_nodes.items()})
@@ -84,25 +102,40 @@ def test_layerwise_inference_equals_full_graph_forward(graph, conv, layer_mean, 
     assert not torch.allclose(moved[p], batched["playlist"][p])
 
 
-@pytest.mark.parametrize("conv,layer_mean,bias", [("sage", False, False), ("sage", True, False),
-                                                  ("lightgcn", True, False), ("lightgcn", True, True)])
+@pytest.mark.parametrize(
+    "conv,layer_mean,bias",
+    [("sage", False, False), ("sage", True, False), ("lightgcn", True, False), ("lightgcn", True, True)],
+)
 def test_hop_trimmed_forward_equals_untrimmed_at_the_seeds(graph, conv, layer_mean, bias):
     from trainer import dist
     from trainer.config import TrainConfig
     from trainer.gnn.sampled import epoch_loader
 
     torch.manual_seed(0)
-    config = TrainConfig(conv=conv, layer_mean=layer_mean, hidden=16, id_dim=8, batch_size=16,
-                         fanout=(4, 3, 2), negatives=3)
-    model = LinkPredictor(graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes,
-                          hidden=16, layers=3, id_dim=8, layer_mean=layer_mean, temperature=0.1,
-                          conv=conv, track_bias=bias).eval()
-    loader = epoch_loader(graph, config, dist.DistEnv(rank=0, local_rank=0, world_size=1,
-                                                          device=torch.device("cpu"), backend=None), 0)
+    config = TrainConfig(
+        conv=conv, layer_mean=layer_mean, hidden=16, id_dim=8, batch_size=16, fanout=(4, 3, 2), negatives=3
+    )
+    model = LinkPredictor(
+        graph.metadata(),
+        {t: x.size(1) for t, x in graph.x.items()},
+        graph.num_nodes,
+        hidden=16,
+        layers=3,
+        id_dim=8,
+        layer_mean=layer_mean,
+        temperature=0.1,
+        conv=conv,
+        track_bias=bias,
+    ).eval()
+    loader = epoch_loader(
+        graph, config, dist.DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), backend=None), 0
+    )
     trimmed_rows = 0
     for batch, _ in zip(loader, range(3)):
-        seeds = {"playlist": batch["playlist"].src_index,
-                 "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()])}
+        seeds = {
+            "playlist": batch["playlist"].src_index,
+            "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()]),
+        }
         within = hop_counts(seeds, batch.edge_index_dict, batch.num_nodes_dict, 3)
         assert within is not None, "the sampler should list nodes hop by hop"
         for t, counts in within.items():
@@ -123,13 +156,19 @@ def test_hop_trimmed_forward_equals_untrimmed_at_the_seeds(graph, conv, layer_me
 def test_hop_counts_refuses_a_batch_out_of_hop_order():
     # Seed: playlist 0. Track 1 is one hop out, playlist 1 two hops out, track 0 unreached: a
     # batch listing track 0 before track 1 is not in hop order, so nothing may be trimmed.
-    edges = {("track", "rev_contains", "playlist"): torch.tensor([[1], [0]]),
-             ("playlist", "contains", "track"): torch.tensor([[1], [1]])}
+    edges = {
+        ("track", "rev_contains", "playlist"): torch.tensor([[1], [0]]),
+        ("playlist", "contains", "track"): torch.tensor([[1], [1]]),
+    }
     assert hop_counts({"playlist": torch.tensor([0])}, edges, {"playlist": 2, "track": 2}, 2) is None
-    in_order = {("track", "rev_contains", "playlist"): torch.tensor([[0], [0]]),
-                ("playlist", "contains", "track"): torch.tensor([[1], [0]])}
+    in_order = {
+        ("track", "rev_contains", "playlist"): torch.tensor([[0], [0]]),
+        ("playlist", "contains", "track"): torch.tensor([[1], [0]]),
+    }
     assert hop_counts({"playlist": torch.tensor([0])}, in_order, {"playlist": 2, "track": 2}, 2) == {
-        "playlist": [1, 1, 2], "track": [0, 1, 1]}
+        "playlist": [1, 1, 2],
+        "track": [0, 1, 1],
+    }
 
 
 def test_layer_mean_and_temperature_readout():
@@ -140,8 +179,9 @@ def test_layer_mean_and_temperature_readout():
     n_id = {t: torch.arange(n) for t, n in sizes.items()}
     plain = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=1, id_dim=4)
     mean = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=1, id_dim=4, layer_mean=True)
-    cosine = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=1, id_dim=4, layer_mean=True,
-                           temperature=0.25)
+    cosine = LinkPredictor(
+        data.metadata(), dims, sizes, hidden=8, layers=1, id_dim=4, layer_mean=True, temperature=0.25
+    )
     mean.load_state_dict(plain.state_dict())
     cosine.load_state_dict(plain.state_dict())
     with torch.no_grad():
@@ -161,15 +201,20 @@ def test_lightgcn_propagation_is_the_plain_mean_of_neighbours():
     torch.manual_seed(0)
     data, sizes, dims = _hand_built()
     n_id = {t: torch.arange(n) for t, n in sizes.items()}
-    model = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=2, id_dim=4, conv="lightgcn",
-                          layer_mean=True)
+    model = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=2, id_dim=4, conv="lightgcn", layer_mean=True)
     with torch.no_grad():
         x0 = model.input_embeddings(data.x_dict, n_id)
         h = model(data.x_dict, data.edge_index_dict, n_id)
 
     def mean_in(src, edge_index, dst, n_dst):
-        return torch.stack([src[edge_index[0][edge_index[1] == d]].mean(0) if (edge_index[1] == d).any()
-                            else torch.zeros(src.size(1)) for d in range(n_dst)])
+        return torch.stack(
+            [
+                src[edge_index[0][edge_index[1] == d]].mean(0)
+                if (edge_index[1] == d).any()
+                else torch.zeros(src.size(1))
+                for d in range(n_dst)
+            ]
+        )
 
     def layer(x):
         out = {t: torch.zeros(sizes[t], 8) for t in sizes}
@@ -200,7 +245,10 @@ def test_embeddings_format_round_trip(tmp_path):
     embeddings.publish(str(tmp_path), {"track": (ids, ["c", "a", "b"], emb)}, None, {"checkpoint_id": None})
     schema = pq.read_schema(tmp_path / "embeddings" / "track.parquet")
     assert [(f.name, str(f.type)) for f in schema] == [
-        ("track_id", "int64"), ("track_uri", "string"), ("embedding", "list<element: float>")]
+        ("track_id", "int64"),
+        ("track_uri", "string"),
+        ("embedding", "list<element: float>"),
+    ]
     table = embeddings.read(str(tmp_path), "track")
     assert table["track_id"].to_pylist() == [0, 1, 2] and table["track_uri"].to_pylist() == ["a", "b", "c"]
     np.testing.assert_array_equal(embeddings.matrix(table["embedding"]), emb[[1, 2, 0]])
@@ -214,10 +262,21 @@ def test_track_bias_adds_a_per_track_prior_to_the_cosine_score():
     torch.manual_seed(0)
     data, sizes, dims = _hand_built()
     n_id = {t: torch.arange(n) for t, n in sizes.items()}
-    plain = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=2, id_dim=4, conv="lightgcn",
-                          layer_mean=True, temperature=0.5)
-    biased = LinkPredictor(data.metadata(), dims, sizes, hidden=8, layers=2, id_dim=4, conv="lightgcn",
-                           layer_mean=True, temperature=0.5, track_bias=True)
+    plain = LinkPredictor(
+        data.metadata(), dims, sizes, hidden=8, layers=2, id_dim=4, conv="lightgcn", layer_mean=True, temperature=0.5
+    )
+    biased = LinkPredictor(
+        data.metadata(),
+        dims,
+        sizes,
+        hidden=8,
+        layers=2,
+        id_dim=4,
+        conv="lightgcn",
+        layer_mean=True,
+        temperature=0.5,
+        track_bias=True,
+    )
     biased.load_state_dict(plain.state_dict(), strict=False)
     with torch.no_grad():
         h = plain(data.x_dict, data.edge_index_dict, n_id)

@@ -1,4 +1,5 @@
 """Supervision edges: per-epoch split, equal disjoint shards, never visible to their own batch."""
+
 import pytest
 import torch
 from graphdir_fixture import toy_graph_dir
@@ -35,11 +36,11 @@ def test_epoch_split_partitions_the_visible_edges(graph, supervise_seeds):
     """Message passing and supervision split the visible edges with nothing shared or lost;
     seed edges are supervised only when asked, at the same ratio; hidden val edges never appear
     (but as seeds)."""
+
     def pairs(e):
         return sorted(map(tuple, e.t().tolist()))
 
-    mp, sup = epoch_split(graph.train_edges, graph.seed_edges, 0.4, seed=3, epoch=2,
-                          supervise_seeds=supervise_seeds)
+    mp, sup = epoch_split(graph.train_edges, graph.seed_edges, 0.4, seed=3, epoch=2, supervise_seeds=supervise_seeds)
     assert pairs(torch.cat([mp, sup], dim=1)) == pairs(graph.visible_edges)
     assert not set(pairs(mp)) & set(pairs(sup))
     # A hidden pair can equal a seed pair (a track repeated in a playlist): the query holds it anyway.
@@ -68,8 +69,9 @@ def test_rank_shards_equal_disjoint(n, world):
 def test_loader_never_shows_a_batch_its_supervision_edges(graph):
     config = TrainConfig(batch_size=64, fanout=(-1, 10, 5), supervision_ratio=0.3)
     epoch = 1
-    _, sup = epoch_split(graph.train_edges, graph.seed_edges, config.supervision_ratio, config.seed, epoch,
-                         config.supervise_seeds)
+    _, sup = epoch_split(
+        graph.train_edges, graph.seed_edges, config.supervision_ratio, config.seed, epoch, config.supervise_seeds
+    )
     supervised = set(map(tuple, sup.t().tolist()))
     assert supervised & set(map(tuple, graph.seed_edges.t().tolist())), "seed edges are supervised too"
     batches = {}
@@ -95,9 +97,11 @@ def test_loader_never_shows_a_batch_its_supervision_edges(graph):
 
 def test_ranks_train_on_disjoint_equal_shards(graph):
     from collections import Counter
+
     config = TrainConfig(batch_size=10_000)
-    _, sup = epoch_split(graph.train_edges, graph.seed_edges, config.supervision_ratio, config.seed, 0,
-                         config.supervise_seeds)
+    _, sup = epoch_split(
+        graph.train_edges, graph.seed_edges, config.supervision_ratio, config.seed, 0, config.supervise_seeds
+    )
     supervised = Counter(map(tuple, sup.t().tolist()))
     shards = []
     for rank in range(3):

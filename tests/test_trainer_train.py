@@ -1,4 +1,5 @@
 """End-to-end training in one process: outputs, learning on real data, exact resume."""
+
 import json
 import os
 import platform
@@ -21,8 +22,7 @@ from trainer.io import checkpoint, embeddings, run_dir, storage
 from trainer.io.catalogue import load_catalogue
 from trainer.train import train_from_args
 
-SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu",
-         "--val_rank_playlists=20"]
+SMALL = ["--hidden=16", "--id_dim=8", "--fanout=5,5,3", "--batch_size=64", "--device=cpu", "--val_rank_playlists=20"]
 SAMPLED = [*SMALL, "--propagation=sampled"]
 PROPAGATIONS = pytest.mark.parametrize("mode", [SMALL, SAMPLED], ids=["full", "sampled"])
 
@@ -49,15 +49,30 @@ def test_outputs_and_checkpoint_loads_without_code(gdir, tmp_path, mode):
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [0, 1]
     for r in lines:
-        assert {"epoch", "train_loss", "val_loss", "val_auc", "val_r_precision", "val_ndcg", "val_clicks",
-                "best_epoch", "seconds", "edges_per_s", "data_fraction"} <= set(r)
+        assert {
+            "epoch",
+            "train_loss",
+            "val_loss",
+            "val_auc",
+            "val_r_precision",
+            "val_ndcg",
+            "val_clicks",
+            "best_epoch",
+            "seconds",
+            "edges_per_s",
+            "data_fraction",
+        } <= set(r)
         assert r["steps"] == 3 and 0 <= r["val_auc"] <= 1 and 0 <= r["data_fraction"] <= 1
         assert 0 <= r["val_r_precision"] <= 1 and 0 <= r["val_ndcg"] <= 1 and 0 <= r["val_clicks"] <= 51
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((run / "config.json").read_text())["hidden"] == 16
     manifest = json.loads(open(os.path.join(gdir, contract.MANIFEST)).read())
     recorded = json.loads((run / "graph.json").read_text())
-    assert (recorded["graph"], recorded["created_at"], recorded["counts"]) == (gdir, manifest["created_at"], manifest["counts"])
+    assert (recorded["graph"], recorded["created_at"], recorded["counts"]) == (
+        gdir,
+        manifest["created_at"],
+        manifest["counts"],
+    )
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # no pickled code
     assert state["epoch"] == 2 and state["step"] == 0 and state["global_step"] == 6 == result.global_step
     assert {"torch", "numpy", "python"} <= set(state["rng"])
@@ -72,11 +87,14 @@ def test_resume_after_an_epoch_equals_uninterrupted(gdir, tmp_path, mode):
     _assert_same(_params(tmp_path / "straight"), _params(tmp_path / "stopped"))
     a = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["epoch"], r["train_loss"], r["val_loss"]) for r in a] == [(r["epoch"], r["train_loss"], r["val_loss"]) for r in b]
+    assert [(r["epoch"], r["train_loss"], r["val_loss"]) for r in a] == [
+        (r["epoch"], r["train_loss"], r["val_loss"]) for r in b
+    ]
 
 
-@pytest.mark.parametrize("mode, module", [(SMALL, full_graph_module), (SAMPLED, sampled_module)],
-                         ids=["full", "sampled"])
+@pytest.mark.parametrize(
+    "mode, module", [(SMALL, full_graph_module), (SAMPLED, sampled_module)], ids=["full", "sampled"]
+)
 def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(gdir, tmp_path, monkeypatch, mode, module):
     args = ["--graph", gdir, "--max_steps_per_epoch=5", "--epochs=1", "--checkpoint_every=2", *mode]
     train_from_args([*args, "--out", str(tmp_path / "straight")])
@@ -108,8 +126,21 @@ def test_resume_refuses_a_changed_config(gdir, tmp_path):
 @pytest.mark.skipif(not os.path.exists(MPD_SAMPLE), reason="../shared/data (real MPD sample) absent")
 def test_training_on_the_real_sample_lowers_the_loss(tmp_path):
     gdir = sample_graph_dir(str(tmp_path / "graph"))
-    train_from_args(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=6", "--lr=0.01", "--supervision_ratio=0.5",
-          "--batch_size=128", "--device=cpu", "--hidden=32", "--id_dim=16"])
+    train_from_args(
+        [
+            "--graph",
+            gdir,
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs=6",
+            "--lr=0.01",
+            "--supervision_ratio=0.5",
+            "--batch_size=128",
+            "--device=cpu",
+            "--hidden=32",
+            "--id_dim=16",
+        ]
+    )
     losses = [json.loads(x)["train_loss"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.9 * losses[0], losses
 
@@ -119,6 +150,7 @@ def test_fsspec_urls_and_embedding_export(gdir, tmp_path):
     import pyarrow.parquet as pq
 
     from trainer.embed import main as embed_main
+
     run = "file://" + str(tmp_path / "run")
     train_from_args(["--graph", "file://" + gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
     embed_main(["--graph", gdir, "--run", run, "--batch-size", "50"])
@@ -135,6 +167,7 @@ def test_fsspec_urls_and_embedding_export(gdir, tmp_path):
 
 def test_embedding_refuses_another_graph(gdir, tmp_path, capsys):
     from trainer.embed import main as embed_main
+
     train_from_args(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", "--max_steps_per_epoch=1", *SMALL])
     other = toy_graph_dir(str(tmp_path / "other"), 60, seed=9)
     capsys.readouterr()  # the training's progress bars
@@ -143,8 +176,9 @@ def test_embedding_refuses_another_graph(gdir, tmp_path, capsys):
     assert len(err) == 1 and re.match(r"error: .*was trained on graph .* not on .*other", err[0])
 
 
-@pytest.mark.parametrize("extra", [[], ["--layer_mean=false"], ["--temperature=0"], ["--track_bias=false"],
-                                   ["--playlist_ids=true"]])
+@pytest.mark.parametrize(
+    "extra", [[], ["--layer_mean=false"], ["--temperature=0"], ["--track_bias=false"], ["--playlist_ids=true"]]
+)
 def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     """recommend --tracks / submit build a playlist from seed tracks; given the playlist's own
     input projection, that vector equals the exported embedding of the graph playlist with
@@ -156,6 +190,7 @@ def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     from trainer.evaluation.scoring import EmbeddingScorer
     from trainer.gnn.inference import load_trained
     from trainer.io.graph import load_graph
+
     run = str(tmp_path / "run")
     train_from_args(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL, *extra])
     embed_main(["--graph", gdir, "--run", run])
@@ -171,8 +206,9 @@ def test_seed_query_embeds_a_playlist_as_the_model_does(gdir, tmp_path, extra):
     for p in torch.unique(visible[0])[:25].tolist():
         seeds = visible[1][visible[0] == p].numpy()
         with torch.no_grad():
-            h0 = model.input_embeddings({"playlist": graph.x["playlist"][p:p + 1]},
-                                        {"playlist": torch.tensor([p])})["playlist"][0]
+            h0 = model.input_embeddings({"playlist": graph.x["playlist"][p : p + 1]}, {"playlist": torch.tensor([p])})[
+                "playlist"
+            ][0]
         np.testing.assert_allclose(scorer.from_seeds(seeds, h0).numpy(), playlists[p], rtol=1e-4, atol=1e-5)
         checked += 1
     assert checked == 25
@@ -191,6 +227,7 @@ def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
 
     from trainer.embed import main as embed_main
     from trainer.evaluation.scoring import EmbeddingScorer
+
     run = str(tmp_path / "run")
     train_from_args(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=2", *SMALL])
     embed_main(["--graph", gdir, "--run", run])
@@ -199,8 +236,9 @@ def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
     plain = EmbeddingScorer(tracks, None, "cpu", query)
     folded = EmbeddingScorer(tracks, None, "cpu", query, fold_in_steps=30)
     seeds = np.array([3, 17, 40, 41])
-    assert torch.equal(EmbeddingScorer(tracks, None, "cpu", query, fold_in_steps=0).from_seeds(seeds),
-                       plain.from_seeds(seeds))
+    assert torch.equal(
+        EmbeddingScorer(tracks, None, "cpu", query, fold_in_steps=0).from_seeds(seeds), plain.from_seeds(seeds)
+    )
 
     def seed_likelihood(v):
         return torch.log_softmax(torch.from_numpy(tracks) @ v, 0)[seeds].mean().item()
@@ -215,6 +253,7 @@ def test_fold_in_fits_a_new_playlist_to_its_seeds(gdir, tmp_path):
 
 def test_sage_runs_have_no_seed_query(gdir, tmp_path):
     from trainer.embed import main as embed_main
+
     run = str(tmp_path / "run")
     train_from_args(["--graph", gdir, "--out", run, "--epochs=1", "--max_steps_per_epoch=1", *SAMPLED, "--conv=sage"])
     embed_main(["--graph", gdir, "--run", run])
@@ -225,10 +264,10 @@ def test_sampled_softmax_ranks_each_positive_against_the_batch_tracks_but_its_pl
     """Logits are corrected by each candidate's log frequency; a playlist's other positives in
     the batch are not its negatives."""
     g = torch.Generator().manual_seed(0)
-    src_of = torch.randn(4, 8, generator=g)                     # 4 playlists in the batch
+    src_of = torch.randn(4, 8, generator=g)  # 4 playlists in the batch
     h_track = torch.randn(30, 8, generator=g)
-    playlist = torch.tensor([0, 1, 0, 2, 3, 1])                 # playlists 0 and 1 have two positives
-    positive = torch.tensor([5, 7, 9, 7, 2, 11])                # track 7 is a positive of two playlists
+    playlist = torch.tensor([0, 1, 0, 2, 3, 1])  # playlists 0 and 1 have two positives
+    positive = torch.tensor([5, 7, 9, 7, 2, 11])  # track 7 is a positive of two playlists
     negative = torch.randint(12, 30, (6, 3), generator=g)
     src = src_of[playlist]
     log_frequency = torch.rand(30, generator=g)
@@ -238,7 +277,7 @@ def test_sampled_softmax_ranks_each_positive_against_the_batch_tracks_but_its_pl
     expected = []
     for i in range(len(positive)):
         own = {int(positive[j]) for j in range(len(positive)) if playlist[j] == playlist[i]} - {int(positive[i])}
-        columns = [c for c in candidates if c not in own]       # the target stays, its siblings go
+        columns = [c for c in candidates if c not in own]  # the target stays, its siblings go
         logits = torch.stack([src[i] @ h_track[c] - log_frequency[c] for c in columns])
         expected.append(torch.logsumexp(logits, 0) - (src[i] @ h_track[positive[i]] - log_frequency[positive[i]]))
     assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-5)
@@ -251,7 +290,7 @@ def test_full_softmax_ranks_each_positive_against_the_whole_catalogue_but_its_pl
     src_of = torch.randn(4, 8, generator=g)
     h_track = torch.randn(25, 8, generator=g)
     playlist = torch.tensor([0, 1, 0, 2, 3, 1, 0])
-    positive = torch.tensor([5, 7, 9, 7, 2, 11, 5])           # playlist 0 holds track 5 twice
+    positive = torch.tensor([5, 7, 9, 7, 2, 11, 5])  # playlist 0 holds track 5 twice
     src = src_of[playlist]
     loss = full_softmax(src, h_track, playlist, positive)
     expected = []
@@ -267,9 +306,11 @@ def test_full_softmax_needs_full_propagation():
         TrainConfig(loss="full_softmax", conv="sage")
 
 
-@pytest.mark.parametrize("extra", [[*SMALL, "--loss=full_softmax"], [*SMALL, "--supervise_seeds=true"],
-                                   [*SAMPLED, "--supervise_seeds=true"]],
-                         ids=["full_softmax", "full+seeds", "sampled+seeds"])
+@pytest.mark.parametrize(
+    "extra",
+    [[*SMALL, "--loss=full_softmax"], [*SMALL, "--supervise_seeds=true"], [*SAMPLED, "--supervise_seeds=true"]],
+    ids=["full_softmax", "full+seeds", "sampled+seeds"],
+)
 def test_loss_options_train(gdir, tmp_path, extra):
     train_from_args(["--graph", gdir, "--out", str(tmp_path / "run"), *extra, "--epochs=2"])
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -287,10 +328,16 @@ def test_softmax_loss_trains(gdir, tmp_path, mode):
 def test_candidate_frequency_counts_a_batchs_positives_and_negatives(gdir, power):
     from trainer.config import TrainConfig
     from trainer.io.graph import load_graph
+
     graph = load_graph(gdir)
     config = TrainConfig(batch_size=64, negatives=5, negative_power=power)
-    expected = candidate_log_frequency(graph.train_edges, graph.num_nodes["track"], config.batch_size,
-                                       config.negatives, config.negative_power).double().exp()
+    expected = (
+        candidate_log_frequency(
+            graph.train_edges, graph.num_nodes["track"], config.batch_size, config.negatives, config.negative_power
+        )
+        .double()
+        .exp()
+    )
     assert expected.shape == (graph.num_nodes["track"],)
     assert expected.sum().item() == pytest.approx(64 * (1 + 5))  # B positives + B*K negatives
     degree = torch.bincount(graph.train_edges[1], minlength=graph.num_nodes["track"])
@@ -307,8 +354,9 @@ def _python_out(code: str, *args: str, env_drop: str, env_set: dict | None = Non
     env = {k: v for k, v in os.environ.items() if k != env_drop}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env.update(PYTHONPATH=root, **(env_set or {}))
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=root, capture_output=True, text=True,
-                          check=True).stdout.split()
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
 
 
 _COUNT_HEAPS = """
@@ -379,7 +427,7 @@ def test_fixed_mmap_threshold_keeps_mid_sized_buffers_out_of_the_heap():
         return out[0] == "True", out[1] == "True"
 
     assert run("default") == (False, False)  # a 4 MiB block comes from the heap, where holes stay
-    assert run("fix") == (True, True)        # its own mapping, returned to the OS when freed
+    assert run("fix") == (True, True)  # its own mapping, returned to the OS when freed
     assert run("fix", {"MALLOC_MMAP_THRESHOLD_": str(64 << 20)}) == (False, False)  # the user's own setting wins
 
 
@@ -395,25 +443,39 @@ def _huge_pages_on_request() -> bool:
 def test_a_command_asks_torch_for_huge_pages_before_importing_it_unless_the_user_said(setting):
     if not _huge_pages_on_request():  # elsewhere every process gets them, or none does
         pytest.skip("transparent huge pages are not 'madvise' here: asking for them changes nothing to see")
-    code = ("import os, trainer.train, torch; x = torch.ones(1 << 25); "
-            "print(os.environ['THP_MEM_ALLOC_ENABLE'], "
-            "[int(l.split()[1]) for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages')][0])")
-    out = _python_out(code, env_drop="THP_MEM_ALLOC_ENABLE",
-                      env_set=None if setting is None else {"THP_MEM_ALLOC_ENABLE": setting})
+    code = (
+        "import os, trainer.train, torch; x = torch.ones(1 << 25); "
+        "print(os.environ['THP_MEM_ALLOC_ENABLE'], "
+        "[int(l.split()[1]) for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages')][0])"
+    )
+    out = _python_out(
+        code, env_drop="THP_MEM_ALLOC_ENABLE", env_set=None if setting is None else {"THP_MEM_ALLOC_ENABLE": setting}
+    )
     assert out[0] == (setting or "1")
     # the 128 MiB tensor sits on huge pages only when asked for
     assert (int(out[1]) >= 64 << 10) == (setting is None)
 
 
 def test_importing_the_package_sets_up_nothing():
-    out = _python_out("import os, trainer; print('THP_MEM_ALLOC_ENABLE' in os.environ)", env_drop="THP_MEM_ALLOC_ENABLE")
+    out = _python_out(
+        "import os, trainer; print('THP_MEM_ALLOC_ENABLE' in os.environ)", env_drop="THP_MEM_ALLOC_ENABLE"
+    )
     assert out == ["False"]
 
 
-@pytest.mark.parametrize("cores, ranks, device, expected", [
-    (2, 1, "cpu", 1), (2, 2, "cpu", 0), (1, 1, "cpu", 0), (16, 2, "cpu", 1),
-    (16, 1, "cuda", 15), (16, 2, "cuda", 7), (64, 1, "cuda", 16), (1, 1, "cuda", 1),
-])
+@pytest.mark.parametrize(
+    "cores, ranks, device, expected",
+    [
+        (2, 1, "cpu", 1),
+        (2, 2, "cpu", 0),
+        (1, 1, "cpu", 0),
+        (16, 2, "cpu", 1),
+        (16, 1, "cuda", 15),
+        (16, 2, "cuda", 7),
+        (64, 1, "cuda", 16),
+        (1, 1, "cuda", 1),
+    ],
+)
 def test_auto_loader_workers_follow_cores_per_rank_and_device(monkeypatch, cores, ranks, device, expected):
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(ranks))
@@ -446,22 +508,30 @@ def test_rowwise_adagrad_against_hand_computation_sparse_and_dense():
         assert opt.state[m.weight]["sum"].shape == (6,)  # one float of state per row
 
 
-@pytest.mark.parametrize("name, sparse, parts", [
-    ("adam", True, {"sparse", "dense"}), ("adam", False, {"dense"}),
-    ("rowwise_adagrad", True, {"rowwise", "dense"}), ("rowwise_adagrad", False, {"rowwise", "dense"}),
-])
+@pytest.mark.parametrize(
+    "name, sparse, parts",
+    [
+        ("adam", True, {"sparse", "dense"}),
+        ("adam", False, {"dense"}),
+        ("rowwise_adagrad", True, {"rowwise", "dense"}),
+        ("rowwise_adagrad", False, {"rowwise", "dense"}),
+    ],
+)
 def test_optimizer_parts_follow_config(gdir, name, sparse, parts):
     from trainer.gnn.model import build_model
     from trainer.io.graph import load_graph
 
     config = TrainConfig(hidden=16, id_dim=8, embedding_optimizer=name, embedding_lr=0.3)
     graph = load_graph(gdir)
-    model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()},
-                        graph.num_nodes, sparse)
+    model = build_model(config, graph.metadata(), {t: x.size(1) for t, x in graph.x.items()}, graph.num_nodes, sparse)
     opt = Optimizer(model, config, sparse)
     assert set(opt.parts) == parts
-    embedding_lrs = [g["lr"] for o in opt.parts.values() for g in o.param_groups
-                     if any(p is model.embedding["track"].weight for p in g["params"])]
+    embedding_lrs = [
+        g["lr"]
+        for o in opt.parts.values()
+        for g in o.param_groups
+        if any(p is model.embedding["track"].weight for p in g["params"])
+    ]
     assert embedding_lrs == [0.3]
 
 
@@ -472,9 +542,11 @@ def test_a_run_dir_holding_a_run_is_refused_unless_resume_or_overwrite(gdir, tmp
     train_from_args([*args, "--out", str(run), "--epochs=2"])
     before = (run / "checkpoints" / "last.pt").read_bytes()
     other = toy_graph_dir(str(tmp_path / "other"), 60, seed=9)
-    with pytest.raises(run_dir.RunExistsError,
-                       match=rf"run dir {run} already holds a run \(checkpoints/last.pt, metrics.jsonl\); "
-                             r"pass --resume to continue it, --overwrite to discard it"):
+    with pytest.raises(
+        run_dir.RunExistsError,
+        match=rf"run dir {run} already holds a run \(checkpoints/last.pt, metrics.jsonl\); "
+        r"pass --resume to continue it, --overwrite to discard it",
+    ):
         train_from_args(["--graph", other, *args[2:], "--out", str(run), "--epochs=1"])
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
@@ -483,7 +555,7 @@ def test_a_run_dir_holding_a_run_is_refused_unless_resume_or_overwrite(gdir, tmp
         train_from_args([*args, "--out", str(run), "--epochs=2", "--resume", "--overwrite"])
 
     (run / "eval_val.json").write_text("{}")  # the old run's evaluation goes with it
-    (run / "notes.txt").write_text("mine")    # a file the trainer did not write stays
+    (run / "notes.txt").write_text("mine")  # a file the trainer did not write stays
     train_from_args(["--graph", other, *args[2:], "--out", str(run), "--epochs=1", "--overwrite"])
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     assert json.loads((run / "graph.json").read_text())["graph"] == other
@@ -505,18 +577,34 @@ def test_resume_from_a_damaged_checkpoint_names_the_file_without_a_traceback(gdi
     torch.save({"model": platform.uname}, code)  # a real checkpoint archive that pickles a function
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0xFF  # inside a tensor's bytes: torch.load alone reads them without complaint
-    last.write_bytes({"truncated": data[:len(data) // 2], "garbage": b"not a checkpoint " * 20,
-                      "random bytes": np.random.default_rng(0).bytes(4096),
-                      "pickled code": code.getvalue(), "one flipped byte": bytes(flipped)}[damage])
-    reason = {"truncated": "", "garbage": "not a zip archive", "random bytes": "not a zip archive",
-              "pickled code": "could run code", "one flipped byte": "SHA-256"}[damage]
-    with pytest.raises(checkpoint.DamagedCheckpoint,
-                       match=rf"{last} is damaged.*{reason}.* restore it from a copy, or start afresh"):
+    last.write_bytes(
+        {
+            "truncated": data[: len(data) // 2],
+            "garbage": b"not a checkpoint " * 20,
+            "random bytes": np.random.default_rng(0).bytes(4096),
+            "pickled code": code.getvalue(),
+            "one flipped byte": bytes(flipped),
+        }[damage]
+    )
+    reason = {
+        "truncated": "",
+        "garbage": "not a zip archive",
+        "random bytes": "not a zip archive",
+        "pickled code": "could run code",
+        "one flipped byte": "SHA-256",
+    }[damage]
+    with pytest.raises(
+        checkpoint.DamagedCheckpoint, match=rf"{last} is damaged.*{reason}.* restore it from a copy, or start afresh"
+    ):
         train_from_args([*args, "--out", str(run), "--epochs=2", "--resume"])
     if damage == "pickled code":  # and on the command line: one line, no advice to unpickle
-        proc = subprocess.run([sys.executable, "-m", "trainer.train", *args, "--out", str(run), "--epochs=2",
-                               "--resume"], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "trainer.train", *args, "--out", str(run), "--epochs=2", "--resume"],
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert f"error: checkpoint {last} is damaged" in proc.stderr
         assert "weights_only=False" not in proc.stderr and "could run code" in proc.stderr
@@ -528,7 +616,7 @@ def test_a_checkpoint_without_its_checksum_record_resumes_with_a_warning(gdir, t
     args = ["--graph", gdir, "--max_steps_per_epoch=1", *SMALL, "--out", str(tmp_path / "run")]
     train_from_args([*args, "--epochs=1"])
     record = tmp_path / "run" / "checkpoints" / "last.pt.sha256.json"
-    assert json.loads(record.read_text())["sha256"] == storage.sha256(str(record)[:-len(".sha256.json")])
+    assert json.loads(record.read_text())["sha256"] == storage.sha256(str(record)[: -len(".sha256.json")])
     record.write_text(json.dumps({"checkpoint_id": "another", "sha256": "0" * 64}))
     with caplog.at_level("WARNING"):
         train_from_args([*args, "--epochs=2", "--resume"])
@@ -548,13 +636,27 @@ def test_divergence_stops_the_run_by_name_and_saves_nothing_diverged(gdir, tmp_p
     import sys
 
     run = tmp_path / "run"
-    args = ["--graph", gdir, "--out", str(run), "--epochs=3", "--max_steps_per_epoch=3", "--lr=1e30",
-            "--embedding_lr=1e30", *SMALL]
+    args = [
+        "--graph",
+        gdir,
+        "--out",
+        str(run),
+        "--epochs=3",
+        "--max_steps_per_epoch=3",
+        "--lr=1e30",
+        "--embedding_lr=1e30",
+        *SMALL,
+    ]
     with pytest.raises(TrainingDiverged, match=r"(nan|inf|not finite).* training diverged; lower the learning rates"):
         train_from_args(args)
     assert not (run / "checkpoints" / "best.pt").exists() and not (run / "checkpoints" / "last.pt").exists()
-    proc = subprocess.run([sys.executable, "-m", "trainer.train", *args, "--overwrite"], capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.train", *args, "--overwrite"],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        timeout=300,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "training diverged" in proc.stderr
 
 
@@ -566,8 +668,11 @@ def test_a_run_dir_in_use_is_refused_and_a_dead_holders_lock_is_taken_over(gdir,
     run = tmp_path / "run"
     args = ["--graph", gdir, "--out", str(run), "--epochs=1", "--max_steps_per_epoch=1", *SMALL]
     with storage.exclusive(str(run), "run dir", "trainer.train --out elsewhere"):  # a live trainer
-        with pytest.raises(storage.Locked, match=rf"run dir {run} is in use: trainer.train --out elsewhere "
-                                                 rf"\(pid {os.getpid()} on .*\) writes there"):
+        with pytest.raises(
+            storage.Locked,
+            match=rf"run dir {run} is in use: trainer.train --out elsewhere "
+            rf"\(pid {os.getpid()} on .*\) writes there",
+        ):
             train_from_args(args)
     assert not (run / "checkpoints").exists()  # the refused trainer wrote nothing
     dead = {"pid": 2**22 + 1, "host": socket.gethostname(), "since": "then", "command": "killed"}
@@ -641,7 +746,9 @@ def test_embeddings_name_their_checkpoint_and_stale_or_partial_sets_are_refused(
 
 def test_a_batch_above_the_epochs_edges_is_cut_and_said(gdir, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="trainer.regime"):
-        result = train_from_args(["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", *SMALL, "--batch_size=1000000"])
+        result = train_from_args(
+            ["--graph", gdir, "--out", str(tmp_path / "run"), "--epochs=1", *SMALL, "--batch_size=1000000"]
+        )
     assert "batch_size=1000000 is above the" in caplog.text and "training with batches of at most" in caplog.text
     assert result.record["steps"] == 1
     assert json.loads((tmp_path / "run" / "config.json").read_text())["batch_size"] == 1000000  # as asked

@@ -1,6 +1,7 @@
 """A run dir given as an fsspec URL (``file://``) serves every command: train, embed, evaluate
 (gnn included), recommend and submit read and write it through fsspec, and nothing lands in a
 local folder named after the URL's scheme."""
+
 import gzip
 import json
 import os
@@ -11,8 +12,15 @@ from etl import contract
 from trainer import embed, evaluate, recommend, submit, train
 from trainer.io.catalogue import load_catalogue
 
-SMALL = ["--hidden=16", "--id_dim=8", "--batch_size=64", "--device=cpu", "--val_rank_playlists=20",
-         "--epochs=1", "--max_steps_per_epoch=2"]
+SMALL = [
+    "--hidden=16",
+    "--id_dim=8",
+    "--batch_size=64",
+    "--device=cpu",
+    "--val_rank_playlists=20",
+    "--epochs=1",
+    "--max_steps_per_epoch=2",
+]
 
 
 def test_every_command_reads_and_writes_a_run_dir_given_as_a_url(tmp_path, monkeypatch):
@@ -41,11 +49,31 @@ def test_every_command_reads_and_writes_a_run_dir_given_as_a_url(tmp_path, monke
 
     challenge = tmp_path / "challenge.json"
     seeds = [{"track_uri": u} for u in cat.track_uri[:3]]
-    challenge.write_text(json.dumps({"playlists": [{"pid": 1, "name": "a", "tracks": seeds},
-                                                   {"pid": 2, "name": "b", "tracks": []}]}))
+    challenge.write_text(
+        json.dumps({"playlists": [{"pid": 1, "name": "a", "tracks": seeds}, {"pid": 2, "name": "b", "tracks": []}]})
+    )
     out = "file://" + str(tmp_path / "sub" / "submission.csv.gz")
-    assert submit.main(["--graph", graph, "--run", run, "--challenge", "file://" + str(challenge),
-                        "--out", out, "--team", "t", "--email", "e@x", "--method", "gnn"]) == 0
+    assert (
+        submit.main(
+            [
+                "--graph",
+                graph,
+                "--run",
+                run,
+                "--challenge",
+                "file://" + str(challenge),
+                "--out",
+                out,
+                "--team",
+                "t",
+                "--email",
+                "e@x",
+                "--method",
+                "gnn",
+            ]
+        )
+        == 0
+    )
     with gzip.open(tmp_path / "sub" / "submission.csv.gz", "rt") as f:
         lines = f.read().splitlines()
     assert lines[0] == "team_info,t,e@x" and [line.split(", ")[0] for line in lines[1:]] == ["1", "2"]

@@ -2,6 +2,7 @@
 every number checked as argparse reads it), one set of user errors (one line on stderr, exit 2),
 Ctrl-C and SIGTERM (one line, exit 130 / 143), logging and progress bars set up once, and notes
 on stderr. A command is ``main(argv) -> int`` over a library function named by its verb."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,17 @@ from trainer.io import run_dir, storage
 
 # A user's mistake, said in one line without a traceback. ValueError covers the config's, the
 # contract's, a damaged checkpoint's and a mismatched run's errors, which derive from it.
-USER_ERRORS = (ValueError, FileNotFoundError, run_dir.RunExistsError, storage.OutputError, storage.Locked,
-               storage.MissingExtra, dist.DeviceError, TrainingDiverged, SamplerMissing)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    run_dir.RunExistsError,
+    storage.OutputError,
+    storage.Locked,
+    storage.MissingExtra,
+    dist.DeviceError,
+    TrainingDiverged,
+    SamplerMissing,
+)
 EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
 
@@ -53,8 +63,11 @@ def sigterm_after_the_step():
 
 
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"python -m {prog}", description=(doc or "").split("\n\n")[0].strip(),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparse.ArgumentParser(
+        prog=f"python -m {prog}",
+        description=(doc or "").split("\n\n")[0].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def add_graph(p: argparse.ArgumentParser, text: str = "graph dir written by etl.job (path or fsspec URL)") -> None:

@@ -1,5 +1,6 @@
 """The trainer's one config: a frozen, validated dataclass, overridable from a JSON file and the
 command line (``--key=value``). Unknown keys are errors that list the valid ones."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -87,10 +88,14 @@ class TrainConfig:
             need(not isinstance(value, float) or math.isfinite(value), f"{f.name} must be a finite number, got {value}")
         need(self.hidden > 0, f"hidden must be > 0, got {self.hidden}")
         need(self.conv in ("sage", "lightgcn"), f"conv must be sage or lightgcn, got {self.conv!r}")
-        need(self.propagation in ("auto", "full", "sampled"),
-             f"propagation must be auto, full or sampled, got {self.propagation!r}")
-        need(not (self.propagation == "full" and self.conv == "sage"),
-             "propagation=full needs conv=lightgcn (parameter-free layers); use propagation=sampled with conv=sage")
+        need(
+            self.propagation in ("auto", "full", "sampled"),
+            f"propagation must be auto, full or sampled, got {self.propagation!r}",
+        )
+        need(
+            not (self.propagation == "full" and self.conv == "sage"),
+            "propagation=full needs conv=lightgcn (parameter-free layers); use propagation=sampled with conv=sage",
+        )
         if self.propagation == "auto":  # resolved here, so config.json says what ran
             object.__setattr__(self, "propagation", "full" if self.conv == "lightgcn" else "sampled")
         need(self.layers >= 0, f"layers must be > 0 (or 0 for auto), got {self.layers}")
@@ -98,9 +103,11 @@ class TrainConfig:
             auto = LAYERS_FULL if self.propagation == "full" else LAYERS_SAMPLED
             object.__setattr__(self, "layers", len(self.fanout) or auto)
         if not self.fanout:
-            object.__setattr__(self, "fanout", (FANOUT + (5,) * self.layers)[:self.layers])
-        need(self.sampler in ("auto", "torch_sparse", "device"),
-             f"sampler must be auto, torch_sparse or device, got {self.sampler!r}")
+            object.__setattr__(self, "fanout", (FANOUT + (5,) * self.layers)[: self.layers])
+        need(
+            self.sampler in ("auto", "torch_sparse", "device"),
+            f"sampler must be auto, torch_sparse or device, got {self.sampler!r}",
+        )
         if self.sampler == "auto":
             # device on CUDA (torch-sparse samples on the CPU only), and on CPU too: 5.3x the
             # batches/s of torch-sparse at the default fan-out on a 10k-playlist graph, one core
@@ -110,26 +117,35 @@ class TrainConfig:
         need(self.id_dim > 0, f"id_dim must be > 0, got {self.id_dim}")
         need(self.id_init_std > 0, f"id_init_std must be > 0, got {self.id_init_std}")
         need(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
-        need(len(self.fanout) == self.layers,
-             f"fanout has {len(self.fanout)} entries {list(self.fanout)} but layers={self.layers};"
-             " give one fan-out per layer")
-        need(all(f == -1 or f > 0 for f in self.fanout),
-             f"fanout entries must be positive (or -1 for all neighbours), got {list(self.fanout)}")
+        need(
+            len(self.fanout) == self.layers,
+            f"fanout has {len(self.fanout)} entries {list(self.fanout)} but layers={self.layers};"
+            " give one fan-out per layer",
+        )
+        need(
+            all(f == -1 or f > 0 for f in self.fanout),
+            f"fanout entries must be positive (or -1 for all neighbours), got {list(self.fanout)}",
+        )
         need(self.batch_size >= 0, f"batch_size must be > 0 (or 0 for auto), got {self.batch_size}")
         if self.batch_size == 0:  # a full-graph step propagates the whole graph: amortise it over many edges
             object.__setattr__(self, "batch_size", BATCH_FULL if self.propagation == "full" else 256)
         need(self.loss_chunk > 0, f"loss_chunk must be > 0, got {self.loss_chunk}")
         need(self.negatives > 0, f"negatives must be > 0, got {self.negatives}")
         need(0 <= self.negative_power <= 1, f"negative_power must be in [0, 1], got {self.negative_power}")
-        need(self.loss in ("bce", "bpr", "softmax", "full_softmax"),
-             f"loss must be bce, bpr, softmax or full_softmax, got {self.loss!r}")
-        need(not (self.loss == "full_softmax" and self.propagation != "full"),
-             "loss=full_softmax needs propagation=full (every track's readout each step); use loss=softmax")
-        need(0 < self.supervision_ratio < 1,
-             f"supervision_ratio must be in (0, 1), got {self.supervision_ratio}")
+        need(
+            self.loss in ("bce", "bpr", "softmax", "full_softmax"),
+            f"loss must be bce, bpr, softmax or full_softmax, got {self.loss!r}",
+        )
+        need(
+            not (self.loss == "full_softmax" and self.propagation != "full"),
+            "loss=full_softmax needs propagation=full (every track's readout each step); use loss=softmax",
+        )
+        need(0 < self.supervision_ratio < 1, f"supervision_ratio must be in (0, 1), got {self.supervision_ratio}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        need(self.embedding_optimizer in ("adam", "rowwise_adagrad"),
-             f"embedding_optimizer must be adam or rowwise_adagrad, got {self.embedding_optimizer!r}")
+        need(
+            self.embedding_optimizer in ("adam", "rowwise_adagrad"),
+            f"embedding_optimizer must be adam or rowwise_adagrad, got {self.embedding_optimizer!r}",
+        )
         need(self.embedding_lr >= 0, f"embedding_lr must be >= 0 (0: lr), got {self.embedding_lr}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
@@ -163,8 +179,10 @@ def describe() -> list[tuple[str, str, str]]:
     """``(key, default, description)`` of every config key, the description being the comment
     beside the key in :class:`TrainConfig` (one place documents a key; ``--help`` shows it)."""
     comments = dict(re.findall(r"^    (\w+): [^=]+= .*?#\s*(.*)$", inspect.getsource(TrainConfig), re.M))
+
     def shown(v):  # as typed on the command line
         return ",".join(map(str, v)) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else str(v)
+
     return [(f.name, shown(f.default), comments.get(f.name, "")) for f in fields(TrainConfig)]
 
 
@@ -172,7 +190,8 @@ def help_text() -> str:
     """Every config key, its default and what it does, for ``--help``."""
     width = max(len(f"--{k}={d}") for k, d, _ in describe())
     return "config keys (--key=value, or a JSON file with --config):\n" + "\n".join(
-        f"  {f'--{k}={d}':<{width}}  {text}" for k, d, text in describe())
+        f"  {f'--{k}={d}':<{width}}  {text}" for k, d, text in describe()
+    )
 
 
 def _coerce(key: str, type_name: str, value: Any, where: str) -> Any:
@@ -224,8 +243,9 @@ def parse_overrides(tokens: list[str]) -> dict[str, str]:
 
 def resolve(config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """Defaults, then the JSON file, then command-line overrides."""
-    return TrainConfig.from_dict(given_values(config_file, overrides),
-                                 where="config" if not overrides else "command line")
+    return TrainConfig.from_dict(
+        given_values(config_file, overrides), where="config" if not overrides else "command line"
+    )
 
 
 def given_values(config_file: str | None, overrides: dict[str, Any]) -> dict[str, Any]:

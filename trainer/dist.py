@@ -2,6 +2,7 @@
 few collectives the training loop needs. The same code runs under ``python -m`` (world size 1,
 no process group) and under ``torchrun`` (env:// rendezvous: RANK, WORLD_SIZE, LOCAL_RANK).
 The process's own set-up (logging, allocator, peak memory) is ``trainer.process``."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ class DistEnv:
     local_rank: int
     world_size: int
     device: torch.device
-    backend: str | None     # None when running as a single process without a process group
+    backend: str | None  # None when running as a single process without a process group
 
     @property
     def is_main(self) -> bool:
@@ -45,8 +46,9 @@ def pick_device(choice: str = "auto", local_rank: int = 0) -> torch.device:
     if choice not in DEVICES:
         raise DeviceError(f"device must be one of {DEVICES}, got {choice!r}")
     if choice == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device=cuda but torch.cuda.is_available() is False "
-                          f"(torch {torch.__version__}); use device=cpu or auto")
+        raise DeviceError(
+            f"device=cuda but torch.cuda.is_available() is False (torch {torch.__version__}); use device=cpu or auto"
+        )
     if choice == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     dev = torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -71,8 +73,9 @@ def setup(device: str = "auto", timeout: timedelta | None = None) -> DistEnv:
     if world_size > 1:
         backend = "nccl" if use_cuda else "gloo"
         if not dist.is_initialized():
-            dist.init_process_group(backend, device_id=dev if use_cuda else None, timeout=timeout,
-                                    **_attempt_store(rank, world_size))
+            dist.init_process_group(
+                backend, device_id=dev if use_cuda else None, timeout=timeout, **_attempt_store(rank, world_size)
+            )
     return DistEnv(rank, local_rank, world_size, dev, backend)
 
 
@@ -151,9 +154,12 @@ class _WholeErrorFile(ErrorHandler):
         path = self._get_error_file_path()
         if not path:
             return
-        data = {"message": {"message": f"{type(e).__name__}: {e}",
-                            "extraInfo": {"py_callstack": traceback.format_exc(),
-                                          "timestamp": str(int(time.time()))}}}
+        data = {
+            "message": {
+                "message": f"{type(e).__name__}: {e}",
+                "extraInfo": {"py_callstack": traceback.format_exc(), "timestamp": str(int(time.time()))},
+            }
+        }
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "w") as f:
             json.dump(data, f)

@@ -5,6 +5,7 @@ Writes ``RUN_DIR/embeddings/`` (``trainer/io/embeddings.py``) from the run's fin
 (``checkpoints/best.pt``, the epoch training selected by val R-precision, else ``last.pt``),
 embedding every node on the full visible graph (``trainer/gnn/inference.py``).
 """
+
 from __future__ import annotations
 
 import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
@@ -36,15 +37,24 @@ def export(graph_path: str, run_dir: str, batch_size: int = 4096, device: str = 
     tables = {}
     for t, name in [(t, t) for t in EMBEDDED_TYPES] + ([("track", "track_seed")] if query else []):
         if not bool(torch.isfinite(h[name]).all()):
-            raise RunMismatchError(f"{source['checkpoint']} embeds some {t}s as non-finite numbers: "
-                                   "that model diverged; nothing was exported")
+            raise RunMismatchError(
+                f"{source['checkpoint']} embeds some {t}s as non-finite numbers: "
+                "that model diverged; nothing was exported"
+            )
         keys = read_keys(graph_path, t)
-        tables[name] = (keys.column(contract.ID_COLUMN[t]).to_numpy(), keys.column(contract.KEY_COLUMN[t]),
-                        h[name].numpy())
+        tables[name] = (
+            keys.column(contract.ID_COLUMN[t]).to_numpy(),
+            keys.column(contract.KEY_COLUMN[t]),
+            h[name].numpy(),
+        )
     with storage.exclusive(run_dir, "run dir", f"trainer.embed --run {run_dir}"):
         # track_bias: the track vectors end in the model's per-track bias (LinkPredictor.readout)
-        return embeddings.publish(run_dir, tables, query, {**source, **graph_record(graph_path, graph.manifest),
-                                                           "track_bias": model.track_bias is not None})
+        return embeddings.publish(
+            run_dir,
+            tables,
+            query,
+            {**source, **graph_record(graph_path, graph.manifest), "track_bias": model.track_bias is not None},
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_device(p)
     args = p.parse_args(argv)
     return cli.run(lambda: print(json.dumps(export(args.graph, args.run, args.batch_size, args.device))))
+
 
 if __name__ == "__main__":
     sys.exit(main())

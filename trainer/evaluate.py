@@ -20,6 +20,7 @@ process writes.
     python -m trainer.evaluate --graph DIR --run RUN_DIR [--split val|test]
         [--methods gnn,popularity,itemknn,als] [--k 500]
 """
+
 from __future__ import annotations
 
 import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
@@ -57,11 +58,22 @@ WAIT_FOR_RANK_0 = timedelta(hours=4)
 
 
 def evaluate(
-    graph_dir: str, run: str, split: str = contract.SPLIT_VAL,
-    methods: list[str] | None = None, k: int = K, batch_size: int = 256,
-    chunk_size: int = 1 << 17, beta: float = 0.0, gamma: float = 1.0, gnn_query: str = "playlist",
-    catalogue_scope: str = "visible", als: ALSParams = ALSParams(), fold_in_steps: int = 0,
-    device: str = "auto", max_playlists: int = 0, neighbours: int = 0,
+    graph_dir: str,
+    run: str,
+    split: str = contract.SPLIT_VAL,
+    methods: list[str] | None = None,
+    k: int = K,
+    batch_size: int = 256,
+    chunk_size: int = 1 << 17,
+    beta: float = 0.0,
+    gamma: float = 1.0,
+    gnn_query: str = "playlist",
+    catalogue_scope: str = "visible",
+    als: ALSParams = ALSParams(),
+    fold_in_steps: int = 0,
+    device: str = "auto",
+    max_playlists: int = 0,
+    neighbours: int = 0,
 ) -> dict | None:
     """Evaluate and write ``RUN_DIR/eval_<split>.json`` (rank 0); returns the results on rank 0."""
     if not 1 <= k <= K:
@@ -77,11 +89,16 @@ def evaluate(
     left_out = {}
     if methods is None:
         # The second stage is optional (python -m trainer.rerank builds it): ranked when the run has one.
-        methods = [m for m in METHODS if (m != "gnn" or embeddings.exists(run))
-                   and (m not in SECOND_STAGE or ranker.exists(run))]
+        methods = [
+            m
+            for m in METHODS
+            if (m != "gnn" or embeddings.exists(run)) and (m not in SECOND_STAGE or ranker.exists(run))
+        ]
         if "gnn" not in methods:  # said on the console and in the JSON: a missing row is no answer
-            left_out["gnn"] = (f"no embeddings in {run}/{run_dir.EMBEDDINGS}/ (track.parquet); export them "
-                               f"with python -m trainer.embed --graph {graph_dir} --run {run}")
+            left_out["gnn"] = (
+                f"no embeddings in {run}/{run_dir.EMBEDDINGS}/ (track.parquet); export them "
+                f"with python -m trainer.embed --graph {graph_dir} --run {run}"
+            )
     held = held_out(graph, split)
     if len(held) == 0:
         raise ValueError(
@@ -93,20 +110,30 @@ def evaluate(
     if catalogue_scope not in ("visible", "all"):
         raise ValueError(f"--catalogue must be visible or all, got {catalogue_scope!r}")
     allowed = visible_catalogue(graph) if catalogue_scope == "visible" else None
-    scorers, fallback = build_scorers(graph, run, methods, device, beta, gamma,
-                                      gnn_query, als, fold_in_steps, neighbours, allowed)
+    scorers, fallback = build_scorers(
+        graph, run, methods, device, beta, gamma, gnn_query, als, fold_in_steps, neighbours, allowed
+    )
     groups = category_order(held.categories)
     lo, hi = shard(len(held), rank_, world)
     ranking = time.perf_counter()
     sums, counts = score_sums(
-        held.slice(lo, hi), scorers, fallback, groups, graph.track_artist, k, batch_size,
-        chunk_size, device, progress=rank_ == 0, allowed=allowed,
+        held.slice(lo, hi),
+        scorers,
+        fallback,
+        groups,
+        graph.track_artist,
+        k,
+        batch_size,
+        chunk_size,
+        device,
+        progress=rank_ == 0,
+        allowed=allowed,
     )
     if world > 1:
         packed = torch.from_numpy(np.concatenate([sums.ravel(), counts])).to(device)
         torch.distributed.all_reduce(packed)
         packed = packed.cpu().numpy()
-        sums, counts = packed[:sums.size].reshape(sums.shape), packed[sums.size:]
+        sums, counts = packed[: sums.size].reshape(sums.shape), packed[sums.size :]
     counts[0] = len(held)
     if rank_ != 0:
         return None
@@ -147,61 +174,112 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_graph(p)
     cli.add_run(p, "run dir (embeddings in RUN/embeddings/)")
     p.add_argument("--split", default=contract.SPLIT_VAL, choices=[contract.SPLIT_VAL, contract.SPLIT_TEST])
-    p.add_argument("--methods", help=f"comma-separated subset of {','.join(METHODS)}"
-                   " (default: all; gnn only when the run has embeddings)")
+    p.add_argument(
+        "--methods",
+        help=f"comma-separated subset of {','.join(METHODS)} (default: all; gnn only when the run has embeddings)",
+    )
     p.add_argument("--k", type=cli.count(1), default=K, help="list length scored (default 500)")
     p.add_argument("--batch-size", type=cli.count(1), default=256, help="playlists scored at once")
     p.add_argument("--chunk-size", type=cli.count(1), default=1 << 17, help="tracks scored at once")
-    p.add_argument("--itemknn-beta", type=cli.number(0), default=0.0,
-                   help="item-kNN: divide a candidate's score by its training frequency^beta"
-                   " (default 0: best on the val splits of the real dev set and 10k synthetic playlists,"
-                   " see bench/RESULTS.md)")
-    p.add_argument("--itemknn-gamma", type=cli.number(0), default=1.0,
-                   help="item-kNN: raise each training playlist's seed overlap to this power"
-                   " (1 = plain co-occurrence)")
-    p.add_argument("--itemknn-neighbours", type=cli.count(0), default=0,
-                   help="item-kNN: only the training playlists with the largest seed overlap, this many"
-                   " (0: every playlist sharing a seed)")
+    p.add_argument(
+        "--itemknn-beta",
+        type=cli.number(0),
+        default=0.0,
+        help="item-kNN: divide a candidate's score by its training frequency^beta"
+        " (default 0: best on the val splits of the real dev set and 10k synthetic playlists,"
+        " see bench/RESULTS.md)",
+    )
+    p.add_argument(
+        "--itemknn-gamma",
+        type=cli.number(0),
+        default=1.0,
+        help="item-kNN: raise each training playlist's seed overlap to this power (1 = plain co-occurrence)",
+    )
+    p.add_argument(
+        "--itemknn-neighbours",
+        type=cli.count(0),
+        default=0,
+        help="item-kNN: only the training playlists with the largest seed overlap, this many"
+        " (0: every playlist sharing a seed)",
+    )
     d = ALSParams()
     p.add_argument("--als-factors", type=cli.count(1), default=d.factors, help="ALS: latent dimension")
-    p.add_argument("--als-regularization", type=cli.number(0), default=d.regularization,
-                   help="ALS: L2 weight lambda")
-    p.add_argument("--als-alpha", type=cli.number(0), default=d.alpha,
-                   help="ALS: confidence of a training edge is 1 + alpha")
+    p.add_argument("--als-regularization", type=cli.number(0), default=d.regularization, help="ALS: L2 weight lambda")
+    p.add_argument(
+        "--als-alpha", type=cli.number(0), default=d.alpha, help="ALS: confidence of a training edge is 1 + alpha"
+    )
     p.add_argument("--als-iterations", type=cli.count(1), default=d.iterations, help="ALS: sweeps")
     p.add_argument("--als-seed", type=int, default=d.random_state, help="ALS: random_state")
-    p.add_argument("--als-threads", type=cli.count(0), default=d.num_threads,
-                   help="ALS: fitting threads (0 = every core)")
-    p.add_argument("--gnn-query", default="playlist", choices=["playlist", "seeds"],
-                   help="gnn: score with the held-out playlist's own embedding, or with a query"
-                   " built from its seed tracks only, as for playlists outside the graph (recommend"
-                   " --tracks, submit)")
-    p.add_argument("--fold-in-steps", type=cli.count(0), default=0,
-                   help="gnn, queries built from seeds: fit the playlist's input projection to its"
-                   " seeds for this many steps, as a graph playlist's ID row was (0: the average"
-                   " playlist's); costs steps x catalogue x width per playlist")
-    p.add_argument("--catalogue", default="visible", choices=["visible", "all"],
-                   help="rank tracks with a visible edge (default), or every track of the graph"
-                   " (including those known only from hidden edges)")
+    p.add_argument(
+        "--als-threads", type=cli.count(0), default=d.num_threads, help="ALS: fitting threads (0 = every core)"
+    )
+    p.add_argument(
+        "--gnn-query",
+        default="playlist",
+        choices=["playlist", "seeds"],
+        help="gnn: score with the held-out playlist's own embedding, or with a query"
+        " built from its seed tracks only, as for playlists outside the graph (recommend"
+        " --tracks, submit)",
+    )
+    p.add_argument(
+        "--fold-in-steps",
+        type=cli.count(0),
+        default=0,
+        help="gnn, queries built from seeds: fit the playlist's input projection to its"
+        " seeds for this many steps, as a graph playlist's ID row was (0: the average"
+        " playlist's); costs steps x catalogue x width per playlist",
+    )
+    p.add_argument(
+        "--catalogue",
+        default="visible",
+        choices=["visible", "all"],
+        help="rank tracks with a visible edge (default), or every track of the graph"
+        " (including those known only from hidden edges)",
+    )
     cli.add_device(p)
-    p.add_argument("--max-playlists", type=cli.count(0), default=0,
-                   help="score this many of the split's playlists, evenly spaced (0: all); for timing runs")
+    p.add_argument(
+        "--max-playlists",
+        type=cli.count(0),
+        default=0,
+        help="score this many of the split's playlists, evenly spaced (0: all); for timing runs",
+    )
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
 
     def body():
         try:
-            als = ALSParams(args.als_factors, args.als_regularization, args.als_alpha,
-                            args.als_iterations, args.als_seed, args.als_threads)
-            evaluate(args.graph, args.run, args.split, methods, args.k, args.batch_size,
-                     args.chunk_size, args.itemknn_beta, args.itemknn_gamma, args.gnn_query,
-                     args.catalogue, als, args.fold_in_steps, args.device, args.max_playlists,
-                     args.itemknn_neighbours)
+            als = ALSParams(
+                args.als_factors,
+                args.als_regularization,
+                args.als_alpha,
+                args.als_iterations,
+                args.als_seed,
+                args.als_threads,
+            )
+            evaluate(
+                args.graph,
+                args.run,
+                args.split,
+                methods,
+                args.k,
+                args.batch_size,
+                args.chunk_size,
+                args.itemknn_beta,
+                args.itemknn_gamma,
+                args.gnn_query,
+                args.catalogue,
+                als,
+                args.fold_in_steps,
+                args.device,
+                args.max_playlists,
+                args.itemknn_neighbours,
+            )
         finally:
             if torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()  # what dist.cleanup does, without an env
 
     return cli.run(body)
+
 
 if __name__ == "__main__":
     sys.exit(main())

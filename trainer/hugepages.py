@@ -7,6 +7,7 @@ mmap threshold (``trainer.process.fix_mmap_threshold``), a full-graph step at 10
 0.82x the time at 0.71x the peak (bench/RESULTS.md). Nothing changes where the kernel has huge
 pages off; a user's setting wins.
 """
+
 import os
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

@@ -2,6 +2,7 @@
 GNN, read from the embeddings ``trainer.embed`` exported, and the baselines fitted on the graph
 dir's training playlists; plus the title model every method shares for playlists without
 seeds (``trainer.evaluation.title``)."""
+
 from __future__ import annotations
 
 import copy
@@ -37,14 +38,16 @@ def default_method(run: str) -> str:
     return "gnn" if embeddings.exists(run) else "itemknn"
 
 
-def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str = "playlist",
-               fold_in_steps: int = 0) -> EmbeddingScorer:
+def gnn_scorer(
+    graph: Catalogue, run: str, device: torch.device, gnn_query: str = "playlist", fold_in_steps: int = 0
+) -> EmbeddingScorer:
     """The GNN's scorer from ``run``'s embeddings, refused when they are incomplete, older than the
     run's final checkpoint, or of another graph; ``scorer.source`` names the checkpoint."""
     if not embeddings.exists(run):
         raise FileNotFoundError(
             f"--methods gnn: no embeddings in {run}/{run_dir.EMBEDDINGS}/ (track.parquet); export them with "
-            "python -m trainer.embed, or leave gnn out of --methods")
+            "python -m trainer.embed, or leave gnn out of --methods"
+        )
     source = embeddings.identity(run)
     run_dir.check_trained_on(source, graph.path, graph.manifest, f"the embeddings in {run}")
     query = embeddings.seed_query(run, graph)
@@ -57,7 +60,8 @@ def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str 
             raise run_dir.RunMismatchError(
                 f"{run}/{run_dir.EMBEDDINGS} do not say whether their track vectors end in a bias, and {run} "
                 f"has no {run_dir.CONFIG_FILE} that does; export them again "
-                f"(python -m trainer.embed --graph GRAPH --run {run})")
+                f"(python -m trainer.embed --graph GRAPH --run {run})"
+            )
         bias = bool(config["track_bias"])
     scorer = EmbeddingScorer(tracks, playlists, device, query, fold_in_steps=fold_in_steps, bias_column=bias)
     scorer.source = source  # what every result ranked by it names
@@ -65,9 +69,17 @@ def gnn_scorer(graph: Catalogue, run: str, device: torch.device, gnn_query: str 
 
 
 def build_scorers(
-    graph: Catalogue, run: str, methods: list[str], device: torch.device, beta: float = 0.0,
-    gamma: float = 1.0, gnn_query: str = "playlist", als: ALSParams = ALSParams(), fold_in_steps: int = 0,
-    neighbours: int = 0, allowed: np.ndarray | None = None,
+    graph: Catalogue,
+    run: str,
+    methods: list[str],
+    device: torch.device,
+    beta: float = 0.0,
+    gamma: float = 1.0,
+    gnn_query: str = "playlist",
+    als: ALSParams = ALSParams(),
+    fold_in_steps: int = 0,
+    neighbours: int = 0,
+    allowed: np.ndarray | None = None,
 ) -> tuple[dict[str, Scorer], Scorer]:
     """The requested methods' scorers and the title fallback they share; ``allowed``: the tracks the
     caller's ranking may return (None: all), which the second stage's candidates honour too."""
@@ -92,24 +104,42 @@ def build_scorers(
             # a fit per rank would only multiply the work, the longest part of an evaluation.
             # The fit is kept in the run dir for the next call on the same graph and settings.
             factors = dist.from_rank_0(
-                lambda: torch.from_numpy(als_factors.fitted(run, graph.manifest, als.as_dict(),
-                                                            lambda: item_factors_of(train(), als).numpy())),
-                (graph.num_tracks, als.factors), device)
+                lambda: torch.from_numpy(
+                    als_factors.fitted(
+                        run, graph.manifest, als.as_dict(), lambda: item_factors_of(train(), als).numpy()
+                    )
+                ),
+                (graph.num_tracks, als.factors),
+                device,
+            )
             scorers[m] = ALS(train(), popularity(), als, item_factors=factors)
         elif m == "itemknn":
             scorers[m] = ItemKNN(train(), popularity(), beta=beta, gamma=gamma, neighbours=neighbours)
-    fallback = OnFirstUse(lambda: TitleModel(graph.edges(contract.VISIBLE_ROLES), graph.playlist_title,
-                                             popularity(), track_names(graph.path)))
+    fallback = OnFirstUse(
+        lambda: TitleModel(
+            graph.edges(contract.VISIBLE_ROLES), graph.playlist_title, popularity(), track_names(graph.path)
+        )
+    )
     second = [m for m in SECOND_STAGE if m in methods]
     if second:
-        scorers.update(rerank_scorers(graph, run, device, train(), popularity(), fallback, second, fold_in_steps,
-                                      allowed))
+        scorers.update(
+            rerank_scorers(graph, run, device, train(), popularity(), fallback, second, fold_in_steps, allowed)
+        )
     scorers = {m: scorers[m] for m in methods}
     return scorers, fallback
 
 
-def rerank_scorers(graph: Catalogue, run: str, device: torch.device, train, popularity, title: Scorer,
-                   which: list[str], fold_in_steps: int = 0, allowed: np.ndarray | None = None) -> dict[str, Ranker]:
+def rerank_scorers(
+    graph: Catalogue,
+    run: str,
+    device: torch.device,
+    train,
+    popularity,
+    title: Scorer,
+    which: list[str],
+    fold_in_steps: int = 0,
+    allowed: np.ndarray | None = None,
+) -> dict[str, Ranker]:
     """The run's second-stage ranker over retrievers rebuilt with the settings it was built with
     (ALS from its own stored factors); refused when the run's embeddings or the graph changed.
     ``which``: rerank (the booster) and/or fusion (its per-category fusion of the retrievers'
@@ -117,17 +147,28 @@ def rerank_scorers(graph: Catalogue, run: str, device: torch.device, train, popu
     import lightgbm as lgb
 
     source = embeddings.identity(run) if embeddings.exists(run) else {}
-    booster, factors, built = ranker.read(run, source.get("checkpoint_id"), graph.manifest,
-                                          TitleModel.SOURCE, FEATURES_VERSION)
+    booster, factors, built = ranker.read(
+        run, source.get("checkpoint_id"), graph.manifest, TitleModel.SOURCE, FEATURES_VERSION
+    )
     knn = built["itemknn"]
     retrievers = {
         "gnn": gnn_scorer(graph, run, device, built["gnn_query"], fold_in_steps),
         "als": ALS(train, popularity, ALSParams(**built["als"]), item_factors=torch.from_numpy(factors)),
         "itemknn": ItemKNN(train, popularity, knn["beta"], knn["gamma"], knn["neighbours"]),
     }
-    second = Ranker(lgb.Booster(model_str=booster), {m: retrievers[m] for m in built["retrievers"]}, title,
-                      TrackFeatures(graph, popularity), popularity, graph.num_tracks, RankerParams(**built["params"]),
-                      built["features"], device=device, categories=graph.playlist_category, allowed=allowed)
+    second = Ranker(
+        lgb.Booster(model_str=booster),
+        {m: retrievers[m] for m in built["retrievers"]},
+        title,
+        TrackFeatures(graph, popularity),
+        popularity,
+        graph.num_tracks,
+        RankerParams(**built["params"]),
+        built["features"],
+        device=device,
+        categories=graph.playlist_category,
+        allowed=allowed,
+    )
     out = {}
     for m in which:
         out[m] = copy.copy(second)

@@ -1,6 +1,7 @@
 """The process's set-up, called by each command: logging, glibc's allocator (arena cap, mmap
 threshold) and peak memory. Huge pages for PyTorch's buffers are asked for earlier, by the
 first import of each command (``trainer.hugepages``): torch reads that setting once."""
+
 from __future__ import annotations
 
 import ctypes
@@ -59,8 +60,11 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
 
 def configure_logging(is_main: bool = True) -> None:
     """INFO on rank 0, warnings and errors only on the other ranks (they would repeat rank 0)."""
-    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if is_main else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def peak_rss_mb() -> float:

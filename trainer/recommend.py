@@ -12,6 +12,7 @@ alone: the title model every method shares (the tracks most frequent in playlist
 title, held-out playlists' seeds included; then tracks whose artist, album or track name holds
 every word of it; ``trainer.evaluation.title``).
 """
+
 from __future__ import annotations
 
 import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
@@ -49,7 +50,9 @@ def query_for_pid(cat: Catalogue, pid: int) -> Queries:
         )
     playlist = int(found[0])
     # One playlist's edges, without the whole playlist × track matrix (seconds at 1M playlists).
-    visible = (cat.edge_playlist == playlist) & np.isin(cat.edge_role, [contract.ROLES.index(r) for r in contract.VISIBLE_ROLES])
+    visible = (cat.edge_playlist == playlist) & np.isin(
+        cat.edge_role, [contract.ROLES.index(r) for r in contract.VISIBLE_ROLES]
+    )
     return Queries.from_lists([np.unique(cat.edge_track[visible])], [cat.playlist_title[playlist]], [playlist])
 
 
@@ -59,30 +62,47 @@ def title_note(raw_title: str | None, queries: Queries, fallback) -> str | None:
         return None
     title = queries.titles[0]
     if not title:
-        return (f"the title {raw_title or ''!r} has no usable words (letters or digits) and there are "
-                "no seed tracks: these are the most popular tracks overall")
+        return (
+            f"the title {raw_title or ''!r} has no usable words (letters or digits) and there are "
+            "no seed tracks: these are the most popular tracks overall"
+        )
     if title in fallback.index:
         return None
     named = len(fallback.name_matches(title))
     if named:
-        return (f"no playlist of the graph is titled {title!r} and there are no seed tracks: first the {named:,} "
-                "track(s) whose artist, album or track name holds every word of it, then the most popular tracks")
-    return (f"no playlist of the graph is titled {title!r}, no artist, album or track name holds every word of it "
-            "and there are no seed tracks: these are the most popular tracks overall")
+        return (
+            f"no playlist of the graph is titled {title!r} and there are no seed tracks: first the {named:,} "
+            "track(s) whose artist, album or track name holds every word of it, then the most popular tracks"
+        )
+    return (
+        f"no playlist of the graph is titled {title!r}, no artist, album or track name holds every word of it "
+        "and there are no seed tracks: these are the most popular tracks overall"
+    )
 
 
 def shortfall_note(found: int, k: int, num_tracks: int, num_seeds: int) -> str | None:
     """Says so when the catalogue ran out before ``k`` tracks."""
     if found >= k:
         return None
-    return (f"only {found} tracks to recommend, not the {k} asked for (-k): the graph holds "
-            f"{num_tracks} tracks, {num_seeds} of them seeds")
+    return (
+        f"only {found} tracks to recommend, not the {k} asked for (-k): the graph holds "
+        f"{num_tracks} tracks, {num_seeds} of them seeds"
+    )
 
 
 def recommend(
-    graph_dir: str, run_dir: str, *, pid: int | None = None, tracks: list[str] | None = None,
-    title: str | None = None, k: int = 10, method: str | None = None, chunk_size: int = 1 << 17,
-    notes: list[str] | None = None, fold_in_steps: int = 0, device: str = "auto",
+    graph_dir: str,
+    run_dir: str,
+    *,
+    pid: int | None = None,
+    tracks: list[str] | None = None,
+    title: str | None = None,
+    k: int = 10,
+    method: str | None = None,
+    chunk_size: int = 1 << 17,
+    notes: list[str] | None = None,
+    fold_in_steps: int = 0,
+    device: str = "auto",
 ) -> list[dict]:
     """Top-``k`` tracks (id, uri, name, artist, rank) for one query; what the user should know
     about the answer (a title that could not be used, fewer than ``k`` tracks) goes to ``notes``."""
@@ -106,8 +126,10 @@ def recommend(
     ids = ids[ids >= 0]
     if notes is not None:
         raw_title = title if pid is None else cat.playlist_title[int(queries.playlist_ids[0])]
-        found = [title_note(raw_title, queries, fallback),
-                 shortfall_note(len(ids), k, cat.num_tracks, int(queries.num_seeds()[0]))]
+        found = [
+            title_note(raw_title, queries, fallback),
+            shortfall_note(len(ids), k, cat.num_tracks, int(queries.num_seeds()[0])),
+        ]
         notes.extend(n for n in found if n)
         if method == "gnn":
             source = source_of(scorers)
@@ -125,18 +147,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", help="playlist title (used when there are no seeds)")
     p.add_argument("-k", type=cli.count(1), default=10, help="tracks to list (default 10)")
     p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
-    p.add_argument("--fold-in-steps", type=cli.count(0), default=0,
-                   help="gnn with --tracks: fit the new playlist's input projection to its seeds for"
-                   " this many steps, as a graph playlist's ID row was (0: the average playlist's;"
-                   " with the 6-layer default, fitting did not rank better on the real dev set)")
+    p.add_argument(
+        "--fold-in-steps",
+        type=cli.count(0),
+        default=0,
+        help="gnn with --tracks: fit the new playlist's input projection to its seeds for"
+        " this many steps, as a graph playlist's ID row was (0: the average playlist's;"
+        " with the 6-layer default, fitting did not rank better on the real dev set)",
+    )
     cli.add_device(p)
     args = p.parse_args(argv)
     tracks = [u.strip() for u in args.tracks.split(",") if u.strip()] if args.tracks else None
 
     def body():
         notes: list[str] = []
-        rows = recommend(args.graph, args.run, pid=args.pid, tracks=tracks, title=args.title,
-                         k=args.k, method=args.method, notes=notes, fold_in_steps=args.fold_in_steps, device=args.device)
+        rows = recommend(
+            args.graph,
+            args.run,
+            pid=args.pid,
+            tracks=tracks,
+            title=args.title,
+            k=args.k,
+            method=args.method,
+            notes=notes,
+            fold_in_steps=args.fold_in_steps,
+            device=args.device,
+        )
         for r in rows:
             print(f"{r['rank']:>4}  {r['track_name']}  —  {r['artist_name']}  ({r['track_uri']})")
         for note in notes:

@@ -12,6 +12,7 @@ bench/log/2026-12-07-1m-training.md.)
 else ``standard``; resolved once the graph is loaded (:func:`for_graph`), recorded in config.json
 with the keys it chose. Keys the user set are never changed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,7 +63,11 @@ def batch_within_epoch(config: TrainConfig, graph, world_size: int) -> TrainConf
     at 10.9 GB on an 800-playlist graph). config.json keeps what the user asked for."""
     per_rank = supervisable_per_rank(config, graph, world_size)
     if 0 < per_rank < config.batch_size:
-        log.warning("batch_size=%d is above the %d edges a rank can supervise per epoch: training with batches "
-                    "of at most %d", config.batch_size, per_rank, per_rank)
+        log.warning(
+            "batch_size=%d is above the %d edges a rank can supervise per epoch: training with batches of at most %d",
+            config.batch_size,
+            per_rank,
+            per_rank,
+        )
         return dataclasses.replace(config, batch_size=per_rank)
     return config

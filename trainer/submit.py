@@ -13,6 +13,7 @@ model (``trainer.evaluation.title``).
 The file is validated in memory, then written atomically (temporary file, then rename); the
 challenge set and the output may be local paths or fsspec URLs.
 """
+
 from __future__ import annotations
 
 import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
@@ -47,7 +48,11 @@ def read_challenge(path: str) -> list[dict]:
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"--challenge {path}: no 'playlists' list (keys: {keys})")
     pids = [p.get("pid") for p in playlists]
-    bad = [i for i, p in enumerate(playlists) if not isinstance(p.get("pid"), int) or not isinstance(p.get("tracks", []), list)]
+    bad = [
+        i
+        for i, p in enumerate(playlists)
+        if not isinstance(p.get("pid"), int) or not isinstance(p.get("tracks", []), list)
+    ]
     if bad:
         raise ValueError(f"--challenge {path}: playlists at positions {bad[:10]} lack an int pid or a tracks list")
     if len(set(pids)) != len(pids):
@@ -98,8 +103,16 @@ def write_submission(out: str, team: str, email: str, rows: list[tuple[int, list
 
 
 def submit(
-    graph_dir: str, run_dir: str, challenge: str, out: str, team: str, email: str,
-    method: str | None = None, batch_size: int = 256, chunk_size: int = 1 << 17, fold_in_steps: int = 0,
+    graph_dir: str,
+    run_dir: str,
+    challenge: str,
+    out: str,
+    team: str,
+    email: str,
+    method: str | None = None,
+    batch_size: int = 256,
+    chunk_size: int = 1 << 17,
+    fold_in_steps: int = 0,
     device: str = "auto",
 ) -> dict:
     """Rank 500 tracks for every challenge playlist, validate, write; returns a summary."""
@@ -111,8 +124,7 @@ def submit(
     queries, seed_uris, unknown = challenge_queries(cat, playlists)
     if cat.num_tracks < K + int(queries.num_seeds().max(initial=0)):
         raise ValueError(
-            f"graph {graph_dir} has {cat.num_tracks} tracks: too few to recommend {K} non-seed"
-            " tracks per playlist"
+            f"graph {graph_dir} has {cat.num_tracks} tracks: too few to recommend {K} non-seed tracks per playlist"
         )
     device = dist.pick_device(device)
     scorers, fallback = build_scorers(cat, run_dir, [method], device, fold_in_steps=fold_in_steps)
@@ -149,22 +161,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--team", required=True)
     p.add_argument("--email", required=True)
     p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
-    p.add_argument("--fold-in-steps", type=cli.count(0), default=0,
-                   help="gnn: fit each challenge playlist's input projection to its seeds for this"
-                   " many steps (it helped the 3-layer model, not the 6-layer default, on the real"
-                   " dev set); each step costs about what ranking the catalogue once does")
+    p.add_argument(
+        "--fold-in-steps",
+        type=cli.count(0),
+        default=0,
+        help="gnn: fit each challenge playlist's input projection to its seeds for this"
+        " many steps (it helped the 3-layer model, not the 6-layer default, on the real"
+        " dev set); each step costs about what ranking the catalogue once does",
+    )
     cli.add_device(p)
     args = p.parse_args(argv)
 
     def body():
-        summary = submit(args.graph, args.run, args.challenge, args.out, args.team, args.email,
-                         args.method, fold_in_steps=args.fold_in_steps, device=args.device)
-        print(f"wrote {summary['out']}: {summary['playlists']} playlists by {summary['method']};"
-              f" {summary['unknown_seed_uris']} seed URIs not in the graph ignored;"
-              f" {summary['title_fallback']} playlists ranked from their title alone, {summary['popularity_fallback']}"
-              " of them (no known seed, no usable title) by global popularity")
+        summary = submit(
+            args.graph,
+            args.run,
+            args.challenge,
+            args.out,
+            args.team,
+            args.email,
+            args.method,
+            fold_in_steps=args.fold_in_steps,
+            device=args.device,
+        )
+        print(
+            f"wrote {summary['out']}: {summary['playlists']} playlists by {summary['method']};"
+            f" {summary['unknown_seed_uris']} seed URIs not in the graph ignored;"
+            f" {summary['title_fallback']} playlists ranked from their title alone, {summary['popularity_fallback']}"
+            " of them (no known seed, no usable title) by global popularity"
+        )
 
     return cli.run(body)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,6 +11,7 @@ better one), and (rank 0) append to ``metrics.jsonl``, redraw ``curves.png`` and
 ``checkpoints/last.pt``. Randomness is re-derived from ``(seed, epoch, rank)`` at every epoch
 start, so a resumed run replays exactly what an uninterrupted one would have done.
 """
+
 from __future__ import annotations
 
 import trainer.hugepages  # noqa: F401  (first, before torch: it asks torch for huge pages)
@@ -94,8 +95,15 @@ class TrainResult:
     global_step: int
 
 
-def train(graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool = False,
-          overwrite: bool = False, given: frozenset[str] | None = None) -> TrainResult:
+def train(
+    graph_path: str,
+    out: str,
+    config: TrainConfig,
+    env: dist.DistEnv,
+    resume: bool = False,
+    overwrite: bool = False,
+    given: frozenset[str] | None = None,
+) -> TrainResult:
     """Run (or resume) training in ``out``, holding its lock (rank 0): one trainer per run dir;
     a run already there needs ``resume`` or ``overwrite``. ``given``: the keys the user set,
     which the regime leaves alone (default: those away from their defaults)."""
@@ -115,8 +123,9 @@ class Trainer:
     """One run: set up (or restored from ``last.pt``) once, then :meth:`fit`: epochs of steps,
     validations that select ``best.pt`` and stop the run, records and checkpoints."""
 
-    def __init__(self, graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool,
-                 given: frozenset[str]):
+    def __init__(
+        self, graph_path: str, out: str, config: TrainConfig, env: dist.DistEnv, resume: bool, given: frozenset[str]
+    ):
         self.env = env
         self.tensorboard = run_dir.TensorBoard(out) if env.is_main else None
         self.run = RunDir(out)
@@ -160,7 +169,9 @@ class Trainer:
         # 3. Parallelism applied to the unchanged model; the training strategy; validation sets.
         self.ddp = self.model
         if env.distributed:
-            self.ddp = DistributedDataParallel(self.model, device_ids=[env.device] if env.device.type == "cuda" else None)
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=[env.device] if env.device.type == "cuda" else None
+            )
         self.amp = config.amp and env.device.type == "cuda"
         self.strategy = build_strategy(config, graph, env)
         self.validation = Validation(graph, config, env, ckpt and ckpt.get("selection"))
@@ -169,15 +180,18 @@ class Trainer:
         """The epochs from where the run stands to ``epochs``, or until patience stops it; ``stop``
         holds SIGTERM once it came."""
         config, env, graph = self.config, self.env, self.graph
-        log.info(f"training on {env.world_size} process(es), device {env.device}, propagation {config.propagation}, "
-                 f"{graph.num_nodes} nodes, {graph.train_edges.size(1)} train edges, "
-                 f"{graph.val_edges.size(1)} val edges")
+        log.info(
+            f"training on {env.world_size} process(es), device {env.device}, propagation {config.propagation}, "
+            f"{graph.num_nodes} nodes, {graph.train_edges.size(1)} train edges, "
+            f"{graph.val_edges.size(1)} val edges"
+        )
         record = self.records[-1] if self.records else {}
         stopped = self.resumed and self.validation.should_stop()
         self.t_start = time.perf_counter()
         epochs = range(self.start_epoch, config.epochs)
-        for epoch in tqdm(epochs, desc="epochs", disable=not env.is_main or stopped, initial=self.start_epoch,
-                          total=config.epochs):
+        for epoch in tqdm(
+            epochs, desc="epochs", disable=not env.is_main or stopped, initial=self.start_epoch, total=config.epochs
+        ):
             if stopped:
                 break
             stopped, ended = self.epoch(epoch, stop)
@@ -221,8 +235,9 @@ class Trainer:
             self.global_step += 1
             if dist.all_reduce_max(env, float(bool(stop))):  # every rank stops after the same step
                 self.save(self.ckpt_path, epoch, step + 1, sums)
-                log.warning("SIGTERM: stopped after epoch %d, step %d, checkpointed; --resume continues", epoch,
-                            step + 1)
+                log.warning(
+                    "SIGTERM: stopped after epoch %d, step %d, checkpointed; --resume continues", epoch, step + 1
+                )
                 raise cli.Terminated
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
@@ -233,9 +248,11 @@ class Trainer:
             validate = self.validation.ranking is not None and config.val_every and within
             if validate and self.global_step % config.val_every == 0 and self.validate_within(epoch, step, sums):
                 bar.close()  # last.pt and metrics.jsonl were just written
-                log.info(f"early stop at epoch {epoch}, step {step + 1}: val R-precision has not improved for "
-                         f"{self.validation.selection['bad_epochs']} validations "
-                         f"(best {self.validation.selection['best']:.4f})")
+                log.info(
+                    f"early stop at epoch {epoch}, step {step + 1}: val R-precision has not improved for "
+                    f"{self.validation.selection['bad_epochs']} validations "
+                    f"(best {self.validation.selection['best']:.4f})"
+                )
                 return True, None
             t0 = time.perf_counter()
         bar.close()
@@ -261,8 +278,7 @@ class Trainer:
         stop by the same metric as at its end; last.pt first, so a resume never repeats this.
         Whether the run stops."""
         check_parameters(self.model, epoch, step, self.config, self.run.path)
-        ranked, _, improved = self.validation.select(self.model, self.strategy, epoch, self.global_step,
-                                                     self.run.path)
+        ranked, _, improved = self.validation.select(self.model, self.strategy, epoch, self.global_step, self.run.path)
         selection = self.validation.selection
         self.records.append(records.within_epoch(epoch, step + 1, self.global_step, ranked, selection, self.seconds()))
         if self.env.is_main:
@@ -273,8 +289,9 @@ class Trainer:
             self.save(self.best_path, epoch, step + 1, sums)
         return self.validation.should_stop()
 
-    def end_epoch(self, epoch: int, steps: int, trained: int, sums: list[float],
-                  clock: records.EpochTally) -> tuple[bool, dict]:
+    def end_epoch(
+        self, epoch: int, steps: int, trained: int, sums: list[float], clock: records.EpochTally
+    ) -> tuple[bool, dict]:
         """Validate, record and checkpoint at the epoch's end: (whether the run stops, the record)."""
         config, env, selection = self.config, self.env, self.validation.selection
         # A huge step can overflow the parameters with a finite loss.
@@ -283,8 +300,9 @@ class Trainer:
         # 6. Validate: sampled diagnostics on the epoch's graph; full-catalogue ranking (rank 0,
         # its numbers shared so every rank takes the same stopping decision).
         metrics = diagnostics(self.model, self.strategy, self.validation.edges, config, env)
-        ranked, rank_s, improved = self.validation.select(self.model, self.strategy, epoch, self.global_step,
-                                                          self.run.path, diagnosed=metrics)
+        ranked, rank_s, improved = self.validation.select(
+            self.model, self.strategy, epoch, self.global_step, self.run.path, diagnosed=metrics
+        )
         clock.rank_s, clock.steps, clock.trained = rank_s, steps, trained
         totals = {"global_step": self.global_step, "elapsed_s": round(self.seconds(), 1)}
         record = records.epoch_end(epoch, sums, clock, metrics, ranked, selection, totals, config, self.strategy, env)
@@ -302,9 +320,11 @@ class Trainer:
             self.save(self.best_path, epoch + 1, 0, [0.0, 0.0, 0.0])
         stopped = self.validation.should_stop()
         if stopped:
-            log.info(f"early stop after epoch {epoch}: val R-precision has not improved for "
-                     f"{selection['bad_epochs']} validations (best {selection['best']:.4f} at epoch "
-                     f"{selection['best_epoch']})")
+            log.info(
+                f"early stop after epoch {epoch}: val R-precision has not improved for "
+                f"{selection['bad_epochs']} validations (best {selection['best']:.4f} at epoch "
+                f"{selection['best_epoch']})"
+            )
         return stopped, record
 
     def seconds(self) -> float:
@@ -314,10 +334,16 @@ class Trainer:
     def save(self, path: str, epoch: int, step: int, sums: list[float]) -> None:
         if self.env.is_main:
             model = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-            where = {"epoch": epoch, "step": step, "global_step": self.global_step, "epoch_sums": [float(s) for s in sums]}
+            where = {
+                "epoch": epoch,
+                "step": step,
+                "global_step": self.global_step,
+                "epoch_sums": [float(s) for s in sums],
+            }
             run = {"rng": checkpoint.rng_state(), "config": self.config.to_dict(), "graph": self.record_of_graph}
-            checkpoint.save(path, {**model, **where, **run, "selection": self.validation.selection,
-                                   "elapsed_s": self.seconds()})
+            checkpoint.save(
+                path, {**model, **where, **run, "selection": self.validation.selection, "elapsed_s": self.seconds()}
+            )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The generator's numbers: catalogue key widths, the MPD's histograms and fitted tails, genres
 and their title pools (calibrated to ``shared/data/mpd_stats.txt``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """A RecSys Challenge 2018 challenge set from further generated playlists, with its hold-outs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ def challenge_set(seed: int, n_playlists: int, count: int) -> tuple[dict, dict]:
         t = describe_tracks(keys, seed)
         rng = stream_rng(seed, STREAM_CHALLENGE, 1_000_000 + b)
         for i, pid in enumerate(batch.pids.tolist()):
-            ent = inv[batch.offsets[i]:batch.offsets[i + 1]].tolist()
+            ent = inv[batch.offsets[i] : batch.offsets[i + 1]].tolist()
             n = len(ent)
             eligible = [c for c in CHALLENGE_CATEGORIES if n >= c.min_tracks]
             cat = eligible[pid % len(eligible)]
@@ -57,17 +58,22 @@ def challenge_set(seed: int, n_playlists: int, count: int) -> tuple[dict, dict]:
                 shown = np.sort(rng.choice(n, cat.num_samples, replace=False)).tolist()
             else:
                 shown = list(range(cat.num_samples))
-            tracks = [{"pos": p, "artist_name": t.artist_name[ent[p]], "track_uri": t.uri[ent[p]],
-                       "artist_uri": t.artist_uri[ent[p]], "track_name": t.name[ent[p]],
-                       "album_uri": t.album_uri[ent[p]], "duration_ms": int(t.duration_ms[ent[p]]),
-                       "album_name": t.album_name[ent[p]]} for p in shown]
+            tracks = [
+                {
+                    "pos": p,
+                    "artist_name": t.artist_name[ent[p]],
+                    "track_uri": t.uri[ent[p]],
+                    "artist_uri": t.artist_uri[ent[p]],
+                    "track_name": t.name[ent[p]],
+                    "album_uri": t.album_uri[ent[p]],
+                    "duration_ms": int(t.duration_ms[ent[p]]),
+                    "album_name": t.album_name[ent[p]],
+                }
+                for p in shown
+            ]
             record = {"name": batch.names[i]} if cat.title else {}
-            record.update(pid=pid, num_tracks=n, num_samples=len(shown), num_holdouts=n - len(shown),
-                          tracks=tracks)
+            record.update(pid=pid, num_tracks=n, num_samples=len(shown), num_holdouts=n - len(shown), tracks=tracks)
             playlists.append(record)
             hidden = set(range(n)) - set(shown)
             holdouts.append({"pid": pid, "holdouts": [t.uri[ent[p]] for p in sorted(hidden)]})
-    return ({"date": generated_on(seed), "version": SLICE_VERSION, "playlists": playlists},
-            {"playlists": holdouts})
-
-
+    return ({"date": generated_on(seed), "version": SLICE_VERSION, "playlists": playlists}, {"playlists": holdouts})

@@ -9,6 +9,7 @@ chosen by :func:`etl.splits.choose_holdout`. It computes no 2-hop features (``ho
 Tables are written in a shuffled row order and in several parts, so that readers which index by
 file order instead of by id fail.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -24,14 +25,19 @@ from etl import contract
 from etl.splits import choose_holdout, default_holdout
 from etl.synth.columnar import ColumnarMPD, generated_columnar
 
-_ARROW = {contract.INT64: pa.int64(), contract.STRING: pa.string(), contract.BOOL: pa.bool_(),
-          contract.DOUBLE: pa.float64()}
+_ARROW = {
+    contract.INT64: pa.int64(),
+    contract.STRING: pa.string(),
+    contract.BOOL: pa.bool_(),
+    contract.DOUBLE: pa.float64(),
+}
 ROWS_PER_PART = 4_000_000
 _ROLES = np.array([contract.ROLE_TRAIN, contract.ROLE_SEED, contract.ROLE_HIDDEN])
 
 
-def holdout(cat: ColumnarMPD, num_val: int, num_test: int, seed: int = 0,
-            categories=contract.SEED_CATEGORIES) -> tuple[np.ndarray, np.ndarray]:
+def holdout(
+    cat: ColumnarMPD, num_val: int, num_test: int, seed: int = 0, categories=contract.SEED_CATEGORIES
+) -> tuple[np.ndarray, np.ndarray]:
     """(split, seed category) per playlist row, by the ETL's greedy rule over a seeded order."""
     length = np.bincount(cat.entry_playlist, minlength=len(cat.pid))
     order = np.random.default_rng([seed, 1]).permutation(len(cat.pid))
@@ -63,8 +69,9 @@ def _column(values, dtype: pa.DataType) -> pa.Array:
     return pa.array(list(values), type=dtype)
 
 
-def write_graph_dir(root: str, cat: ColumnarMPD, split, category, seed: int = 0,
-                    manifest_overrides: dict | None = None, log=None) -> str:
+def write_graph_dir(
+    root: str, cat: ColumnarMPD, split, category, seed: int = 0, manifest_overrides: dict | None = None, log=None
+) -> str:
     """Write ``cat`` as a contract graph dir under ``root`` and return ``root``."""
     say = log or (lambda _msg: None)
     rng = np.random.default_rng([seed, 2])
@@ -105,7 +112,7 @@ def write_graph_dir(root: str, cat: ColumnarMPD, split, category, seed: int = 0,
         role[held] = np.where(rank < num_seeds, 1, 2)
     visible = role != 2
 
-    track_album = al_id[cat.track_album][t_order]   # by track id
+    track_album = al_id[cat.track_album][t_order]  # by track id
     track_artist = ar_id[cat.track_artist][t_order]
     track_dur = np.asarray(cat.track_duration, np.int64)[t_order]
     vis_pl, vis_tr = e_pl[visible], e_tr[visible]
@@ -114,41 +121,57 @@ def write_graph_dir(root: str, cat: ColumnarMPD, split, category, seed: int = 0,
     null = [None]
     tables = {
         "nodes/playlist": {
-            "playlist_id": np.arange(P), "pid": np.asarray(cat.pid)[p_order],
+            "playlist_id": np.arange(P),
+            "pid": np.asarray(cat.pid)[p_order],
             "name": [cat.name[i] for i in p_order],
-            "split": split_by_id, "seed_category": cat_by_id,
+            "split": split_by_id,
+            "seed_category": cat_by_id,
             "num_followers": np.asarray(cat.num_followers)[p_order],
             "collaborative": np.asarray(cat.collaborative, bool)[p_order],
-            "num_edits": np.asarray(cat.num_edits)[p_order], "modified_at": np.asarray(cat.modified_at)[p_order],
+            "num_edits": np.asarray(cat.num_edits)[p_order],
+            "modified_at": np.asarray(cat.modified_at)[p_order],
             # num_tracks as published: repeats included, hidden ones too (the challenge gives it).
             "num_tracks": np.bincount(p_id[cat.entry_playlist], minlength=P),
             "num_albums": _distinct_per(vis_pl, track_album[vis_tr], P, AL),
             "num_artists": _distinct_per(vis_pl, track_artist[vis_tr], P, AR),
             "duration_ms": np.bincount(vis_pl, weights=track_dur[vis_tr], minlength=P).astype(np.int64),
             "deg_track": np.bincount(vis_pl, minlength=P),
-            "hop2_walks": null * P, "hop2_reach": null * P,
+            "hop2_walks": null * P,
+            "hop2_reach": null * P,
         },
         "nodes/track": {
-            "track_id": np.arange(T), "track_uri": [cat.track_uri[i] for i in t_order],
-            "track_name": [cat.track_name[i] for i in t_order], "duration_ms": track_dur,
-            "album_id": track_album, "artist_id": track_artist,
+            "track_id": np.arange(T),
+            "track_uri": [cat.track_uri[i] for i in t_order],
+            "track_name": [cat.track_name[i] for i in t_order],
+            "duration_ms": track_dur,
+            "album_id": track_album,
+            "artist_id": track_artist,
             "deg_playlist": deg_playlist,
-            "hop2_walks": null * T, "hop2_reach": null * T,
+            "hop2_walks": null * T,
+            "hop2_reach": null * T,
         },
         "nodes/album": {
-            "album_id": np.arange(AL), "album_uri": [cat.album_uri[i] for i in al_order],
+            "album_id": np.arange(AL),
+            "album_uri": [cat.album_uri[i] for i in al_order],
             "album_name": [cat.album_name[i] for i in al_order],
             "deg_track": np.bincount(track_album[linked], minlength=AL),
-            "hop2_walks": null * AL, "hop2_reach": null * AL,
+            "hop2_walks": null * AL,
+            "hop2_reach": null * AL,
         },
         "nodes/artist": {
-            "artist_id": np.arange(AR), "artist_uri": [cat.artist_uri[i] for i in ar_order],
+            "artist_id": np.arange(AR),
+            "artist_uri": [cat.artist_uri[i] for i in ar_order],
             "artist_name": [cat.artist_name[i] for i in ar_order],
             "deg_track": np.bincount(track_artist[linked], minlength=AR),
-            "hop2_walks": null * AR, "hop2_reach": null * AR,
+            "hop2_walks": null * AR,
+            "hop2_reach": null * AR,
         },
-        "edges/playlist_track": {"playlist_id": e_pl, "track_id": e_tr, "pos": pos,
-                                 "role": pa.DictionaryArray.from_arrays(role, _ROLES).cast(pa.string())},
+        "edges/playlist_track": {
+            "playlist_id": e_pl,
+            "track_id": e_tr,
+            "pos": pos,
+            "role": pa.DictionaryArray.from_arrays(role, _ROLES).cast(pa.string()),
+        },
         "edges/track_album": {"track_id": np.arange(T), "album_id": track_album},
         "edges/track_artist": {"track_id": np.arange(T), "artist_id": track_artist},
     }
@@ -166,16 +189,22 @@ def write_graph_dir(root: str, cat: ColumnarMPD, split, category, seed: int = 0,
     counts = {}
     for name, cols in tables.items():
         schema = pa.schema([(c, _ARROW[d]) for c, d in contract.TABLES[name].items()])
-        table = pa.table([cols[c] if isinstance(cols[c], pa.Array) else _column(cols[c], schema.field(c).type)
-                          for c in schema.names], schema=schema)
+        table = pa.table(
+            [
+                cols[c] if isinstance(cols[c], pa.Array) else _column(cols[c], schema.field(c).type)
+                for c in schema.names
+            ],
+            schema=schema,
+        )
         table = table.take(pa.array(rng.permutation(table.num_rows)))
         out = os.path.join(root, name)
         os.makedirs(out, exist_ok=True)
         parts = max(2, -(-table.num_rows // ROWS_PER_PART))
         bounds = np.linspace(0, table.num_rows, parts + 1).astype(np.int64)
         for i in range(parts):
-            pq.write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]),
-                           os.path.join(out, f"part-{i:05d}.parquet"))
+            pq.write_table(
+                table.slice(bounds[i], bounds[i + 1] - bounds[i]), os.path.join(out, f"part-{i:05d}.parquet")
+            )
         counts[name] = table.num_rows
         say(f"wrote {name}: {table.num_rows:,} rows")
 
@@ -184,11 +213,16 @@ def write_graph_dir(root: str, cat: ColumnarMPD, split, category, seed: int = 0,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "input": {"files": [], "skipped_files": []},
         "counts": counts,
-        "dropped": {"duplicate_entry": {"count": repeats, "playlists": 0, "entries": repeats,
-                                        "examples": []}} if repeats else {},
+        "dropped": {"duplicate_entry": {"count": repeats, "playlists": 0, "entries": repeats, "examples": []}}
+        if repeats
+        else {},
         "validation": {},
-        "split": {"seed": seed, "num_val": int((split == contract.SPLIT_VAL).sum()),
-                  "num_test": int((split == contract.SPLIT_TEST).sum()), "categories": {}},
+        "split": {
+            "seed": seed,
+            "num_val": int((split == contract.SPLIT_VAL).sum()),
+            "num_test": int((split == contract.SPLIT_TEST).sum()),
+            "categories": {},
+        },
         "hop2": {"mode": "off", "relative_error": None},
         "feature_stats": feature_stats,
         "timings": {},
@@ -201,16 +235,14 @@ def write_graph_dir(root: str, cat: ColumnarMPD, split, category, seed: int = 0,
     return root
 
 
-def synthetic_graph_dir(root: str, n_playlists: int, seed: int = 0, num_holdout: int | None = None,
-                        log=None) -> str:
+def synthetic_graph_dir(root: str, n_playlists: int, seed: int = 0, num_holdout: int | None = None, log=None) -> str:
     """Graph dir of the generator's first ``n_playlists`` playlists, ``num_holdout`` of them val and
     as many test (the ETL's default when None)."""
     t0 = time.perf_counter()
     cat = generated_columnar(n_playlists, seed, log)
     k = default_holdout(n_playlists, len(contract.SEED_CATEGORIES)) if num_holdout is None else num_holdout
     split, category = holdout(cat, k, k, seed)
-    write_graph_dir(root, cat, split, category, seed,
-                    {"generator": {"playlists": n_playlists, "seed": seed}}, log)
+    write_graph_dir(root, cat, split, category, seed, {"generator": {"playlists": n_playlists, "seed": seed}}, log)
     if log:
         log(f"graph dir of {n_playlists:,} playlists in {time.perf_counter() - t0:.0f}s")
     return root

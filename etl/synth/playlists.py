@@ -1,4 +1,5 @@
 """Playlists as arrays: lengths, genre mixes, runs on one album or artist, repeats, titles."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -175,8 +176,9 @@ def generate_batch(seed: int, stream: int, index: int, first_pid: int, count: in
     # The MPD's selection rules: >= 3 artists, >= 2 albums. Redraw offenders from scratch; as a
     # last resort (so the rule holds for any seed) give their first three entries distinct artists.
     for attempt in range(8):
-        few = (distinct_per_playlist(playlist, artist_of(tracks), P) < checker.MIN_ARTISTS) | \
-              (distinct_per_playlist(playlist, album_of(tracks), P) < checker.MIN_ALBUMS)
+        few = (distinct_per_playlist(playlist, artist_of(tracks), P) < checker.MIN_ARTISTS) | (
+            distinct_per_playlist(playlist, album_of(tracks), P) < checker.MIN_ALBUMS
+        )
         if not few.any():
             break
         ent = np.flatnonzero(few[playlist])
@@ -192,8 +194,9 @@ def generate_batch(seed: int, stream: int, index: int, first_pid: int, count: in
     modified_at = LAST_DAY + (2 - days) * checker.SECONDS_PER_DAY
     followers = sample_pmf(rng, FOLLOWERS_PMF, P)
     tail = followers == FOLLOWERS_PMF.size - 1
-    followers[tail] = np.minimum(np.floor(20.5 * (1 - rng.random(tail.sum())) ** (-1 / FOLLOWER_TAIL_ALPHA)),
-                                 100_000).astype(np.int64)
+    followers[tail] = np.minimum(
+        np.floor(20.5 * (1 - rng.random(tail.sum())) ** (-1 / FOLLOWER_TAIL_ALPHA)), 100_000
+    ).astype(np.int64)
     return Batch(
         pids=np.arange(first_pid, first_pid + P, dtype=np.int64),
         offsets=offsets,
@@ -242,12 +245,11 @@ def _titles(rng, main_genre: np.ndarray) -> tuple[list[str], list[str | None]]:
         elif s < 0.34:
             t = t + " "
         elif s < 0.36:
-            t = t + " \U0001F525"
+            t = t + " \U0001f525"
         names.append(t)
     has_desc = rng.random(P) < DESCRIPTION_SHARE
     templ = rng.integers(0, len(DESCRIPTIONS), P)
-    descriptions = [DESCRIPTIONS[templ[i]].format(t=names[i].strip().lower()) if has_desc[i] else None
-                    for i in range(P)]
+    descriptions = [
+        DESCRIPTIONS[templ[i]].format(t=names[i].strip().lower()) if has_desc[i] else None for i in range(P)
+    ]
     return names, descriptions
-
-

@@ -1,4 +1,5 @@
 """MPD slice files: a batch of playlists rendered byte for byte as the published files are."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,9 @@ def _track_bodies(t: Tracks) -> list[str]:
         f'{_I5}"artist_name": {j(an)}, \n{_I5}"track_uri": "{tu}", \n{_I5}"artist_uri": "{au}", \n'
         f'{_I5}"track_name": {j(tn)}, \n{_I5}"album_uri": "{bu}", \n{_I5}"duration_ms": {d}, \n'
         f'{_I5}"album_name": {j(bn)}\n{_I4}}}'
-        for an, tu, au, tn, bu, d, bn in zip(t.artist_name, t.uri, t.artist_uri, t.name, t.album_uri,
-                                             t.duration_ms.tolist(), t.album_name)
+        for an, tu, au, tn, bu, d, bn in zip(
+            t.artist_name, t.uri, t.artist_uri, t.name, t.album_uri, t.duration_ms.tolist(), t.album_name
+        )
     ]
 
 
@@ -61,29 +63,29 @@ def render_slice(batch: Batch, seed: int, slice_name: str) -> str:
     counts = playlist_counts(batch, tracks.duration_ms[inv])
     inv_l = inv.tolist()
     lengths = counts.num_tracks.tolist()
-    entry_head = f"{_I4}{{\n{_I5}\"pos\": "
+    entry_head = f'{_I4}{{\n{_I5}"pos": '
     parts = []
     start = 0
     for i, pid in enumerate(batch.pids.tolist()):
         n = lengths[i]
-        entries = ", \n".join([f"{entry_head}{p}, \n{bodies[k]}" for p, k in enumerate(inv_l[start:start + n])])
+        entries = ", \n".join([f"{entry_head}{p}, \n{bodies[k]}" for p, k in enumerate(inv_l[start : start + n])])
         start += n
         desc = batch.descriptions[i]
         parts.append(
-            f"{_I2}{{\n{_I3}\"name\": {_json_str(batch.names[i])}, \n"
-            f"{_I3}\"collaborative\": \"{'true' if batch.collaborative[i] else 'false'}\", \n"
-            f"{_I3}\"pid\": {pid}, \n{_I3}\"modified_at\": {batch.modified_at[i]}, \n"
-            f"{_I3}\"num_tracks\": {n}, \n{_I3}\"num_albums\": {counts.num_albums[i]}, \n"
-            f"{_I3}\"num_followers\": {batch.num_followers[i]}, \n{_I3}\"tracks\": [\n{entries}\n{_I3}], \n"
-            f"{_I3}\"num_edits\": {batch.num_edits[i]}, \n{_I3}\"duration_ms\": {counts.duration_ms[i]}, \n"
-            f"{_I3}\"num_artists\": {counts.num_artists[i]}"
-            + (f", \n{_I3}\"description\": {_json_str(desc)}" if desc is not None else "")
+            f'{_I2}{{\n{_I3}"name": {_json_str(batch.names[i])}, \n'
+            f'{_I3}"collaborative": "{"true" if batch.collaborative[i] else "false"}", \n'
+            f'{_I3}"pid": {pid}, \n{_I3}"modified_at": {batch.modified_at[i]}, \n'
+            f'{_I3}"num_tracks": {n}, \n{_I3}"num_albums": {counts.num_albums[i]}, \n'
+            f'{_I3}"num_followers": {batch.num_followers[i]}, \n{_I3}"tracks": [\n{entries}\n{_I3}], \n'
+            f'{_I3}"num_edits": {batch.num_edits[i]}, \n{_I3}"duration_ms": {counts.duration_ms[i]}, \n'
+            f'{_I3}"num_artists": {counts.num_artists[i]}'
+            + (f', \n{_I3}"description": {_json_str(desc)}' if desc is not None else "")
             + f"\n{_I2}}}"
         )
     return (
-        f"{{\n    \"info\": {{\n{_I2}\"generated_on\": {_json_str(generated_on(seed))}, \n"
-        f"{_I2}\"slice\": \"{slice_name}\", \n{_I2}\"version\": \"{SLICE_VERSION}\"\n    }}, \n"
-        f"    \"playlists\": [\n" + ", \n".join(parts) + "\n    ]\n}\n"
+        f'{{\n    "info": {{\n{_I2}"generated_on": {_json_str(generated_on(seed))}, \n'
+        f'{_I2}"slice": "{slice_name}", \n{_I2}"version": "{SLICE_VERSION}"\n    }}, \n'
+        f'    "playlists": [\n' + ", \n".join(parts) + "\n    ]\n}\n"
     )
 
 
@@ -111,4 +113,3 @@ def write_slice(out_dir: str, seed: int, n_playlists: int, index: int) -> tuple[
     with open(os.path.join(out_dir, name), "wb") as f:
         f.write(text.encode("ascii"))
     return name, batch.pids.size, int(batch.offsets[-1])
-

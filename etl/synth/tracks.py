@@ -1,5 +1,6 @@
 """The implicit catalogue: a track is a key ``(genre, artist rank, album index, track index)``; its
 URIs, names and duration are hashes of that key and the seed, so a track keeps them everywhere."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def _uris(keys: np.ndarray, seed: int, kind: int, prefix: str) -> list[str]:
             digits[:, half * 11 + 10 - i] = _BASE62[(h % _U64(62)).astype(np.intp)]
             h //= _U64(62)
     raw = digits.tobytes().decode("ascii")
-    return [prefix + raw[i:i + 22] for i in range(0, len(raw), 22)]
+    return [prefix + raw[i : i + 22] for i in range(0, len(raw), 22)]
 
 
 # Hash kinds: one per derived attribute, so attributes are independent.
@@ -86,7 +87,6 @@ def album_length(album_keys: np.ndarray, seed: int) -> np.ndarray:
     index = (album_keys & _U64((1 << B_BITS) - 1)).astype(np.int64)
     single = (index >= 3) & (u < SINGLE_SHARE)
     return np.where(single, 1 + v % 3, 10 + v % 11)
-
 
 
 def artist_of(track_keys: np.ndarray) -> np.ndarray:
@@ -152,8 +152,13 @@ def album_names(album_keys: np.ndarray, seed: int) -> list[str]:
 def track_names(track_keys: np.ndarray, seed: int) -> list[str]:
     """A name for each track key; some feature another (made-up) artist."""
     h = _hash(track_keys, seed, _K_TRACK_NAME)
-    style, a, b, c, d = (_bits(h, 0, 8), _bits(h, 8, 1 << 12), _bits(h, 24, 1 << 12),
-                         _bits(h, 40, len(_TRACK_SUFFIX)), _bits(h, 48, 1 << 12))
+    style, a, b, c, d = (
+        _bits(h, 0, 8),
+        _bits(h, 8, 1 << 12),
+        _bits(h, 24, 1 << 12),
+        _bits(h, 40, len(_TRACK_SUFFIX)),
+        _bits(h, 48, 1 << 12),
+    )
     W, F, L = _WORDS, _FIRST_NAMES, _LAST_NAMES
     out = []
     for s, x, y, z, f in zip(style, a, b, c, d):
@@ -213,5 +218,3 @@ def describe_tracks(keys: np.ndarray, seed: int) -> Tracks:
         artist_name=[ar_name[i] for i in ri],
         duration_ms=track_durations(keys, seed),
     )
-
-

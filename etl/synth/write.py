@@ -1,5 +1,6 @@
 """The generator's output, published whole: MPD slices (and a challenge set) written in parallel
 (:func:`generate`), or a contract graph dir straight from the generator (:func:`write_graph`)."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,10 @@ def _prepare(out: str, overwrite: bool) -> str:
             raise SynthError(f"--out {out} exists and is not a directory")
         others = sorted(os.listdir(out))
         if others and not overwrite:
-            raise SynthError(f"--out {out} is not empty ({len(others)} entries, e.g. {others[0]!r}); "
-                             f"pass --overwrite to replace the synthetic MPD files in it")
+            raise SynthError(
+                f"--out {out} is not empty ({len(others)} entries, e.g. {others[0]!r}); "
+                f"pass --overwrite to replace the synthetic MPD files in it"
+            )
     parent = os.path.dirname(out)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -94,8 +97,15 @@ def _dump(obj, path: str) -> None:
         f.write(json.dumps(obj, indent=4, separators=(", ", ": ")) + "\n")
 
 
-def generate(n_playlists: int, out: str, seed: int = 0, workers: int = 1, overwrite: bool = False,
-             challenge: int = 0, progress=None) -> list[str]:
+def generate(
+    n_playlists: int,
+    out: str,
+    seed: int = 0,
+    workers: int = 1,
+    overwrite: bool = False,
+    challenge: int = 0,
+    progress=None,
+) -> list[str]:
     """Write a synthetic MPD of ``n_playlists`` playlists to ``out``; returns the slice file names.
 
     ``progress`` (a file, e.g. ``sys.stderr``) receives a line every ~5% of the slices.
@@ -122,8 +132,11 @@ def generate(n_playlists: int, out: str, seed: int = 0, workers: int = 1, overwr
             done_playlists += count
             if progress is not None and (len(names) % every == 0 or len(names) == n_files):
                 rate = done_playlists / max(time.perf_counter() - t0, 1e-9)
-                print(f"synth: {len(names)}/{n_files} slices, {done_playlists} playlists, "
-                      f"{rate:,.0f} playlists/s", file=progress, flush=True)
+                print(
+                    f"synth: {len(names)}/{n_files} slices, {done_playlists} playlists, {rate:,.0f} playlists/s",
+                    file=progress,
+                    flush=True,
+                )
 
         if workers == 1 or n_files == 1:
             for task in tasks:
@@ -145,8 +158,15 @@ def generate(n_playlists: int, out: str, seed: int = 0, workers: int = 1, overwr
     return names
 
 
-def write_graph(n_playlists: int, out: str, seed: int = 0, overwrite: bool = False,
-                num_holdout: int | None = None, progress=None, challenge: int = 0) -> None:
+def write_graph(
+    n_playlists: int,
+    out: str,
+    seed: int = 0,
+    overwrite: bool = False,
+    num_holdout: int | None = None,
+    progress=None,
+    challenge: int = 0,
+) -> None:
     """Write the generator's first ``n_playlists`` playlists to ``out`` as a contract graph dir
     (with ``challenge`` > 0, the challenge set and its hold-outs beside the tables).
 

@@ -20,6 +20,7 @@ Where a method gives a track no score (no co-occurrence), the remaining tracks f
 popularity, so every method fills all K slots sensibly. The title model for playlists without
 seeds is ``trainer.evaluation.title``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,11 +75,14 @@ class ItemKNN:
     of thousands of them, and the dense form took 1.3× less CPU there (bench/log/2026-12-05-1m-etl-and-evaluation.md).
     """
 
-    def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, beta: float = 0.0, gamma: float = 1.0,
-                 neighbours: int = 0):
+    def __init__(
+        self, train: sp.csr_matrix, popularity: np.ndarray, beta: float = 0.0, gamma: float = 1.0, neighbours: int = 0
+    ):
         if beta < 0 or gamma <= 0 or neighbours < 0:
-            raise ValueError(f"ItemKNN: need beta >= 0, gamma > 0 and neighbours >= 0, got beta={beta}, "
-                             f"gamma={gamma}, neighbours={neighbours}")
+            raise ValueError(
+                f"ItemKNN: need beta >= 0, gamma > 0 and neighbours >= 0, got beta={beta}, "
+                f"gamma={gamma}, neighbours={neighbours}"
+            )
         self.gamma, self.neighbours = gamma, neighbours
         train = train.tocsr().astype(np.float32)
         num_playlists = int((np.diff(train.indptr) > 0).sum())
@@ -149,13 +153,22 @@ def fit_als(train: sp.csr_matrix, params: ALSParams):
     # implicit warns about it when the model is built).
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(
-            factors=params.factors, regularization=params.regularization, alpha=1.0,
-            iterations=params.iterations, random_state=params.random_state,
+            factors=params.factors,
+            regularization=params.regularization,
+            alpha=1.0,
+            iterations=params.iterations,
+            random_state=params.random_state,
             # 0 would be OpenMP's default, which OMP_NUM_THREADS=1 (torchrun's, per rank) makes one core.
-            num_threads=params.num_threads or len(os.sched_getaffinity(0)), calculate_training_loss=False,
+            num_threads=params.num_threads or len(os.sched_getaffinity(0)),
+            calculate_training_loss=False,
         )
-        log.info("fitting ALS: %s playlists x %s tracks, %d factors, %d iterations", f"{train.shape[0]:,}",
-                 f"{train.shape[1]:,}", params.factors, params.iterations)
+        log.info(
+            "fitting ALS: %s playlists x %s tracks, %d factors, %d iterations",
+            f"{train.shape[0]:,}",
+            f"{train.shape[1]:,}",
+            params.factors,
+            params.iterations,
+        )
         model.fit(confidence, show_progress=log.isEnabledFor(logging.INFO))
     return model
 
@@ -165,8 +178,9 @@ def item_factors_of(train: sp.csr_matrix, params: ALSParams) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(fit_als(train, params).item_factors, dtype=np.float32))
 
 
-def fold_in(item_factors: torch.Tensor, queries: Queries, alpha: float,
-            regularization: float, gram: torch.Tensor | None = None) -> torch.Tensor:
+def fold_in(
+    item_factors: torch.Tensor, queries: Queries, alpha: float, regularization: float, gram: torch.Tensor | None = None
+) -> torch.Tensor:
     """Playlist factors [B, f] of ``queries`` from their seed tracks, track factors fixed: the
     exact solve u = (YᵀY + alpha·Y_sᵀY_s + λI)⁻¹ (1 + alpha)·Σ_s y_s, in float64. ``gram``: YᵀY
     in float64 when already computed (it is the same for every batch: at 1M tracks, ~10 GFLOP)."""
@@ -179,8 +193,7 @@ def fold_in(item_factors: torch.Tensor, queries: Queries, alpha: float,
     width = int(counts.max()) if rows else 0
     # Seeds padded to [B, width, f]; the padding rows are zero and add nothing.
     row = torch.repeat_interleave(torch.arange(rows), counts)
-    col = torch.arange(len(row)) - torch.repeat_interleave(
-        torch.from_numpy(queries.seed_indptr[:-1]), counts)
+    col = torch.arange(len(row)) - torch.repeat_interleave(torch.from_numpy(queries.seed_indptr[:-1]), counts)
     seeds = torch.zeros((rows, width, f), dtype=torch.float64)
     seeds[row, col] = item_factors[torch.from_numpy(queries.seed_tracks)].double()
     a = (gram + regularization * torch.eye(f, dtype=torch.float64)).expand(rows, f, f)
@@ -197,8 +210,13 @@ class ALS:
     folds in to zero and is ranked by popularity alone.
     """
 
-    def __init__(self, train: sp.csr_matrix, popularity: np.ndarray, params: ALSParams = ALSParams(),
-                 item_factors: torch.Tensor | None = None):
+    def __init__(
+        self,
+        train: sp.csr_matrix,
+        popularity: np.ndarray,
+        params: ALSParams = ALSParams(),
+        item_factors: torch.Tensor | None = None,
+    ):
         """``item_factors``: a fit already made (:func:`item_factors_of` the same data and params)."""
         self.params = params
         self.tracks = item_factors_of(train, params) if item_factors is None else item_factors.clone()
@@ -223,8 +241,7 @@ class ALS:
 
         def chunk(start: int, stop: int) -> torch.Tensor:
             below = self.below[start:stop]
-            scores = torch.where(self.trained[start:stop], u @ self.tracks[start:stop].T,
-                                 floor + 1.0 + below)
+            scores = torch.where(self.trained[start:stop], u @ self.tracks[start:stop].T, floor + 1.0 + below)
             return torch.where(folded, scores, below.expand_as(scores))
 
         return chunk

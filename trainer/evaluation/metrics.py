@@ -21,6 +21,7 @@ For one playlist with ground truth G (its hidden tracks, a set) and a ranked lis
 A track repeated in R counts once: its first occurrence may be a hit, later copies never are
 (they still take their rank), as the challenge scored a list through sets.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -32,9 +33,7 @@ K = 500
 NO_CLICK = 51
 RECALL_AT = (10, 50, 100, 500)
 ARTIST_CREDIT = 0.25
-METRICS = ("r_precision", "r_precision_track", "ndcg", "clicks") + tuple(
-    f"recall@{k}" for k in RECALL_AT
-)
+METRICS = ("r_precision", "r_precision_track", "ndcg", "clicks") + tuple(f"recall@{k}" for k in RECALL_AT)
 CHALLENGE_METRICS = ("r_precision", "ndcg", "clicks")  # what the RecSys Challenge 2018 ranked teams by
 
 
@@ -98,8 +97,7 @@ def batch_metrics(
     truth_indptr = np.asarray(truth_indptr, dtype=np.int64)
     if len(truth_indptr) != num_rows + 1:
         raise ValueError(
-            f"batch_metrics: truth_indptr has {len(truth_indptr)} entries for {num_rows} rows;"
-            f" it needs {num_rows + 1}"
+            f"batch_metrics: truth_indptr has {len(truth_indptr)} entries for {num_rows} rows; it needs {num_rows + 1}"
         )
     truth_tracks = np.asarray(truth_tracks, dtype=np.int64)
     track_artist = np.asarray(track_artist, dtype=np.int64)
@@ -132,15 +130,11 @@ def batch_metrics(
     rec_mask = first & ~rel & window
     rec_keys = rows[rec_mask] * num_artists + track_artist[ranked[rec_mask]]
     unmatched = ~np.isin(truth_keys, keys[matched])
-    g_keys = (truth_keys[unmatched] // span) * num_artists + track_artist[
-        truth_keys[unmatched] % span
-    ]
+    g_keys = (truth_keys[unmatched] // span) * num_artists + track_artist[truth_keys[unmatched] % span]
     rec_u, rec_c = np.unique(rec_keys, return_counts=True)
     g_u, g_c = np.unique(g_keys, return_counts=True)
     common, ri, gi = np.intersect1d(rec_u, g_u, assume_unique=True, return_indices=True)
-    artist_hits = np.bincount(
-        common // num_artists, weights=np.minimum(rec_c[ri], g_c[gi]), minlength=num_rows
-    )
+    artist_hits = np.bincount(common // num_artists, weights=np.minimum(rec_c[ri], g_c[gi]), minlength=num_rows)
 
     discount = np.ones(width)
     discount[1:] = 1.0 / np.log2(np.arange(2, width + 1))

@@ -1,6 +1,7 @@
 """Paired per-playlist comparison: each method's metrics per playlist, ranked exactly as
 ``trainer.evaluate`` ranks them, and the 95% bootstrap interval of a mean difference (resampling
 playlists), to tell a win from noise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,9 +19,11 @@ def interval(d: np.ndarray, rng: np.random.Generator, resamples: int = 2000) -> 
     return float(lo), float(hi)
 
 
-def per_playlist(track_artist: np.ndarray, held: HeldOut, scorer: Scorer, fallback: Scorer | None,
-                 allowed: np.ndarray | None) -> dict[str, np.ndarray]:
+def per_playlist(
+    track_artist: np.ndarray, held: HeldOut, scorer: Scorer, fallback: Scorer | None, allowed: np.ndarray | None
+) -> dict[str, np.ndarray]:
     """Each challenge metric per playlist of ``held`` (in its order), ranked by ``scorer``."""
-    batches = list(metrics_per_batch(held, scorer, fallback, track_artist, K, 256, 1 << 17, torch.device("cpu"),
-                                     allowed))
+    batches = list(
+        metrics_per_batch(held, scorer, fallback, track_artist, K, 256, 1 << 17, torch.device("cpu"), allowed)
+    )
     return {m: np.concatenate([np.asarray(values[m]) for _, _, values in batches]) for m in CHALLENGE_METRICS}

@@ -7,6 +7,7 @@ excepted) are the ground truth. A track both seed and hidden (a playlist repeati
 recommended, since seeds are masked: it is not ground truth. Sums are kept in fixed point (2^-32
 resolution), so shards of the playlists add up exactly to the whole, whatever the world size.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,10 +42,15 @@ class HeldOut:
     def take(self, rows: np.ndarray) -> "HeldOut":
         rows = np.asarray(rows, dtype=np.int64)
         counts = np.diff(self.truth_indptr)[rows]
-        tracks = [self.truth_tracks[self.truth_indptr[r]:self.truth_indptr[r + 1]] for r in rows]
-        return HeldOut(self.playlist_ids[rows], self.categories[rows], self.queries.take(rows),
-                       np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                       np.concatenate(tracks).astype(np.int64) if len(rows) else np.zeros(0, np.int64), 0)
+        tracks = [self.truth_tracks[self.truth_indptr[r] : self.truth_indptr[r + 1]] for r in rows]
+        return HeldOut(
+            self.playlist_ids[rows],
+            self.categories[rows],
+            self.queries.take(rows),
+            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            np.concatenate(tracks).astype(np.int64) if len(rows) else np.zeros(0, np.int64),
+            0,
+        )
 
     def evenly(self, n: int) -> "HeldOut":
         """``n`` of these playlists, evenly spaced over them so every category keeps its share (all of
@@ -54,13 +60,24 @@ class HeldOut:
         return self.take(np.unique(np.linspace(0, len(self) - 1, n).round().astype(np.int64)))
 
     def slice(self, lo: int, hi: int) -> "HeldOut":
-        indptr = self.truth_indptr[lo:hi + 1]
-        return HeldOut(self.playlist_ids[lo:hi], self.categories[lo:hi], self.queries.take(np.arange(lo, hi)),
-                       indptr - indptr[0], self.truth_tracks[indptr[0]:indptr[-1]], 0)
+        indptr = self.truth_indptr[lo : hi + 1]
+        return HeldOut(
+            self.playlist_ids[lo:hi],
+            self.categories[lo:hi],
+            self.queries.take(np.arange(lo, hi)),
+            indptr - indptr[0],
+            self.truth_tracks[indptr[0] : indptr[-1]],
+            0,
+        )
 
 
-def build_held_out(in_split: np.ndarray, seeds: sp.csr_matrix, hidden: sp.csr_matrix,
-                   titles: list[str] | None = None, categories: np.ndarray | None = None) -> HeldOut:
+def build_held_out(
+    in_split: np.ndarray,
+    seeds: sp.csr_matrix,
+    hidden: sp.csr_matrix,
+    titles: list[str] | None = None,
+    categories: np.ndarray | None = None,
+) -> HeldOut:
     """Held-out playlists ``in_split`` (sorted playlist ids) from binary playlist × track matrices
     of seed and hidden edges; playlists left without ground truth are counted, not scored."""
     seeds, truth = seeds[in_split], hidden[in_split]
@@ -70,18 +87,33 @@ def build_held_out(in_split: np.ndarray, seeds: sp.csr_matrix, hidden: sp.csr_ma
     keep = np.flatnonzero(has_truth)
     ids = in_split[keep].astype(np.int64)
     seeds, truth = seeds[keep], truth[keep]
-    queries = Queries(seeds.indptr.astype(np.int64), seeds.indices.astype(np.int64),
-                      [titles[i] for i in ids] if titles is not None else [""] * len(ids), ids)
-    return HeldOut(ids, categories[ids] if categories is not None else np.full(len(ids), None, dtype=object),
-                   queries, truth.indptr.astype(np.int64), truth.indices.astype(np.int64), int((~has_truth).sum()))
+    queries = Queries(
+        seeds.indptr.astype(np.int64),
+        seeds.indices.astype(np.int64),
+        [titles[i] for i in ids] if titles is not None else [""] * len(ids),
+        ids,
+    )
+    return HeldOut(
+        ids,
+        categories[ids] if categories is not None else np.full(len(ids), None, dtype=object),
+        queries,
+        truth.indptr.astype(np.int64),
+        truth.indices.astype(np.int64),
+        int((~has_truth).sum()),
+    )
 
 
 def held_out(graph: Catalogue, split: str) -> HeldOut:
     """Seeds and ground truth of every playlist of ``split`` (val or test) of a graph dir."""
     if split not in (contract.SPLIT_VAL, contract.SPLIT_TEST):
         raise ValueError(f"--split must be val or test, got {split!r}")
-    return build_held_out(np.flatnonzero(graph.playlist_split == split), graph.edges((contract.ROLE_SEED,)),
-                          graph.edges((contract.ROLE_HIDDEN,)), graph.playlist_title, graph.playlist_category)
+    return build_held_out(
+        np.flatnonzero(graph.playlist_split == split),
+        graph.edges((contract.ROLE_SEED,)),
+        graph.edges((contract.ROLE_HIDDEN,)),
+        graph.playlist_title,
+        graph.playlist_category,
+    )
 
 
 def visible_tracks(visible_edge_tracks: np.ndarray, num_tracks: int) -> np.ndarray:
@@ -108,8 +140,15 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def metrics_per_batch(
-    held: HeldOut, scorer: Scorer, fallback: Scorer | None, track_artist: np.ndarray, k: int,
-    batch_size: int, chunk_size: int, device: torch.device, allowed: np.ndarray | None = None,
+    held: HeldOut,
+    scorer: Scorer,
+    fallback: Scorer | None,
+    track_artist: np.ndarray,
+    k: int,
+    batch_size: int,
+    chunk_size: int,
+    device: torch.device,
+    allowed: np.ndarray | None = None,
 ):
     """``(lo, hi, values)`` per batch of playlists: their per-playlist metrics (``METRICS`` ->
     array [hi - lo]) for one scorer, with the title fallback for playlists without seeds."""
@@ -121,9 +160,17 @@ def metrics_per_batch(
 
 
 def score_sums(
-    held: HeldOut, scorers: dict[str, Scorer], fallback: Scorer | None, groups: list[str],
-    track_artist: np.ndarray, k: int, batch_size: int, chunk_size: int,
-    device: torch.device, progress: bool = False, allowed: np.ndarray | None = None,
+    held: HeldOut,
+    scorers: dict[str, Scorer],
+    fallback: Scorer | None,
+    groups: list[str],
+    track_artist: np.ndarray,
+    k: int,
+    batch_size: int,
+    chunk_size: int,
+    device: torch.device,
+    progress: bool = False,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-point metric sums int64 [methods, 1 + groups, metrics] and counts [1 + groups].
 
@@ -136,8 +183,9 @@ def score_sums(
     counts[0] = len(held)
     bar = tqdm(total=len(scorers) * -(-len(held) // batch_size), desc="evaluate", disable=not progress)
     for mi, scorer in enumerate(scorers.values()):
-        for lo, hi, values in metrics_per_batch(held, scorer, fallback, track_artist, k, batch_size,
-                                                chunk_size, device, allowed):
+        for lo, hi, values in metrics_per_batch(
+            held, scorer, fallback, track_artist, k, batch_size, chunk_size, device, allowed
+        ):
             fixed = np.stack([np.rint(values[m] * FIXED_POINT).astype(np.int64) for m in METRICS], 1)
             sums[mi, 0] += fixed.sum(axis=0)
             grouped = group[lo:hi] > 0  # a category outside ``groups`` counts in overall alone, once
@@ -151,8 +199,9 @@ def report(sums: np.ndarray, counts: np.ndarray, methods: list[str], groups: lis
     """The ``methods`` block of eval_<split>.json from reduced sums and counts."""
     out = {}
     for mi, m in enumerate(methods):
-        means = [summarise(dict(zip(METRICS, sums[mi, g] / FIXED_POINT)), int(counts[g]))
-                 for g in range(1 + len(groups))]
+        means = [
+            summarise(dict(zip(METRICS, sums[mi, g] / FIXED_POINT)), int(counts[g])) for g in range(1 + len(groups))
+        ]
         out[m] = {"overall": means[0], "by_category": dict(zip(groups, means[1:]))}
     return out
 
@@ -163,6 +212,7 @@ def format_table(results: dict) -> str:
     lines = [head, "-" * len(head)]
     for method, block in results["methods"].items():
         for group, values in [("overall", block["overall"]), *block["by_category"].items()]:
-            lines.append(f"{method:<11}{group:<12}{values['num_playlists']:>6}"
-                         + "".join(f"{values[m]:>18.4f}" for m in METRICS))
+            lines.append(
+                f"{method:<11}{group:<12}{values['num_playlists']:>6}" + "".join(f"{values[m]:>18.4f}" for m in METRICS)
+            )
     return "\n".join(lines)

@@ -8,6 +8,7 @@ Runs on whatever device the scores are moved to (a GPU when there is one).
 A scorer is anything with ``batch(queries) -> chunk_scores(start, stop) -> Tensor [B, stop-start]``;
 the GNN's (dot products of embeddings) lives here, the baselines in ``trainer.evaluation.baselines``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,14 +30,14 @@ class Queries:
 
     seed_indptr: np.ndarray  # int64 [B + 1]
     seed_tracks: np.ndarray  # int64 [nnz]
-    titles: list[str]        # normalised titles
+    titles: list[str]  # normalised titles
     playlist_ids: np.ndarray  # int64 [B]
 
     def __len__(self) -> int:
         return len(self.playlist_ids)
 
     def seeds(self, b: int) -> np.ndarray:
-        return self.seed_tracks[self.seed_indptr[b]:self.seed_indptr[b + 1]]
+        return self.seed_tracks[self.seed_indptr[b] : self.seed_indptr[b + 1]]
 
     def num_seeds(self) -> np.ndarray:
         return np.diff(self.seed_indptr)
@@ -47,16 +48,16 @@ class Queries:
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         tracks = (
             np.concatenate([self.seeds(int(b)) for b in rows]).astype(np.int64)
-            if len(rows) else np.zeros(0, dtype=np.int64)
+            if len(rows)
+            else np.zeros(0, dtype=np.int64)
         )
         return Queries(indptr, tracks, [self.titles[b] for b in rows], self.playlist_ids[rows])
 
     @staticmethod
     def from_lists(seeds: list[np.ndarray], titles: list[str], playlist_ids=None) -> "Queries":
         indptr = np.concatenate([[0], np.cumsum([len(s) for s in seeds])]).astype(np.int64)
-        tracks = (np.concatenate(seeds).astype(np.int64) if seeds else np.zeros(0, np.int64))
-        ids = np.full(len(seeds), -1, np.int64) if playlist_ids is None else np.asarray(
-            playlist_ids, dtype=np.int64)
+        tracks = np.concatenate(seeds).astype(np.int64) if seeds else np.zeros(0, np.int64)
+        ids = np.full(len(seeds), -1, np.int64) if playlist_ids is None else np.asarray(playlist_ids, dtype=np.int64)
         return Queries(indptr, tracks, list(titles), ids)
 
 
@@ -83,13 +84,13 @@ def top_k(
         raise ValueError(f"top_k: chunk_size ({chunk_size}) and k ({k}) must be >= 1")
     device = torch.device(device)
     num_rows = len(queries)
-    seed_row = torch.from_numpy(
-        np.repeat(np.arange(num_rows, dtype=np.int64), queries.num_seeds())).to(device)
+    seed_row = torch.from_numpy(np.repeat(np.arange(num_rows, dtype=np.int64), queries.num_seeds())).to(device)
     seed_col = torch.from_numpy(queries.seed_tracks.astype(np.int64)).to(device)
     # The tracks ``allowed`` excludes, as ids: few against the catalogue, so indexing them costs
     # far less than a masking pass over every score.
     blocked = torch.from_numpy(
-        np.zeros(0, np.int64) if allowed is None else np.flatnonzero(~np.asarray(allowed, bool))).to(device)
+        np.zeros(0, np.int64) if allowed is None else np.flatnonzero(~np.asarray(allowed, bool))
+    ).to(device)
     best_v = torch.full((num_rows, 0), -torch.inf, device=device)
     best_i = torch.zeros((num_rows, 0), dtype=torch.int64, device=device)
     for start in range(0, num_tracks, chunk_size):
@@ -165,17 +166,23 @@ class EmbeddingScorer:
     default 0.1173 -> 0.1168; bench/RESULTS.md).
     """
 
-    def __init__(self, track_embeddings: np.ndarray, playlist_embeddings: np.ndarray | None,
-                 device: torch.device | str = "cpu", seed_query: dict | None = None,
-                 fold_in_steps: int = 0, fold_in_lr: float = 0.2, bias_column: bool = False):
+    def __init__(
+        self,
+        track_embeddings: np.ndarray,
+        playlist_embeddings: np.ndarray | None,
+        device: torch.device | str = "cpu",
+        seed_query: dict | None = None,
+        fold_in_steps: int = 0,
+        fold_in_lr: float = 0.2,
+        bias_column: bool = False,
+    ):
         if fold_in_steps < 0:
             raise ValueError(f"fold-in steps must be >= 0, got {fold_in_steps}")
         self.fold_in_steps, self.fold_in_lr = fold_in_steps, fold_in_lr
         self.device = torch.device(device)
         self.tracks = torch.tensor(np.asarray(track_embeddings, dtype=np.float32), device=self.device)
         self.playlists = (
-            None if playlist_embeddings is None
-            else torch.tensor(np.asarray(playlist_embeddings, dtype=np.float32))
+            None if playlist_embeddings is None else torch.tensor(np.asarray(playlist_embeddings, dtype=np.float32))
         )
         self.seed_query = seed_query
         self.bias_column = bias_column  # the track vectors end in a per-track bias, not a direction

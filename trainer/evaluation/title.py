@@ -12,6 +12,7 @@ character n-grams through other playlists' titles (IDF-weighted neighbours, with
 co-occurrence smoothing) ranked worse than popularity on the real dev set, where a word holds a
 handful of playlists (bench/log/2026-12-06-title-models.md).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,12 +55,14 @@ class NameIndex:
             ids = [vocab.get(w) for w in words]
             if not ids or None in ids:
                 continue
-            postings = sorted((word_names.indices[word_names.indptr[j]:word_names.indptr[j + 1]] for j in ids), key=len)
+            postings = sorted(
+                (word_names.indices[word_names.indptr[j] : word_names.indptr[j + 1]] for j in ids), key=len
+            )
             held = postings[0]
             for p in postings[1:]:
                 held = np.intersect1d(held, p, assume_unique=True)
             if len(held):
-                found.append(np.concatenate([order[starts[n]:starts[n + 1]] for n in held]))
+                found.append(np.concatenate([order[starts[n] : starts[n + 1]] for n in held]))
         return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
 
@@ -74,14 +77,20 @@ class TitleModel:
 
     SOURCE = "visible+names"  # what it reads; a second-stage ranker records it
 
-    def __init__(self, visible: sp.csr_matrix, titles: list[str], popularity: np.ndarray,
-                 names: dict[str, tuple[np.ndarray, list[str]]] | None = None):
+    def __init__(
+        self,
+        visible: sp.csr_matrix,
+        titles: list[str],
+        popularity: np.ndarray,
+        names: dict[str, tuple[np.ndarray, list[str]]] | None = None,
+    ):
         distinct = sorted({t for t, n in zip(titles, np.diff(visible.indptr)) if t and n})
         self.index = {t: i for i, t in enumerate(distinct)}
         rows = np.array([self.index.get(t, -1) for t in titles])
         keep = np.flatnonzero(rows >= 0)
-        by_title = sp.csr_matrix((np.ones(len(keep), dtype=np.float32), (rows[keep], keep)),
-                                 shape=(len(distinct), visible.shape[0]))
+        by_title = sp.csr_matrix(
+            (np.ones(len(keep), dtype=np.float32), (rows[keep], keep)), shape=(len(distinct), visible.shape[0])
+        )
         self.counts = (by_title @ visible).tocsr()  # title × track
         self.names = NameIndex(names) if names is not None else None
         self.popularity = popularity
@@ -104,10 +113,14 @@ class TitleModel:
             picked = sp.csc_matrix((len(rows), self.counts.shape[1]), dtype=np.float32)
         found = {t: self.name_matches(t) for t in set(queries.titles)}
         hits = [found[t] for t in queries.titles]
-        named = sp.csr_matrix((np.ones(sum(map(len, hits)), np.float32),
-                               np.concatenate([np.zeros(0, np.int64), *hits]),
-                               np.concatenate([[0], np.cumsum([len(h) for h in hits])])),
-                              shape=picked.shape).tocsc()
+        named = sp.csr_matrix(
+            (
+                np.ones(sum(map(len, hits)), np.float32),
+                np.concatenate([np.zeros(0, np.int64), *hits]),
+                np.concatenate([[0], np.cumsum([len(h) for h in hits])]),
+            ),
+            shape=picked.shape,
+        ).tocsc()
         below = self.below
 
         def chunk(start: int, stop: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ per 256 edges (bench/RESULTS.md).
 Negatives are drawn per step from a generator fixed by ``(seed, epoch, rank, step)``, so a run
 resumed mid-epoch replays exactly what an uninterrupted one would have drawn.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -68,8 +69,10 @@ def adjacency(graph: Graph, playlist_track: torch.Tensor | None, device: torch.d
     """Per relation (reverse relations included), the mean adjacency of the message-passing
     graph with ``playlist_track`` edges (default: every visible one)."""
     data = graph.hetero_data(playlist_track)
-    return {et: MeanAdjacency(ei, graph.num_nodes[et[0]], graph.num_nodes[et[2]], device)
-            for et, ei in data.edge_index_dict.items()}
+    return {
+        et: MeanAdjacency(ei, graph.num_nodes[et[0]], graph.num_nodes[et[2]], device)
+        for et, ei in data.edge_index_dict.items()
+    }
 
 
 @dataclass
@@ -82,8 +85,7 @@ class Batch:
 class FullGraphTraining:
     """The per-epoch graph and batches of full-graph training on one rank."""
 
-    def __init__(self, graph: Graph, config: TrainConfig, env: dist.DistEnv,
-                 log_frequency: torch.Tensor | None):
+    def __init__(self, graph: Graph, config: TrainConfig, env: dist.DistEnv, log_frequency: torch.Tensor | None):
         self.graph, self.config, self.env = graph, config, env
         self.device = env.device
         self.x = {t: x.to(self.device) for t, x in graph.x.items()}
@@ -96,8 +98,9 @@ class FullGraphTraining:
     def start_epoch(self, epoch: int) -> int:
         """Build the epoch's graph and this rank's shard; returns the number of steps."""
         config, graph = self.config, self.graph
-        message_passing, supervision = epoch_split(graph.train_edges, graph.seed_edges, config.supervision_ratio,
-                                                   config.seed, epoch, config.supervise_seeds)
+        message_passing, supervision = epoch_split(
+            graph.train_edges, graph.seed_edges, config.supervision_ratio, config.seed, epoch, config.supervise_seeds
+        )
         self.adjacency = None  # the previous epoch's graph goes before the next one is built
         self.adjacency = adjacency(graph, message_passing, self.device)
         shard = rank_shard(supervision.size(1), self.env.rank, self.env.world_size, config.seed, epoch)
@@ -116,14 +119,15 @@ class FullGraphTraining:
             if step < skip:
                 yield None
                 continue
-            edges = self.edges[:, step * config.batch_size:(step + 1) * config.batch_size]
+            edges = self.edges[:, step * config.batch_size : (step + 1) * config.batch_size]
             gen = generator(config.seed, NEGATIVES, self.epoch, self.env.rank, step, device=self.device)
             shape = (edges.size(1), config.negatives)
             if self.negative_weight is None:
                 negative = torch.randint(num_tracks, shape, generator=gen, device=self.device)
             else:
-                negative = torch.multinomial(self.negative_weight, shape[0] * shape[1], replacement=True,
-                                             generator=gen).view(shape)
+                negative = torch.multinomial(
+                    self.negative_weight, shape[0] * shape[1], replacement=True, generator=gen
+                ).view(shape)
             yield Batch(edges[0], edges[1], negative)
 
     def forward(self, model, adjacency: dict | None = None) -> dict[str, torch.Tensor]:
@@ -145,9 +149,15 @@ class FullGraphTraining:
         total, terms, positives = 0.0, 0, 0
         for lo in range(0, batch.playlist.numel(), chunk):
             part = slice(lo, lo + chunk)
-            loss, n_terms, n_pos = batch_loss(self.config.loss, leaf_p[batch.playlist[part]], leaf_t,
-                                              batch.playlist[part], batch.positive[part], batch.negative[part],
-                                              self.log_frequency)
+            loss, n_terms, n_pos = batch_loss(
+                self.config.loss,
+                leaf_p[batch.playlist[part]],
+                leaf_t,
+                batch.playlist[part],
+                batch.positive[part],
+                batch.negative[part],
+                self.log_frequency,
+            )
             (loss * n_terms).backward()
             total, terms, positives = total + loss.item() * n_terms, terms + n_terms, positives + n_pos
         # A tensor whose value is the batch's mean loss and whose gradient reaches the model
@@ -168,4 +178,3 @@ class FullGraphTraining:
         visible = adjacency(self.graph, None, self.device)
         h = self.forward(model, visible)
         return {t: h[t].float() for t in ("playlist", "track")}
-

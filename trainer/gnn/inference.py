@@ -8,6 +8,7 @@ ALL its in-neighbours: memory per batch is bounded by ``batch size x in-degree x
 full tables held are two of ``num_nodes x hidden``. At 1M playlists the batched way took ~6 min
 per layer on 2 cores where the whole-graph products take seconds.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,8 +30,9 @@ def load_trained(run_dir: str, graph: Graph, device="cpu") -> tuple[LinkPredicto
     graph it was trained on, its config, and its identity (file and id)."""
     path = checkpoint.final(run_dir)
     if path is None:
-        raise FileNotFoundError(f"{checkpoint.checkpoint_path(run_dir)} not found: train first "
-                                f"(python -m trainer.train --out {run_dir})")
+        raise FileNotFoundError(
+            f"{checkpoint.checkpoint_path(run_dir)} not found: train first (python -m trainer.train --out {run_dir})"
+        )
     state = checkpoint.load(path)
     check_trained_on(state["graph"], graph.path, graph.manifest, run_dir)
     # Runs from before ``track_bias`` and ``playlist_ids`` existed were trained without them.
@@ -61,9 +63,13 @@ def seed_query(model: LinkPredictor) -> dict | None:
     """
     if model.nonlinear:
         return None
-    return {"layers": len(model.layers), "layer_mean": model.layer_mean, "temperature": model.temperature,
-            "track_bias": model.track_bias is not None,
-            "playlist_h0": model.project["playlist"].bias.detach().cpu().tolist()}
+    return {
+        "layers": len(model.layers),
+        "layer_mean": model.layer_mean,
+        "temperature": model.temperature,
+        "track_bias": model.track_bias is not None,
+        "playlist_h0": model.project["playlist"].bias.detach().cpu().tolist(),
+    }
 
 
 def _parameter_free(model: LinkPredictor) -> bool:
@@ -94,8 +100,14 @@ def _encode_whole_graph(model: LinkPredictor, graph: Graph, device) -> dict[str,
 
 
 @torch.no_grad()
-def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, device="cpu",
-               progress: bool = False, layer_wise: bool | None = None) -> dict[str, torch.Tensor]:
+def encode_all(
+    model: LinkPredictor,
+    graph: Graph,
+    batch_size: int = 4096,
+    device="cpu",
+    progress: bool = False,
+    layer_wise: bool | None = None,
+) -> dict[str, torch.Tensor]:
     """Final playlist and track representations of every node, on the full visible graph, and
     ``track_seed``, each track's term of a seed query (:func:`seed_query`). ``layer_wise``: None
     picks whole-graph products for parameter-free layers (see the module's note)."""
@@ -106,10 +118,15 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
     csc = {et: _by_destination(ei, num[et[2]]) for et, ei in data.edge_index_dict.items()}
     h = {}
     for t in model.node_types:
-        h[t] = torch.cat([
-            model.input_embeddings({t: graph.x[t][s:s + batch_size].to(device)},
-                                   {t: torch.arange(s, min(s + batch_size, num[t]), device=device)})[t].cpu()
-            for s in range(0, num[t], batch_size)])
+        h[t] = torch.cat(
+            [
+                model.input_embeddings(
+                    {t: graph.x[t][s : s + batch_size].to(device)},
+                    {t: torch.arange(s, min(s + batch_size, num[t]), device=device)},
+                )[t].cpu()
+                for s in range(0, num[t], batch_size)
+            ]
+        )
     last = len(model.layers) - 1
     track_h0 = h["track"]
     total = {t: h[t].clone() for t in EMBEDDED_TYPES}
@@ -117,8 +134,9 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
         out = {}
         for t in sorted({et[2] for et in edge_types}):
             rows = []
-            for start in tqdm(range(0, num[t], batch_size), disable=not progress, leave=False,
-                              desc=f"layer {layer} {t}"):
+            for start in tqdm(
+                range(0, num[t], batch_size), disable=not progress, leave=False, desc=f"layer {layer} {t}"
+            ):
                 end = min(start + batch_size, num[t])
                 x_dst = h[t][start:end].to(device)
                 acc = None
@@ -128,8 +146,9 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
                     # Only the source rows this batch needs travel to the device.
                     sources, local_src = torch.unique(src_sorted[lo:hi], return_inverse=True)
                     edge_index = torch.stack([local_src, dst_sorted[lo:hi] - start]).to(device)
-                    y = model.relation_conv(layer, et)((h[et[0]][sources].to(device), x_dst), edge_index,
-                                                       size=(sources.numel(), end - start))
+                    y = model.relation_conv(layer, et)(
+                        (h[et[0]][sources].to(device), x_dst), edge_index, size=(sources.numel(), end - start)
+                    )
                     acc = y if acc is None else acc + y  # to_hetero's aggr="sum" over relations
                 rows.append((F.relu(acc) if layer < last and model.nonlinear else acc).cpu())
             out[t] = torch.cat(rows)
@@ -142,11 +161,17 @@ def encode_all(model: LinkPredictor, graph: Graph, batch_size: int = 4096, devic
                 total[t] += h[t]
     # The readout runs on the model's device, in batches of rows (both types at once: a slice
     # past one type's end is empty).
-    parts = [{t: v.cpu() for t, v in model.readout(
-        {t: h[t][s:s + batch_size].to(device) for t in EMBEDDED_TYPES},
-        {t: total[t][s:s + batch_size].to(device) for t in EMBEDDED_TYPES},
-        track_h0[s:s + batch_size].to(device)).items()}
-        for s in range(0, max(num[t] for t in EMBEDDED_TYPES), batch_size)]
+    parts = [
+        {
+            t: v.cpu()
+            for t, v in model.readout(
+                {t: h[t][s : s + batch_size].to(device) for t in EMBEDDED_TYPES},
+                {t: total[t][s : s + batch_size].to(device) for t in EMBEDDED_TYPES},
+                track_h0[s : s + batch_size].to(device),
+            ).items()
+        }
+        for s in range(0, max(num[t] for t in EMBEDDED_TYPES), batch_size)
+    ]
     out = {t: torch.cat([p[t] for p in parts]) for t in EMBEDDED_TYPES}
     out["track_seed"] = total["track"] if model.layer_mean else before_last
     return out

@@ -6,25 +6,27 @@ training (``trainer/gnn/sampled.py``, ``trainer/gnn/full_graph.py``).
 training only); ``bpr`` and ``bce`` score each positive against its own
 ``negatives`` (triplets: the positive's playlist with random tracks).
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def candidate_log_frequency(train_edges: torch.Tensor, num_tracks: int, batch_size: int,
-                            negatives: int, negative_power: float) -> torch.Tensor:
+def candidate_log_frequency(
+    train_edges: torch.Tensor, num_tracks: int, batch_size: int, negatives: int, negative_power: float
+) -> torch.Tensor:
     """Per track, log of how often it is expected among a batch's softmax candidates: as a
     positive (drawn like the train edges, by degree) or as a sampled negative."""
     degree = torch.bincount(train_edges[1], minlength=num_tracks).double()
     weight = (degree + 1) ** negative_power
-    expected = (batch_size * degree / degree.sum().clamp(min=1)
-                + batch_size * negatives * weight / weight.sum())
+    expected = batch_size * degree / degree.sum().clamp(min=1) + batch_size * negatives * weight / weight.sum()
     return expected.log().float()
 
 
-def pair_loss(loss: str, src: torch.Tensor, h_track: torch.Tensor, positive: torch.Tensor,
-              negative: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+def pair_loss(
+    loss: str, src: torch.Tensor, h_track: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
+) -> tuple[torch.Tensor, int, int]:
     """(mean loss, loss terms, positives) of BCE or BPR on triplets: ``src`` (B, d) playlist
     readouts, ``positive`` (B,) and ``negative`` (B, K) rows of ``h_track``."""
     pos = (src * h_track[positive]).sum(-1)
@@ -36,9 +38,14 @@ def pair_loss(loss: str, src: torch.Tensor, h_track: torch.Tensor, positive: tor
     return -F.logsigmoid(pos.unsqueeze(1) - neg).mean(), neg.numel(), pos.numel()
 
 
-def sampled_softmax(src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tensor,
-                    positive: torch.Tensor, negative: torch.Tensor,
-                    log_frequency: torch.Tensor) -> torch.Tensor:
+def sampled_softmax(
+    src: torch.Tensor,
+    h_track: torch.Tensor,
+    playlist: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    log_frequency: torch.Tensor,
+) -> torch.Tensor:
     """Cross-entropy of each positive against every track of the batch (its positives and
     sampled negatives: mixed negative sampling), rather than against its own few negatives.
 
@@ -70,8 +77,9 @@ def _mask_siblings(logits: torch.Tensor, playlist: torch.Tensor, target: torch.T
     return logits.masked_fill(sibling, float("-inf"))
 
 
-def full_softmax(src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tensor,
-                 positive: torch.Tensor) -> torch.Tensor:
+def full_softmax(
+    src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tensor, positive: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy of each positive against the whole catalogue (every row of ``h_track``):
     the exact form of :func:`sampled_softmax`, so no candidate-frequency correction; the
     batch's other positives of the same playlist are masked out of its row as there. Costs
@@ -79,13 +87,18 @@ def full_softmax(src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tenso
     return F.cross_entropy(_mask_siblings(src @ h_track.T, playlist, positive), positive)
 
 
-def batch_loss(loss: str, src: torch.Tensor, h_track: torch.Tensor, playlist: torch.Tensor,
-               positive: torch.Tensor, negative: torch.Tensor,
-               log_frequency: torch.Tensor | None) -> tuple[torch.Tensor, int, int]:
+def batch_loss(
+    loss: str,
+    src: torch.Tensor,
+    h_track: torch.Tensor,
+    playlist: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    log_frequency: torch.Tensor | None,
+) -> tuple[torch.Tensor, int, int]:
     """(mean loss, loss terms, positives) of a batch, whichever ``loss`` the config names."""
     if loss == "full_softmax":
         return full_softmax(src, h_track, playlist, positive), src.size(0), src.size(0)
     if loss == "softmax":
-        return (sampled_softmax(src, h_track, playlist, positive, negative, log_frequency),
-                src.size(0), src.size(0))
+        return (sampled_softmax(src, h_track, playlist, positive, negative, log_frequency), src.size(0), src.size(0))
     return pair_loss(loss, src, h_track, positive, negative)

@@ -27,6 +27,7 @@ Conventions are those of PyG's sampler with torch-sparse, ``subgraph_type="direc
 Randomness (negatives, neighbour choice) comes from ``generator``, by default the global
 generator of the graph's device: ``torch.manual_seed`` makes a loader's batches repeat.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,8 +74,9 @@ def choose_without_replacement(degree: Tensor, k: int, generator: torch.Generato
     return picks
 
 
-def sample_in_neighbours(colptr: Tensor, row: Tensor, nodes: Tensor, fanout: int,
-                         generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def sample_in_neighbours(
+    colptr: Tensor, row: Tensor, nodes: Tensor, fanout: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """(position in ``nodes``, CSC position) of the in-edges sampled for each of ``nodes``: all
     of them where the degree is <= ``fanout`` (or ``fanout`` is -1), else ``fanout`` distinct."""
     start = colptr[nodes]
@@ -99,13 +101,14 @@ class DeviceNeighborSampler(BaseSampler):
     ``num_neighbors``: fan-out per hop, the same for every relation (-1: all neighbours).
     """
 
-    def __init__(self, data: HeteroData, num_neighbors: list[int],
-                 generator: torch.Generator | None = None):
+    def __init__(self, data: HeteroData, num_neighbors: list[int], generator: torch.Generator | None = None):
         if not isinstance(data, HeteroData):
             raise TypeError(f"DeviceNeighborSampler samples a HeteroData, got {type(data).__name__}")
         if not num_neighbors or any(f == 0 or f < -1 for f in num_neighbors):
-            raise ValueError(f"num_neighbors must be a non-empty list of positive fan-outs (or -1 for "
-                             f"all neighbours), got {list(num_neighbors)}")
+            raise ValueError(
+                f"num_neighbors must be a non-empty list of positive fan-outs (or -1 for "
+                f"all neighbours), got {list(num_neighbors)}"
+            )
         self.num_neighbors = [int(f) for f in num_neighbors]
         self.generator = generator
         self.node_types, self.edge_types = data.metadata()
@@ -116,8 +119,7 @@ class DeviceNeighborSampler(BaseSampler):
         self.device = self.row[self.edge_types[0]].device if self.edge_types else torch.device("cpu")
         # Per type, the batch-local index of each node of the graph (-1: not in the batch); reset
         # after every batch at the entries it set, so a batch costs its size, not the graph's.
-        self._local = {t: torch.full((n,), -1, dtype=torch.long, device=self.device)
-                       for t, n in self.num_nodes.items()}
+        self._local = {t: torch.full((n,), -1, dtype=torch.long, device=self.device) for t, n in self.num_nodes.items()}
         self._dst_weight = None  # the negatives' weights, moved to the device once
 
     @property
@@ -125,38 +127,49 @@ class DeviceNeighborSampler(BaseSampler):
         return self.perm
 
     def sample_from_nodes(self, inputs, **kwargs):
-        raise NotImplementedError("DeviceNeighborSampler samples around supervision edges "
-                                  "(LinkNeighborLoader); NeighborLoader is not supported")
+        raise NotImplementedError(
+            "DeviceNeighborSampler samples around supervision edges "
+            "(LinkNeighborLoader); NeighborLoader is not supported"
+        )
 
-    def sample_from_edges(self, inputs: EdgeSamplerInput,
-                          neg_sampling: NegativeSampling | None = None) -> HeteroSamplerOutput:
+    def sample_from_edges(
+        self, inputs: EdgeSamplerInput, neg_sampling: NegativeSampling | None = None
+    ) -> HeteroSamplerOutput:
         """The sampled subgraph around ``inputs`` (and their negatives), as PyG's ``edge_sample``
         builds it without ``disjoint``; metadata ``(input_id, src_index, dst_pos_index,
         dst_neg_index, None)`` for triplets, ``(input_id, edge_label_index, edge_label, None)``
         without negatives."""
         input_type = inputs.input_type
         if input_type is None or input_type[0] == input_type[-1]:
-            raise ValueError(f"DeviceNeighborSampler needs supervision edges between two node types, "
-                             f"got input type {input_type}")
+            raise ValueError(
+                f"DeviceNeighborSampler needs supervision edges between two node types, got input type {input_type}"
+            )
         if neg_sampling is not None and not neg_sampling.is_triplet():
-            raise ValueError(f"DeviceNeighborSampler supports triplet negative sampling (or none), "
-                             f"got {neg_sampling.mode}")
+            raise ValueError(
+                f"DeviceNeighborSampler supports triplet negative sampling (or none), got {neg_sampling.mode}"
+            )
         if inputs.time is not None:
             raise ValueError("DeviceNeighborSampler does not sample temporally (edge_label_time)")
         src_type, dst_type = input_type[0], input_type[-1]
         src, dst = inputs.row.to(self.device), inputs.col.to(self.device)
         num_pos = src.numel()
         if neg_sampling is not None:
-            dst = torch.cat([dst, self._negatives(neg_sampling, math.ceil(num_pos * neg_sampling.amount),
-                                                  self.num_nodes[dst_type])])
+            dst = torch.cat(
+                [dst, self._negatives(neg_sampling, math.ceil(num_pos * neg_sampling.amount), self.num_nodes[dst_type])]
+            )
         src_seed, src_index = torch.unique(src, return_inverse=True)
         dst_seed, dst_index = torch.unique(dst, return_inverse=True)
         out = self.sample({src_type: src_seed, dst_type: dst_seed})
         if neg_sampling is None:
             out.metadata = (inputs.input_id, torch.stack([src_index, dst_index]), inputs.label, None)
         else:
-            out.metadata = (inputs.input_id, src_index, dst_index[:num_pos],
-                            dst_index[num_pos:].view(num_pos, -1).squeeze(-1), None)
+            out.metadata = (
+                inputs.input_id,
+                src_index,
+                dst_index[:num_pos],
+                dst_index[num_pos:].view(num_pos, -1).squeeze(-1),
+                None,
+            )
         return out
 
     def _negatives(self, neg_sampling: NegativeSampling, count: int, num_nodes: int) -> Tensor:
@@ -165,8 +178,10 @@ class DeviceNeighborSampler(BaseSampler):
         if neg_sampling.dst_weight is None:
             return torch.randint(num_nodes, (count,), device=self.device, generator=self.generator)
         if neg_sampling.dst_weight.numel() != num_nodes:
-            raise ValueError(f"negative sampling dst_weight has {neg_sampling.dst_weight.numel()} entries, "
-                             f"the destination type has {num_nodes} nodes")
+            raise ValueError(
+                f"negative sampling dst_weight has {neg_sampling.dst_weight.numel()} entries, "
+                f"the destination type has {num_nodes} nodes"
+            )
         if self._dst_weight is None or self._dst_weight[0] is not neg_sampling.dst_weight:
             self._dst_weight = (neg_sampling.dst_weight, neg_sampling.dst_weight.to(self.device))
         return torch.multinomial(self._dst_weight[1], count, replacement=True, generator=self.generator)
@@ -195,8 +210,9 @@ class DeviceNeighborSampler(BaseSampler):
                     if not expanded.numel():
                         num_edges[et].append(0)
                         continue
-                    owner, position = sample_in_neighbours(self.colptr[et], self.row[et], expanded,
-                                                           fanout, self.generator)
+                    owner, position = sample_in_neighbours(
+                        self.colptr[et], self.row[et], expanded, fanout, self.generator
+                    )
                     neighbour = self.row[et][position]
                     reached[et[0]].append(neighbour)
                     hop_edges.append((et, neighbour, first[et[2]] + owner, position))

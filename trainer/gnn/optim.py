@@ -1,4 +1,5 @@
 """The optimiser: AdamW for dense weights, row-wise Adagrad (or Adam) for the ID embeddings."""
+
 from __future__ import annotations
 
 import torch
@@ -71,10 +72,12 @@ class Optimizer:
 
     def load_state_dict(self, state: dict, where: str) -> None:
         if set(state) != set(self.parts):
-            raise ConfigError(f"--resume: {where} holds optimizer state for {sorted(state)}, this run "
-                              f"needs {sorted(self.parts)}: it was written on another device type "
-                              "(with embedding_optimizer=adam, ID embeddings are sparse on CPU, dense on "
-                              "CUDA) or by an older trainer; "
-                              "resume on the device type the run started on, or start a new run")
+            raise ConfigError(
+                f"--resume: {where} holds optimizer state for {sorted(state)}, this run "
+                f"needs {sorted(self.parts)}: it was written on another device type "
+                "(with embedding_optimizer=adam, ID embeddings are sparse on CPU, dense on "
+                "CUDA) or by an older trainer; "
+                "resume on the device type the run started on, or start a new run"
+            )
         for name, opt in self.parts.items():
             opt.load_state_dict(state[name])

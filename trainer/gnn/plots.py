@@ -1,4 +1,5 @@
 """Learning curves from ``metrics.jsonl`` records, as a PNG (matplotlib, Agg backend)."""
+
 from __future__ import annotations
 
 import io

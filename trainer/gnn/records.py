@@ -1,6 +1,7 @@
 """What a run records in ``metrics.jsonl``: one line per ranking validation within an epoch
 (ranking and selection), and one per epoch end (loss, diagnostics, ranking, selection,
 throughput, memory)."""
+
 from __future__ import annotations
 
 import time
@@ -27,13 +28,29 @@ class EpochTally:
 
 
 def within_epoch(epoch: int, step: int, global_step: int, ranked: dict, selection: dict, elapsed_s: float) -> dict:
-    return {"epoch": epoch, "step": step, "global_step": global_step, **ranked,
-            "best_epoch": selection["best_epoch"], "best_step": selection.get("best_step"),
-            "elapsed_s": round(elapsed_s, 1)}
+    return {
+        "epoch": epoch,
+        "step": step,
+        "global_step": global_step,
+        **ranked,
+        "best_epoch": selection["best_epoch"],
+        "best_step": selection.get("best_step"),
+        "elapsed_s": round(elapsed_s, 1),
+    }
 
 
-def epoch_end(epoch: int, sums: list[float], clock: EpochTally, metrics: dict, ranked: dict, selection: dict,
-              totals: dict, config: TrainConfig, strategy, env: dist.DistEnv) -> dict:
+def epoch_end(
+    epoch: int,
+    sums: list[float],
+    clock: EpochTally,
+    metrics: dict,
+    ranked: dict,
+    selection: dict,
+    totals: dict,
+    config: TrainConfig,
+    strategy,
+    env: dist.DistEnv,
+) -> dict:
     """``sums``: loss sum, loss terms and positives of this rank's steps; ``totals``: the run's
     global_step and elapsed_s. Every sum and peak is taken over all ranks (collectives: every
     rank calls this)."""
@@ -74,7 +91,9 @@ def closing_line(records: list[dict], selection: dict, global_step: int, run_pat
     """What a run says as it ends (records: one per epoch end and one per validation within an
     epoch)."""
     best = f"{selection['best']:.4f}" if selection["best"] is not None else None
-    return (f"done: {global_step} steps, {sum('train_loss' in r for r in records)} whole epochs, "
-            f"{sum(r.get('val_r_precision') is not None for r in records)} ranking validations; best val "
-            f"R-precision {best} (epoch {selection['best_epoch']}, step {selection.get('best_step')}); "
-            f"run dir {run_path}")
+    return (
+        f"done: {global_step} steps, {sum('train_loss' in r for r in records)} whole epochs, "
+        f"{sum(r.get('val_r_precision') is not None for r in records)} ranking validations; best val "
+        f"R-precision {best} (epoch {selection['best_epoch']}, step {selection.get('best_step')}); "
+        f"run dir {run_path}"
+    )

@@ -6,6 +6,7 @@ Neighbours are drawn by PyG's ``NeighborSampler`` through torch-sparse on the CP
 (``sampler=torch_sparse``) or by ``trainer.gnn.neighbor_sampler`` on the graph's device
 (``sampler=device``: on CUDA the epoch's graph then lives on the GPU and batches are sampled and
 gathered there, in the training process)."""
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,8 @@ def require_sampler(config: TrainConfig) -> None:
         raise SamplerMissing(
             "LinkNeighborLoader needs torch-sparse (or pyg-lib), and neither imports with torch "
             f"{torch.__version__}; run `make install-pyg-sparse`, or take torch-sparse from PyG's wheel index "
-            "for your torch+CUDA (https://data.pyg.org/whl/), or train with --sampler=device")
+            "for your torch+CUDA (https://data.pyg.org/whl/), or train with --sampler=device"
+        )
 
 
 def loader_workers(config: TrainConfig, device: torch.device) -> int:
@@ -54,8 +56,10 @@ def loader_workers(config: TrainConfig, device: torch.device) -> int:
     process, on the GPU, which worker processes cannot share."""
     if device.type == "cuda" and config.sampler == "device":
         if config.num_workers > 0:
-            raise ConfigError(f"num_workers={config.num_workers} with sampler=device on CUDA: the sampler runs "
-                              "on the GPU in the training process; use num_workers=0 (or -1), or sampler=torch_sparse")
+            raise ConfigError(
+                f"num_workers={config.num_workers} with sampler=device on CUDA: the sampler runs "
+                "on the GPU in the training process; use num_workers=0 (or -1), or sampler=torch_sparse"
+            )
         return 0
     if config.num_workers >= 0:
         return config.num_workers
@@ -66,37 +70,43 @@ def loader_workers(config: TrainConfig, device: torch.device) -> int:
     return 1 if cores >= 2 else 0
 
 
-def epoch_loader(graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: int,
-                 workers: int = 0) -> LinkNeighborLoader:
+def epoch_loader(
+    graph: Graph, config: TrainConfig, env: dist.DistEnv, epoch: int, workers: int = 0
+) -> LinkNeighborLoader:
     """This rank's loader for ``epoch``: its shard of the epoch's supervision edges, sampled on
     the visible graph minus all of the epoch's supervision edges."""
-    message_passing, supervision = epoch_split(graph.train_edges, graph.seed_edges, config.supervision_ratio,
-                                               config.seed, epoch, config.supervise_seeds)
+    message_passing, supervision = epoch_split(
+        graph.train_edges, graph.seed_edges, config.supervision_ratio, config.seed, epoch, config.supervise_seeds
+    )
     data = graph.hetero_data(message_passing, sort_by_destination=True)
     sampler = None  # PyG's NeighborSampler (torch-sparse)
     if config.sampler == "device":
         data = data.to(env.device)
         sampler = DeviceNeighborSampler(data, list(config.fanout))
-    edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size,
-                                                 config.seed, epoch)]
+    edge_label_index = supervision[:, rank_shard(supervision.size(1), env.rank, env.world_size, config.seed, epoch)]
     weight = None
     if config.negative_power:  # popularity-biased negatives, on this epoch's visible degrees
         degree = torch.bincount(message_passing[1], minlength=graph.num_nodes["track"]).double()
         weight = (degree + 1) ** config.negative_power
     return LinkNeighborLoader(
-        data, num_neighbors=list(config.fanout), edge_label_index=(PLAYLIST_TRACK, edge_label_index),
+        data,
+        num_neighbors=list(config.fanout),
+        edge_label_index=(PLAYLIST_TRACK, edge_label_index),
         neg_sampling=NegativeSampling("triplet", amount=config.negatives, dst_weight=weight),
-        batch_size=config.batch_size, is_sorted=True,
+        batch_size=config.batch_size,
+        is_sorted=True,
         neighbor_sampler=sampler,
         shuffle=False,  # the shard is already a fresh (seed, epoch) permutation
-        num_workers=workers, persistent_workers=False, prefetch_factor=4 if workers else None)
+        num_workers=workers,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
 
 
 class SampledTraining:
     """The per-epoch loader and batch loss of sampled training on one rank."""
 
-    def __init__(self, graph: Graph, config: TrainConfig, env: dist.DistEnv,
-                 log_frequency: torch.Tensor | None):
+    def __init__(self, graph: Graph, config: TrainConfig, env: dist.DistEnv, log_frequency: torch.Tensor | None):
         self.graph, self.config, self.env = graph, config, env
         self.log_frequency = log_frequency
         self.loader_workers = loader_workers(config, env.device)
@@ -127,15 +137,24 @@ class SampledTraining:
         playlists by degree instead of ranking tracks for a playlist, the task evaluation measures.
         """
         config = self.config
-        seeds = {"playlist": batch["playlist"].src_index,
-                 "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()])}
+        seeds = {
+            "playlist": batch["playlist"].src_index,
+            "track": torch.cat([batch["track"].dst_pos_index, batch["track"].dst_neg_index.flatten()]),
+        }
         within = hop_counts(seeds, batch.edge_index_dict, batch.num_nodes_dict, config.layers)
         with torch.autocast(batch["playlist"].x.device.type, dtype=torch.bfloat16, enabled=amp):
             h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict, within)
         hp, ht = h["playlist"].float(), h["track"].float()
         log_frequency = None if self.log_frequency is None else self.log_frequency[batch["track"].n_id]
-        return batch_loss(config.loss, hp[batch["playlist"].src_index], ht, batch["playlist"].src_index,
-                          batch["track"].dst_pos_index, batch["track"].dst_neg_index, log_frequency)
+        return batch_loss(
+            config.loss,
+            hp[batch["playlist"].src_index],
+            ht,
+            batch["playlist"].src_index,
+            batch["track"].dst_pos_index,
+            batch["track"].dst_neg_index,
+            log_frequency,
+        )
 
     @torch.no_grad()
     def pair_scores(self, model, edges: torch.Tensor) -> torch.Tensor:
@@ -144,17 +163,28 @@ class SampledTraining:
         config, env = self.config, self.env
         torch.manual_seed(mix(config.seed, NEIGHBOURS, env.rank))  # neighbour sampling
         loader = LinkNeighborLoader(
-            self.loader.data, num_neighbors=list(config.fanout), batch_size=config.batch_size,
-            shuffle=False, is_sorted=True, edge_label_index=(PLAYLIST_TRACK, edges), num_workers=0,
-            neighbor_sampler=self.loader.link_sampler)  # the epoch loader's: same graph, fan-out, kind
+            self.loader.data,
+            num_neighbors=list(config.fanout),
+            batch_size=config.batch_size,
+            shuffle=False,
+            is_sorted=True,
+            edge_label_index=(PLAYLIST_TRACK, edges),
+            num_workers=0,
+            neighbor_sampler=self.loader.link_sampler,
+        )  # the epoch loader's: same graph, fan-out, kind
         scores = []
         for batch in loader:
             batch = batch.to(env.device)
-            with torch.autocast(env.device.type, dtype=torch.bfloat16,
-                                enabled=config.amp and env.device.type == "cuda"):
+            with torch.autocast(
+                env.device.type, dtype=torch.bfloat16, enabled=config.amp and env.device.type == "cuda"
+            ):
                 label_index = batch[PLAYLIST_TRACK].edge_label_index
-                within = hop_counts({"playlist": label_index[0], "track": label_index[1]},
-                                    batch.edge_index_dict, batch.num_nodes_dict, config.layers)
+                within = hop_counts(
+                    {"playlist": label_index[0], "track": label_index[1]},
+                    batch.edge_index_dict,
+                    batch.num_nodes_dict,
+                    config.layers,
+                )
                 h = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict, within)
             scores.append(score(h["playlist"].float(), h["track"].float(), label_index).cpu())
         return torch.cat(scores) if scores else torch.empty(0)

@@ -9,6 +9,7 @@ edges are then permuted with ``(seed, epoch)`` and cut into ``world_size`` equal
 shards; the remainder (< world_size edges) is left out so all ranks run the same number of
 batches.
 """
+
 from __future__ import annotations
 
 import random
@@ -65,8 +66,9 @@ def supervision_mask(edges: torch.Tensor, ratio: float, seed: int, epoch: int) -
     return torch.from_numpy(edge_hash(edges, seed, epoch) < ratio)
 
 
-def epoch_split(train_edges: torch.Tensor, seed_edges: torch.Tensor, ratio: float, seed: int, epoch: int,
-                supervise_seeds: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def epoch_split(
+    train_edges: torch.Tensor, seed_edges: torch.Tensor, ratio: float, seed: int, epoch: int, supervise_seeds: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(message-passing edges, supervision edges) of an epoch: the supervision edges are the
     epoch's ``ratio`` of the supervisable ones (train edges, and held-out playlists' seed edges
     when ``supervise_seeds``), and message passing sees every visible edge but those."""
@@ -82,7 +84,7 @@ def rank_shard(num_edges: int, rank: int, world_size: int, seed: int, epoch: int
         raise ValueError(f"rank {rank} outside world of size {world_size}")
     per_rank = num_edges // world_size
     perm = torch.randperm(num_edges, generator=generator(seed, SHARD, epoch))
-    return perm[rank * per_rank:(rank + 1) * per_rank]
+    return perm[rank * per_rank : (rank + 1) * per_rank]
 
 
 def seed_everything(seed: int) -> None:

@@ -1,5 +1,6 @@
 """The training strategy a config asks for: whole-graph propagation or ``LinkNeighborLoader``
 sampling, with the epoch's batching and the softmax's candidate frequencies."""
+
 from __future__ import annotations
 
 import torch

@@ -13,6 +13,7 @@
 - :func:`update_selection`, :func:`should_stop`: the best epoch by those metrics, and patience.
 - :class:`Validation`: a run's validation sets and its selection so far, as the loop uses them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,9 @@ def diagnostics(model, training, edges: torch.Tensor, config, env) -> dict:
     # One negative per positive: the same playlist with a random track, the same draw every
     # epoch so that the curve measures the model and not the draw.
     gen = generator(config.seed, VAL_NEGATIVES, env.rank)
-    negatives = torch.stack([edges[0], torch.randint(training.graph.num_nodes["track"], (edges.size(1),),
-                                                     generator=gen)])
+    negatives = torch.stack(
+        [edges[0], torch.randint(training.graph.num_nodes["track"], (edges.size(1),), generator=gen)]
+    )
     scores = training.pair_scores(model, torch.cat([edges, negatives], dim=1))
     model.train()
     n = edges.size(1)
@@ -100,7 +102,7 @@ class RankingSet:
     ranked and each track's artist."""
 
     held: HeldOut
-    allowed: np.ndarray       # bool per track: has a visible edge
+    allowed: np.ndarray  # bool per track: has a visible edge
     track_artist: np.ndarray  # artist id per track
 
     def __len__(self) -> int:
@@ -131,8 +133,9 @@ def _binary(edges: torch.Tensor, shape: tuple[int, int]) -> sp.csr_matrix:
 
 
 @torch.no_grad()
-def rank_validation(embeddings: dict[str, torch.Tensor], ranking: RankingSet, device,
-                    batch_size: int = 256, chunk_size: int = 1 << 17) -> dict:
+def rank_validation(
+    embeddings: dict[str, torch.Tensor], ranking: RankingSet, device, batch_size: int = 256, chunk_size: int = 1 << 17
+) -> dict:
     """Mean ``val_r_precision``, ``val_ndcg`` and ``val_clicks`` of the ranking set, ranked by
     ``embeddings`` (every playlist's and track's readout) as ``trainer.evaluate`` ranks."""
     if len(ranking) == 0:
@@ -140,8 +143,9 @@ def rank_validation(embeddings: dict[str, torch.Tensor], ranking: RankingSet, de
     scorer = EmbeddingScorer(embeddings["track"].cpu().numpy(), embeddings["playlist"].cpu().numpy(), device)
     sums = dict.fromkeys(RANK_METRICS, 0.0)
     # Every playlist here has seeds: no title fallback is needed.
-    for _, _, values in metrics_per_batch(ranking.held, scorer, None, ranking.track_artist, K, batch_size,
-                                          chunk_size, device, ranking.allowed):
+    for _, _, values in metrics_per_batch(
+        ranking.held, scorer, None, ranking.track_artist, K, batch_size, chunk_size, device, ranking.allowed
+    ):
         for m in RANK_METRICS:
             sums[m] += float(values[m].sum())
     return {f"val_{m}": sums[m] / len(ranking) for m in RANK_METRICS}
@@ -176,8 +180,7 @@ def update_selection(selection: dict, ranked: dict, epoch: int, global_step: int
         selection["bad_epochs"] += 1
         return False
     if selection["best"] is None or value > tuple(selection["best_value"]):
-        selection.update(best=value[0], best_value=list(value), best_epoch=epoch, best_step=global_step,
-                         bad_epochs=0)
+        selection.update(best=value[0], best_value=list(value), best_epoch=epoch, best_step=global_step, bad_epochs=0)
         return True
     selection["bad_epochs"] += 1
     return False
@@ -200,16 +203,19 @@ class Validation:
         ranking = ranking_set(graph, config.val_rank_playlists, config.seed) if config.val_rank_playlists else None
         if ranking is not None and len(ranking) == 0:
             # Zeros would pass for a metric and stop the run after `patience` epochs of them.
-            log.warning("no seeded val playlist with hidden tracks: no ranking validation, no early stopping; "
-                        "the last epoch is exported")
+            log.warning(
+                "no seeded val playlist with hidden tracks: no ranking validation, no early stopping; "
+                "the last epoch is exported"
+            )
             ranking = None
         self.ranking = ranking
 
     def should_stop(self) -> bool:
         return should_stop(self.selection, self.config)
 
-    def select(self, model, strategy, epoch: int, global_step: int, run_path: str,
-               diagnosed: dict | None = None) -> tuple[dict, float, bool]:
+    def select(
+        self, model, strategy, epoch: int, global_step: int, run_path: str, diagnosed: dict | None = None
+    ) -> tuple[dict, float, bool]:
         """Rank the validation playlists with ``model``, check the numbers (beside ``diagnosed``,
         the sampled diagnostics of an epoch's end) and update the selection: (the ranking
         metrics, seconds spent ranking, whether this model is the best so far)."""

@@ -7,6 +7,7 @@ file written in one atomic step; a stored fit of another graph or other settings
 replaced, never used. A fit is not bit-reproducible (implicit runs its threads in any order), so
 reusing it is also what keeps two calls' ALS answers the same.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,8 +30,7 @@ _NOT_IDENTITY = {"num_threads"}
 def identity(manifest: dict, params: dict) -> dict:
     """What a fit depends on: the graph (not its path: a moved graph dir is the same graph) and
     the ALS settings."""
-    fitted_on = {"graph": graph_identity(manifest),
-                 "als": {k: v for k, v in params.items() if k not in _NOT_IDENTITY}}
+    fitted_on = {"graph": graph_identity(manifest), "als": {k: v for k, v in params.items() if k not in _NOT_IDENTITY}}
     return json.loads(json.dumps(fitted_on, sort_keys=True))  # as it reads back from the file
 
 
@@ -58,8 +58,11 @@ def load(path: str, wanted: dict) -> np.ndarray | None:
 def save(path: str, factors: np.ndarray, fitted_on: dict) -> None:
     """Store ``factors`` with their identity at ``path``, replacing any earlier fit in one step."""
     buf = io.BytesIO()
-    np.savez(buf, item_factors=np.ascontiguousarray(factors, dtype=np.float32),
-             identity=np.array(json.dumps(fitted_on, sort_keys=True)))
+    np.savez(
+        buf,
+        item_factors=np.ascontiguousarray(factors, dtype=np.float32),
+        identity=np.array(json.dumps(fitted_on, sort_keys=True)),
+    )
     storage.atomic_write_bytes(path, buf.getvalue())
 
 

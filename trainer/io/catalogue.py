@@ -1,6 +1,7 @@
 """The ranking catalogue: the parts of a graph dir that scoring, evaluation and the second stage
 need (URIs, artists, titles, splits, the playlist-track edges), as numpy arrays indexed by dense
 id, read through ``trainer/io/graph.py``'s checked readers."""
+
 from __future__ import annotations
 
 import re
@@ -30,15 +31,15 @@ class Catalogue:
 
     path: str
     manifest: dict
-    track_uri: np.ndarray        # object [T]
-    track_artist: np.ndarray     # int64 [T]
-    playlist_pid: np.ndarray     # int64 [P]
-    playlist_split: np.ndarray   # object [P]
+    track_uri: np.ndarray  # object [T]
+    track_artist: np.ndarray  # int64 [T]
+    playlist_pid: np.ndarray  # int64 [P]
+    playlist_split: np.ndarray  # object [P]
     playlist_category: np.ndarray  # object [P]; None for training playlists
-    playlist_title: list[str]    # normalised titles [P]
-    edge_playlist: np.ndarray    # int64 [E]
-    edge_track: np.ndarray       # int64 [E]
-    edge_role: np.ndarray        # int8 [E]: index into contract.ROLES (train / seed / hidden)
+    playlist_title: list[str]  # normalised titles [P]
+    edge_playlist: np.ndarray  # int64 [E]
+    edge_track: np.ndarray  # int64 [E]
+    edge_role: np.ndarray  # int8 [E]: index into contract.ROLES (train / seed / hidden)
 
     @property
     def num_tracks(self) -> int:
@@ -53,9 +54,10 @@ class Catalogue:
         keep = np.isin(self.edge_role, [contract.ROLES.index(r) for r in roles])
         if splits is not None:
             keep &= np.isin(self.playlist_split[self.edge_playlist], splits)
-        m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
-                           (self.edge_playlist[keep], self.edge_track[keep])),
-                          shape=(self.num_playlists, self.num_tracks))
+        m = sp.csr_matrix(
+            (np.ones(int(keep.sum()), dtype=np.float32), (self.edge_playlist[keep], self.edge_track[keep])),
+            shape=(self.num_playlists, self.num_tracks),
+        )
         m.sum_duplicates()
         m.data[:] = 1.0
         return m
@@ -80,7 +82,9 @@ def load_catalogue(path: str) -> Catalogue:
         playlist_split=playlist_splits(playlists),
         playlist_category=playlists["seed_category"].to_numpy(zero_copy_only=False).astype(object),
         playlist_title=[normalise_title(t) for t in playlists["name"].to_pylist()],
-        edge_playlist=src.astype(np.int64), edge_track=dst.astype(np.int64), edge_role=roles,
+        edge_playlist=src.astype(np.int64),
+        edge_track=dst.astype(np.int64),
+        edge_role=roles,
     )
 
 
@@ -92,11 +96,15 @@ def track_names(path: str) -> dict[str, tuple[np.ndarray, list[str]]]:
     out = {}
     for field in ("artist", "album"):
         names = read_nodes(path, field, [f"{field}_name"])[f"{field}_name"].to_pylist()
-        out[field] = (checked_ids(tracks, "nodes/track", f"{field}_id", len(names)).astype(np.int64),
-                      [normalise_title(n) for n in names])
+        out[field] = (
+            checked_ids(tracks, "nodes/track", f"{field}_id", len(names)).astype(np.int64),
+            [normalise_title(n) for n in names],
+        )
     coded = pc.dictionary_encode(pc.fill_null(tracks["track_name"], "")).combine_chunks()
-    out["track"] = (coded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-                    [normalise_title(n) for n in coded.dictionary.to_pylist()])
+    out["track"] = (
+        coded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        [normalise_title(n) for n in coded.dictionary.to_pylist()],
+    )
     return out
 
 

@@ -5,6 +5,7 @@ epoch, global step, the epoch's running loss sums), the RNG states of torch, num
 ``random`` as tensors and plain lists, and the resolved config. Beside it, ``<name>.sha256.json``
 records its id and SHA-256: torch.load reads flipped bytes in a tensor without complaint.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,13 @@ def rng_state() -> dict:
     version, internal, gauss_next = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
     }
     if torch.cuda.is_available():
@@ -41,8 +47,9 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
@@ -85,8 +92,9 @@ def save(path: str, payload: dict) -> str:
         torch.save(payload, f)
     # Written after the checkpoint: one cut between the two leaves a record of another id, which
     # load() reads as no record.
-    storage.atomic_write_json(_sum_path(path), {"checkpoint_id": payload["checkpoint_id"],
-                                                "sha256": storage.sha256(path)})
+    storage.atomic_write_json(
+        _sum_path(path), {"checkpoint_id": payload["checkpoint_id"], "sha256": storage.sha256(path)}
+    )
     return payload["checkpoint_id"]
 
 
@@ -111,8 +119,13 @@ def load(path: str, map_location="cpu") -> dict:
         raise DamagedCheckpoint(_damaged(path, f"it holds a {type(state).__name__}, not a dict"))
     record = storage.read_json(_sum_path(path)) or {}
     if record and record.get("checkpoint_id") != state.get("checkpoint_id"):
-        log.warning("%s records checkpoint %s, not %s (cut between the two writes?): %s read unchecked",
-                    _sum_path(path), record.get("checkpoint_id"), state.get("checkpoint_id"), path)
+        log.warning(
+            "%s records checkpoint %s, not %s (cut between the two writes?): %s read unchecked",
+            _sum_path(path),
+            record.get("checkpoint_id"),
+            state.get("checkpoint_id"),
+            path,
+        )
     else:
         storage.verify(path, record.get("sha256"), REMEDY, DamagedCheckpoint)
     return state
@@ -130,8 +143,10 @@ def _reason(e: Exception) -> str:
     return f"{type(e).__name__}{': ' + first[:120] if first else ''}"
 
 
-REMEDY = ("restore it from a copy, or start afresh: into another run dir (--out), or here with --overwrite, "
-          "which discards this run")
+REMEDY = (
+    "restore it from a copy, or start afresh: into another run dir (--out), or here with --overwrite, "
+    "which discards this run"
+)
 
 
 def _damaged(path: str, reason: str) -> str:

@@ -12,6 +12,7 @@ embedding is linear in its tracks ``track_seed.parquet`` and ``seed_query.json``
 playlist outside the graph from its seeds (``trainer.gnn.inference.seed_query``). Every table
 is sorted by id; readers check ids and keys against the graph they are used with.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,11 +48,13 @@ def _write_table(folder: str, name: str, ids: np.ndarray, keys, embedding: np.nd
     order = np.argsort(ids, kind="stable")
     emb = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32)[order])
     offsets = pa.array(np.arange(0, emb.size + 1, emb.shape[1], dtype=np.int32))
-    table = pa.table({
-        contract.ID_COLUMN[node_type]: pa.array(np.asarray(ids, dtype=np.int64)[order]),
-        contract.KEY_COLUMN[node_type]: pa.array(keys, type=_KEY_DTYPE[node_type]).take(pa.array(order)),
-        "embedding": pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1))),
-    })
+    table = pa.table(
+        {
+            contract.ID_COLUMN[node_type]: pa.array(np.asarray(ids, dtype=np.int64)[order]),
+            contract.KEY_COLUMN[node_type]: pa.array(keys, type=_KEY_DTYPE[node_type]).take(pa.array(order)),
+            "embedding": pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1))),
+        }
+    )
     with storage.atomic_open(storage.join(folder, f"{name}.parquet")) as f:
         pq.write_table(table, f)
 
@@ -59,6 +62,7 @@ def _write_table(folder: str, name: str, ids: np.ndarray, keys, embedding: np.nd
 def publish(run: str, tables: dict[str, tuple], seed_query: dict | None, identity: dict) -> dict[str, str]:
     """Write the whole set (``tables``: name -> ``(ids, keys, embedding)``), then swap it in for
     the old one; returns the published paths. ``identity``: the checkpoint and id it came from."""
+
     def write(staging: str) -> None:
         for name, (ids, keys, embedding) in tables.items():
             _write_table(staging, name, ids, keys, embedding)
@@ -67,7 +71,9 @@ def publish(run: str, tables: dict[str, tuple], seed_query: dict | None, identit
             storage.atomic_write_json(storage.join(staging, SEED_QUERY), seed_query, indent=None)
             files.append(SEED_QUERY)
         sums = {f: storage.sha256(storage.join(staging, f)) for f in files}
-        storage.atomic_write_json(storage.join(staging, IDENTITY), {**identity, "tables": sorted(tables), "sha256": sums})
+        storage.atomic_write_json(
+            storage.join(staging, IDENTITY), {**identity, "tables": sorted(tables), "sha256": sums}
+        )
 
     storage.publish_dir(run, EMBEDDINGS, write, marker=IDENTITY)
     names = [*tables, *([SEED_QUERY] if seed_query is not None else []), IDENTITY]
@@ -81,7 +87,8 @@ def identity(run: str) -> dict:
     if recorded is None:
         raise RunMismatchError(
             f"{path(run, IDENTITY)} not found: {run}/{EMBEDDINGS} is incomplete or was written before embeddings "
-            f"named their checkpoint; export again (python -m trainer.embed --graph GRAPH --run {run})")
+            f"named their checkpoint; export again (python -m trainer.embed --graph GRAPH --run {run})"
+        )
     final = checkpoint.final(run)
     if final is not None and recorded.get("checkpoint_id") is not None:
         now = checkpoint.identity(final)
@@ -89,15 +96,17 @@ def identity(run: str) -> dict:
             raise RunMismatchError(
                 f"{run}/{EMBEDDINGS} came from checkpoint {recorded['checkpoint_id']} ({recorded.get('checkpoint')}), "
                 f"but the run's final checkpoint {final} is now {now} (trained further?); export again "
-                f"(python -m trainer.embed --graph GRAPH --run {run})")
+                f"(python -m trainer.embed --graph GRAPH --run {run})"
+            )
     return recorded
 
 
 def _verify(run: str, target: str) -> None:
     """``target`` (a file of the set) against the SHA-256 identity.json recorded for it."""
     sums = (storage.read_json(path(run, IDENTITY)) or {}).get("sha256", {})
-    storage.verify(target, sums.get(target.rsplit("/", 1)[-1]),
-                   f"export again (python -m trainer.embed --graph GRAPH --run {run})")
+    storage.verify(
+        target, sums.get(target.rsplit("/", 1)[-1]), f"export again (python -m trainer.embed --graph GRAPH --run {run})"
+    )
 
 
 def read(run: str, name: str) -> pa.Table:
@@ -105,13 +114,17 @@ def read(run: str, name: str) -> pa.Table:
     node_type = TABLES[name]
     target = path(run, name)
     if not storage.exists(target):
-        raise FileNotFoundError(f"{target} not found: export the run's embeddings first "
-                                f"(python -m trainer.embed --graph GRAPH --run {run})")
+        raise FileNotFoundError(
+            f"{target} not found: export the run's embeddings first (python -m trainer.embed --graph GRAPH --run {run})"
+        )
     _verify(run, target)
     with storage.open_file(target) as f:
         table = pq.read_table(f)
-    expected = {contract.ID_COLUMN[node_type]: "int64", contract.KEY_COLUMN[node_type]: str(_KEY_DTYPE[node_type]),
-                "embedding": "list<element: float>"}
+    expected = {
+        contract.ID_COLUMN[node_type]: "int64",
+        contract.KEY_COLUMN[node_type]: str(_KEY_DTYPE[node_type]),
+        "embedding": "list<element: float>",
+    }
     actual = {f.name: str(f.type) for f in table.schema}
     wrong = {k: actual.get(k) for k, v in expected.items() if actual.get(k) not in (v, v.replace("element", "item"))}
     if wrong:
@@ -138,13 +151,17 @@ def track_embeddings(run: str, graph: Catalogue, name: str = "track") -> np.ndar
     where = path(run, name)
     ids = table["track_id"].to_numpy()
     if len(ids) != graph.num_tracks or not np.array_equal(ids, np.arange(graph.num_tracks)):
-        raise RunMismatchError(f"{where} has {len(ids)} tracks, graph {graph.path} has {graph.num_tracks} "
-                               f"(ids 0..{graph.num_tracks - 1}): embeddings of another graph?")
+        raise RunMismatchError(
+            f"{where} has {len(ids)} tracks, graph {graph.path} has {graph.num_tracks} "
+            f"(ids 0..{graph.num_tracks - 1}): embeddings of another graph?"
+        )
     uris = table["track_uri"].to_numpy(zero_copy_only=False)
     if not np.array_equal(uris, graph.track_uri):
         first = int(np.flatnonzero(uris != graph.track_uri)[0])
-        raise RunMismatchError(f"{where}: track_id {first} is {uris[first]}, graph {graph.path} has "
-                               f"{graph.track_uri[first]}: embeddings of another graph")
+        raise RunMismatchError(
+            f"{where}: track_id {first} is {uris[first]}, graph {graph.path} has "
+            f"{graph.track_uri[first]}: embeddings of another graph"
+        )
     return matrix(table["embedding"])
 
 
@@ -153,8 +170,10 @@ def playlist_embeddings(run: str, graph: Catalogue) -> np.ndarray:
     table = read(run, "playlist")
     ids, pids = table["playlist_id"].to_numpy(), table["pid"].to_numpy()
     if not np.array_equal(ids, np.arange(graph.num_playlists)) or not np.array_equal(pids, graph.playlist_pid):
-        raise RunMismatchError(f"{path(run, 'playlist')}: {len(ids)} playlists whose ids/pids differ from graph "
-                               f"{graph.path} ({graph.num_playlists} playlists): embeddings of another graph")
+        raise RunMismatchError(
+            f"{path(run, 'playlist')}: {len(ids)} playlists whose ids/pids differ from graph "
+            f"{graph.path} ({graph.num_playlists} playlists): embeddings of another graph"
+        )
     return matrix(table["embedding"])
 
 

@@ -7,6 +7,7 @@ each table's Parquet dtypes, that ids are dense ``0..N-1``, and that roles and s
 contract's. Rows are indexed by the id column, never by file order. Paths may be local or any
 fsspec URL.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,14 +44,14 @@ class Graph:
     path: str
     manifest: dict
     num_nodes: dict[str, int]
-    x: dict[str, torch.Tensor]               # standardised features, row = node id
+    x: dict[str, torch.Tensor]  # standardised features, row = node id
     # Edge lists are held as int32 (half the memory of the run's largest tables) and widened to
     # int64, what PyG's samplers and indexing take, only in the copies built from them.
-    train_edges: torch.Tensor                # (2, E) playlist->track, role=train
-    seed_edges: torch.Tensor                 # (2, E) playlist->track, role=seed
-    val_edges: torch.Tensor                  # (2, E) role=hidden edges of split=val playlists
-    other_edges: dict[tuple, torch.Tensor]   # track->album, track->artist
-    playlist_split: np.ndarray               # (P,) split name per playlist id
+    train_edges: torch.Tensor  # (2, E) playlist->track, role=train
+    seed_edges: torch.Tensor  # (2, E) playlist->track, role=seed
+    val_edges: torch.Tensor  # (2, E) role=hidden edges of split=val playlists
+    other_edges: dict[tuple, torch.Tensor]  # track->album, track->artist
+    playlist_split: np.ndarray  # (P,) split name per playlist id
 
     @property
     def visible_edges(self) -> torch.Tensor:
@@ -87,8 +88,9 @@ def read_manifest(path: str) -> dict:
     fs, root = storage.filesystem(path)
     where = posixpath.join(path, contract.MANIFEST)
     if not fs.exists(posixpath.join(root, contract.MANIFEST)):
-        raise contract.ContractError(f"{where} not found: {path} is not a graph dir "
-                              "(or an ETL run did not finish writing it)")
+        raise contract.ContractError(
+            f"{where} not found: {path} is not a graph dir (or an ETL run did not finish writing it)"
+        )
     with fs.open(posixpath.join(root, contract.MANIFEST), "r") as f:
         return contract.load_manifest(f.read(), where)
 
@@ -109,14 +111,23 @@ def read_table(path: str, table: str, columns: list[str] | None = None, filter=N
         if expected is not None and rows != expected:
             raise contract.ContractError(
                 f"{path}: {table} holds {rows:,} rows in {len(dataset.files)} Parquet file(s), the manifest counts "
-                f"{expected:,}: a part is missing or was added; rebuild the graph dir (python -m etl.job --overwrite)")
+                f"{expected:,}: a part is missing or was added; rebuild the graph dir (python -m etl.job --overwrite)"
+            )
         read = dataset.to_table(columns=columns or list(contract.TABLES[table]), filter=filter)
     except (pa.ArrowInvalid, OSError) as e:  # a truncated or overwritten part
-        raise contract.ContractError(f"{path}: {table} cannot be read ({str(e).splitlines()[0]}); "
-                                     "a Parquet part is damaged: rebuild the graph dir") from None
+        raise contract.ContractError(
+            f"{path}: {table} cannot be read ({str(e).splitlines()[0]}); "
+            "a Parquet part is damaged: rebuild the graph dir"
+        ) from None
     # At full MPD size a table takes seconds to minutes: say what is being read.
-    log.info("%s: read %s, %s rows, %d columns (%.1f s)", path, table, f"{read.num_rows:,}", read.num_columns,
-             time.perf_counter() - start)
+    log.info(
+        "%s: read %s, %s rows, %d columns (%.1f s)",
+        path,
+        table,
+        f"{read.num_rows:,}",
+        read.num_columns,
+        time.perf_counter() - start,
+    )
     return read
 
 
@@ -132,9 +143,11 @@ def _dense_order(table: pa.Table, name: str, column: str) -> np.ndarray:
     ids = table.column(column).to_numpy()
     order = np.argsort(ids, kind="stable")
     if not np.array_equal(ids[order], np.arange(len(ids))):
-        raise contract.ContractError(f"{name}: {column} is not dense 0..{len(ids) - 1} "
-                              f"(min {ids.min() if len(ids) else None}, max {ids.max() if len(ids) else None}, "
-                              f"{len(np.unique(ids))} distinct of {len(ids)} rows)")
+        raise contract.ContractError(
+            f"{name}: {column} is not dense 0..{len(ids) - 1} "
+            f"(min {ids.min() if len(ids) else None}, max {ids.max() if len(ids) else None}, "
+            f"{len(np.unique(ids))} distinct of {len(ids)} rows)"
+        )
     return order
 
 
@@ -156,7 +169,9 @@ def playlist_splits(playlists: pa.Table) -> np.ndarray:
     split = np.asarray(playlists.column("split").to_pylist(), dtype=object)
     bad = set(split) - set(contract.SPLITS)
     if bad:
-        raise contract.ContractError(f"nodes/playlist: split has values {sorted(map(str, bad))}, contract allows {contract.SPLITS}")
+        raise contract.ContractError(
+            f"nodes/playlist: split has values {sorted(map(str, bad))}, contract allows {contract.SPLITS}"
+        )
     return split
 
 
@@ -168,11 +183,16 @@ def playlist_track_edges(path: str, num_nodes: dict[str, int]) -> tuple[np.ndarr
     role = table.column("role").combine_chunks().dictionary_encode()
     unknown = [r for r in role.dictionary.to_pylist() if r not in contract.ROLES]
     if unknown or role.null_count:
-        raise contract.ContractError(f"{name}: role has values {sorted(map(str, unknown + [None] * bool(role.null_count)))}, "
-                              f"contract allows {contract.ROLES}")
+        raise contract.ContractError(
+            f"{name}: role has values {sorted(map(str, unknown + [None] * bool(role.null_count)))}, "
+            f"contract allows {contract.ROLES}"
+        )
     codes = np.array([contract.ROLES.index(r) for r in role.dictionary.to_pylist()], dtype=np.int8)
-    return (checked_ids(table, name, "playlist_id", num_nodes["playlist"]), checked_ids(table, name, "track_id", num_nodes["track"]),
-            codes[role.indices.to_numpy()])
+    return (
+        checked_ids(table, name, "playlist_id", num_nodes["playlist"]),
+        checked_ids(table, name, "track_id", num_nodes["track"]),
+        codes[role.indices.to_numpy()],
+    )
 
 
 def node_features(table: pa.Table, node_type: str, stats: dict) -> torch.Tensor:
@@ -187,9 +207,10 @@ def node_features(table: pa.Table, node_type: str, stats: dict) -> torch.Tensor:
             arr = pc.cast(arr, pa.int64())
         v = arr.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls -> nan
         if np.nanmin(v, initial=0.0) < 0:
-            raise contract.ContractError(f"nodes/{node_type}: {col} has negative values (min {np.nanmin(v)}); "
-                                  "features are counts")
-        if s.get("mean") is None:   # e.g. hop2 columns of a graph built with --hop2 off
+            raise contract.ContractError(
+                f"nodes/{node_type}: {col} has negative values (min {np.nanmin(v)}); features are counts"
+            )
+        if s.get("mean") is None:  # e.g. hop2 columns of a graph built with --hop2 off
             columns.append(np.zeros_like(v))
             continue
         std = s["std"] or 1.0
@@ -218,8 +239,10 @@ def load_graph(path: str) -> Graph:
     masks = {r: roles == i for i, r in enumerate(contract.ROLES)}
     index = _index_dtype(num_nodes)
     val_mask = masks[contract.ROLE_HIDDEN] & (playlist_split == contract.SPLIT_VAL)[src]
-    train_edges, seed_edges, val_edges = (torch.from_numpy(np.stack([src[m], dst[m]]).astype(index))
-                                          for m in (masks[contract.ROLE_TRAIN], masks[contract.ROLE_SEED], val_mask))
+    train_edges, seed_edges, val_edges = (
+        torch.from_numpy(np.stack([src[m], dst[m]]).astype(index))
+        for m in (masks[contract.ROLE_TRAIN], masks[contract.ROLE_SEED], val_mask)
+    )
     del src, dst, roles, masks, val_mask
 
     other = {}
@@ -228,13 +251,24 @@ def load_graph(path: str) -> Graph:
             continue
         s_col, d_col = contract.ID_COLUMN[rel[0]], contract.ID_COLUMN[rel[2]]
         e = read_table(path, name, [s_col, d_col])
-        other[rel] = torch.from_numpy(np.stack([checked_ids(e, name, s_col, num_nodes[rel[0]]),
-                                                checked_ids(e, name, d_col, num_nodes[rel[2]])]).astype(index))
+        other[rel] = torch.from_numpy(
+            np.stack(
+                [checked_ids(e, name, s_col, num_nodes[rel[0]]), checked_ids(e, name, d_col, num_nodes[rel[2]])]
+            ).astype(index)
+        )
         del e
     pa.default_memory_pool().release_unused()  # the Arrow tables are gone; hand their pages back
-    return Graph(path=path, manifest=manifest, num_nodes=num_nodes, x=x,
-                 train_edges=train_edges, seed_edges=seed_edges, val_edges=val_edges,
-                 other_edges=other, playlist_split=playlist_split)
+    return Graph(
+        path=path,
+        manifest=manifest,
+        num_nodes=num_nodes,
+        x=x,
+        train_edges=train_edges,
+        seed_edges=seed_edges,
+        val_edges=val_edges,
+        other_edges=other,
+        playlist_split=playlist_split,
+    )
 
 
 def read_keys(path: str, node_type: str) -> pa.Table:

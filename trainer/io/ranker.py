@@ -6,6 +6,7 @@ the graph, the retrievers' settings, the features, and what the build measured.
 It is used only with what it was built from: another checkpoint's embeddings, another graph or
 other features are refused by name.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,9 @@ def publish(run: str, model: str, factors: np.ndarray, factors_identity: dict, i
     return storage.publish_dir(run, RANKER, write, marker=IDENTITY)
 
 
-def read(run: str, checkpoint_id: str | None, manifest: dict, title: str,
-         features_version: int) -> tuple[str, np.ndarray, dict]:
+def read(
+    run: str, checkpoint_id: str | None, manifest: dict, title: str, features_version: int
+) -> tuple[str, np.ndarray, dict]:
     """The booster's text, the ALS factors and the identity, once checked against the run's
     embeddings (``checkpoint_id``), the graph in use, the title model's ``title`` source and what
     the features mean (``features_version``)."""
@@ -48,28 +50,39 @@ def read(run: str, checkpoint_id: str | None, manifest: dict, title: str,
     if recorded is None:
         raise FileNotFoundError(
             f"--methods rerank: no ranker in {path(run)}/; build it with python -m trainer.rerank "
-            f"--graph GRAPH --run {run}, or leave rerank out of --methods")
+            f"--graph GRAPH --run {run}, or leave rerank out of --methods"
+        )
     if recorded["checkpoint_id"] != checkpoint_id:
         raise RunMismatchError(
             f"{path(run)} was built on the embeddings of checkpoint {recorded['checkpoint_id']}, the run's are "
-            f"now of {checkpoint_id}: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
+            f"now of {checkpoint_id}: build it again (python -m trainer.rerank --graph GRAPH --run {run})"
+        )
     if recorded["graph"] != graph_identity(manifest):
         raise RunMismatchError(
-            f"{path(run)} was built on another graph ({recorded['graph']}); build it again on this one")
+            f"{path(run)} was built on another graph ({recorded['graph']}); build it again on this one"
+        )
     if recorded.get("title") != title:  # its features include the title model's scores
         raise RunMismatchError(
             f"{path(run)} was built with the title model {recorded.get('title', 'training')!r}, this one is "
-            f"{title!r}: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
+            f"{title!r}: build it again (python -m trainer.rerank --graph GRAPH --run {run})"
+        )
     if recorded.get("features_version", 1) != features_version:  # the same names, computed otherwise
         raise RunMismatchError(
             f"{path(run)} was built on features of version {recorded.get('features_version', 1)}, these are of "
-            f"version {features_version}: build it again (python -m trainer.rerank --graph GRAPH --run {run})")
+            f"version {features_version}: build it again (python -m trainer.rerank --graph GRAPH --run {run})"
+        )
     with storage.open_file(path(run, MODEL), "rb") as f:
         data = f.read()
-    storage.verify(path(run, MODEL), recorded.get("model_sha256"),
-                   f"build it again (python -m trainer.rerank --graph GRAPH --run {run})", data=data)
+    storage.verify(
+        path(run, MODEL),
+        recorded.get("model_sha256"),
+        f"build it again (python -m trainer.rerank --graph GRAPH --run {run})",
+        data=data,
+    )
     model = data.decode()
     factors = als_factors.load(path(run, FACTORS), recorded["als_factors"])
     if factors is None:
-        raise RunMismatchError(f"{path(run, FACTORS)} is missing or not the fit the ranker was built with; build it again")
+        raise RunMismatchError(
+            f"{path(run, FACTORS)} is missing or not the fit the ranker was built with; build it again"
+        )
     return model, factors, recorded

@@ -7,6 +7,7 @@ and graph record with no word; the ETL refuses an existing output without ``--ov
 trainer does the same. ``--overwrite`` removes the run's own outputs (``RUN_OUTPUTS``) and
 nothing else, so that a dir pointed at by mistake loses no file the trainer did not write.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,8 +27,17 @@ TENSORBOARD = "tensorboard"
 ALS_FACTORS = "als_factors.npz"
 RANKER = "reranker"
 # Everything trainer.train, trainer.embed, trainer.evaluate and trainer.rerank write into a run dir.
-RUN_OUTPUTS = ("checkpoints", METRICS_FILE, CONFIG_FILE, GRAPH_FILE, CURVES_FILE, EMBEDDINGS, TENSORBOARD,
-               ALS_FACTORS, RANKER)
+RUN_OUTPUTS = (
+    "checkpoints",
+    METRICS_FILE,
+    CONFIG_FILE,
+    GRAPH_FILE,
+    CURVES_FILE,
+    EMBEDDINGS,
+    TENSORBOARD,
+    ALS_FACTORS,
+    RANKER,
+)
 # eval reports, and what an embed or rerank killed while publishing leaves beside its folder
 LEFTOVER_GLOBS = ("eval_*.json", *(f"{d}.{kind}-*" for d in (EMBEDDINGS, RANKER) for kind in ("tmp", "old")))
 # What identifies a graph dir: a rebuilt graph has another created_at, a changed one other counts.
@@ -67,8 +77,11 @@ class RunDir:
     def metrics_until(self, epoch: int, global_step: int) -> list[dict]:
         """The records a run resumed at ``epoch`` after ``global_step`` steps keeps: those of the
         steps it does not repeat."""
-        return [r for r in self.read_metrics() if r["epoch"] < epoch
-                or (r["epoch"] == epoch and r.get("global_step", math.inf) <= global_step)]
+        return [
+            r
+            for r in self.read_metrics()
+            if r["epoch"] < epoch or (r["epoch"] == epoch and r.get("global_step", math.inf) <= global_step)
+        ]
 
     def write_metrics(self, records: list[dict]) -> None:
         text = "".join(json.dumps(r) + "\n" for r in records)
@@ -95,7 +108,8 @@ def check_trained_on(recorded: dict | None, graph_path: str, manifest: dict, wha
     if differ:
         raise RunMismatchError(
             f"{what} was trained on graph {recorded.get('graph', '?')} (created_at {recorded.get('created_at')}), "
-            f"not on {graph_path} (created_at {manifest.get('created_at')}): they differ in {differ}")
+            f"not on {graph_path} (created_at {manifest.get('created_at')}): they differ in {differ}"
+        )
 
 
 def check_resumable(saved: dict, config: TrainConfig, run: RunDir, graph_path: str, manifest: dict) -> None:
@@ -106,7 +120,8 @@ def check_resumable(saved: dict, config: TrainConfig, run: RunDir, graph_path: s
         raise ConfigError(
             f"--resume: config differs from the checkpoint in {differ} "
             f"({', '.join(f'{k}: {saved.get(k)!r} -> {current[k]!r}' for k in differ)}); "
-            f"only {sorted(RESUMABLE_CHANGES)} may change")
+            f"only {sorted(RESUMABLE_CHANGES)} may change"
+        )
     check_trained_on(run.read_json(GRAPH_FILE), graph_path, manifest, f"--resume: {run.path}")
 
 
@@ -126,15 +141,17 @@ def refuse_or_clear(run_dir: str, resume: bool, overwrite: bool, is_main: bool =
     """Raise :class:`RunExistsError` if ``run_dir`` holds a run and the user chose neither
     ``resume`` nor ``overwrite``; with ``overwrite``, rank 0 (``is_main``) removes the old run."""
     if resume and overwrite:
-        raise RunExistsError("--resume and --overwrite exclude each other: resume continues the run "
-                             f"in {run_dir}, overwrite discards it")
+        raise RunExistsError(
+            f"--resume and --overwrite exclude each other: resume continues the run in {run_dir}, overwrite discards it"
+        )
     found = held_run(run_dir)
     if not found or resume:
         return
     if not overwrite:
         raise RunExistsError(
             f"run dir {run_dir} already holds a run ({', '.join(found)}); pass --resume to continue "
-            "it, --overwrite to discard it and start afresh, or choose another --out")
+            "it, --overwrite to discard it and start afresh, or choose another --out"
+        )
     if is_main:
         clear(run_dir)
 
@@ -168,6 +185,7 @@ class TensorBoard:
             return
         if self.writer is None:  # opened at the first epoch's end: --overwrite has cleared the dir by then
             from torch.utils.tensorboard import SummaryWriter
+
             self.writer = SummaryWriter(log_dir=self.log_dir)
         for key, value in record.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":

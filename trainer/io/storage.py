@@ -1,6 +1,7 @@
 """Every path the trainer reads or writes, local or an fsspec URL (``s3://``, ``gs://``,
 ``file://``), and the one way it publishes a file: write a temporary file beside it, then rename,
 so that a reader never sees half a file and a failed write leaves the previous one."""
+
 from __future__ import annotations
 
 import errno
@@ -61,8 +62,10 @@ def filesystem(path: str):
         if scheme not in EXTRAS:
             raise MissingExtra(f"{path}: {e}") from None
         package, extra = EXTRAS[scheme]
-        raise MissingExtra(f"{path}: {scheme}:// paths need {package}, which is not installed: "
-                           f"pip install 'mpd-graph[{extra}]' (or pip install {package})") from None
+        raise MissingExtra(
+            f"{path}: {scheme}:// paths need {package}, which is not installed: "
+            f"pip install 'mpd-graph[{extra}]' (or pip install {package})"
+        ) from None
     return fs, target.rstrip("/") or target
 
 
@@ -123,8 +126,9 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def verify(path: str, recorded: str | None, remedy: str, error: type[Damaged] = Damaged,
-           data: bytes | None = None) -> None:
+def verify(
+    path: str, recorded: str | None, remedy: str, error: type[Damaged] = Damaged, data: bytes | None = None
+) -> None:
     """Check the file at ``path`` (or the ``data`` read from it) against the SHA-256 ``recorded``
     when it was written: ``error`` (a :class:`Damaged`), naming it and ``remedy``, when they
     differ; a warning when nothing was recorded (written by an earlier version): read unchecked."""
@@ -133,8 +137,10 @@ def verify(path: str, recorded: str | None, remedy: str, error: type[Damaged] = 
         return
     found = sha256(path) if data is None else hashlib.sha256(data).hexdigest()
     if found != recorded:
-        raise error(f"{path} is damaged: its SHA-256 is {found[:12]}..., not the {recorded[:12]}... recorded "
-                    f"when it was written ({size(path):,} bytes now); {remedy}")
+        raise error(
+            f"{path} is damaged: its SHA-256 is {found[:12]}..., not the {recorded[:12]}... recorded "
+            f"when it was written ({size(path):,} bytes now); {remedy}"
+        )
 
 
 def check_writable(path: str, what: str, folder: bool = False) -> None:
@@ -177,8 +183,9 @@ def atomic_open(path: str):
         if fs.exists(tmp):
             fs.rm(tmp)
         if full and isinstance(e, Exception):
-            raise OutputError(f"writing {path}: no space left on device; free some space and run again "
-                              "(nothing was replaced)") from e
+            raise OutputError(
+                f"writing {path}: no space left on device; free some space and run again (nothing was replaced)"
+            ) from e
         raise
     if is_local(fs):
         os.replace(tmp, target)
@@ -264,8 +271,12 @@ def exclusive(path: str, what: str, command: str):
     fs, root = filesystem(path)
     fs.makedirs(root, exist_ok=True)
     lock = posixpath.join(root, ".lock")
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-          "command": command}
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command,
+    }
     while True:
         try:
             if is_local(fs):
@@ -287,9 +298,11 @@ def exclusive(path: str, what: str, command: str):
             if holder.get("host") == me["host"] and holder.get("pid") and not _alive(int(holder["pid"])):
                 fs.rm(lock)  # its process is gone: nobody writes here any more
                 continue
-            raise Locked(f"{what} {path} is in use: {holder.get('command', 'a process')} (pid {holder.get('pid', '?')} "
-                         f"on {holder.get('host', '?')}, since {holder.get('since', '?')}) writes there; wait for it to "
-                         f"end, or remove {lock} if that process is gone") from None
+            raise Locked(
+                f"{what} {path} is in use: {holder.get('command', 'a process')} (pid {holder.get('pid', '?')} "
+                f"on {holder.get('host', '?')}, since {holder.get('since', '?')}) writes there; wait for it to "
+                f"end, or remove {lock} if that process is gone"
+            ) from None
     try:
         yield
     finally:

@@ -4,6 +4,7 @@ the seeds, its similarity to the seeds in each retriever's item space, and the q
 and category. :func:`groups` sorts them into the groups the ablation (bench/rerank_ablation.py)
 drops one by one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -107,8 +108,13 @@ def _seed_overlap(cands: Candidates, queries: Queries, of_track: np.ndarray) -> 
     return np.where(keys[at] == want, counts[at], 0).astype(np.float32)
 
 
-def features(cands: Candidates, queries: Queries, tracks: TrackFeatures, categories: np.ndarray | None = None,
-             similarity: SeedSimilarity | None = None) -> tuple[np.ndarray, list[str]]:
+def features(
+    cands: Candidates,
+    queries: Queries,
+    tracks: TrackFeatures,
+    categories: np.ndarray | None = None,
+    similarity: SeedSimilarity | None = None,
+) -> tuple[np.ndarray, list[str]]:
     """The feature matrix float32 [candidates, features] and the features' names."""
     rows, n = cands.rows(), len(cands)
     cols: dict[str, np.ndarray] = {}
@@ -129,8 +135,13 @@ def features(cands: Candidates, queries: Queries, tracks: TrackFeatures, categor
     if similarity is not None:
         cols.update(similarity.columns(cands, queries))
     cols["num_seeds"] = num_seeds[rows]
-    code = np.array([CATEGORY_CODE.get(c, -1) if c is not None else -1 for c in
-                     (categories if categories is not None else [None] * n)], np.float32)
+    code = np.array(
+        [
+            CATEGORY_CODE.get(c, -1) if c is not None else -1
+            for c in (categories if categories is not None else [None] * n)
+        ],
+        np.float32,
+    )
     cols["category"] = code[rows]
     names = list(cols)
     return np.stack([cols[c].astype(np.float32) for c in names], axis=1), names

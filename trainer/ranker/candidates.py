@@ -5,6 +5,7 @@ its top-K, which the second stage reads as "not proposed").
 A playlist without seeds has only its title: the title retriever proposes alone there, as the
 title fallback does for every method in ``evaluate``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,10 +22,10 @@ TITLE = "title"
 class Candidates:
     """Candidate tracks per query (CSR over rows) and, per retriever, score and rank columns."""
 
-    indptr: np.ndarray          # int64 [B + 1]
-    tracks: np.ndarray          # int64 [n], sorted within a row
+    indptr: np.ndarray  # int64 [B + 1]
+    tracks: np.ndarray  # int64 [n], sorted within a row
     scores: dict[str, np.ndarray]  # retriever -> float32 [n], NaN: not in its top-K
-    ranks: dict[str, np.ndarray]   # retriever -> float32 [n], 0 = its best, NaN: not in its top-K
+    ranks: dict[str, np.ndarray]  # retriever -> float32 [n], 0 = its best, NaN: not in its top-K
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
@@ -35,8 +36,14 @@ class Candidates:
 
 
 def generate(
-    retrievers: dict[str, Scorer], title: Scorer, queries: Queries, num_tracks: int, k: int,
-    chunk_size: int, device: torch.device | str = "cpu", allowed: np.ndarray | None = None,
+    retrievers: dict[str, Scorer],
+    title: Scorer,
+    queries: Queries,
+    num_tracks: int,
+    k: int,
+    chunk_size: int,
+    device: torch.device | str = "cpu",
+    allowed: np.ndarray | None = None,
 ) -> Candidates:
     """The union of every retriever's top-``k`` (seeds and tracks ``allowed`` rules out never
     included); the title retriever runs for every query, the others for those with seeds."""

@@ -1,6 +1,7 @@
 """The ranker's training examples: each held-out playlist's candidates (the retrievers' top K),
 their features and labels (is the candidate a hidden track), the query sizes LightGBM groups
 by, and the first stage's recall."""
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,18 @@ from trainer.ranker.candidate_features import SeedSimilarity, TrackFeatures, fea
 log = logging.getLogger("trainer.rerank")
 
 
-def examples(held: HeldOut, retrievers: dict[str, Scorer], title: Scorer, tracks: TrackFeatures, num_tracks: int,
-             k: int, batch_size: int, chunk_size: int, device: torch.device, allowed: np.ndarray | None):
+def examples(
+    held: HeldOut,
+    retrievers: dict[str, Scorer],
+    title: Scorer,
+    tracks: TrackFeatures,
+    num_tracks: int,
+    k: int,
+    batch_size: int,
+    chunk_size: int,
+    device: torch.device,
+    allowed: np.ndarray | None,
+):
     """Features, labels and query sizes of ``held``'s candidates; the first stage's recall.
     Candidates come only from the ``allowed`` tracks (the catalogue evaluation ranks, visible by
     default): a track known only through held-out playlists' hidden edges would teach the ranker

@@ -9,6 +9,7 @@ It is trained on the val playlists: their hidden tracks are edges no retriever w
 a training playlist's would be scored with its own answers known. Folds of the val playlists pick
 the number of boosting rounds; the model is then fitted on all of them. Test stays untouched.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,14 +49,25 @@ class RankerParams:
 
 
 def _booster_params(p: RankerParams, num_threads: int) -> dict:
-    return {"objective": "lambdarank", "metric": "ndcg", "eval_at": [50], "num_leaves": p.num_leaves,
-            "learning_rate": p.learning_rate, "min_data_in_leaf": p.min_data_in_leaf, "seed": p.seed,
-            "deterministic": True, "force_row_wise": True, "num_threads": num_threads, "verbosity": -1,
-            "lambdarank_truncation_level": 500}
+    return {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": [50],
+        "num_leaves": p.num_leaves,
+        "learning_rate": p.learning_rate,
+        "min_data_in_leaf": p.min_data_in_leaf,
+        "seed": p.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": num_threads,
+        "verbosity": -1,
+        "lambdarank_truncation_level": 500,
+    }
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RankerParams,
-                   num_threads: int = 0) -> tuple[np.ndarray, list[dict]]:
+def cross_validate(
+    x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RankerParams, num_threads: int = 0
+) -> tuple[np.ndarray, list[dict]]:
     """``params.folds`` folds over the queries, each booster stopped early on its held-back fold
     (NDCG@50): every candidate's out-of-fold prediction, and each fold's best round and NDCG."""
     import lightgbm as lgb
@@ -69,27 +81,35 @@ def cross_validate(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[
         parts, idx = {}, {}
         for side, pick in (("train", fold_of != f), ("valid", fold_of == f)):
             q = np.flatnonzero(pick)
-            idx[side] = (np.concatenate([np.arange(starts[i], starts[i + 1]) for i in q]) if len(q)
-                         else np.zeros(0, np.int64))
-            parts[side] = lgb.Dataset(x[idx[side]], y[idx[side]], group=group[q], feature_name=names,
-                                      free_raw_data=True)
-        booster = lgb.train(bp, parts["train"], params.max_rounds, valid_sets=[parts["valid"]],
-                            callbacks=[lgb.early_stopping(params.early_stopping, verbose=False)])
+            idx[side] = (
+                np.concatenate([np.arange(starts[i], starts[i + 1]) for i in q]) if len(q) else np.zeros(0, np.int64)
+            )
+            parts[side] = lgb.Dataset(
+                x[idx[side]], y[idx[side]], group=group[q], feature_name=names, free_raw_data=True
+            )
+        booster = lgb.train(
+            bp,
+            parts["train"],
+            params.max_rounds,
+            valid_sets=[parts["valid"]],
+            callbacks=[lgb.early_stopping(params.early_stopping, verbose=False)],
+        )
         pred[idx["valid"]] = booster.predict(x[idx["valid"]], num_iteration=booster.best_iteration)
         folds.append({"best_round": booster.best_iteration, "ndcg@50": booster.best_score["valid_0"]["ndcg@50"]})
         log.info("rerank fold %d/%d: best round %d, NDCG@50 %.4f", f + 1, params.folds, *folds[-1].values())
     return pred, folds
 
 
-def fit(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RankerParams,
-        num_threads: int = 0):
+def fit(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], params: RankerParams, num_threads: int = 0):
     """Rounds chosen by :func:`cross_validate`, then one booster on every query. Returns the
     booster and what the folds found."""
     import lightgbm as lgb
 
     _, folds = cross_validate(x, y, group, names, params, num_threads)
     rounds = max(1, int(round(np.mean([f["best_round"] for f in folds]))))
-    booster = lgb.train(_booster_params(params, num_threads), lgb.Dataset(x, y, group=group, feature_name=names), rounds)
+    booster = lgb.train(
+        _booster_params(params, num_threads), lgb.Dataset(x, y, group=group, feature_name=names), rounds
+    )
     return booster, {"rounds": rounds, "folds": folds}
 
 
@@ -113,13 +133,19 @@ def r_precision_track(score: np.ndarray, y: np.ndarray, group: np.ndarray, truth
     return np.bincount(rows, hit, minlength=len(group)) / np.maximum(truth_sizes, 1)
 
 
-def fit_fusion(x: np.ndarray, y: np.ndarray, group: np.ndarray, names: list[str], retrievers: list[str],
-               categories: np.ndarray, truth_sizes: np.ndarray) -> dict[str, list[float]]:
+def fit_fusion(
+    x: np.ndarray,
+    y: np.ndarray,
+    group: np.ndarray,
+    names: list[str],
+    retrievers: list[str],
+    categories: np.ndarray,
+    truth_sizes: np.ndarray,
+) -> dict[str, list[float]]:
     """Per seed category, the weights (a grid of step ``FUSION_STEP`` over the simplex) whose
     fused z-scores give the best mean R-precision (track matches) on these queries."""
     steps = int(round(1 / FUSION_STEP))
-    grid = [np.array(w, np.float64) / steps for w in np.ndindex(*(steps + 1,) * len(retrievers))
-            if sum(w) == steps]
+    grid = [np.array(w, np.float64) / steps for w in np.ndindex(*(steps + 1,) * len(retrievers)) if sum(w) == steps]
     per_query = np.stack([r_precision_track(fused(x, names, retrievers, w), y, group, truth_sizes) for w in grid])
     out = {}
     for c in sorted({c for c in categories if c is not None}):
@@ -133,11 +159,22 @@ class Ranker:
     """The two stages as one scorer: the candidates re-ordered by the booster; every other track
     after them, by popularity (as the baselines fill their lists)."""
 
-    def __init__(self, booster, retrievers: dict[str, Scorer], title: Scorer, tracks: TrackFeatures,
-                 popularity: np.ndarray, num_tracks: int, params: RankerParams, names: list[str],
-                 chunk_size: int = 1 << 17, device: torch.device | str = "cpu",
-                 categories: np.ndarray | None = None, fusion: dict[str, list[float]] | None = None,
-                 allowed: np.ndarray | None = None):
+    def __init__(
+        self,
+        booster,
+        retrievers: dict[str, Scorer],
+        title: Scorer,
+        tracks: TrackFeatures,
+        popularity: np.ndarray,
+        num_tracks: int,
+        params: RankerParams,
+        names: list[str],
+        chunk_size: int = 1 << 17,
+        device: torch.device | str = "cpu",
+        categories: np.ndarray | None = None,
+        fusion: dict[str, list[float]] | None = None,
+        allowed: np.ndarray | None = None,
+    ):
         """``fusion``: rank by the per-category fused z-scores (:func:`fit_fusion`) instead of the
         booster; ``allowed``: the only tracks that may be candidates (None: all), as the ranking
         that reads this scorer allows."""
@@ -156,8 +193,16 @@ class Ranker:
         return np.array([self.categories[i] if i >= 0 else None for i in ids], dtype=object)
 
     def batch(self, queries: Queries) -> ChunkScores:
-        cands = generate(self.retrievers, self.title, queries, self.num_tracks, self.params.k,
-                         self.chunk_size, self.device, self.allowed)
+        cands = generate(
+            self.retrievers,
+            self.title,
+            queries,
+            self.num_tracks,
+            self.params.k,
+            self.chunk_size,
+            self.device,
+            self.allowed,
+        )
         x, names = features(cands, queries, self.tracks, self._categories(queries), self.similarity)
         if names != self.names:
             raise ValueError(f"rerank: features {names} differ from the model's {self.names}")

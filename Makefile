@@ -1,5 +1,5 @@
 # make demo  -- synthetic MPD (or $MPD_DIR) -> Spark ETL -> CPU trainer -> evaluation
-# make test  -- the linter, then the test suite (what CI runs)
+# make test  -- the linter and the formatter's check, then the test suite (what CI runs)
 # Both create or reuse .venv and install what is missing; a second run installs nothing.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -47,6 +47,7 @@ install-pyg-sparse: install
 
 test: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 demo: install

@@ -31,7 +31,7 @@ LAYERS = [
     ("trainer.cli",),
     tuple(sorted(COMMANDS)),
 ]
-MAX_LINES = 400
+MAX_LINES = 350  # as ruff format writes them
 
 
 def _tracked(*patterns: str) -> list[str]:
@@ -176,7 +176,7 @@ def _plain_imports(path: str) -> set[str]:
     return names
 
 
-def test_no_source_file_over_400_lines():
+def test_no_source_file_over_350_lines():
     long = {}
     for path in _tracked("etl/*.py", "trainer/*.py"):
         with open(os.path.join(REPO, path)) as f:

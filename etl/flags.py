@@ -44,3 +44,10 @@ def memory(text: str) -> str:
     if not _MEMORY.match(text):
         raise argparse.ArgumentTypeError(f"expected a size such as 512m or 6g, got {text!r}")
     return text
+
+
+def memory_bytes(text: str) -> int:
+    """Bytes of a JVM memory size as ``spark.driver.memory`` takes it (no suffix: MiB)."""
+    text = text.strip().lower()
+    unit = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}.get(text[-1:])
+    return int(text[:-1]) * unit if unit else int(text) * 2**20

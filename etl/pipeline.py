@@ -162,6 +162,8 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         )
         spark.conf.set(SHUFFLE_PARTITIONS, str(partitions))
         hop2 = args.hop2 if args.hop2 != "auto" else ("exact" if total_bytes <= options.AUTO_EXACT_MAX_BYTES else "hll")
+        if hop2 == "hll":  # what the driver is given: this job's --driver-memory, or spark-submit's
+            features.check_driver_memory(total_bytes, spark.sparkContext.getConf().get("spark.driver.memory", "1g"))
 
         with stages("parse"):
             records, counts, bad_files, why = _parse(spark, files, keep, args.input, args.skip_bad_files, hop2)

@@ -1,10 +1,10 @@
 """The hll 2-hop sketches' broadcast of a graph dir, counted exactly, beside the model the ETL
-checks ``--driver-memory`` with (``etl.features.check_driver_memory``).
+checks ``--driver-memory`` with (``etl.broadcast.check_driver_memory``).
 
     python bench/broadcast_model.py --graph G [--json-bytes N]
 
 Exact: one sketch per middle node of the graph the features see (visible playlist-track edges;
-tracks with a visible edge and their albums and artists), ``etl.features.sketch_table_bytes`` of
+tracks with a visible edge and their albums and artists), ``etl.broadcast.sketch_table_bytes`` of
 each node's distinct ends: co-playlists' (a sketch of its playlists per track) and co-tracks'
 (a sketch of its tracks per playlist, album and artist). Model: ``hll_broadcast_bytes`` of the
 same counts (uncapped sketches: a bound), and ``estimated_broadcast_bytes`` of the input's JSON
@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl import contract, features
+from etl import broadcast, contract
 from trainer.io.graph import read_table
 
 
@@ -52,9 +52,9 @@ def exact(graph: str) -> dict:
     }
     return {
         "counts": counts,
-        "co_playlists_bytes": features.sketch_table_bytes(nonzero[1]),
-        "co_tracks_bytes": sum(features.sketch_table_bytes(d) for d in (nonzero[0], nonzero[2], nonzero[3])),
-        "model_bytes_from_counts": features.hll_broadcast_bytes(**counts),
+        "co_playlists_bytes": broadcast.sketch_table_bytes(nonzero[1]),
+        "co_tracks_bytes": sum(broadcast.sketch_table_bytes(d) for d in (nonzero[0], nonzero[2], nonzero[3])),
+        "model_bytes_from_counts": broadcast.hll_broadcast_bytes(**counts),
     }
 
 
@@ -64,9 +64,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json-bytes", type=int, help="the input's JSON size (default: entries x JSON_BYTES_PER_ENTRY)")
     a = ap.parse_args(argv)
     out = {"graph": a.graph, **exact(a.graph)}
-    json_bytes = a.json_bytes or out["counts"]["entries"] * features.JSON_BYTES_PER_ENTRY
+    json_bytes = a.json_bytes or out["counts"]["entries"] * broadcast.JSON_BYTES_PER_ENTRY
     out["json_bytes"] = json_bytes
-    out["model_bytes_from_input"] = features.estimated_broadcast_bytes(json_bytes)
+    out["model_bytes_from_input"] = broadcast.estimated_broadcast_bytes(json_bytes)
     largest = max(out["co_playlists_bytes"], out["co_tracks_bytes"])
     out["model_over_exact"] = {
         k: round(out[k] / largest, 3) for k in ("model_bytes_from_counts", "model_bytes_from_input")

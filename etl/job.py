@@ -26,7 +26,7 @@ if __package__ in (None, ""):
 
 from pyspark import SparkContext  # noqa: E402  (after the script-mode path fix above)
 
-from etl import features, session, storage  # noqa: E402
+from etl import broadcast, session, storage  # noqa: E402
 from etl.options import parse_args  # noqa: E402
 from etl.pipeline import BadInputError, build_graph_dir  # noqa: E402
 from etl.session import RuntimeMissing, spark_session  # noqa: E402
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 storage.OutputError,
                 storage.Locked,
                 RuntimeMissing,
-                features.DriverMemoryError,
+                broadcast.DriverMemoryError,
             ),
         ):
             log.error("%s", e)

@@ -17,7 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from etl import checker, contract, features, manifest, options, slice_files, storage, validate
+from etl import broadcast, checker, contract, features, manifest, options, slice_files, storage, validate
 from etl.dedup import dedup_entries, split_bad_uris, split_duplicate_pids, split_missing_pid, split_mistyped
 from etl.flatten import entry_count, playlist_records, track_entries
 from etl.schema import CORRUPT_RECORD, SLICE
@@ -163,7 +163,7 @@ def build_graph_dir(args: argparse.Namespace, spark: SparkSession | None = None)
         spark.conf.set(SHUFFLE_PARTITIONS, str(partitions))
         hop2 = args.hop2 if args.hop2 != "auto" else ("exact" if total_bytes <= options.AUTO_EXACT_MAX_BYTES else "hll")
         if hop2 == "hll":  # what the driver is given: this job's --driver-memory, or spark-submit's
-            features.check_driver_memory(total_bytes, spark.sparkContext.getConf().get("spark.driver.memory", "1g"))
+            broadcast.check_driver_memory(total_bytes, spark.sparkContext.getConf().get("spark.driver.memory", "1g"))
 
         with stages("parse"):
             records, counts, bad_files, why = _parse(spark, files, keep, args.input, args.skip_bad_files, hop2)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from etl_run import run_etl
 
-from etl import contract, features, storage
+from etl import broadcast, contract, storage
 from etl.synth.graphdir import synthetic_graph_dir
 
 MPD_JSON_BYTES = int(33.5 * 2**30)  # the whole MPD's slices
@@ -44,20 +44,20 @@ def test_the_broadcast_model_bounds_the_exact_sketch_bytes(tmp_path):
         "albums": sum(k[0] == "album" for k in tracks_of),
         "artists": sum(k[0] == "artist" for k in tracks_of),
     }
-    model = features.hll_broadcast_bytes(**counts)
+    model = broadcast.hll_broadcast_bytes(**counts)
     assert exact <= model <= 1.1 * exact  # a bound, close where few sketches reach their cap
     # From the input's size alone (its visible entries' JSON): within a factor of two, never short.
-    estimate = features.estimated_broadcast_bytes(counts["entries"] * features.JSON_BYTES_PER_ENTRY)
+    estimate = broadcast.estimated_broadcast_bytes(counts["entries"] * broadcast.JSON_BYTES_PER_ENTRY)
     assert exact <= estimate <= 2 * exact
 
 
 def test_a_driver_too_small_for_the_full_mpd_is_refused_by_name():
-    with pytest.raises(features.DriverMemoryError) as e:
-        features.check_driver_memory(MPD_JSON_BYTES, "4g")
+    with pytest.raises(broadcast.DriverMemoryError) as e:
+        broadcast.check_driver_memory(MPD_JSON_BYTES, "4g")
     assert "raise --driver-memory (now 4g; spark.driver.memory under spark-submit), or pass --hop2 off" in str(e.value)
-    features.check_driver_memory(MPD_JSON_BYTES, "6g")  # the default, which held the 1M job's broadcast
-    features.check_driver_memory(MPD_JSON_BYTES, "6144")  # spark.driver.memory without a unit: MiB
-    features.check_driver_memory(300 * 2**20, "1g")  # 10k playlists' worth
+    broadcast.check_driver_memory(MPD_JSON_BYTES, "6g")  # the default, which held the 1M job's broadcast
+    broadcast.check_driver_memory(MPD_JSON_BYTES, "6144")  # spark.driver.memory without a unit: MiB
+    broadcast.check_driver_memory(300 * 2**20, "1g")  # 10k playlists' worth
 
 
 def test_the_job_refuses_it_before_parsing(spark, tmp_path, monkeypatch, mpd_sample_dir):
@@ -65,7 +65,7 @@ def test_the_job_refuses_it_before_parsing(spark, tmp_path, monkeypatch, mpd_sam
     the input, with no output and no staging dir left."""
     monkeypatch.setattr(storage, "json_bytes", lambda files: MPD_JSON_BYTES)
     monkeypatch.setattr(storage, "check_free_disk", lambda spark, output, size: None)
-    with pytest.raises(features.DriverMemoryError, match=r"now 2g"):
+    with pytest.raises(broadcast.DriverMemoryError, match=r"now 2g"):
         run_etl(spark, "--input", mpd_sample_dir, "--output", tmp_path / "g")
     assert os.listdir(tmp_path) == []
     m = run_etl(spark, "--input", mpd_sample_dir, "--output", tmp_path / "g", "--hop2", "off")

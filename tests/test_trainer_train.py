@@ -4,8 +4,12 @@ import json
 import os
 import platform
 import re
+import shutil
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import torch
 from graphdir_fixture import MPD_SAMPLE, sample_graph_dir, toy_graph_dir
@@ -114,6 +118,73 @@ def test_resume_after_a_crash_mid_epoch_equals_uninterrupted(gdir, tmp_path, mon
     monkeypatch.setattr(module, "batch_loss", real)
     train_from_args([*args, "--out", str(tmp_path / "crashed"), "--resume"])
     _assert_same(_params(tmp_path / "straight"), _params(tmp_path / "crashed"))
+
+
+def _rewrite(graph: str, table: str, change) -> None:
+    """Replace a table of a graph dir with ``change(table)``, as one file, and its manifest count."""
+    t = change(pq.read_table(os.path.join(graph, table)))
+    shutil.rmtree(os.path.join(graph, table))
+    os.makedirs(os.path.join(graph, table))
+    pq.write_table(t, os.path.join(graph, table, "part-0.parquet"))
+    with open(os.path.join(graph, contract.MANIFEST)) as f:
+        manifest = json.load(f)
+    manifest["counts"][table] = t.num_rows
+    with open(os.path.join(graph, contract.MANIFEST), "w") as f:
+        json.dump(manifest, f)
+
+
+@PROPAGATIONS
+def test_tracks_only_hidden_edges_hold_stay_out_of_training(tmp_path, mode):
+    """What is held out reaches no trained parameter: the same seed trains the same model (and
+    optimiser state) when the held-out playlists' hidden edges change and when the tracks only
+    hidden edges hold move to other albums and artists (they leave message passing, as in the
+    ETL's features)."""
+    a = toy_graph_dir(str(tmp_path / "a"), 200, seed=2, holdout=0.1, tracks_per_genre=120, hidden_only=3)
+    b = str(tmp_path / "b")
+    shutil.copytree(a, b)
+    visible = pc.is_in(_read(a, "edges/playlist_track")["role"], pa.array(list(contract.VISIBLE_ROLES)))
+    seen = set(_read(a, "edges/playlist_track").filter(visible)["track_id"].to_pylist())
+    hidden_only = [t for t in range(len(_read(a, "nodes/track"))) if t not in seen]
+    assert len(hidden_only) >= 3  # the planted ones, and generated tracks only held-out playlists hold
+    # b: every other hidden edge gone (val's and test's), and the hidden-only tracks on other
+    # albums and artists.
+    hidden = pc.equal(_read(a, "edges/playlist_track")["role"], contract.ROLE_HIDDEN).to_pylist()
+    drop = [h and i % 2 == 0 for i, h in enumerate(hidden)]
+    _rewrite(b, "edges/playlist_track", lambda t: t.filter(pa.array([not d for d in drop])))
+    for kind in ("album", "artist"):
+        column = f"{kind}_id"
+
+        def move(t, column=column):
+            ids = t[column].to_numpy().copy()
+            moved = np.isin(t["track_id"].to_numpy(), hidden_only)
+            ids[moved] = (ids[moved] + 1) % (ids.max() + 1)
+            return t.set_column(t.schema.get_field_index(column), column, pa.array(ids))
+
+        _rewrite(b, f"edges/track_{kind}", move)
+    args = ["--epochs=2", "--max_steps_per_epoch=3", *mode, "--val_rank_playlists=0"]
+    for graph, out in ((a, "ra"), (b, "rb")):
+        train_from_args(["--graph", graph, "--out", str(tmp_path / out), *args])
+    ra, rb = (checkpoint.load(checkpoint.checkpoint_path(str(tmp_path / r))) for r in ("ra", "rb"))
+    _assert_same(ra["model"], rb["model"])
+    assert torch.equal(
+        torch.cat([v.flatten() for v in _tensors(ra["optimizer"])]),
+        torch.cat([v.flatten() for v in _tensors(rb["optimizer"])]),
+    )
+
+
+def _read(graph: str, table: str):
+    return pq.read_table(os.path.join(graph, table))
+
+
+def _tensors(state) -> list[torch.Tensor]:
+    """Every tensor of a nested optimiser state, in order."""
+    if isinstance(state, torch.Tensor):
+        return [state.float()]
+    if isinstance(state, dict):
+        return [t for k in sorted(state, key=str) for t in _tensors(state[k])]
+    if isinstance(state, (list, tuple)):
+        return [t for v in state for t in _tensors(v)]
+    return []
 
 
 def test_resume_refuses_a_changed_config(gdir, tmp_path):

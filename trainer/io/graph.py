@@ -50,7 +50,7 @@ class Graph:
     train_edges: torch.Tensor  # (2, E) playlist->track, role=train
     seed_edges: torch.Tensor  # (2, E) playlist->track, role=seed
     val_edges: torch.Tensor  # (2, E) role=hidden edges of split=val playlists
-    other_edges: dict[tuple, torch.Tensor]  # track->album, track->artist
+    other_edges: dict[tuple, torch.Tensor]  # track->album, track->artist of tracks with a visible edge
     playlist_split: np.ndarray  # (P,) split name per playlist id
 
     @property
@@ -243,6 +243,10 @@ def load_graph(path: str) -> Graph:
         torch.from_numpy(np.stack([src[m], dst[m]]).astype(index))
         for m in (masks[contract.ROLE_TRAIN], masks[contract.ROLE_SEED], val_mask)
     )
+    # A track only hidden edges hold is isolated, as in the ETL's features: its album and artist
+    # edges would carry into message passing a track that exists only through what is held out.
+    seen = np.zeros(num_nodes["track"], dtype=bool)
+    seen[dst[masks[contract.ROLE_TRAIN] | masks[contract.ROLE_SEED]]] = True
     del src, dst, roles, masks, val_mask
 
     other = {}
@@ -251,12 +255,10 @@ def load_graph(path: str) -> Graph:
             continue
         s_col, d_col = contract.ID_COLUMN[rel[0]], contract.ID_COLUMN[rel[2]]
         e = read_table(path, name, [s_col, d_col])
-        other[rel] = torch.from_numpy(
-            np.stack(
-                [checked_ids(e, name, s_col, num_nodes[rel[0]]), checked_ids(e, name, d_col, num_nodes[rel[2]])]
-            ).astype(index)
-        )
-        del e
+        track, linked = checked_ids(e, name, s_col, num_nodes[rel[0]]), checked_ids(e, name, d_col, num_nodes[rel[2]])
+        keep = seen[track]
+        other[rel] = torch.from_numpy(np.stack([track[keep], linked[keep]]).astype(index))
+        del e, track, linked, keep
     pa.default_memory_pool().release_unused()  # the Arrow tables are gone; hand their pages back
     return Graph(
         path=path,

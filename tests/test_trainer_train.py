@@ -752,6 +752,44 @@ def test_a_run_dir_in_use_is_refused_and_a_dead_holders_lock_is_taken_over(gdir,
     assert (run / "checkpoints" / "last.pt").exists() and not (run / ".lock").exists()
 
 
+def test_what_a_killed_writer_left_is_removed_by_the_next_run_that_holds_the_lock(gdir, tmp_path, caplog):
+    """kill -9 while a checkpoint is written and embeddings are staged leaves both temporaries;
+    the next command that holds the run dir's lock removes them, saying so, and keeps a live
+    writer's."""
+    import socket
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    args = ["--graph", gdir, "--out", str(run), "--max_steps_per_epoch=1", *SMALL]
+    train_from_args([*args, "--epochs=1"])
+    killed = f"""
+import os
+from trainer.io import storage
+def write(staging):
+    storage.atomic_write_bytes(storage.join(staging, "part.bin"), b"x")
+    with storage.atomic_open({str(run / "checkpoints" / "last.pt")!r}) as f:
+        f.write(b"half a checkpoint")
+        os.kill(os.getpid(), 9)
+storage.publish_dir({str(run)!r}, "embeddings", write)
+"""
+    assert subprocess.run([sys.executable, "-c", killed]).returncode == -9
+
+    def temporaries():
+        return sorted(str(p.relative_to(run)) for p in run.rglob("*") if ".tmp" in p.name)
+
+    assert [re.sub(r"-\d+(-[0-9a-f]{8})?$", "", t) for t in temporaries()] == [
+        f"checkpoints/last.pt.tmp.{socket.gethostname()}",
+        f"embeddings.tmp-{socket.gethostname()}",
+    ]
+    live = run / f"eval_val.json.tmp.{socket.gethostname()}-{os.getpid()}"  # a writer still at work
+    live.write_text("{")
+    with caplog.at_level("WARNING"):
+        train_from_args([*args, "--epochs=2", "--resume"])
+    assert temporaries() == [live.name]
+    assert f"removed 2 leftover(s) of writers killed in {run}" in caplog.text
+
+
 def test_an_out_under_a_file_is_named_before_any_work(gdir, tmp_path):
     from trainer.io import storage
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 import shutil
 import socket
 import time
@@ -20,6 +21,15 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 log = logging.getLogger(__name__)
+
+# What a writer leaves beside its target while it works, named for the process that owns it:
+# ``<file>.tmp.<host>-<pid>`` (atomic_open) and ``<folder>.tmp-<host>-<pid>-<id>`` /
+# ``<folder>.old-<host>-<pid>-<id>`` (publish_dir). A process killed outright leaves them.
+_LEFTOVER = re.compile(r"\.tmp\.(?P<host>.+)-(?P<pid>\d+)$|\.(?:tmp|old)-(?P<h>.+)-(?P<p>\d+)-[0-9a-f]{8}$")
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class OutputError(OSError):
@@ -174,7 +184,7 @@ def atomic_open(path: str):
     A full disk is said as such (:class:`OutputError`), whatever the writer made of it."""
     fs, target = filesystem(path)
     fs.makedirs(posixpath.dirname(target), exist_ok=True)
-    tmp = f"{target}.tmp.{os.getpid()}"
+    tmp = f"{target}.tmp.{_owner()}"
     try:
         with fs.open(tmp, "wb") as f:
             yield f
@@ -208,7 +218,7 @@ def publish_dir(parent: str, name: str, write, marker: str = "identity.json") ->
     Locally, readers see the old folder or the new one (or, for an instant, none); a write that
     fails leaves the published folder untouched. On object stores see :func:`_publish_by_copy`."""
     fs, root = filesystem(parent)
-    tag = uuid.uuid4().hex[:12]
+    tag = f"{_owner()}-{uuid.uuid4().hex[:8]}"
     staging, old = (join(parent, f"{name}.{kind}-{tag}") for kind in ("tmp", "old"))
     try:
         write(staging)
@@ -304,7 +314,26 @@ def exclusive(path: str, what: str, command: str):
                 f"end, or remove {lock} if that process is gone"
             ) from None
     try:
+        _sweep(fs, root, path)
         yield
     finally:
         if fs.exists(lock):
             fs.rm(lock)
+
+
+def _sweep(fs, root: str, path: str) -> None:
+    """Remove, saying so, what writers on this host that are gone left under ``root``."""
+    host, gone = socket.gethostname(), []
+    for p in sorted(fs.find(root, withdirs=True)):
+        m = _LEFTOVER.search(posixpath.basename(p.rstrip("/")))
+        owner = m and (m["host"] or m["h"], int(m["pid"] or m["p"]))
+        if owner and owner[0] == host and not _alive(owner[1]) and not any(p.startswith(g + "/") for g in gone):
+            fs.rm(p, recursive=True)
+            gone.append(p)
+    if gone:
+        log.warning(
+            "removed %d leftover(s) of writers killed in %s: %s",
+            len(gone),
+            path,
+            ", ".join(posixpath.relpath(g, root) for g in gone),
+        )

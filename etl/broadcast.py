@@ -18,7 +18,7 @@ ENTRIES_PER_PLAYLIST = 66.35
 TRACKS_1M, ENTRIES_1M, HEAPS_EXPONENT = 2_262_292, 66_346_428, 0.521
 ALBUMS_PER_TRACK, ARTISTS_PER_TRACK = 0.325, 0.131
 SKETCH_ROW_BYTES, SKETCH_MAX_BYTES = 24, 2_088
-# Heap = 0.5 GiB + 12 x the broadcast puts the 1M job's (~0.36 GiB) at 4.8 GiB, between the two.
+# Heap = 0.5 GiB + 12 x the broadcast puts the 1M job's (0.34 GB) at 4.3-4.5 GiB, between the two.
 DRIVER_BASE_BYTES, DRIVER_BYTES_PER_BROADCAST_BYTE = 2**29, 12
 
 

@@ -186,6 +186,9 @@ def test_rerank_is_built_from_val_and_ranked_by_evaluate(graph, run, built):
     cat = load_catalogue(graph)
     pid = int(cat.playlist_pid[protocol.held_out(cat, contract.SPLIT_TEST).playlist_ids[0]])
     rows = recommend.recommend(graph, run, pid=pid, k=5, method="rerank", device="cpu")
+    # ... and the one recommend and submit use when not told, since the run has a ranker.
+    assert methods.default_method(run) == "rerank"
+    assert recommend.recommend(graph, run, pid=pid, k=5, device="cpu") == rows
     uris = list(cat.track_uri[:3])
     rows_uris = recommend.recommend(graph, run, tracks=uris, k=5, method="rerank", device="cpu")
     assert len(rows) == len(rows_uris) == 5 and not set(uris) & {r["track_uri"] for r in rows_uris}

@@ -34,8 +34,11 @@ SECOND_STAGE = ("rerank", "fusion")  # built by python -m trainer.rerank
 
 
 def default_method(run: str) -> str:
-    """What recommend and submit use when not told: the GNN once its embeddings exist."""
-    return "gnn" if embeddings.exists(run) else "itemknn"
+    """What recommend and submit use when not told, as evaluate ranks by default: the second stage
+    once the run has one (``python -m trainer.rerank``), else the GNN once its embeddings exist."""
+    if not embeddings.exists(run):
+        return "itemknn"
+    return "rerank" if ranker.exists(run) else "gnn"
 
 
 def gnn_scorer(

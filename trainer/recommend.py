@@ -146,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracks", help="comma-separated seed track URIs")
     p.add_argument("--title", help="playlist title (used when there are no seeds)")
     p.add_argument("-k", type=cli.count(1), default=10, help="tracks to list (default 10)")
-    p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        help="default: rerank when the run has a ranker, else gnn when it has embeddings, else itemknn",
+    )
     p.add_argument(
         "--fold-in-steps",
         type=cli.count(0),

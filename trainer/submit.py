@@ -160,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="submission.csv or submission.csv.gz")
     p.add_argument("--team", required=True)
     p.add_argument("--email", required=True)
-    p.add_argument("--method", choices=METHODS, help="default: gnn when the run has embeddings, else itemknn")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        help="default: rerank when the run has a ranker, else gnn when it has embeddings, else itemknn",
+    )
     p.add_argument(
         "--fold-in-steps",
         type=cli.count(0),

@@ -167,12 +167,12 @@ def test_rank_validation_equals_trainer_evaluate(gdir, graph, tmp_path):
 
 
 def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypatch):
-    import trainer.train as train_module
+    import trainer.gnn.validation as validation_module
 
     # A scripted validation curve: best at epoch 1, then worse twice -> stop after epoch 3.
     curve = iter([0.10, 0.30, 0.20, 0.25, 0.40, 0.50])
     monkeypatch.setattr(
-        train_module,
+        validation_module,
         "rank_metrics",
         lambda *a: (lambda v: {"val_r_precision": v, "val_ndcg": v, "val_clicks": 1.0})(next(curve)),
     )
@@ -213,13 +213,13 @@ def test_config_resolves_propagation_and_batch_size_and_refuses_full_sage():
 
 
 def test_validation_within_epochs_selects_stops_and_resumes(gdir, tmp_path, monkeypatch):
-    import trainer.train as train_module
+    import trainer.gnn.validation as validation_module
 
     # val_every=2 with 3 steps an epoch validates at global steps 2 (mid), 3 (end), 4 (mid)...;
     # best at the end of epoch 0, worse at the next validation -> patience 1 stops inside epoch 1.
     curve = iter([0.10, 0.30, 0.20, 0.50, 0.60])
     monkeypatch.setattr(
-        train_module,
+        validation_module,
         "rank_metrics",
         lambda *a: (lambda v: {"val_r_precision": v, "val_ndcg": v, "val_clicks": 1.0})(next(curve)),
     )

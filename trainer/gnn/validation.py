@@ -119,10 +119,7 @@ def ranking_set(graph, max_playlists: int, seed: int) -> RankingSet:
     if max_playlists and len(seeded) > max_playlists:
         pick = torch.randperm(len(seeded), generator=generator(seed, VAL_PLAYLISTS))
         seeded = np.sort(seeded[pick[:max_playlists].numpy()])
-    artist = next(ei for (s, _, d), ei in graph.other_edges.items() if (s, d) == ("track", "artist")).long()
-    track_artist = np.zeros(shape[1], dtype=np.int64)
-    track_artist[artist[0].numpy()] = artist[1].numpy()
-    return RankingSet(held.take(seeded), visible_tracks(graph.visible_edges[1].numpy(), shape[1]), track_artist)
+    return RankingSet(held.take(seeded), visible_tracks(graph.visible_edges[1].numpy(), shape[1]), graph.track_artist)
 
 
 def _binary(edges: torch.Tensor, shape: tuple[int, int]) -> sp.csr_matrix:

@@ -51,6 +51,7 @@ class Graph:
     seed_edges: torch.Tensor  # (2, E) playlist->track, role=seed
     val_edges: torch.Tensor  # (2, E) role=hidden edges of split=val playlists
     other_edges: dict[tuple, torch.Tensor]  # track->album, track->artist of tracks with a visible edge
+    track_artist: np.ndarray  # (T,) every track's artist id, hidden-only tracks' too (what metrics credit)
     playlist_split: np.ndarray  # (P,) split name per playlist id
 
     @property
@@ -258,6 +259,9 @@ def load_graph(path: str) -> Graph:
         track, linked = checked_ids(e, name, s_col, num_nodes[rel[0]]), checked_ids(e, name, d_col, num_nodes[rel[2]])
         keep = seen[track]
         other[rel] = torch.from_numpy(np.stack([track[keep], linked[keep]]).astype(index))
+        if rel[2] == "artist":
+            track_artist = np.zeros(num_nodes["track"], dtype=np.int64)
+            track_artist[track] = linked
         del e, track, linked, keep
     pa.default_memory_pool().release_unused()  # the Arrow tables are gone; hand their pages back
     return Graph(
@@ -269,6 +273,7 @@ def load_graph(path: str) -> Graph:
         seed_edges=seed_edges,
         val_edges=val_edges,
         other_edges=other,
+        track_artist=track_artist,
         playlist_split=playlist_split,
     )
 

@@ -20,6 +20,7 @@ from trainer import dist, process
 from trainer.gnn.divergence import TrainingDiverged
 from trainer.gnn.sampled import SamplerMissing
 from trainer.io import run_dir, storage
+from trainer.methods import METHODS
 
 # A user's mistake, said in one line without a traceback. ValueError covers the config's, the
 # contract's, a damaged checkpoint's and a mismatched run's errors, which derive from it.
@@ -76,6 +77,15 @@ def add_graph(p: argparse.ArgumentParser, text: str = "graph dir written by etl.
 
 def add_run(p: argparse.ArgumentParser, text: str = "run dir written by trainer.train (path or fsspec URL)") -> None:
     p.add_argument("--run", required=True, help=text)
+
+
+def add_method(p: argparse.ArgumentParser) -> None:
+    """The one method recommend and submit rank by (``trainer.methods.default_method`` when not given)."""
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        help="default: rerank when the run has a ranker, else gnn when it has embeddings, else itemknn",
+    )
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

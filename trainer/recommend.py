@@ -27,7 +27,7 @@ from etl import contract
 from trainer import cli, dist
 from trainer.evaluation.scoring import Queries, rank
 from trainer.io.catalogue import Catalogue, load_catalogue, normalise_title, track_details
-from trainer.methods import METHODS, build_scorers, default_method, source_of
+from trainer.methods import build_scorers, default_method, source_of
 
 
 def seeds_from_uris(cat: Catalogue, uris: list[str]) -> np.ndarray:
@@ -146,11 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracks", help="comma-separated seed track URIs")
     p.add_argument("--title", help="playlist title (used when there are no seeds)")
     p.add_argument("-k", type=cli.count(1), default=10, help="tracks to list (default 10)")
-    p.add_argument(
-        "--method",
-        choices=METHODS,
-        help="default: rerank when the run has a ranker, else gnn when it has embeddings, else itemknn",
-    )
+    cli.add_method(p)
     p.add_argument(
         "--fold-in-steps",
         type=cli.count(0),

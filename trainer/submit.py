@@ -32,7 +32,7 @@ from trainer.evaluation.metrics import K
 from trainer.evaluation.scoring import Queries, rank
 from trainer.io import storage
 from trainer.io.catalogue import Catalogue, load_catalogue, normalise_title
-from trainer.methods import METHODS, build_scorers, default_method, source_of
+from trainer.methods import build_scorers, default_method, source_of
 
 
 def read_challenge(path: str) -> list[dict]:
@@ -160,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="submission.csv or submission.csv.gz")
     p.add_argument("--team", required=True)
     p.add_argument("--email", required=True)
-    p.add_argument(
-        "--method",
-        choices=METHODS,
-        help="default: rerank when the run has a ranker, else gnn when it has embeddings, else itemknn",
-    )
+    cli.add_method(p)
     p.add_argument(
         "--fold-in-steps",
         type=cli.count(0),

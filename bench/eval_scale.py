@@ -51,7 +51,7 @@ def main() -> None:
         build = time.perf_counter() - t0
         times, cpu, t0, c0 = [], [], time.perf_counter(), time.process_time()
         for lo, hi, _ in metrics_per_batch(
-            held, scorers[method], fallback, graph.track_artist, K, args.batch, args.chunk, device, allowed
+            held, scorers, fallback, graph.track_artist, K, args.batch, args.chunk, device, allowed
         ):
             times.append((time.perf_counter() - t0) / (hi - lo))
             cpu.append((time.process_time() - c0) / (hi - lo))

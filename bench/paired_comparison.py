@@ -53,9 +53,10 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     for split in args.splits.split(","):
         held = protocol.held_out(graph, split).evenly(args.max_playlists)
-        va = per_playlist(graph.track_artist, held, scorers[first], fallback, allowed)
+        va = per_playlist(graph.track_artist, held, scorers, fallback, allowed)[first]
+        values = per_playlist(graph.track_artist, held, theirs, fallback, allowed)
         for b in others:
-            vb = per_playlist(graph.track_artist, held, theirs[b], fallback, allowed)
+            vb = values[b]
             for m in CHALLENGE_METRICS:
                 d = va[m] - vb[m]
                 lo, hi = interval(d, rng, args.resamples)

@@ -45,13 +45,13 @@ def main(argv=None) -> None:
     scorers, fallback = methods.build_scorers(
         graph, Path(runs[0]), list(BASELINES), torch.device("cpu"), neighbours=args.itemknn_neighbours
     )
-    values = {m: per_playlist(graph.track_artist, held, s, fallback, allowed) for m, s in scorers.items()}
+    values = per_playlist(graph.track_artist, held, scorers, fallback, allowed)
     per_run = ["gnn", *(["rerank", "fusion"] if all(ranker.exists(r) for r in runs) else [])]
     seeds = {m: [] for m in per_run}
     for run in runs:
-        mine, _ = methods.build_scorers(graph, Path(run), per_run, torch.device("cpu"))
-        for m in per_run:
-            seeds[m].append(per_playlist(graph.track_artist, held, mine[m], fallback, allowed))
+        mine, _ = methods.build_scorers(graph, Path(run), per_run, torch.device("cpu"), allowed=allowed)
+        for m, v in per_playlist(graph.track_artist, held, mine, fallback, allowed).items():
+            seeds[m].append(v)
     for m in per_run:
         values[m] = {k: np.mean([s[k] for s in seeds[m]], axis=0) for k in CHALLENGE_METRICS}
 

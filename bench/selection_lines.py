@@ -51,10 +51,10 @@ def main(argv=None) -> int:
         scorers, _ = ranking_methods.build_scorers(catalogue, a.run, [method], device)
         sums = dict.fromkeys(RANK_METRICS, 0.0)
         for _, _, values in metrics_per_batch(
-            ranking.held, scorers[method], None, ranking.track_artist, K, 256, 1 << 17, device, ranking.allowed
+            ranking.held, scorers, None, ranking.track_artist, K, 256, 1 << 17, device, ranking.allowed
         ):
             for m in RANK_METRICS:
-                sums[m] += float(values[m].sum())
+                sums[m] += float(values[method][m].sum())
         print(
             json.dumps(
                 {

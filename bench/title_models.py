@@ -155,7 +155,7 @@ def main(argv=None) -> None:
     results = {}
     for name in names:
         model = MODELS[name](train, visible, graph.playlist_title, pop, text)
-        results[name] = per_playlist(graph.track_artist, held, model, model, allowed)
+        results[name] = per_playlist(graph.track_artist, held, {name: model}, model, allowed)[name]
     rng = np.random.default_rng(0)
     ref = names[0]
     print("| model | " + " | ".join(CHALLENGE_METRICS) + f" | R-precision − {ref} | NDCG − {ref} |")

@@ -3,6 +3,7 @@ the booster built from val, and ``rerank`` as a method of evaluate."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -21,7 +22,7 @@ from trainer import methods, recommend, rerank
 from trainer.evaluate import main as evaluate_main
 from trainer.evaluation import protocol
 from trainer.evaluation.baselines import ALSParams
-from trainer.evaluation.scoring import top_k
+from trainer.evaluation.scoring import TopK, top_k
 from trainer.io import ranker, storage
 from trainer.io.catalogue import load_catalogue
 from trainer.io.run_dir import RunMismatchError
@@ -224,6 +225,38 @@ def test_rerank_and_fusion_share_one_set_of_retrievers_and_rank_as_built_alone(g
     assert not np.array_equal(
         *(top_k(both[m].batch(held.queries), held.queries, cat.num_tracks, 50, 500)[0] for m in ("rerank", "fusion"))
     )
+
+
+def test_one_pass_ranks_every_method_as_separate_runs_with_each_retriever_scored_once(graph, run, built, monkeypatch):
+    cat = load_catalogue(graph)
+    allowed = protocol.visible_catalogue(cat)
+    names = ["gnn", "popularity", "itemknn", "als", "rerank", "fusion"]
+    together, fallback = methods.build_scorers(cat, run, names, "cpu", als=SMALL_ALS, allowed=allowed)
+    for m in second_stage.RETRIEVERS:  # built with the columns' settings: the columns' own scorers
+        assert together["rerank"].retrievers[m] is together[m]
+    held = protocol.held_out(cat, contract.SPLIT_TEST)
+    groups = protocol.category_order(held.categories)
+    calls = collections.Counter()
+    for m in second_stage.RETRIEVERS:
+        scorer = together[m]
+        monkeypatch.setattr(scorer, "batch", lambda q, f=scorer.batch, m=m: calls.update([m]) or f(q))
+    batch, k = 16, built["params"]["k"]  # the list length the ranker's candidates have: one top-k serves both
+    one, counts = protocol.score_sums(
+        held, together, fallback, groups, cat.track_artist, k, batch, 500, "cpu", allowed=allowed
+    )
+    seeded = sum(held.queries.num_seeds()[lo : lo + batch].any() for lo in range(0, len(held), batch))
+    assert seeded > 1 and calls == {m: seeded for m in second_stage.RETRIEVERS}  # once per batch, not per method
+    monkeypatch.undo()
+    for i, m in enumerate(names):
+        alone, title = methods.build_scorers(cat, run, [m], "cpu", als=SMALL_ALS, allowed=allowed)
+        sums, _ = protocol.score_sums(
+            held, alone, title, groups, cat.track_artist, k, batch, 500, "cpu", allowed=allowed
+        )
+        np.testing.assert_array_equal(one[i], sums[0], err_msg=m)
+    # A pass over another catalogue than the ranker's is refused, not silently mixed.
+    top = TopK(held.queries, cat.num_tracks, 500, "cpu", None)
+    with pytest.raises(ValueError, match="another catalogue"):
+        together["rerank"].batch(held.queries, top)
 
 
 @contextlib.contextmanager

@@ -169,7 +169,7 @@ def test_title_models_bench_ranks_the_shared_fallback_as_evaluate_does(synth, ca
     held = held_out(cat, contract.SPLIT_VAL)
     held = held.take(np.flatnonzero(held.queries.num_seeds() == 0))
     _, fallback = build_scorers(cat, "no-run-needed", ["popularity"], "cpu")
-    product = per_playlist(cat.track_artist, held, fallback, fallback, visible_catalogue(cat))
+    product = per_playlist(cat.track_artist, held, {"title": fallback}, fallback, visible_catalogue(cat))["title"]
     assert rows["names"][0] == f"{product['r_precision'].mean():.4f}"
     assert rows["names"][1] == f"{product['ndcg'].mean():.4f}"
 

@@ -125,8 +125,17 @@ def build_scorers(
     )
     second = [m for m in SECOND_STAGE if m in methods]
     if second:
+        # The columns' own scorers serve as the second stage's retrievers where the ranker was
+        # built with the same settings: the evaluation's pass then computes their top-k once.
+        settings = {
+            "gnn_query": gnn_query,
+            "itemknn": {"beta": beta, "gamma": gamma, "neighbours": neighbours},
+            "als": als.as_dict(),
+        }
         scorers.update(
-            rerank_scorers(graph, run, device, train(), popularity(), fallback, second, fold_in_steps, allowed)
+            rerank_scorers(
+                graph, run, device, train(), popularity(), fallback, second, fold_in_steps, allowed, (scorers, settings)
+            )
         )
     scorers = {m: scorers[m] for m in methods}
     return scorers, fallback
@@ -142,23 +151,33 @@ def rerank_scorers(
     which: list[str],
     fold_in_steps: int = 0,
     allowed: np.ndarray | None = None,
+    columns: tuple[dict[str, Scorer], dict] = ({}, {}),
 ) -> dict[str, Ranker]:
     """The run's second-stage ranker over retrievers rebuilt with the settings it was built with
     (ALS from its own stored factors); refused when the run's embeddings or the graph changed.
     ``which``: rerank (the booster) and/or fusion (its per-category fusion of the retrievers'
-    z-scores), sharing one set of retrievers and features."""
+    z-scores), sharing one set of retrievers and features. ``columns``: scorers already built and
+    the settings they were built with; one that is the very retriever the ranker was built with
+    is used as it is."""
     import lightgbm as lgb
 
     source = embeddings.identity(run) if embeddings.exists(run) else {}
     booster, factors, built = ranker.read(
         run, source.get("checkpoint_id"), graph.manifest, TitleModel.SOURCE, FEATURES_VERSION
     )
+    have, settings = columns
     knn = built["itemknn"]
     retrievers = {
-        "gnn": gnn_scorer(graph, run, device, built["gnn_query"], fold_in_steps),
+        "gnn": have["gnn"]
+        if "gnn" in have and settings["gnn_query"] == built["gnn_query"]
+        else gnn_scorer(graph, run, device, built["gnn_query"], fold_in_steps),
         "als": ALS(train, popularity, ALSParams(**built["als"]), item_factors=torch.from_numpy(factors)),
-        "itemknn": ItemKNN(train, popularity, knn["beta"], knn["gamma"], knn["neighbours"]),
+        "itemknn": have["itemknn"]
+        if "itemknn" in have and settings["itemknn"] == {k: knn[k] for k in ("beta", "gamma", "neighbours")}
+        else ItemKNN(train, popularity, knn["beta"], knn["gamma"], knn["neighbours"]),
     }
+    if "als" in have and _same_als(have["als"], retrievers["als"]):
+        retrievers["als"] = have["als"]
     second = Ranker(
         lgb.Booster(model_str=booster),
         {m: retrievers[m] for m in built["retrievers"]},
@@ -177,6 +196,12 @@ def rerank_scorers(
         out[m] = copy.copy(second)
         out[m].fusion = built["fusion"] if m == "fusion" else None
     return out
+
+
+def _same_als(a: ALS, b: ALS) -> bool:
+    """The same fit, however many threads each was told to use."""
+    settings = [{**x.params.as_dict(), "num_threads": 0} for x in (a, b)]
+    return settings[0] == settings[1] and torch.equal(a.tracks, b.tracks)
 
 
 class OnFirstUse:

@@ -20,10 +20,18 @@ def interval(d: np.ndarray, rng: np.random.Generator, resamples: int = 2000) -> 
 
 
 def per_playlist(
-    track_artist: np.ndarray, held: HeldOut, scorer: Scorer, fallback: Scorer | None, allowed: np.ndarray | None
-) -> dict[str, np.ndarray]:
-    """Each challenge metric per playlist of ``held`` (in its order), ranked by ``scorer``."""
+    track_artist: np.ndarray,
+    held: HeldOut,
+    scorers: dict[str, Scorer],
+    fallback: Scorer | None,
+    allowed: np.ndarray | None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per method of ``scorers``, each challenge metric per playlist of ``held`` (in its order),
+    ranked as ``trainer.evaluate`` ranks them: in one pass, each retriever's top-k computed once."""
     batches = list(
-        metrics_per_batch(held, scorer, fallback, track_artist, K, 256, 1 << 17, torch.device("cpu"), allowed)
+        metrics_per_batch(held, scorers, fallback, track_artist, K, 256, 1 << 17, torch.device("cpu"), allowed)
     )
-    return {m: np.concatenate([np.asarray(values[m]) for _, _, values in batches]) for m in CHALLENGE_METRICS}
+    return {
+        name: {m: np.concatenate([np.asarray(by[name][m]) for _, _, by in batches]) for m in CHALLENGE_METRICS}
+        for name in scorers
+    }

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from etl import contract
 from trainer.evaluation.metrics import METRICS, batch_metrics, summarise
-from trainer.evaluation.scoring import Queries, Scorer, rank
+from trainer.evaluation.scoring import Queries, Scorer, TopK, rank
 from trainer.io.catalogue import Catalogue
 
 FIXED_POINT = float(2**32)
@@ -141,7 +141,7 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
 
 def metrics_per_batch(
     held: HeldOut,
-    scorer: Scorer,
+    scorers: dict[str, Scorer],
     fallback: Scorer | None,
     track_artist: np.ndarray,
     k: int,
@@ -150,13 +150,19 @@ def metrics_per_batch(
     device: torch.device,
     allowed: np.ndarray | None = None,
 ):
-    """``(lo, hi, values)`` per batch of playlists: their per-playlist metrics (``METRICS`` ->
-    array [hi - lo]) for one scorer, with the title fallback for playlists without seeds."""
+    """``(lo, hi, {method: values})`` per batch of playlists: each scorer's per-playlist metrics
+    (``METRICS`` -> array [hi - lo]), with the title fallback for playlists without seeds. Within a
+    batch every scorer's top-k is computed once (:class:`~trainer.evaluation.scoring.TopK`): the
+    second stage reads its retrievers' from the same pass as their own columns."""
     for lo in range(0, len(held), batch_size):
         hi = min(lo + batch_size, len(held))
         part = held.slice(lo, hi)
-        ranked = rank(scorer, fallback, part.queries, len(track_artist), k, chunk_size, device, allowed)
-        yield lo, hi, batch_metrics(ranked, part.truth_indptr, part.truth_tracks, track_artist)
+        top = TopK(part.queries, len(track_artist), chunk_size, device, allowed)
+        values = {}
+        for name, scorer in scorers.items():
+            ranked = rank(scorer, fallback, part.queries, len(track_artist), k, chunk_size, device, allowed, top)
+            values[name] = batch_metrics(ranked, part.truth_indptr, part.truth_tracks, track_artist)
+        yield lo, hi, values
 
 
 def score_sums(
@@ -181,16 +187,15 @@ def score_sums(
     sums = np.zeros((len(scorers), 1 + len(groups), len(METRICS)), dtype=np.int64)
     counts = np.bincount(group, minlength=1 + len(groups)).astype(np.int64)
     counts[0] = len(held)
-    bar = tqdm(total=len(scorers) * -(-len(held) // batch_size), desc="evaluate", disable=not progress)
-    for mi, scorer in enumerate(scorers.values()):
-        for lo, hi, values in metrics_per_batch(
-            held, scorer, fallback, track_artist, k, batch_size, chunk_size, device, allowed
-        ):
+    bar = tqdm(total=len(held), desc="evaluate", unit="playlist", disable=not progress)
+    batches = metrics_per_batch(held, scorers, fallback, track_artist, k, batch_size, chunk_size, device, allowed)
+    for lo, hi, by_method in batches:
+        for mi, values in enumerate(by_method.values()):
             fixed = np.stack([np.rint(values[m] * FIXED_POINT).astype(np.int64) for m in METRICS], 1)
             sums[mi, 0] += fixed.sum(axis=0)
             grouped = group[lo:hi] > 0  # a category outside ``groups`` counts in overall alone, once
             np.add.at(sums[mi], group[lo:hi][grouped], fixed[grouped])
-            bar.update(1)
+        bar.update(hi - lo)
     bar.close()
     return sums, counts
 

@@ -128,6 +128,55 @@ def top_k(
     return ids, values
 
 
+class TopK:
+    """Every scorer's top-k over one batch of queries, each computed once: the evaluation's columns
+    and the second stage's candidates read the same pass (at 1M playlists the retrievers' top 500
+    are most of an evaluation's time). ``take(rows)`` is a view of some of the batch's queries that
+    shares what was computed; a scorer that reads other scorers' top-k (``reads_top_k``, the
+    second stage) gets a view of its own rows. A query's top-k does not depend on the others in
+    its batch, so a view's answer is the one a batch of its rows alone would get."""
+
+    def __init__(
+        self,
+        queries: Queries,
+        num_tracks: int,
+        chunk_size: int,
+        device: torch.device | str = "cpu",
+        allowed: np.ndarray | None = None,
+    ):
+        self.queries, self.num_tracks, self.chunk_size = queries, num_tracks, chunk_size
+        self.device, self.allowed = device, allowed
+        self._size = len(queries)  # the batch the memo is of
+        self._rows = np.arange(self._size, dtype=np.int64)  # this view's rows in it
+        self._memo: dict = {}  # (id(scorer), k) -> (scorer, ids [B, k], values [B, k], done [B])
+
+    def take(self, rows: np.ndarray) -> "TopK":
+        rows = np.asarray(rows, dtype=np.int64)
+        view = TopK.__new__(TopK)
+        view.__dict__.update(self.__dict__)
+        view.queries, view._rows = self.queries.take(rows), self._rows[rows]
+        return view
+
+    def __call__(self, scorer: Scorer, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``scorer``'s top-``k`` ids and scores [len(view), k] of this view's queries (see :func:`top_k`)."""
+        key = (id(scorer), k)
+        if key not in self._memo:  # the scorer is kept with its entry: its id stays its own
+            n = self._size
+            self._memo[key] = (scorer, np.full((n, k), -1, np.int64), np.zeros((n, k), np.float32), np.zeros(n, bool))
+        _, ids, values, done = self._memo[key]
+        missing = np.flatnonzero(~done[self._rows])
+        if len(missing):
+            part = self.take(missing)
+            reads = getattr(scorer, "reads_top_k", False)
+            chunks = scorer.batch(part.queries, part) if reads else scorer.batch(part.queries)
+            at = self._rows[missing]
+            ids[at], values[at] = top_k(
+                chunks, part.queries, self.num_tracks, k, self.chunk_size, self.device, self.allowed
+            )
+            done[at] = True
+        return ids[self._rows], values[self._rows]
+
+
 def rank(
     scorer: Scorer,
     fallback: Scorer,
@@ -137,15 +186,17 @@ def rank(
     chunk_size: int,
     device: torch.device | str = "cpu",
     allowed: np.ndarray | None = None,
+    top: TopK | None = None,
 ) -> np.ndarray:
     """Top-``k`` ids [B, k] for every query: ``scorer`` for those with seeds, ``fallback`` (the
-    title) for those without; only ``allowed`` tracks when given."""
+    title) for those without; only ``allowed`` tracks when given. ``top``: the batch's shared
+    pass (a :class:`TopK` of these ``queries``, ``num_tracks`` and ``allowed``), else one of its own."""
+    top = TopK(queries, num_tracks, chunk_size, device, allowed) if top is None else top
     out = np.full((len(queries), k), -1, dtype=np.int64)
     has_seeds = queries.num_seeds() > 0
     for rows, method in ((np.flatnonzero(has_seeds), scorer), (np.flatnonzero(~has_seeds), fallback)):
         if len(rows):
-            sub = queries.take(rows)
-            out[rows], _ = top_k(method.batch(sub), sub, num_tracks, k, chunk_size, device, allowed)
+            out[rows] = top.take(rows)(method, k)[0]
     return out
 
 

@@ -141,10 +141,10 @@ def rank_validation(
     sums = dict.fromkeys(RANK_METRICS, 0.0)
     # Every playlist here has seeds: no title fallback is needed.
     for _, _, values in metrics_per_batch(
-        ranking.held, scorer, None, ranking.track_artist, K, batch_size, chunk_size, device, ranking.allowed
+        ranking.held, {"gnn": scorer}, None, ranking.track_artist, K, batch_size, chunk_size, device, ranking.allowed
     ):
         for m in RANK_METRICS:
-            sums[m] += float(values[m].sum())
+            sums[m] += float(values["gnn"][m].sum())
     return {f"val_{m}": sums[m] / len(ranking) for m in RANK_METRICS}
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainer.evaluation.scoring import Queries, Scorer, top_k
+from trainer.evaluation.scoring import Queries, Scorer, TopK
 
 TITLE = "title"
 
@@ -44,17 +44,19 @@ def generate(
     chunk_size: int,
     device: torch.device | str = "cpu",
     allowed: np.ndarray | None = None,
+    top: TopK | None = None,
 ) -> Candidates:
     """The union of every retriever's top-``k`` (seeds and tracks ``allowed`` rules out never
-    included); the title retriever runs for every query, the others for those with seeds."""
+    included); the title retriever runs for every query, the others for those with seeds.
+    ``top``: the batch's shared pass (a :class:`TopK` of these ``queries``), whose ``allowed`` rules."""
+    top = TopK(queries, num_tracks, chunk_size, device, allowed) if top is None else top
     has_seeds = queries.num_seeds() > 0
     found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     for name, scorer in {**retrievers, TITLE: title}.items():
         rows = np.arange(len(queries)) if name == TITLE else np.flatnonzero(has_seeds)
         if not len(rows):
             continue
-        sub = queries.take(rows)
-        ids, values = top_k(scorer.batch(sub), sub, num_tracks, k, chunk_size, device, allowed)
+        ids, values = top.take(rows)(scorer, k)
         position = np.broadcast_to(np.arange(ids.shape[1], dtype=np.float32), ids.shape)
         ok = ids >= 0
         found[name] = (np.repeat(rows, ok.sum(1)), ids[ok], values[ok].astype(np.float32), position[ok])

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from trainer.evaluation.scoring import ChunkScores, Queries, Scorer, popularity_floor
+from trainer.evaluation.scoring import ChunkScores, Queries, Scorer, TopK, popularity_floor
 from trainer.ranker.candidate_features import SeedSimilarity, TrackFeatures, features
 from trainer.ranker.candidates import generate
 
@@ -159,6 +159,8 @@ class Ranker:
     """The two stages as one scorer: the candidates re-ordered by the booster; every other track
     after them, by popularity (as the baselines fill their lists)."""
 
+    reads_top_k = True  # a shared pass (scoring.TopK) hands it the retrievers' top-k
+
     def __init__(
         self,
         booster,
@@ -192,7 +194,11 @@ class Ranker:
         ids = queries.playlist_ids
         return np.array([self.categories[i] if i >= 0 else None for i in ids], dtype=object)
 
-    def batch(self, queries: Queries) -> ChunkScores:
+    def batch(self, queries: Queries, top: TopK | None = None) -> ChunkScores:
+        """``top``: the retrievers' top-k of these queries already computed (the evaluation's pass);
+        its catalogue must be the one this ranker allows."""
+        if top is not None and not _same_catalogue(top.allowed, self.allowed):
+            raise ValueError("rerank: the shared pass ranks another catalogue than the ranker allows")
         cands = generate(
             self.retrievers,
             self.title,
@@ -202,6 +208,7 @@ class Ranker:
             self.chunk_size,
             self.device,
             self.allowed,
+            top,
         )
         x, names = features(cands, queries, self.tracks, self._categories(queries), self.similarity)
         if names != self.names:
@@ -230,3 +237,7 @@ class Ranker:
             return torch.from_numpy(out)
 
         return chunk
+
+
+def _same_catalogue(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is b or (a is not None and b is not None and np.array_equal(a, b))

@@ -25,7 +25,7 @@ from trainer.evaluation import protocol
 from trainer.evaluation.baselines import popularity_counts
 from trainer.evaluation.paired import interval
 from trainer.io.catalogue import load_catalogue
-from trainer.methods import build_scorers
+from trainer.methods import build_scorers, ranker_playlists
 from trainer.ranker.candidate_features import TrackFeatures, groups
 from trainer.ranker.examples import examples
 from trainer.ranker.model import RETRIEVERS, RankerParams, cross_validate, r_precision_track
@@ -36,7 +36,7 @@ def val_examples(graph_dir: str, run: str, params: RankerParams, cache: str | No
         z = np.load(cache, allow_pickle=True)
         return (z["x"], z["y"], z["group"], list(z["names"]), z["truth"], z["categories"])
     graph = load_catalogue(graph_dir)
-    held = protocol.held_out(graph, contract.SPLIT_VAL)
+    held, _ = ranker_playlists(protocol.held_out(graph, contract.SPLIT_VAL), run)  # the playlists it trains on
     device = dist.pick_device("auto")
     scorers, title = build_scorers(graph, run, list(RETRIEVERS), device)
     tracks = TrackFeatures(graph, popularity_counts(graph.edges(contract.VISIBLE_ROLES)))

@@ -1,5 +1,6 @@
 """The lines a trained GNN must beat, on the very val playlists that select its checkpoint: the
-trainer's ranking set (``val_rank_playlists`` seeded val playlists drawn with its seed), ranked
+trainer's ranking set (``val_rank_playlists`` seeded val playlists of its ``val_selection`` drawn
+with its seed), ranked
 by the baselines exactly as ``trainer.gnn.validation.rank_validation`` ranks the GNN.
 
     python bench/selection_lines.py --graph G --run RUN [--methods als,itemknn,popularity]
@@ -38,10 +39,16 @@ def main(argv=None) -> int:
         help="the trainer's val_rank_playlists (default: its default)",
     )
     ap.add_argument("--seed", type=int, default=0, help="the trainer's seed")
+    ap.add_argument(
+        "--val-selection",
+        choices=["half", "all"],
+        default=TrainConfig.val_selection,
+        help="the trainer's val_selection (default: its default; a run from before the key: all)",
+    )
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     graph = load_graph(a.graph)
-    ranking = ranking_set(graph, a.playlists, a.seed)
+    ranking = ranking_set(graph, a.playlists, a.seed, half=a.val_selection == "half")
     del graph
     gc.collect()
     catalogue = load_catalogue(a.graph)

@@ -66,10 +66,11 @@ def test_a_run_from_before_regimes_resumes_as_it_was_trained(gdir, tmp_path):
     train_from_args(["--graph", gdir, "--out", str(run), "--epochs=1", "--batch_size=256", *SMALL])
     path = checkpoint.checkpoint_path(str(run))
     old = checkpoint.load(path)
-    for key in ("regime", "val_every"):  # what a checkpoint written before these keys holds
+    for key in ("regime", "val_every", "val_selection"):  # what a checkpoint written before these keys holds
         del old["config"][key]
     checkpoint.save(path, old)
     again = train_from_args(["--graph", gdir, "--out", str(run), "--epochs=2", "--batch_size=256", "--resume", *SMALL])
-    assert json.loads((run / "config.json").read_text())["regime"] == "standard"
+    config = json.loads((run / "config.json").read_text())
+    assert (config["regime"], config["val_selection"]) == ("standard", "all")
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1] and again.global_step == sum(r["steps"] for r in records)

@@ -7,6 +7,7 @@ import collections
 import contextlib
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -257,6 +258,38 @@ def test_one_pass_ranks_every_method_as_separate_runs_with_each_retriever_scored
     top = TopK(held.queries, cat.num_tracks, 500, "cpu", None)
     with pytest.raises(ValueError, match="another catalogue"):
         together["rerank"].batch(held.queries, top)
+
+
+def test_the_ranker_learns_from_the_val_half_that_did_not_select_the_checkpoint(graph, run, tmp_path, caplog):
+    from trainer.gnn.validation import ranking_set
+    from trainer.io.graph import load_graph
+
+    cat = load_catalogue(graph)
+    held = protocol.held_out(cat, contract.SPLIT_VAL)
+    half_run = str(tmp_path / "run")
+    shutil.copytree(run, half_run)
+    with open(os.path.join(half_run, "config.json"), "w") as f:
+        json.dump({"val_selection": "half"}, f)
+    mine, which = methods.ranker_playlists(held, half_run)
+    selecting = ranking_set(load_graph(graph), 0, seed=0, half=True).held.playlist_ids
+    assert which == "ranker" and len(mine) > 0 and len(selecting) > 0
+    assert not set(mine.playlist_ids) & set(selecting)
+    seeded = held.playlist_ids[held.queries.num_seeds() > 0]
+    assert set(selecting) | set(mine.playlist_ids) >= set(seeded)  # together every val playlist
+    identity = rerank.build(
+        graph,
+        half_run,
+        rerank.RankerParams(k=40, folds=3, max_rounds=10, early_stopping=5, min_data_in_leaf=5),
+        SMALL_ALS,
+        batch_size=32,
+        chunk_size=500,
+        device="cpu",
+    )
+    assert identity["trained_on"]["val_half"] == "ranker" and identity["trained_on"]["playlists"] == len(mine)
+    # A run from before the halves (its config says nothing) selected on all: every val playlist, said.
+    with caplog.at_level("WARNING", logger="trainer.methods"):
+        old, which = methods.ranker_playlists(held, run)
+    assert which == "all" and len(old) == len(held) and "val_selection=all" in caplog.text
 
 
 @contextlib.contextmanager

@@ -13,7 +13,8 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.gnn.full_graph import FullGraphTraining, MeanAdjacency, adjacency
 from trainer.gnn.inference import encode_all, load_trained
 from trainer.gnn.model import LinkPredictor
-from trainer.gnn.validation import rank_validation, ranking_set
+from trainer.gnn.shards import selection_half
+from trainer.gnn.validation import Validation, rank_validation, ranking_set
 from trainer.io import checkpoint, storage
 from trainer.io.graph import load_graph
 from trainer.train import train_from_args
@@ -164,6 +165,10 @@ def test_rank_validation_equals_trainer_evaluate(gdir, graph, tmp_path):
         assert ours[f"val_{m}"] == pytest.approx(expected, abs=1e-6), m
     sampled = ranking_set(graph, 7, seed=0)
     assert len(sampled) == 7 and set(sampled.held.playlist_ids) <= set(ranking.held.playlist_ids)
+    # By default a run selects on one half of them; the other half is the second stage's.
+    every = ranking.held.playlist_ids
+    halved = Validation(graph, TrainConfig(device="cpu"), CPU).ranking.held.playlist_ids
+    assert 0 < len(halved) < len(every) and set(halved) == set(every[selection_half(every)])
 
 
 def test_patience_stops_and_the_best_epoch_is_exported(gdir, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """Supervision edges: per-epoch split, equal disjoint shards, never visible to their own batch."""
 
+import numpy as np
 import pytest
 import torch
 from graphdir_fixture import toy_graph_dir
@@ -7,7 +8,7 @@ from graphdir_fixture import toy_graph_dir
 from trainer.config import TrainConfig
 from trainer.dist import DistEnv
 from trainer.gnn.sampled import epoch_loader
-from trainer.gnn.shards import epoch_split, rank_shard, supervision_mask
+from trainer.gnn.shards import epoch_split, rank_shard, selection_half, supervision_mask
 from trainer.io.graph import PLAYLIST_TRACK, load_graph
 
 
@@ -113,3 +114,12 @@ def test_ranks_train_on_disjoint_equal_shards(graph):
     # disjoint as a multiset: together they take no edge more often than it is supervised
     dealt = Counter(map(tuple, torch.cat(shards, dim=1).t().tolist()))
     assert all(dealt[e] <= supervised[e] for e in dealt)
+
+
+def test_the_val_halves_are_even_fixed_by_the_id_alone_and_unrelated_to_its_order():
+    ids = np.arange(20_000, dtype=np.int64)
+    half = selection_half(ids)
+    assert 0.48 < half.mean() < 0.52
+    np.testing.assert_array_equal(selection_half(ids[::-1]), half[::-1])  # the id decides, not its place
+    # No stripes: consecutive ids (an ETL numbering playlists in input order) fall apart independently.
+    assert 0.48 < (half[1:] == half[:-1]).mean() < 0.52

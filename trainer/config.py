@@ -21,7 +21,7 @@ LAYERS_FULL = 6
 REGIMES = ("auto", "standard", "large-graph")
 # Keys added after runs were written, and the value that reproduces what those runs did: a
 # resumed run whose config.json lacks one is compared against it.
-EARLIER_RUNS = {"val_every": 0, "regime": "standard"}
+EARLIER_RUNS = {"val_every": 0, "regime": "standard", "val_selection": "all"}
 LAYERS_SAMPLED = 3  # the seed notebook's depth: every sampled hop multiplies a batch's neighbourhood
 FANOUT = (30, 10, 5)  # sampled neighbours of the first hops; 5 for each further one
 
@@ -68,6 +68,7 @@ class TrainConfig:
     val_max_edges: int = 20000            # hidden val edges scored per epoch for val_loss/val_auc (0: all)
     val_rank_playlists: int = 1000        # seeded val playlists ranked over the full catalogue after each epoch (0: none); selects the best checkpoint
     patience: int = 4                     # stop after this many validations without a better val R-precision (0, or val_rank_playlists=0: train every epoch)
+    val_selection: str = "half"           # half: rank-validate (select) on one half of the val playlists (trainer/gnn/shards.py: selection_half), the second-stage ranker (trainer.rerank) trains on the other | all: every val playlist
     val_every: int = 0                    # also rank-validate (select, checkpoint, count patience) every N steps within an epoch (0: at epoch ends only)
     regime: str = "auto"                  # standard | large-graph (ranking validation, selection and patience every 20 steps within the epoch) | auto: large-graph when a rank's epoch is over 2,000 steps (a few hundred thousand playlists), else standard; resolved once the graph is loaded, config.json records it and the keys it chose (trainer/regime.py)
     # runtime
@@ -153,6 +154,7 @@ class TrainConfig:
         need(self.val_max_edges >= 0, f"val_max_edges must be >= 0, got {self.val_max_edges}")
         need(self.val_rank_playlists >= 0, f"val_rank_playlists must be >= 0, got {self.val_rank_playlists}")
         need(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
+        need(self.val_selection in ("half", "all"), f"val_selection must be half or all, got {self.val_selection!r}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         need(self.num_workers >= -1, f"num_workers must be >= 0, or -1 for auto, got {self.num_workers}")
         need(self.malloc_arenas >= 0, f"malloc_arenas must be >= 0, got {self.malloc_arenas}")

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 
 import numpy as np
 import torch
 
 from etl import contract
 from trainer import dist
+from trainer.config import EARLIER_RUNS
 from trainer.evaluation.baselines import (
     ALS,
     ALSParams,
@@ -21,13 +23,17 @@ from trainer.evaluation.baselines import (
     item_factors_of,
     popularity_counts,
 )
+from trainer.evaluation.protocol import HeldOut
 from trainer.evaluation.scoring import EmbeddingScorer, Scorer
 from trainer.evaluation.title import TitleModel
+from trainer.gnn.shards import selection_half
 from trainer.io import als_factors, embeddings, ranker, run_dir
 from trainer.io.catalogue import Catalogue, track_names
 from trainer.ranker.candidate_features import VERSION as FEATURES_VERSION
 from trainer.ranker.candidate_features import TrackFeatures
 from trainer.ranker.model import Ranker, RankerParams
+
+log = logging.getLogger(__name__)
 
 METHODS = ("gnn", "popularity", "itemknn", "als", "rerank", "fusion")
 SECOND_STAGE = ("rerank", "fusion")  # built by python -m trainer.rerank
@@ -202,6 +208,22 @@ def _same_als(a: ALS, b: ALS) -> bool:
     """The same fit, however many threads each was told to use."""
     settings = [{**x.params.as_dict(), "num_threads": 0} for x in (a, b)]
     return settings[0] == settings[1] and torch.equal(a.tracks, b.tracks)
+
+
+def ranker_playlists(held: HeldOut, run: str) -> tuple[HeldOut, str]:
+    """The val playlists the ranker may learn from, and which: the half whose ranking did not select
+    the run's checkpoint ("ranker", under ``val_selection=half``), so the GNN's score is not trusted
+    for having been chosen on the very labels the ranker fits; every one ("all", said) for a run
+    that selected on all."""
+    config = run_dir.RunDir(run).read_json(run_dir.CONFIG_FILE) or {}
+    if config.get("val_selection", EARLIER_RUNS["val_selection"]) == "half":
+        return held.take(np.flatnonzero(~selection_half(held.playlist_ids))), "ranker"
+    log.warning(
+        "%s selected its checkpoint on every val playlist (val_selection=all): the ranker learns from the "
+        "labels that chose the GNN; train with val_selection=half for a ranker apart from them",
+        run,
+    )
+    return held, "all"
 
 
 class OnFirstUse:

@@ -48,9 +48,10 @@ def supervisable_per_rank(config: TrainConfig, graph, world_size: int) -> int:
 
 def resolve(config: TrainConfig, given: frozenset[str], graph, world_size: int, saved: dict | None) -> TrainConfig:
     """:func:`for_graph` for a loaded ``graph``, said once; a run whose checkpoint config (``saved``)
-    is from before regimes resumes as it was trained."""
-    if saved is not None and "regime" not in saved and "regime" not in given:
-        config = dataclasses.replace(config, regime=EARLIER_RUNS["regime"])
+    is from before a key (regimes, the val halves) resumes as it was trained."""
+    if saved is not None:
+        earlier = {k: v for k, v in EARLIER_RUNS.items() if k not in saved and k not in given}
+        config = dataclasses.replace(config, **earlier)
     resolved = for_graph(config, given, supervisable_per_rank(config, graph, world_size))
     chosen = {k: v for k, v in resolved.to_dict().items() if v != config.to_dict()[k]}
     log.info("regime %s%s", resolved.regime, f": {chosen}" if set(chosen) - {"regime"} else "")

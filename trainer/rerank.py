@@ -1,4 +1,5 @@
-"""Build the second-stage ranker of a trained run from its val playlists.
+"""Build the second-stage ranker of a trained run from the val playlists that did not choose its
+checkpoint (the half ``val_selection=half`` leaves apart; every one for a run that selected on all).
 
     python -m trainer.rerank --graph DIR --run RUN_DIR [--k 500] [--folds 5]
 
@@ -29,7 +30,7 @@ from trainer.evaluation.baselines import ALSParams, popularity_counts
 from trainer.evaluation.title import TitleModel
 from trainer.io import als_factors, embeddings, ranker, run_dir, storage
 from trainer.io.catalogue import load_catalogue
-from trainer.methods import build_scorers
+from trainer.methods import build_scorers, ranker_playlists
 from trainer.ranker.candidate_features import VERSION as FEATURES_VERSION
 from trainer.ranker.candidate_features import TrackFeatures
 from trainer.ranker.examples import examples
@@ -52,10 +53,11 @@ def build(
     itemknn = {"beta": 0.0, "gamma": 1.0, "neighbours": 0, **(itemknn or {})}
     device = dist.pick_device(device)
     graph = load_catalogue(graph_dir)
-    held = protocol.held_out(graph, contract.SPLIT_VAL)
+    held, half = ranker_playlists(protocol.held_out(graph, contract.SPLIT_VAL), run)
     if len(held) < params.folds:
         raise ValueError(
-            f"{graph_dir}: {len(held)} val playlists with hidden tracks, fewer than --folds {params.folds}"
+            f"{graph_dir}: {len(held)} val playlists with hidden tracks (val half: {half}), "
+            f"fewer than --folds {params.folds}"
         )
     if not embeddings.exists(run):
         raise FileNotFoundError(
@@ -119,6 +121,7 @@ def build(
         "catalogue": "visible",
         "trained_on": {
             "split": contract.SPLIT_VAL,
+            "val_half": half,
             "playlists": len(held),
             "candidates": int(len(y)),
             "positives": int(y.sum()),

@@ -29,7 +29,7 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 # Streams of randomness, each drawn from its own seed (:func:`mix`), so that adding a draw to one
 # never shifts another.
-SPLIT, SHARD, EPOCH, NEGATIVES, NEIGHBOURS, VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS = range(8)
+SPLIT, SHARD, EPOCH, NEGATIVES, NEIGHBOURS, VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS, VAL_HALVES = range(9)
 
 
 def mix(seed: int, *parts: int) -> int:
@@ -59,6 +59,16 @@ def edge_hash(edges: torch.Tensor, seed: int, epoch: int) -> np.ndarray:
         tid = edges[1].numpy().astype(np.uint64)
         h = _splitmix64(_splitmix64(pid ^ salt) ^ tid)
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def selection_half(playlist_ids: np.ndarray) -> np.ndarray:
+    """Bool per playlist id: in the val half whose ranking selects the checkpoint
+    (``val_selection=half``); the other half trains the second-stage ranker. Fixed by the id
+    alone (a hash with seed 0 for every run): every run of a graph splits its val playlists alike."""
+    with np.errstate(over="ignore"):
+        salt = np.uint64(mix(0, VAL_HALVES))
+        h = _splitmix64(np.asarray(playlist_ids).astype(np.uint64) ^ salt)
+    return (h >> np.uint64(63)) == 0
 
 
 def supervision_mask(edges: torch.Tensor, ratio: float, seed: int, epoch: int) -> torch.Tensor:

@@ -33,7 +33,7 @@ from trainer.evaluation.metrics import CHALLENGE_METRICS, K
 from trainer.evaluation.protocol import HeldOut, build_held_out, metrics_per_batch, visible_tracks
 from trainer.evaluation.scoring import EmbeddingScorer
 from trainer.gnn.divergence import check_metrics
-from trainer.gnn.shards import VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS, generator, rank_shard
+from trainer.gnn.shards import VAL_EDGES, VAL_NEGATIVES, VAL_PLAYLISTS, generator, rank_shard, selection_half
 
 RANK_METRICS = CHALLENGE_METRICS
 
@@ -109,12 +109,14 @@ class RankingSet:
         return len(self.held)
 
 
-def ranking_set(graph, max_playlists: int, seed: int) -> RankingSet:
+def ranking_set(graph, max_playlists: int, seed: int, half: bool = False) -> RankingSet:
     """A fixed sample of at most ``max_playlists`` (0: all) seeded validation playlists with
-    ground truth, built by the evaluation's own protocol from the training graph."""
+    ground truth, built by the evaluation's own protocol from the training graph; ``half``: only
+    those of the selection half (:func:`~trainer.gnn.shards.selection_half`)."""
     shape = (graph.num_nodes["playlist"], graph.num_nodes["track"])
     seeds, hidden = _binary(graph.seed_edges, shape), _binary(graph.val_edges, shape)
-    held = build_held_out(np.flatnonzero(graph.playlist_split == contract.SPLIT_VAL), seeds, hidden)
+    val = np.flatnonzero(graph.playlist_split == contract.SPLIT_VAL)
+    held = build_held_out(val[selection_half(val)] if half else val, seeds, hidden)
     seeded = np.flatnonzero(held.queries.num_seeds() > 0)
     if max_playlists and len(seeded) > max_playlists:
         pick = torch.randperm(len(seeded), generator=generator(seed, VAL_PLAYLISTS))
@@ -197,7 +199,10 @@ class Validation:
         self.config, self.env = config, env
         self.selection = selection or {"best": None, "best_epoch": None, "bad_epochs": 0}
         self.edges = val_edges_for_rank(graph, config, env)
-        ranking = ranking_set(graph, config.val_rank_playlists, config.seed) if config.val_rank_playlists else None
+        ranking = None
+        if config.val_rank_playlists:
+            half = config.val_selection == "half"
+            ranking = ranking_set(graph, config.val_rank_playlists, config.seed, half)
         if ranking is not None and len(ranking) == 0:
             # Zeros would pass for a metric and stop the run after `patience` epochs of them.
             log.warning(

@@ -4,10 +4,11 @@ every retriever's score and rank at once, track popularity and the ETL's degree 
 the candidate's album and artist overlap with and similarity to the seeds, the query's seed count
 and category.
 
-It is trained on the val playlists: their hidden tracks are edges no retriever was fitted on
-(item-kNN and ALS read training playlists' train edges, the GNN propagates visible edges), where
-a training playlist's would be scored with its own answers known. Folds of the val playlists pick
-the number of boosting rounds; the model is then fitted on all of them. Test stays untouched.
+It is trained on the val playlists that did not select the GNN's checkpoint: their hidden tracks
+are edges no retriever was fitted on (item-kNN and ALS read training playlists' train edges, the
+GNN propagates visible edges), where a training playlist's would be scored with its own answers
+known. Folds of those playlists pick the number of boosting rounds; the model is then fitted on all
+of them. Test stays untouched.
 """
 
 from __future__ import annotations

@@ -2,15 +2,17 @@
 
     python bench/full_scale.py --playlists 20000 --work /data/fs20k [--out bench/out/fs20k]
     python bench/full_scale.py --playlists 1000000 --work W --stages synth,etl
-    python bench/full_scale.py --playlists 1000000 --work W --stages graph,train,embed,evaluate,submit,recommend
+    python bench/full_scale.py --playlists 1000000 --work W --stages graph,train,embed,rerank,evaluate,submit,recommend
 
 Stages (default: all but ``graph``): ``synth`` (the MPD's JSON slices and a challenge set),
 ``etl`` (``etl.job`` with its defaults), ``graph`` (the same playlists' graph dir straight from
 the generator, no Spark: the chain's input when the ETL is measured on its own), ``train`` (the
 defaults, to their own stop: ``regime=auto`` validates, selects and stops within the epoch at 1M;
 a run cut short is resumed, not redone; ``--steps N`` caps it at N steps of one epoch, a smoke run),
-``embed``, ``evaluate`` (the test split, gnn, popularity, item-kNN and ALS), ``submit`` (the
-challenge set) and ``recommend`` (one test playlist). Each runs as its own process; a sampler
+``embed``, ``rerank`` (the second stage, as ``make demo`` builds it), ``evaluate`` (the test split,
+every method the run has: gnn, popularity, item-kNN, ALS, rerank and fusion in one pass), ``submit``
+(the challenge set) and ``recommend`` (one test playlist): the last two rank by rerank, their default
+when the run has a ranker. Each runs as its own process; a sampler
 adds up the resident memory of its process tree every half second. A finished stage leaves a
 marker in WORK, so a rerun resumes after the last finished one. Logs go to OUT/logs/, one JSON
 line per stage to OUT/stages.jsonl, and the summary table to OUT/summary.md and stdout.
@@ -29,8 +31,8 @@ import time
 import psutil
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ("synth", "etl", "graph", "train", "embed", "evaluate", "submit", "recommend")
-DEFAULT_STAGES = ("synth", "etl", "train", "embed", "evaluate", "submit", "recommend")
+STAGES = ("synth", "etl", "graph", "train", "embed", "rerank", "evaluate", "submit", "recommend")
+DEFAULT_STAGES = ("synth", "etl", "train", "embed", "rerank", "evaluate", "submit", "recommend")
 
 
 class TreeMemory:
@@ -134,6 +136,10 @@ def commands(a: argparse.Namespace, new_graph: bool) -> dict[str, tuple[list[str
             os.path.join(run, "checkpoints"),
         ),
         "embed": ([py, "-m", "trainer.embed", "--graph", graph, "--run", run], os.path.join(run, "embeddings")),
+        "rerank": (
+            [py, "-m", "trainer.rerank", "--graph", graph, "--run", run, "--max-playlists", str(a.rerank_playlists)],
+            os.path.join(run, "reranker"),
+        ),
         "evaluate": (
             [
                 py,
@@ -145,8 +151,7 @@ def commands(a: argparse.Namespace, new_graph: bool) -> dict[str, tuple[list[str
                 run,
                 "--split",
                 "test",
-                "--methods",
-                a.methods,
+                *(["--methods", a.methods] if a.methods else []),
                 "--max-playlists",
                 str(a.eval_playlists),
             ],
@@ -247,7 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         help="cap training at this many steps of one epoch, a smoke run (0: the defaults, to their own stop)",
     )
     ap.add_argument("--challenge", type=int, default=10_000, help="challenge-set playlists")
-    ap.add_argument("--methods", default="gnn,popularity,itemknn,als")
+    ap.add_argument("--methods", default="", help="evaluate's --methods (default: its own, every method the run has)")
+    ap.add_argument(
+        "--rerank-playlists",
+        type=int,
+        default=0,
+        help="val playlists the ranker learns from, evenly spaced over its half (0: all of them)",
+    )
     ap.add_argument(
         "--eval-playlists",
         type=int,

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ["graph", "train", "embed", "evaluate", "submit", "recommend"]
+STAGES = ["graph", "train", "embed", "rerank", "evaluate", "submit", "recommend"]
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +29,8 @@ def _run(work, *extra):
             "40",
             "--steps",
             "2",
+            "--rerank-playlists",
+            "7",
             *extra,
         ],
         cwd=REPO,
@@ -48,7 +50,9 @@ def test_the_chain_runs_stage_by_stage_and_resumes(tmp_path):
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert all(f"| {s} | 0 |" in summary for s in STAGES)
     report = json.load(open(tmp_path / "run" / "eval_test.json"))
-    assert set(report["methods"]) == {"gnn", "popularity", "itemknn", "als"}
+    assert set(report["methods"]) == {"gnn", "popularity", "itemknn", "als", "rerank", "fusion"}
+    ranker = json.load(open(tmp_path / "run" / "reranker" / "identity.json"))
+    assert ranker["trained_on"]["val_half"] == "ranker" and ranker["trained_on"]["playlists"] <= 7
     assert os.path.getsize(tmp_path / "submission.csv.gz") > 0
     again = _run(tmp_path)
     assert again.returncode == 0

@@ -48,12 +48,15 @@ def build(
     batch_size: int = 256,
     chunk_size: int = 1 << 17,
     device: str = "auto",
+    max_playlists: int = 0,
 ) -> dict:
-    """Build and publish ``run``'s ranker; returns its identity (what identity.json holds)."""
+    """Build and publish ``run``'s ranker; returns its identity (what identity.json holds).
+    ``max_playlists``: learn from this many of its val playlists, evenly spaced (0: all)."""
     itemknn = {"beta": 0.0, "gamma": 1.0, "neighbours": 0, **(itemknn or {})}
     device = dist.pick_device(device)
     graph = load_catalogue(graph_dir)
     held, half = ranker_playlists(protocol.held_out(graph, contract.SPLIT_VAL), run)
+    held = held.evenly(max_playlists)
     if len(held) < params.folds:
         raise ValueError(
             f"{graph_dir}: {len(held)} val playlists with hidden tracks (val half: {half}), "
@@ -151,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--itemknn-neighbours", type=cli.count(0), default=0, help="as trainer.evaluate's")
     p.add_argument("--batch-size", type=cli.count(1), default=256, help="playlists at once")
+    p.add_argument(
+        "--max-playlists",
+        type=cli.count(0),
+        default=0,
+        help="learn from this many of the val playlists apart from selection, evenly spaced (0: all)",
+    )
     cli.add_device(p)
     args = p.parse_args(argv)
 
@@ -164,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             itemknn={"neighbours": args.itemknn_neighbours},
             batch_size=args.batch_size,
             device=args.device,
+            max_playlists=args.max_playlists,
         )
 
     return cli.run(body)

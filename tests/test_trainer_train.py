@@ -807,7 +807,15 @@ def test_embeddings_name_their_checkpoint_and_stale_or_partial_sets_are_refused(
     from trainer.evaluate import evaluate
 
     run = str(tmp_path / "run")
-    args = ["--graph", gdir, "--out", run, "--max_steps_per_epoch=2", "--val_rank_playlists=0", *SMALL]
+    args = [
+        "--graph",
+        gdir,
+        "--out",
+        run,
+        "--max_steps_per_epoch=2",
+        *SMALL,
+        "--val_rank_playlists=0",
+    ]  # last.pt final: after SMALL's 20
     train_from_args([*args, "--epochs=1"])
     embed_main(["--graph", gdir, "--run", run])
     first = evaluate(gdir, run, "val", ["gnn"])

@@ -177,13 +177,13 @@ def rerank_scorers(
         "gnn": have["gnn"]
         if "gnn" in have and settings["gnn_query"] == built["gnn_query"]
         else gnn_scorer(graph, run, device, built["gnn_query"], fold_in_steps),
-        "als": ALS(train, popularity, ALSParams(**built["als"]), item_factors=torch.from_numpy(factors)),
+        "als": have["als"]
+        if "als" in have and _same_als(have["als"], ALSParams(**built["als"]), factors)
+        else ALS(train, popularity, ALSParams(**built["als"]), item_factors=torch.from_numpy(factors)),
         "itemknn": have["itemknn"]
         if "itemknn" in have and settings["itemknn"] == {k: knn[k] for k in ("beta", "gamma", "neighbours")}
         else ItemKNN(train, popularity, knn["beta"], knn["gamma"], knn["neighbours"]),
     }
-    if "als" in have and _same_als(have["als"], retrievers["als"]):
-        retrievers["als"] = have["als"]
     second = Ranker(
         lgb.Booster(model_str=booster),
         {m: retrievers[m] for m in built["retrievers"]},
@@ -204,10 +204,11 @@ def rerank_scorers(
     return out
 
 
-def _same_als(a: ALS, b: ALS) -> bool:
-    """The same fit, however many threads each was told to use."""
-    settings = [{**x.params.as_dict(), "num_threads": 0} for x in (a, b)]
-    return settings[0] == settings[1] and torch.equal(a.tracks, b.tracks)
+def _same_als(als: ALS, params: ALSParams, factors: np.ndarray) -> bool:
+    """``als`` is the fit of ``params`` with these track factors, however many threads each was told
+    to use: compared before a second copy of the factors is built (600 MB at 1M playlists)."""
+    settings = [{**p.as_dict(), "num_threads": 0} for p in (als.params, params)]
+    return settings[0] == settings[1] and torch.equal(als.tracks, torch.from_numpy(factors))
 
 
 def ranker_playlists(held: HeldOut, run: str) -> tuple[HeldOut, str]:

@@ -24,7 +24,7 @@ from trainer.evaluate import main as evaluate_main
 from trainer.evaluation import protocol
 from trainer.evaluation.baselines import ALSParams
 from trainer.evaluation.scoring import TopK, top_k
-from trainer.io import ranker, storage
+from trainer.io import checksum, ranker
 from trainer.io.catalogue import load_catalogue
 from trainer.io.run_dir import RunMismatchError
 from trainer.ranker import candidates
@@ -436,7 +436,7 @@ def test_a_damaged_booster_is_named_by_every_command_and_an_unchecked_one_warned
     original = open(model, "rb").read()
     open(model, "wb").write(original[: len(original) // 2])  # cut short, as a full disk or a killed copy leaves it
     try:
-        with pytest.raises(storage.Damaged, match=r"model.txt is damaged: its SHA-256 .* build it again"):
+        with pytest.raises(checksum.Damaged, match=r"model.txt is damaged: its SHA-256 .* build it again"):
             methods.build_scorers(load_catalogue(graph), run, ["rerank"], "cpu")
         assert evaluate_main(["--graph", graph, "--run", run, "--methods", "rerank", "--split", "test"]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -22,7 +22,7 @@ from trainer.gnn.divergence import TrainingDiverged
 from trainer.gnn.losses import candidate_log_frequency, full_softmax, sampled_softmax
 from trainer.gnn.optim import Optimizer, RowWiseAdagrad
 from trainer.gnn.sampled import loader_workers
-from trainer.io import checkpoint, embeddings, run_dir, storage
+from trainer.io import checkpoint, checksum, embeddings, run_dir
 from trainer.io.catalogue import load_catalogue
 from trainer.train import train_from_args
 
@@ -687,7 +687,7 @@ def test_a_checkpoint_without_its_checksum_record_resumes_with_a_warning(gdir, t
     args = ["--graph", gdir, "--max_steps_per_epoch=1", *SMALL, "--out", str(tmp_path / "run")]
     train_from_args([*args, "--epochs=1"])
     record = tmp_path / "run" / "checkpoints" / "last.pt.sha256.json"
-    assert json.loads(record.read_text())["sha256"] == storage.sha256(str(record)[: -len(".sha256.json")])
+    assert json.loads(record.read_text())["sha256"] == checksum.sha256(str(record)[: -len(".sha256.json")])
     record.write_text(json.dumps({"checkpoint_id": "another", "sha256": "0" * 64}))
     with caplog.at_level("WARNING"):
         train_from_args([*args, "--epochs=2", "--resume"])
@@ -790,6 +790,54 @@ storage.publish_dir({str(run)!r}, "embeddings", write)
     assert f"removed 2 leftover(s) of writers killed in {run}" in caplog.text
 
 
+def test_a_killed_writer_of_a_file_or_folder_is_swept_by_the_next_write_of_the_same(tmp_path, caplog):
+    """evaluate and rerank write without the run dir's lock: what a kill -9 left beside their
+    outputs goes at the next write of the same output, saying so; a live writer's and another
+    output's stay (the next locked command takes the latter)."""
+    import socket
+    import subprocess
+    import sys
+
+    from trainer.io import storage
+
+    run, host = tmp_path / "run", socket.gethostname()
+    run.mkdir()
+    killed = f"""
+import os
+from trainer.io import storage
+def write(staging):
+    storage.atomic_write_bytes(storage.join(staging, "model.txt"), b"half")
+    os.kill(os.getpid(), 9)
+if os.environ["WHAT"] == "file":
+    with storage.atomic_open({str(run / "eval_test.json")!r}) as f:
+        f.write(b"{{")
+        os.kill(os.getpid(), 9)
+storage.publish_dir({str(run)!r}, os.environ["WHAT"], write)
+"""
+    for what in ("file", "reranker", "embeddings"):
+        assert subprocess.run([sys.executable, "-c", killed], env={**os.environ, "WHAT": what}).returncode == -9
+    live = run / f"reranker.tmp-{host}-{os.getpid()}-0123abcd"
+    live.mkdir()
+
+    def temporaries():
+        return sorted(re.sub(r"-\d+(-[0-9a-f]{8})?$", "", p.name) for p in run.iterdir() if ".tmp" in p.name)
+
+    assert temporaries() == [
+        f"embeddings.tmp-{host}",
+        f"eval_test.json.tmp.{host}",
+        f"reranker.tmp-{host}",
+        f"reranker.tmp-{host}",
+    ]
+    with caplog.at_level("WARNING"):
+        storage.atomic_write_json(str(run / "eval_test.json"), {})
+        storage.publish_dir(
+            str(run), "reranker", lambda s: storage.atomic_write_bytes(storage.join(s, "identity.json"), b"{}")
+        )
+    assert temporaries() == [f"embeddings.tmp-{host}", f"reranker.tmp-{host}"]
+    assert live.exists() and (run / "reranker" / "identity.json").exists()
+    assert caplog.text.count(f"removed 1 leftover(s) of writers killed in {run}") == 2
+
+
 def test_an_out_under_a_file_is_named_before_any_work(gdir, tmp_path):
     from trainer.io import storage
 
@@ -849,7 +897,7 @@ def test_embeddings_name_their_checkpoint_and_stale_or_partial_sets_are_refused(
     flipped = bytearray(original)
     flipped[len(original) // 3] ^= 0x01
     open(track, "wb").write(bytes(flipped))
-    with pytest.raises(storage.Damaged, match=r"track.parquet is damaged: its SHA-256 .* export again"):
+    with pytest.raises(checksum.Damaged, match=r"track.parquet is damaged: its SHA-256 .* export again"):
         evaluate(gdir, run, "val", ["gnn"])
     open(track, "wb").write(original)
     ident = embeddings.path(run, embeddings.IDENTITY)  # a set exported before the checksums: read, with a warning

@@ -16,7 +16,7 @@ import fsspec
 import numpy as np
 import torch
 
-from trainer.io import storage
+from trainer.io import checksum, storage
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def identity(path: str) -> str:
         state = load(path)
     if "checkpoint_id" in state:
         return state["checkpoint_id"]
-    return f"sha256:{storage.sha256(path)}"
+    return f"sha256:{checksum.sha256(path)}"
 
 
 def _sum_path(path: str) -> str:
@@ -93,12 +93,12 @@ def save(path: str, payload: dict) -> str:
     # Written after the checkpoint: one cut between the two leaves a record of another id, which
     # load() reads as no record.
     storage.atomic_write_json(
-        _sum_path(path), {"checkpoint_id": payload["checkpoint_id"], "sha256": storage.sha256(path)}
+        _sum_path(path), {"checkpoint_id": payload["checkpoint_id"], "sha256": checksum.sha256(path)}
     )
     return payload["checkpoint_id"]
 
 
-class DamagedCheckpoint(storage.Damaged):
+class DamagedCheckpoint(checksum.Damaged):
     """A checkpoint file exists but does not load as one."""
 
 
@@ -127,7 +127,7 @@ def load(path: str, map_location="cpu") -> dict:
             path,
         )
     else:
-        storage.verify(path, record.get("sha256"), REMEDY, DamagedCheckpoint)
+        checksum.verify(path, record.get("sha256"), REMEDY, DamagedCheckpoint)
     return state
 
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl import contract
-from trainer.io import checkpoint, storage
+from trainer.io import checkpoint, checksum, storage
 from trainer.io.catalogue import Catalogue
 from trainer.io.run_dir import EMBEDDINGS, RunMismatchError
 
@@ -70,7 +70,7 @@ def publish(run: str, tables: dict[str, tuple], seed_query: dict | None, identit
         if seed_query is not None:
             storage.atomic_write_json(storage.join(staging, SEED_QUERY), seed_query, indent=None)
             files.append(SEED_QUERY)
-        sums = {f: storage.sha256(storage.join(staging, f)) for f in files}
+        sums = {f: checksum.sha256(storage.join(staging, f)) for f in files}
         storage.atomic_write_json(
             storage.join(staging, IDENTITY), {**identity, "tables": sorted(tables), "sha256": sums}
         )
@@ -104,7 +104,7 @@ def identity(run: str) -> dict:
 def _verify(run: str, target: str) -> None:
     """``target`` (a file of the set) against the SHA-256 identity.json recorded for it."""
     sums = (storage.read_json(path(run, IDENTITY)) or {}).get("sha256", {})
-    storage.verify(
+    checksum.verify(
         target, sums.get(target.rsplit("/", 1)[-1]), f"export again (python -m trainer.embed --graph GRAPH --run {run})"
     )
 

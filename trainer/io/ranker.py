@@ -13,7 +13,7 @@ import hashlib
 
 import numpy as np
 
-from trainer.io import als_factors, storage
+from trainer.io import als_factors, checksum, storage
 from trainer.io.run_dir import RANKER, RunMismatchError, graph_identity
 
 MODEL = "model.txt"
@@ -73,7 +73,7 @@ def read(
         )
     with storage.open_file(path(run, MODEL), "rb") as f:
         data = f.read()
-    storage.verify(
+    checksum.verify(
         path(run, MODEL),
         recorded.get("model_sha256"),
         f"build it again (python -m trainer.rerank --graph GRAPH --run {run})",

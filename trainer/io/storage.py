@@ -5,7 +5,6 @@ so that a reader never sees half a file and a failed write leaves the previous o
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -123,36 +122,6 @@ def read_json(path: str):
     return json.loads(read_text(path)) if exists(path) else None
 
 
-class Damaged(ValueError):
-    """A stored artefact whose bytes are not the ones recorded when it was written."""
-
-
-def sha256(path: str) -> str:
-    """The hex SHA-256 of the file at ``path``, streamed (a 1M-playlist checkpoint is gigabytes)."""
-    digest = hashlib.sha256()
-    with fsspec.open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify(
-    path: str, recorded: str | None, remedy: str, error: type[Damaged] = Damaged, data: bytes | None = None
-) -> None:
-    """Check the file at ``path`` (or the ``data`` read from it) against the SHA-256 ``recorded``
-    when it was written: ``error`` (a :class:`Damaged`), naming it and ``remedy``, when they
-    differ; a warning when nothing was recorded (written by an earlier version): read unchecked."""
-    if recorded is None:
-        log.warning("%s has no recorded checksum (written by an earlier version): read unchecked", path)
-        return
-    found = sha256(path) if data is None else hashlib.sha256(data).hexdigest()
-    if found != recorded:
-        raise error(
-            f"{path} is damaged: its SHA-256 is {found[:12]}..., not the {recorded[:12]}... recorded "
-            f"when it was written ({size(path):,} bytes now); {remedy}"
-        )
-
-
 def check_writable(path: str, what: str, folder: bool = False) -> None:
     """Fail now, before any work, when ``path`` (a folder, or a file's folder) cannot be written:
     :class:`OutputError` naming ``what`` (e.g. ``--out``), the place and the reason. Creates nothing
@@ -184,6 +153,7 @@ def atomic_open(path: str):
     A full disk is said as such (:class:`OutputError`), whatever the writer made of it."""
     fs, target = filesystem(path)
     fs.makedirs(posixpath.dirname(target), exist_ok=True)
+    _sweep_beside(fs, target, path)
     tmp = f"{target}.tmp.{_owner()}"
     try:
         with fs.open(tmp, "wb") as f:
@@ -218,6 +188,7 @@ def publish_dir(parent: str, name: str, write, marker: str = "identity.json") ->
     Locally, readers see the old folder or the new one (or, for an instant, none); a write that
     fails leaves the published folder untouched. On object stores see :func:`_publish_by_copy`."""
     fs, root = filesystem(parent)
+    _sweep_beside(fs, posixpath.join(root, name), join(parent, name))
     tag = f"{_owner()}-{uuid.uuid4().hex[:8]}"
     staging, old = (join(parent, f"{name}.{kind}-{tag}") for kind in ("tmp", "old"))
     try:
@@ -321,19 +292,41 @@ def exclusive(path: str, what: str, command: str):
             fs.rm(lock)
 
 
+def _dead_writer(name: str) -> bool:
+    """Whether ``name`` is a temporary (:data:`_LEFTOVER`) of a writer on this host that is gone."""
+    m = _LEFTOVER.search(name.rstrip("/"))
+    return bool(m) and (m["host"] or m["h"]) == socket.gethostname() and not _alive(int(m["pid"] or m["p"]))
+
+
 def _sweep(fs, root: str, path: str) -> None:
     """Remove, saying so, what writers on this host that are gone left under ``root``."""
-    host, gone = socket.gethostname(), []
+    gone = []
     for p in sorted(fs.find(root, withdirs=True)):
-        m = _LEFTOVER.search(posixpath.basename(p.rstrip("/")))
-        owner = m and (m["host"] or m["h"], int(m["pid"] or m["p"]))
-        if owner and owner[0] == host and not _alive(owner[1]) and not any(p.startswith(g + "/") for g in gone):
+        if _dead_writer(posixpath.basename(p.rstrip("/"))) and not any(p.startswith(g + "/") for g in gone):
             fs.rm(p, recursive=True)
             gone.append(p)
+    _said(gone, root, path)
+
+
+def _sweep_beside(fs, target: str, path: str) -> None:
+    """Remove, saying so, the temporaries a gone writer of ``target`` left beside it (a killed
+    evaluate or rerank holds no lock, so no locked sweep would ever reach them)."""
+    parent, stem = posixpath.split(target)
+    try:
+        names = fs.ls(parent, detail=False)
+    except FileNotFoundError:
+        return
+    gone = [p for p in names if (b := posixpath.basename(p.rstrip("/"))).startswith(stem + ".") and _dead_writer(b)]
+    for p in gone:
+        fs.rm(p, recursive=True)
+    _said(gone, parent, posixpath.dirname(path))
+
+
+def _said(gone: list[str], root: str, path: str) -> None:
     if gone:
         log.warning(
             "removed %d leftover(s) of writers killed in %s: %s",
             len(gone),
             path,
-            ", ".join(posixpath.relpath(g, root) for g in gone),
+            ", ".join(posixpath.relpath(g.rstrip("/"), root) for g in sorted(gone)),
         )

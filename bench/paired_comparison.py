@@ -4,6 +4,7 @@ metric and its 95% bootstrap interval (resampling playlists), to tell a win from
     python bench/paired_comparison.py --graph G --run RUN [--splits val,test] [--methods gnn,itemknn,als]
     python bench/paired_comparison.py --graph G --run RUN --against OLD_RUN --methods gnn,gnn
     python bench/paired_comparison.py --graph G1M --run RUN --splits test --max-playlists 2000 --methods gnn,als,itemknn
+    python bench/paired_comparison.py --graph G --run RUN --against RUN2 --methods gnn,gnn --splits val --ranker-half
 
 Ranks with ``trainer.evaluate``'s own scorers, fallback, catalogue and per-playlist metrics.
 """
@@ -38,6 +39,12 @@ def main(argv=None) -> None:
         default=0,
         help="playlists of each split, evenly spaced as evaluate --max-playlists takes them (0: all)",
     )
+    p.add_argument(
+        "--ranker-half",
+        action="store_true",
+        help="val: only the half apart from the checkpoint's selection (val_selection=half): two checkpoints"
+        " of one run compared on playlists neither was chosen on",
+    )
     p.add_argument("--resamples", type=int, default=2000)
     args = p.parse_args(argv)
     first, *others = args.methods.split(",")
@@ -52,7 +59,10 @@ def main(argv=None) -> None:
     suffix = f"@{Path(args.against).name}" if args.against else ""
     rng = np.random.default_rng(0)
     for split in args.splits.split(","):
-        held = protocol.held_out(graph, split).evenly(args.max_playlists)
+        held = protocol.held_out(graph, split)
+        if args.ranker_half and split == "val":
+            held = methods.ranker_playlists(held, args.run)[0]
+        held = held.evenly(args.max_playlists)
         va = per_playlist(graph.track_artist, held, scorers, fallback, allowed)[first]
         values = per_playlist(graph.track_artist, held, theirs, fallback, allowed)
         for b in others:

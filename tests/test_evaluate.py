@@ -497,3 +497,16 @@ def test_paired_comparison_ranks_the_first_method_against_each_other(synth, tmp_
     assert len(lines) == 2 * 3 and all(line.endswith("n=9") for line in lines)
     itself = [line for line in lines if "itemknn" not in line]
     assert len(itself) == 3 and all("diff +0.0000 (95% interval +0.0000 .. +0.0000)" in line for line in itself)
+
+    # --ranker-half: only the val playlists apart from a val_selection=half run's checkpoint selection
+    from trainer.gnn.shards import selection_half
+
+    (tmp_path / "config.json").write_text(json.dumps({"val_selection": "half"}))
+    val = held_out(load_catalogue(synth), "val").playlist_ids
+    apart = int((~selection_half(val)).sum())
+    assert 0 < apart < len(val)
+    quick = ["--methods", "popularity,itemknn", "--resamples", "50"]
+    main_of(["--graph", synth, "--run", str(tmp_path), "--splits", "val", "--ranker-half", *quick])
+    main_of(["--graph", synth, "--run", str(tmp_path), "--splits", "val", *quick])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.rsplit("n=", 1)[1] for line in lines] == [str(apart)] * 3 + [str(len(val))] * 3

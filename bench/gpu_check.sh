@@ -41,7 +41,12 @@ TIME=(); [ -x /usr/bin/time ] && TIME=(/usr/bin/time -f "wall %e s, peak host RS
 
 # Every 30 s: the newest log's last line (tqdm's step count and rate) and a fresh logs.tgz, so a
 # run cut off by a time limit still tells how far it got.
-(while sleep 30; do
+# The sleep runs in the background and is killed with the loop: a sleep left behind holds the
+# script's stdout open, and whoever reads it (a test's pipe) waits up to 30 s for nothing.
+(trap 'kill $nap 2>/dev/null; exit 0' TERM
+while :; do
+    sleep 30 & nap=$!
+    wait $nap
     f=$(ls -t "$LOGS"/*.log 2>/dev/null | head -n 1)
     [ -n "$f" ] && echo "[progress] $(basename "$f"): $(tr '\r' '\n' < "$f" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-160)"
     save_logs

@@ -69,5 +69,7 @@ def test_the_job_refuses_it_before_parsing(spark, tmp_path, monkeypatch, mpd_sam
         run_etl(spark, "--input", mpd_sample_dir, "--output", tmp_path / "g")
     assert os.listdir(tmp_path) == []
     # Two shuffle partitions: the input's pretended size would otherwise ask for hundreds.
-    m = run_etl(spark, "--input", mpd_sample_dir, "--output", tmp_path / "g", "--hop2", "off", "--shuffle-partitions", "2")
+    m = run_etl(
+        spark, "--input", mpd_sample_dir, "--output", tmp_path / "g", "--hop2", "off", "--shuffle-partitions", "2"
+    )
     assert m["counts"]["nodes/playlist"] == 37  # with --hop2 off there is no broadcast to check

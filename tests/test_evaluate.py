@@ -7,6 +7,7 @@ import os
 import runpy
 import subprocess
 import sys
+import threading
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -159,6 +160,28 @@ def test_itemknn_equals_plain_python_co_occurrence(request, graph, gamma, neighb
         assert (rest < 0).all()
         assert (np.diff(rest[np.argsort(rest_pop, kind="stable")]) >= 0).all()
     assert cut_rows or not neighbours  # the cut-off was exercised
+
+
+@needs_sample
+def test_itemknn_gives_the_same_floats_on_any_number_of_threads(synth):
+    """The co-occurrence product runs in pieces of equal edges, one per intra-op thread: every
+    piece sums its rows in the order the whole product does."""
+    cat = load_catalogue(synth)
+    held = held_out(cat, contract.SPLIT_VAL)
+    knn = ItemKNN(
+        cat.edges((contract.ROLE_TRAIN,), (contract.SPLIT_TRAIN,)), popularity_counts(cat.edges(contract.VISIBLE_ROLES))
+    )
+    before = torch.get_num_threads()
+    scores = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            chunk = knn.batch(held.queries)
+            scores.append(torch.cat([chunk(a, min(a + 70, cat.num_tracks)) for a in range(0, cat.num_tracks, 70)], 1))
+    finally:
+        torch.set_num_threads(before)
+    assert any(t.name.startswith("itemknn") for t in threading.enumerate())  # the threaded path ran
+    assert (scores[0] > 0).any() and torch.equal(scores[0], scores[1])
 
 
 # --- evaluation end to end ----------------------------------------------------------------------

@@ -241,12 +241,17 @@ def test_one_pass_ranks_every_method_as_separate_runs_with_each_retriever_scored
     for m in second_stage.RETRIEVERS:
         scorer = together[m]
         monkeypatch.setattr(scorer, "batch", lambda q, f=scorer.batch, m=m: calls.update([m]) or f(q))
+    monkeypatch.setattr(
+        second_stage, "features", lambda *a, f=second_stage.features: calls.update(["features"]) or f(*a)
+    )
     batch, k = 16, built["params"]["k"]  # the list length the ranker's candidates have: one top-k serves both
     one, counts = protocol.score_sums(
         held, together, fallback, groups, cat.track_artist, k, batch, 500, "cpu", allowed=allowed
     )
     seeded = sum(held.queries.num_seeds()[lo : lo + batch].any() for lo in range(0, len(held), batch))
-    assert seeded > 1 and calls == {m: seeded for m in second_stage.RETRIEVERS}  # once per batch, not per method
+    # Once per batch, not per method: the retrievers' top-k, and the candidates' features that
+    # rerank and fusion both rank.
+    assert seeded > 1 and calls == {m: seeded for m in [*second_stage.RETRIEVERS, "features"]}
     monkeypatch.undo()
     for i, m in enumerate(names):
         alone, title = methods.build_scorers(cat, run, [m], "cpu", als=SMALL_ALS, allowed=allowed)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -92,6 +93,7 @@ class ItemKNN:
         self.by_track = train.T.tocsr()  # track × playlist
         self.num_tracks = train.shape[1]
         self.below = torch.from_numpy(popularity_floor(popularity))
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (threads, pool), made when first needed
 
     def batch(self, queries: Queries) -> ChunkScores:
         seeds = sp.csr_matrix(
@@ -106,12 +108,35 @@ class ItemKNN:
         weights = neighbours.T.toarray()  # [playlists, B], C order: what csr @ dense reads row by row
 
         def chunk(start: int, stop: int) -> torch.Tensor:
-            # Rows made contiguous once: top-k along a strided row is several times slower.
-            co = torch.from_numpy(self.by_track[start:stop] @ weights).T.contiguous()
+            co = torch.from_numpy(self._co_occurrence(start, stop, weights))
             co.mul_(self.target[start:stop])
             return torch.where(co > 0, co, self.below[start:stop])
 
         return chunk
+
+    def _co_occurrence(self, start: int, stop: int, weights: np.ndarray) -> np.ndarray:
+        """``(by_track[start:stop] @ weights).T`` as a C-order [B, stop - start] array (top-k along a
+        strided row is several times slower), in pieces of equal edges on torch's intra-op threads:
+        scipy's sparse product releases the GIL and reads the weights at random, so two threads take
+        half the time of one (bench/log/2026-12-08-evaluation-speed.md). Each piece sums its rows'
+        playlists in the same order as the whole product would: the same floats."""
+        out = np.empty((weights.shape[1], stop - start), np.float32)
+        indptr = self.by_track.indptr
+        threads = max(1, min(torch.get_num_threads(), stop - start))
+        cuts = np.searchsorted(indptr, np.linspace(indptr[start], indptr[stop], threads + 1)[1:-1]).clip(start, stop)
+        bounds = [start, *cuts.tolist(), stop]
+
+        def piece(lo: int, hi: int) -> None:
+            out[:, lo - start : hi - start] = (self.by_track[lo:hi] @ weights).T
+
+        if threads == 1:
+            piece(start, stop)
+            return out
+        if self._pool is None or self._pool[0] != threads:
+            self._pool = (threads, ThreadPoolExecutor(threads, thread_name_prefix="itemknn"))
+        for done in [self._pool[1].submit(piece, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
+            done.result()
+        return out
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ the GNN's (dot products of embeddings) lives here, the baselines in ``trainer.ev
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Hashable, Protocol, TypeVar
 
 import numpy as np
 import torch
+
+T = TypeVar("T")
 
 ChunkScores = Callable[[int, int], torch.Tensor]
 
@@ -156,6 +158,14 @@ class TopK:
         view.__dict__.update(self.__dict__)
         view.queries, view._rows = self.queries.take(rows), self._rows[rows]
         return view
+
+    def shared(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` once per batch, ``key`` and set of rows: what several scorers derive from the
+        same pass (the second stage's candidates and features, ranked by rerank and by fusion)."""
+        at = (key, self._rows.tobytes())
+        if at not in self._memo:
+            self._memo[at] = compute()
+        return self._memo[at]
 
     def __call__(self, scorer: Scorer, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``scorer``'s top-``k`` ids and scores [len(view), k] of this view's queries (see :func:`top_k`)."""

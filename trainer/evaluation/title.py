@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from trainer.evaluation.scoring import ChunkScores, Queries, popularity_floor, with_floor
+from trainer.evaluation.scoring import ChunkScores, Queries, popularity_floor
 
 # Tier 2 keeps the most popular tracks of a title's name matches: a common word ("love") is in
 # tens of thousands of track names at full MPD size, and no list is asked for more than this.
@@ -124,9 +124,18 @@ class TitleModel:
         below = self.below
 
         def chunk(start: int, stop: int) -> torch.Tensor:
-            counts = picked[:, start:stop].toarray()
-            within = below[start:stop] + 1.0  # popularity in [0, 1)
-            tiers = np.where(counts > 0, counts + within, named[:, start:stop].toarray() * within)
-            return with_floor(tiers, below[start:stop])
+            # Every track starts at its popularity floor (tier 3); the few the title reaches are then
+            # set in place: one pass over [B, tracks] where dense tiers took several.
+            floor = below[start:stop]
+            within = floor + 1.0  # popularity in [0, 1)
+            out = np.broadcast_to(floor, (len(rows), stop - start)).copy()
+            named_part = named[:, start:stop].tocoo()
+            keep = within[named_part.col] > 0  # a name match of a track no playlist holds stays at its floor
+            out[named_part.row[keep], named_part.col[keep]] = within[named_part.col[keep]]
+            counted = picked[:, start:stop].tocoo()
+            keep = counted.data > 0  # unknown titles' rows hold explicit zeros
+            col = counted.col[keep]
+            out[counted.row[keep], col] = counted.data[keep] + within[col]
+            return torch.from_numpy(out)
 
         return chunk

@@ -21,7 +21,7 @@ import torch
 
 from trainer.evaluation.scoring import ChunkScores, Queries, Scorer, TopK, popularity_floor
 from trainer.ranker.candidate_features import SeedSimilarity, TrackFeatures, features
-from trainer.ranker.candidates import generate
+from trainer.ranker.candidates import Candidates, generate
 
 log = logging.getLogger(__name__)
 
@@ -200,18 +200,24 @@ class Ranker:
         its catalogue must be the one this ranker allows."""
         if top is not None and not _same_catalogue(top.allowed, self.allowed):
             raise ValueError("rerank: the shared pass ranks another catalogue than the ranker allows")
-        cands = generate(
-            self.retrievers,
-            self.title,
-            queries,
-            self.num_tracks,
-            self.params.k,
-            self.chunk_size,
-            self.device,
-            self.allowed,
-            top,
-        )
-        x, names = features(cands, queries, self.tracks, self._categories(queries), self.similarity)
+
+        def candidates() -> tuple[Candidates, np.ndarray, list[str]]:
+            cands = generate(
+                self.retrievers,
+                self.title,
+                queries,
+                self.num_tracks,
+                self.params.k,
+                self.chunk_size,
+                self.device,
+                self.allowed,
+                top,
+            )
+            return (cands, *features(cands, queries, self.tracks, self._categories(queries), self.similarity))
+
+        # rerank and fusion are copies of one Ranker (trainer.methods), sharing its SeedSimilarity:
+        # in one pass they rank the same candidates, by the booster and by the fused z-scores.
+        cands, x, names = candidates() if top is None else top.shared(("second stage", self.similarity), candidates)
         if names != self.names:
             raise ValueError(f"rerank: features {names} differ from the model's {self.names}")
         rows = cands.rows()

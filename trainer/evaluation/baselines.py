@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from trainer.evaluation.scoring import ChunkScores, Queries, popularity_floor
+from trainer.evaluation.scoring import ChunkScores, Queries, in_threads, popularity_floor
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,6 @@ class ItemKNN:
         self.by_track = train.T.tocsr()  # track × playlist
         self.num_tracks = train.shape[1]
         self.below = torch.from_numpy(popularity_floor(popularity))
-        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (threads, pool), made when first needed
 
     def batch(self, queries: Queries) -> ChunkScores:
         seeds = sp.csr_matrix(
@@ -126,16 +124,11 @@ class ItemKNN:
         cuts = np.searchsorted(indptr, np.linspace(indptr[start], indptr[stop], threads + 1)[1:-1]).clip(start, stop)
         bounds = [start, *cuts.tolist(), stop]
 
-        def piece(lo: int, hi: int) -> None:
+        def piece(bound: tuple[int, int]) -> None:
+            lo, hi = bound
             out[:, lo - start : hi - start] = (self.by_track[lo:hi] @ weights).T
 
-        if threads == 1:
-            piece(start, stop)
-            return out
-        if self._pool is None or self._pool[0] != threads:
-            self._pool = (threads, ThreadPoolExecutor(threads, thread_name_prefix="itemknn"))
-        for done in [self._pool[1].submit(piece, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
-            done.result()
+        in_threads(piece, list(zip(bounds[:-1], bounds[1:])))
         return out
 
 

@@ -11,8 +11,9 @@ the GNN's (dot products of embeddings) lives here, the baselines in ``trainer.ev
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Hashable, Protocol, TypeVar
+from typing import Callable, Hashable, Protocol, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +21,22 @@ import torch
 T = TypeVar("T")
 
 ChunkScores = Callable[[int, int], torch.Tensor]
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def in_threads(work: Callable[[T], None], parts: Sequence[T]) -> None:
+    """``work(part)`` for every part, one thread per part up to torch's intra-op thread count: for
+    numpy and scipy work that releases the GIL (torch's own operations have their threads)."""
+    threads = min(torch.get_num_threads(), len(parts))
+    if threads <= 1:
+        for part in parts:
+            work(part)
+        return
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="scoring")
+    for done in [_POOLS[threads].submit(work, part) for part in parts]:
+        done.result()
 
 
 @dataclass

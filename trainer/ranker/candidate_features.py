@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from etl import contract
-from trainer.evaluation.scoring import Queries, Scorer
+from trainer.evaluation.scoring import Queries, Scorer, in_threads
 from trainer.io.catalogue import Catalogue
 from trainer.io.graph import node_columns
 from trainer.ranker.candidates import Candidates
@@ -69,20 +69,30 @@ class SeedSimilarity:
         if self.by_track is not None:
             names += ["co_seed_max", "co_seed_mean", "co_seed_share"]
         out = {name: np.full(len(cands.tracks), np.nan, np.float32) for name in names}
-        for b in range(len(cands)):
+        rows = [b for b in range(len(cands)) if cands.indptr[b + 1] > cands.indptr[b] and len(queries.seeds(b))]
+        for b in rows:
             lo, hi = cands.indptr[b], cands.indptr[b + 1]
-            seeds = queries.seeds(b)
-            if hi == lo or not len(seeds):
-                continue
-            mine = cands.tracks[lo:hi]
+            mine, seeds = torch.from_numpy(cands.tracks[lo:hi]), torch.from_numpy(queries.seeds(b))
             for m, v in self.vectors.items():
-                sim = (v[torch.from_numpy(mine)] @ v[torch.from_numpy(seeds)].T).numpy()
+                sim = (v[mine] @ v[seeds].T).numpy()
                 out[f"{m}_seed_max"][lo:hi], out[f"{m}_seed_mean"][lo:hi] = sim.max(1), sim.mean(1)
-            if self.by_track is not None:
+        if self.by_track is None:
+            return out
+
+        def co_occurrence(part: list[int]) -> None:
+            for b in part:
+                lo, hi = cands.indptr[b], cands.indptr[b + 1]
+                mine, seeds = cands.tracks[lo:hi], queries.seeds(b)
                 co = (self.by_track[mine] @ self.by_track[seeds].T).toarray()
                 cos = co / np.sqrt(np.maximum(np.outer(self.df[mine], self.df[seeds]), 1.0))
                 out["co_seed_max"][lo:hi], out["co_seed_mean"][lo:hi] = cos.max(1), cos.mean(1)
                 out["co_seed_share"][lo:hi] = (co > 0).mean(1)
+
+        # The sparse products (scipy releases the GIL) on every intra-op thread, each on its own
+        # queries' rows of ``out``; the cosines above stay on this thread, as torch's own threads
+        # serve them.
+        threads = max(1, torch.get_num_threads())
+        in_threads(co_occurrence, [rows[i::threads] for i in range(threads)])
         return out
 
 

@@ -328,8 +328,3 @@ class EmbeddingScorer:
 def popularity_floor(popularity: np.ndarray) -> np.ndarray:
     """Popularity squeezed into [-1, 0): what ranks a method's unscored tracks after every scored one."""
     return (popularity / (popularity.max(initial=0.0) + 1.0) - 1.0).astype(np.float32)
-
-
-def with_floor(scores: np.ndarray, floor: np.ndarray) -> torch.Tensor:
-    """``scores`` where positive, else the track's :func:`popularity_floor`."""
-    return torch.from_numpy(np.where(scores > 0, scores, floor[None, :]).astype(np.float32))

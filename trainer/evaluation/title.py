@@ -68,7 +68,7 @@ class NameIndex:
 
 class TitleModel:
     """The three tiers above as a scorer: tier 1 scores ≥ 1 (the title count, plus popularity
-    within a count), tier 2 in [0, 1) by popularity, tier 3 below 0 (``with_floor``).
+    within a count), tier 2 in [0, 1) by popularity, tier 3 below 0 (the track's ``popularity_floor``).
 
     Counted over ``visible`` edges: a held-out playlist's seeds are as much a known answer to its
     title as a training playlist's tracks (a challenge set's seeds are given too). Hidden tracks
@@ -131,7 +131,8 @@ class TitleModel:
             out = np.broadcast_to(floor, (len(rows), stop - start)).copy()
             named_part = named[:, start:stop].tocoo()
             keep = within[named_part.col] > 0  # a name match of a track no playlist holds stays at its floor
-            out[named_part.row[keep], named_part.col[keep]] = within[named_part.col[keep]]
+            col = named_part.col[keep]
+            out[named_part.row[keep], col] = within[col]
             counted = picked[:, start:stop].tocoo()
             keep = counted.data > 0  # unknown titles' rows hold explicit zeros
             col = counted.col[keep]
